@@ -1,0 +1,155 @@
+//! Wiring: from a [`Config`] to a running server.
+
+use crate::clock::Clock;
+use crate::config::{Config, SessionStoreKind};
+use crate::jwt::Signer;
+use crate::password::Hasher;
+use crate::session::database::DbKv;
+use crate::session::memory::MemoryKv;
+use crate::session::redis::RedisKv;
+use crate::session::{KvStore, SessionManager};
+use crate::store::sql::SqlStore;
+use crate::web::{self, AppState, Inner};
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Reads the deployment secret, creating it (0600) when absent.
+pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let key = crate::crypto::b64_decode(&text)
+                .ok_or_else(|| StartError::Config(format!("{} is not a base64 secret key", path.display())))?;
+            if key.len() < 32 {
+                return Err(StartError::Config(format!("{} holds fewer than 32 bytes", path.display())));
+            }
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| StartError::Other(format!("cannot create {}: {e}", parent.display())))?;
+            }
+            let key = crate::crypto::random_bytes::<32>().map_err(|e| StartError::Other(e.to_string()))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            match opts.open(path) {
+                Ok(mut f) => {
+                    f.write_all(crate::crypto::b64(&key).as_bytes())
+                        .and_then(|_| f.sync_all())
+                        .map_err(|e| StartError::Other(format!("cannot write {}: {e}", path.display())))?;
+                    tracing::info!(path = %path.display(), "created a new secret key");
+                    Ok(key.to_vec())
+                }
+                // Another instance created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(path),
+                Err(e) => Err(StartError::Other(format!("cannot create {}: {e}", path.display()))),
+            }
+        }
+        Err(e) => Err(StartError::Other(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Everything a running gateway holds.
+pub struct Gateway {
+    pub state: AppState,
+    pub sql: Arc<SqlStore>,
+}
+
+/// Opens the store (running migrations), the session store and the signing
+/// keys.
+pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
+    let secret = load_or_create_secret(&cfg.secret_key_file)?;
+    let sql = crate::store::open(&cfg.database_url).await?;
+    let kv: Arc<dyn KvStore> = match cfg.session.store {
+        SessionStoreKind::Database => Arc::new(DbKv::new(sql.pool().clone())),
+        SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
+        SessionStoreKind::Redis => Arc::new(RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?),
+    };
+    let sessions = SessionManager::new(kv, clock.clone(), cfg.session.idle_timeout, cfg.session.absolute_timeout, cfg.is_https());
+    let signer = Signer::load_or_create(sql.as_ref(), &secret, clock.now()).await.map_err(|e| StartError::Other(e.to_string()))?;
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1);
+    let hasher = Hasher::new(workers).await.map_err(|e| StartError::Other(e.to_string()))?;
+    if cfg.session.store == SessionStoreKind::Database {
+        spawn_sweeper(DbKv::new(sql.pool().clone()));
+    }
+    let store: Arc<dyn crate::store::Store> = sql.clone();
+    let state = AppState(Arc::new(Inner { cfg, store, sessions, signer, hasher, metrics: Default::default(), clock, secret }));
+    Ok(Gateway { state, sql })
+}
+
+fn spawn_sweeper(kv: DbKv) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            if let Err(e) = kv.sweep().await {
+                tracing::warn!(error = %e, "sweeping expired sessions failed");
+            }
+        }
+    });
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+/// `iam-gateway serve`.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    if cfg.tls.is_some() {
+        return Err(StartError::Config("tls: serving TLS directly is not available in this version; terminate TLS at your proxy and leave [tls] unset".into()));
+    }
+    let listen = cfg.listen;
+    let public = cfg.public_url.clone();
+    let gw = build(cfg, Arc::new(crate::clock::SystemClock)).await?;
+    let listener = TcpListener::bind(listen).await.map_err(|e| StartError::Other(format!("cannot listen on {listen}: {e}")))?;
+    println!("iam-gateway listening on {listen}");
+    println!("open {public}/login to sign in");
+    tracing::info!(%listen, "listening");
+    serve(gw.state, listener, shutdown_signal()).await.map_err(|e| StartError::Other(e.to_string()))?;
+    gw.sql.close().await;
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! Typed configuration: a TOML file, then `IAMGW_` environment variables
+//! (`__` for nesting) on top. Unknown keys are errors, and validation reports
+//! every problem at once.
+
+use crate::domain::duration;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    List,
+}
+
+struct Field {
+    key: &'static str,
+    kind: Kind,
+    default: &'static str,
+    secret: bool,
+}
+
+const fn f(key: &'static str, default: &'static str) -> Field {
+    Field { key, kind: Kind::Str, default, secret: false }
+}
+
+/// Every key the configuration knows, with its default.
+const SCHEMA: &[Field] = &[
+    f("public_url", "http://127.0.0.1:8080"),
+    f("listen", "127.0.0.1:8080"),
+    f("database_url", "sqlite://data/iam-gateway.db"),
+    f("secret_key_file", "data/secret.key"),
+    Field { key: "allowed_return_origins", kind: Kind::List, default: "", secret: false },
+    Field { key: "trusted_proxies", kind: Kind::List, default: "127.0.0.1/32", secret: false },
+    f("session.store", "database"),
+    f("session.redis_url", "redis://127.0.0.1:6379"),
+    f("session.idle_timeout", "12h"),
+    f("session.absolute_timeout", "7d"),
+    f("tls.cert", ""),
+    f("tls.key", ""),
+    f("twilio.mode", "embedded"),
+    f("twilio.issuer_url", "http://127.0.0.1:8081"),
+    f("twilio.client_id", "segment"),
+    Field { key: "twilio.client_secret", kind: Kind::Str, default: "", secret: true },
+    f("twilio_issuer.listen", "127.0.0.1:8081"),
+    f("twilio_issuer.public_url", "http://127.0.0.1:8081"),
+    f("dns.resolver", ""),
+    f("mail.smtp_url", ""),
+    f("mail.from", "IAM Gateway <no-reply@localhost>"),
+];
+
+const SECTIONS: &[&str] = &["session", "tls", "twilio", "twilio_issuer", "dns", "mail"];
+
+/// Environment variables with the prefix that are not configuration keys.
+const ENV_NOT_CONFIG: &[&str] = &["IAMGW_LOG_FORMAT", "IAMGW_LOG", "IAMGW_CONFIG"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Raw {
+    Str(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    Database,
+    Redis,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwilioMode {
+    Embedded,
+    External,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub store: SessionStoreKind,
+    pub redis_url: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    pub mode: TwilioMode,
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioIssuerConfig {
+    pub listen: SocketAddr,
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub smtp_url: String,
+    pub from: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Without a trailing slash.
+    pub public_url: String,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub secret_key_file: PathBuf,
+    /// Serialized origins (`https://app.example.com`).
+    pub allowed_return_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub session: SessionConfig,
+    pub tls: Option<TlsConfig>,
+    pub twilio: TwilioConfig,
+    pub twilio_issuer: TwilioIssuerConfig,
+    pub dns_resolver: Option<SocketAddr>,
+    pub mail: MailConfig,
+    raw: BTreeMap<&'static str, Raw>,
+}
+
+impl Config {
+    /// Loads `file` (if any) and the given environment, reporting every
+    /// problem found.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut raw: BTreeMap<&'static str, Raw> = SCHEMA
+            .iter()
+            .map(|fd| (fd.key, default_raw(fd)))
+            .collect();
+        if let Some(path) = file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match text.parse::<toml::Table>() {
+                    Ok(table) => overlay_table(&mut raw, &table, "", &mut errors),
+                    Err(e) => errors.push(format!("{}: {}", path.display(), e.message())),
+                },
+                Err(e) => errors.push(format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("IAMGW_") else { continue };
+            if ENV_NOT_CONFIG.contains(&name.as_str()) || rest.starts_with("TEST_") {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            match SCHEMA.iter().find(|fd| fd.key == key) {
+                Some(fd) => {
+                    let v = match fd.kind {
+                        Kind::Str => Raw::Str(value),
+                        Kind::List => Raw::List(parse_env_list(&value)),
+                    };
+                    raw.insert(fd.key, v);
+                }
+                None => errors.push(format!("unknown environment variable {name} (no config key `{key}`)")),
+            }
+        }
+        let cfg = build(raw, &mut errors);
+        match cfg {
+            Some(c) if errors.is_empty() => Ok(c),
+            _ => Err(errors),
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut out = String::new();
+        let mut section = "";
+        for fd in SCHEMA {
+            let (sec, key) = fd.key.split_once('.').unwrap_or(("", fd.key));
+            if sec != section {
+                out.push_str(&format!("\n[{sec}]\n"));
+                section = sec;
+            }
+            let value = match self.raw.get(fd.key) {
+                Some(Raw::Str(s)) => {
+                    let shown = if fd.secret && !s.is_empty() { "********".to_string() } else { mask_url_password(s) };
+                    toml_string(&shown)
+                }
+                Some(Raw::List(items)) => {
+                    let parts: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+                    format!("[{}]", parts.join(", "))
+                }
+                None => "\"\"".into(),
+            };
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+        out
+    }
+
+    /// Whether the gateway is served over https (cookie names and flags follow).
+    pub fn is_https(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// The public origin, for same-origin checks.
+    pub fn public_origin(&self) -> String {
+        url::Url::parse(&self.public_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    /// Whether `ip` is a proxy whose `X-Forwarded-*` headers are believed.
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are valid by construction; a failure here would be a
+        // bug caught by the tests below, so fall back to loading errors away.
+        match Config::load(None, Vec::new()) {
+            Ok(c) => c,
+            Err(_) => unreachable_default(),
+        }
+    }
+}
+
+#[allow(clippy::panic)]
+#[cold]
+fn unreachable_default() -> Config {
+    panic!("built-in configuration defaults are invalid")
+}
+
+fn default_raw(fd: &Field) -> Raw {
+    match fd.kind {
+        Kind::Str => Raw::Str(fd.default.to_string()),
+        Kind::List => Raw::List(
+            fd.default
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+        ),
+    }
+}
+
+fn parse_env_list(value: &str) -> Vec<String> {
+    let v = value.trim();
+    if v.starts_with('[') {
+        if let Ok(t) = format!("v = {v}").parse::<toml::Table>() {
+            if let Some(toml::Value::Array(items)) = t.get("v") {
+                return items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                    .collect();
+            }
+        }
+    }
+    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+fn overlay_table(
+    raw: &mut BTreeMap<&'static str, Raw>,
+    table: &toml::Table,
+    prefix: &str,
+    errors: &mut Vec<String>,
+) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if prefix.is_empty() && SECTIONS.contains(&k.as_str()) {
+            match v {
+                toml::Value::Table(t) => overlay_table(raw, t, k, errors),
+                _ => errors.push(format!("`{key}` must be a table ([{key}])")),
+            }
+            continue;
+        }
+        let Some(fd) = SCHEMA.iter().find(|fd| fd.key == key) else {
+            errors.push(format!("unknown key `{key}`"));
+            continue;
+        };
+        match (fd.kind, v) {
+            (Kind::Str, toml::Value::String(s)) => {
+                raw.insert(fd.key, Raw::Str(s.clone()));
+            }
+            (Kind::List, toml::Value::Array(items)) => {
+                let mut out = Vec::new();
+                for i in items {
+                    match i.as_str() {
+                        Some(s) => out.push(s.to_string()),
+                        None => errors.push(format!("`{key}` must be a list of strings")),
+                    }
+                }
+                raw.insert(fd.key, Raw::List(out));
+            }
+            (Kind::Str, _) => errors.push(format!("`{key}` must be a string")),
+            (Kind::List, _) => errors.push(format!("`{key}` must be a list of strings")),
+        }
+    }
+}
+
+fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<Config> {
+    let s = |k: &str| match raw.get(k) {
+        Some(Raw::Str(s)) => s.trim().to_string(),
+        _ => String::new(),
+    };
+    let list = |k: &str| match raw.get(k) {
+        Some(Raw::List(l)) => l.clone(),
+        _ => Vec::new(),
+    };
+    let mut err = |m: String| errors.push(m);
+
+    let public_url = check_http_url("public_url", &s("public_url"), &mut err).map(|u| u.trim_end_matches('/').to_string());
+    let listen = parse_addr("listen", &s("listen"), &mut err);
+    let database_url = s("database_url");
+    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+        err(format!("database_url: `{}` must start with sqlite:, postgres:// or postgresql://", mask_url_password(&database_url)));
+    }
+    let secret_key_file = s("secret_key_file");
+    if secret_key_file.is_empty() {
+        err("secret_key_file: must not be empty".into());
+    }
+    let mut origins = Vec::new();
+    for o in list("allowed_return_origins") {
+        match url::Url::parse(&o) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && (u.path() == "/" || u.path().is_empty()) && u.query().is_none() => {
+                origins.push(u.origin().ascii_serialization())
+            }
+            _ => err(format!("allowed_return_origins: `{o}` is not an origin like https://app.example.com")),
+        }
+    }
+    let mut proxies = Vec::new();
+    for p in list("trusted_proxies") {
+        match p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(n) => proxies.push(n),
+            Err(_) => err(format!("trusted_proxies: `{p}` is not an IP address or CIDR range")),
+        }
+    }
+    let store = match s("session.store").as_str() {
+        "database" => Some(SessionStoreKind::Database),
+        "redis" => Some(SessionStoreKind::Redis),
+        "memory" => Some(SessionStoreKind::Memory),
+        other => {
+            err(format!("session.store: `{other}` must be database, redis or memory"));
+            None
+        }
+    };
+    let redis_url = s("session.redis_url");
+    if store == Some(SessionStoreKind::Redis) && !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("redis+unix://") || redis_url.starts_with("unix://")) {
+        err(format!("session.redis_url: `{}` must be a redis:// or rediss:// URL", mask_url_password(&redis_url)));
+    }
+    let idle = parse_duration("session.idle_timeout", &s("session.idle_timeout"), &mut err);
+    let absolute = parse_duration("session.absolute_timeout", &s("session.absolute_timeout"), &mut err);
+    if let (Some(i), Some(a)) = (idle, absolute) {
+        if i > a {
+            err("session.idle_timeout must not be longer than session.absolute_timeout".into());
+        }
+    }
+    let (cert, key) = (s("tls.cert"), s("tls.key"));
+    let tls = match (cert.is_empty(), key.is_empty()) {
+        (true, true) => None,
+        (false, false) => {
+            for (k, p) in [("tls.cert", &cert), ("tls.key", &key)] {
+                if !Path::new(p).is_file() {
+                    err(format!("{k}: file `{p}` does not exist"));
+                }
+            }
+            Some(TlsConfig { cert: cert.into(), key: key.into() })
+        }
+        _ => {
+            err("tls: set both cert and key, or neither".into());
+            None
+        }
+    };
+    let mode = match s("twilio.mode").as_str() {
+        "embedded" => Some(TwilioMode::Embedded),
+        "external" => Some(TwilioMode::External),
+        "off" => Some(TwilioMode::Off),
+        other => {
+            err(format!("twilio.mode: `{other}` must be embedded, external or off"));
+            None
+        }
+    };
+    let issuer_url = check_http_url("twilio.issuer_url", &s("twilio.issuer_url"), &mut err);
+    let client_id = s("twilio.client_id");
+    let client_secret = s("twilio.client_secret");
+    if mode != Some(TwilioMode::Off) && client_id.is_empty() {
+        err("twilio.client_id: must not be empty unless twilio.mode is off".into());
+    }
+    if mode == Some(TwilioMode::External) && client_secret.is_empty() {
+        err("twilio.client_secret: required when twilio.mode is external".into());
+    }
+    let issuer_listen = parse_addr("twilio_issuer.listen", &s("twilio_issuer.listen"), &mut err);
+    let issuer_public = check_http_url("twilio_issuer.public_url", &s("twilio_issuer.public_url"), &mut err);
+    if let (Some(a), Some(b), Some(TwilioMode::Embedded)) = (listen, issuer_listen, mode) {
+        if a == b && a.port() != 0 {
+            err("twilio_issuer.listen must differ from listen".into());
+        }
+    }
+    let resolver = s("dns.resolver");
+    let dns_resolver = if resolver.is_empty() { None } else { parse_addr("dns.resolver", &resolver, &mut err) };
+    let smtp_url = s("mail.smtp_url");
+    if !smtp_url.is_empty() && !(smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://")) {
+        err(format!("mail.smtp_url: `{}` must be empty or an smtp:// or smtps:// URL", mask_url_password(&smtp_url)));
+    }
+    let from = s("mail.from");
+    if from.is_empty() {
+        err("mail.from: must not be empty".into());
+    }
+
+    Some(Config {
+        public_url: public_url?,
+        listen: listen?,
+        database_url,
+        secret_key_file: secret_key_file.into(),
+        allowed_return_origins: origins,
+        trusted_proxies: proxies,
+        session: SessionConfig { store: store?, redis_url, idle_timeout: idle?, absolute_timeout: absolute? },
+        tls,
+        twilio: TwilioConfig { mode: mode?, issuer_url: issuer_url?.trim_end_matches('/').to_string(), client_id, client_secret },
+        twilio_issuer: TwilioIssuerConfig { listen: issuer_listen?, public_url: issuer_public?.trim_end_matches('/').to_string() },
+        dns_resolver,
+        mail: MailConfig { smtp_url, from },
+        raw,
+    })
+}
+
+fn check_http_url(key: &str, v: &str, err: &mut impl FnMut(String)) -> Option<String> {
+    match url::Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(v.to_string()),
+        _ => {
+            err(format!("{key}: `{v}` is not an http:// or https:// URL"));
+            None
+        }
+    }
+}
+
+fn parse_addr(key: &str, v: &str, err: &mut impl FnMut(String)) -> Option<SocketAddr> {
+    match v.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            err(format!("{key}: `{v}` is not an address like 127.0.0.1:8080"));
+            None
+        }
+    }
+}
+
+fn parse_duration(key: &str, v: &str, err: &mut impl FnMut(String)) -> Option<Duration> {
+    match duration::parse(v) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            err(format!("{key}: {e}"));
+            None
+        }
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:********@host`.
+pub fn mask_url_password(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            if u.set_password(Some("********")).is_ok() {
+                u.to_string()
+            } else {
+                "********".into()
+            }
+        }
+        _ => s.to_string(),
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://data/iam-gateway.db");
+        assert_eq!(c.session.store, SessionStoreKind::Database);
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
+        assert!(!c.is_https());
+    }
+
+    #[test]
+    fn environment_wins_and_nests_with_double_underscore() {
+        let c = Config::load(None, env(&[("IAMGW_SESSION__STORE", "memory"), ("IAMGW_ALLOWED_RETURN_ORIGINS", "[\"https://app.example.com/\"]"), ("IAMGW_LOG_FORMAT", "json"), ("IAMGW_TEST_DATABASE_URL", "x")])).unwrap();
+        assert_eq!(c.session.store, SessionStoreKind::Memory);
+        assert_eq!(c.allowed_return_origins, vec!["https://app.example.com".to_string()]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = std::env::temp_dir().join(format!("iamgw-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\n[mail]\nfrom = 3\n").unwrap();
+        let errs = Config::load(Some(&file), env(&[("IAMGW_SESION__STORE", "redis")])).unwrap_err();
+        let all = errs.join("\n");
+        for needle in ["listen", "unknown key `bogus`", "session.store", "session.idle_timeout", "mail.from", "IAMGW_SESION__STORE"] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+        assert!(errs.len() >= 6);
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        let c = Config::load(None, env(&[("IAMGW_TWILIO__CLIENT_SECRET", "s3cret-value"), ("IAMGW_DATABASE_URL", "postgres://app:hunter22@db/iam")])).unwrap();
+        let shown = c.to_masked_toml();
+        assert!(!shown.contains("s3cret-value"));
+        assert!(!shown.contains("hunter22"));
+        assert!(shown.contains("postgres://app:********@db/iam"));
+        assert!(shown.parse::<toml::Table>().is_ok());
+    }
+}

@@ -1,0 +1,10 @@
+//! Pure rules: no HTTP, no SQL.
+
+pub mod access;
+pub mod duration;
+pub mod errors;
+pub mod model;
+pub mod return_to;
+pub mod roles;
+
+pub use errors::DomainError;

@@ -1,0 +1,24 @@
+//! iam-gateway: an identity gateway for a multi-workspace SaaS.
+//!
+//! Module map (see `docs/architecture.md`):
+//! * [`config`]: typed configuration from TOML and `IAMGW_` environment.
+//! * [`clock`]: time as a parameter, so expiry is testable without sleeping.
+//! * [`domain`]: pure rules (roles, access decisions, return_to, durations).
+//! * [`store`]: durable data behind the [`store::Store`] trait (SQLite, PostgreSQL).
+//! * [`session`]: key-value-with-TTL backends and the session manager.
+//! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
+//! * [`web`]: the axum application (pages, forward-auth, API, operations).
+//! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod jwt;
+pub mod password;
+pub mod session;
+pub mod store;
+pub mod web;

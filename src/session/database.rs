@@ -1,0 +1,133 @@
+//! Sessions in the gateway's own database (the default): tables `kv` and
+//! `kv_index`; expired rows are swept by [`DbKv::sweep`].
+
+use super::{now_ms, ttl_ms, KvError, KvStore};
+use async_trait::async_trait;
+use sqlx::{AnyPool, Row};
+use std::time::Duration;
+
+pub struct DbKv {
+    pool: AnyPool,
+}
+
+fn unavailable(e: sqlx::Error) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+impl DbKv {
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Deletes expired rows; run periodically.
+    pub async fn sweep(&self) -> Result<u64, KvError> {
+        let now = now_ms();
+        let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1").bind(now).execute(&self.pool).await.map_err(unavailable)?;
+        let b = sqlx::query("DELETE FROM kv_index WHERE expires_at <= $1").bind(now).execute(&self.pool).await.map_err(unavailable)?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}
+
+#[async_trait]
+impl KvStore for DbKv {
+    async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
+        let row = sqlx::query("SELECT value FROM kv WHERE key = $1 AND expires_at > $2")
+            .bind(key)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| r.try_get("value")).transpose().map_err(unavailable)
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
+        sqlx::query(
+            "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now_ms() + ttl_ms(ttl))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
+             WHERE kv.expires_at <= $4",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(now + ttl_ms(ttl))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
+        let row = sqlx::query("DELETE FROM kv WHERE key = $1 RETURNING value, expires_at")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let expires: i64 = row.try_get("expires_at").map_err(unavailable)?;
+        if expires <= now_ms() {
+            return Ok(None);
+        }
+        row.try_get("value").map(Some).map_err(unavailable)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), KvError> {
+        sqlx::query("DELETE FROM kv WHERE key = $1").bind(key).execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
+        sqlx::query(
+            "INSERT INTO kv_index (ikey, member, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(index)
+        .bind(member)
+        .bind(now_ms() + ttl_ms(ttl))
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {
+        let rows = sqlx::query("SELECT member FROM kv_index WHERE ikey = $1 AND expires_at > $2")
+            .bind(index)
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(|r| r.try_get("member")).collect::<Result<_, _>>().map_err(unavailable)
+    }
+
+    async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError> {
+        for m in members {
+            sqlx::query("DELETE FROM kv_index WHERE ikey = $1 AND member = $2")
+                .bind(index)
+                .bind(m)
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), KvError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! Sessions in two layers: a tiny key-value-with-TTL store (memory,
+//! database, Redis) and one [`manager::SessionManager`] that owns the cookie,
+//! hashing and expiry.
+
+pub mod database;
+pub mod manager;
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+pub use manager::{Session, SessionManager};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Key-value with expiry, plus small sets ("indexes") used to find every
+/// session of one user. Expiry is wall-clock time; the manager applies its
+/// own idle and absolute rules on top with the injected clock.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<String>, KvError>;
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError>;
+    /// Sets only when absent (or expired); true when this call set it.
+    async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError>;
+    /// Gets and deletes atomically: single-use values.
+    async fn take(&self, key: &str) -> Result<Option<String>, KvError>;
+    async fn delete(&self, key: &str) -> Result<(), KvError>;
+    /// Adds `member` to the set `index`, which lives at least `ttl` more.
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError>;
+    async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError>;
+    async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError>;
+    async fn ping(&self) -> Result<(), KvError>;
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1)
+}

@@ -1,0 +1,96 @@
+//! Durable data behind one trait. Both backends ([`sqlite`], [`postgres`])
+//! share the portable SQL in [`sql`]; they differ in how they connect.
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use crate::domain::model::{Membership, User, Workspace};
+use crate::domain::roles::Policy;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness constraint refused the write; the text names what.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    pub sealed_private_key: String,
+    pub public_jwk: String,
+    pub created_at: i64,
+}
+
+/// A workspace and the user's own policies in it.
+#[derive(Debug, Clone)]
+pub struct WorkspaceAccess {
+    pub workspace: Workspace,
+    pub policies: Vec<Policy>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User>;
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+    async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()>;
+
+    async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace>;
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>>;
+
+    /// Adds a member; `Conflict` when already one.
+    async fn add_member(&self, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()>;
+    async fn membership(&self, workspace_id: &str, user_id: &str) -> StoreResult<Option<Membership>>;
+    async fn set_member_policies(&self, workspace_id: &str, user_id: &str, policies: &[Policy]) -> StoreResult<()>;
+    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()>;
+    async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>>;
+
+    /// Creates a workspace and makes `email` its owner (creating the user if
+    /// needed), in one transaction: all or nothing.
+    async fn bootstrap_workspace(&self, slug: &str, name: &str, owner: &NewUser, now: i64) -> StoreResult<(Workspace, User)>;
+
+    /// Stores the hash of a one-time link token.
+    async fn create_action_token(&self, token_hash: &str, purpose: &str, user_id: &str, now: i64, expires_at: i64) -> StoreResult<()>;
+    /// Marks a live token used and returns its user, atomically.
+    async fn consume_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>>;
+    /// Returns the user of a live token without using it.
+    async fn peek_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>>;
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+}
+
+/// Opens the store named by a `database_url` and runs migrations.
+pub async fn open(database_url: &str) -> StoreResult<Arc<sql::SqlStore>> {
+    let store = if database_url.starts_with("sqlite:") {
+        sqlite::connect(database_url).await?
+    } else {
+        postgres::connect(database_url).await?
+    };
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}

@@ -1,0 +1,390 @@
+//! The SQL both backends run, through sqlx's `Any` driver. Placeholders are
+//! `$N`, which SQLite and PostgreSQL both accept.
+
+use super::*;
+use crate::domain::model::normalize_email;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Maps a sqlx error onto the store's error: constraint names become
+/// readable conflicts, connection trouble becomes "unavailable".
+pub fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
+            StoreError::Conflict(conflict_text(&what))
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Turns a constraint name (PostgreSQL) or message (SQLite) into what the
+/// person should read.
+fn conflict_text(what: &str) -> String {
+    if what.contains("users_email_key") || what.contains("users.email_norm") {
+        "a user with this email already exists".into()
+    } else if what.contains("workspaces_slug_key") || what.contains("workspaces.slug") {
+        "a workspace with this slug already exists".into()
+    } else if what.contains("memberships_pkey") || what.contains("memberships.workspace_id") {
+        "already a member of this workspace".into()
+    } else {
+        "already exists".into()
+    }
+}
+
+fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        password_hash: row.try_get("password_hash")?,
+        created_at: row.try_get("created_at")?,
+        last_login_at: row.try_get("last_login_at")?,
+    })
+}
+
+fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
+    Ok(Workspace {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("stored policies unreadable: {e}")))
+}
+
+fn policies_text(p: &[Policy]) -> StoreResult<String> {
+    serde_json::to_string(p).map_err(|e| StoreError::Other(e.to_string()))
+}
+
+const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at";
+
+impl SqlStore {
+    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+        Self { pool, backend }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+async fn insert_user<'e, E>(ex: E, new: &NewUser, now: i64) -> StoreResult<User>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: new.email.trim().to_string(),
+        name: new.name.trim().to_string(),
+        password_hash: new.password_hash.clone(),
+        created_at: now,
+        last_login_at: None,
+    };
+    sqlx::query("INSERT INTO users (id, email, email_norm, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(normalize_email(&user.email))
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(map_err)?;
+    Ok(user)
+}
+
+async fn insert_workspace<'e, E>(ex: E, slug: &str, name: &str, now: i64) -> StoreResult<Workspace>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let ws = Workspace { id: uuid::Uuid::new_v4().to_string(), slug: slug.to_string(), name: name.to_string(), created_at: now };
+    sqlx::query("INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(&ws.id)
+        .bind(&ws.slug)
+        .bind(&ws.name)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(map_err)?;
+    Ok(ws)
+}
+
+async fn insert_member<'e, E>(ex: E, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(workspace_id)
+        .bind(user_id)
+        .bind(policies_text(policies)?)
+        .bind(now)
+        .execute(ex)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| match map_err(e) {
+            StoreError::Other(m) => StoreError::Unavailable(m),
+            other => other,
+        })?;
+        Ok(())
+    }
+
+    async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User> {
+        insert_user(&self.pool, new, now).await
+    }
+
+    async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose().map_err(map_err)
+    }
+
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE email_norm = $1"))
+            .bind(normalize_email(email))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from).transpose().map_err(map_err)
+    }
+
+    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace> {
+        insert_workspace(&self.pool, slug, name, now).await
+    }
+
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
+        let row = sqlx::query("SELECT id, slug, name, created_at FROM workspaces WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(workspace_from).transpose().map_err(map_err)
+    }
+
+    async fn add_member(&self, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()> {
+        insert_member(&self.pool, workspace_id, user_id, policies, now).await
+    }
+
+    async fn membership(&self, workspace_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
+        let row = sqlx::query("SELECT policies, created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match row {
+            None => Ok(None),
+            Some(r) => {
+                let text: String = r.try_get("policies").map_err(map_err)?;
+                Ok(Some(Membership {
+                    workspace_id: workspace_id.to_string(),
+                    user_id: user_id.to_string(),
+                    policies: policies_from(&text)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                }))
+            }
+        }
+    }
+
+    async fn set_member_policies(&self, workspace_id: &str, user_id: &str, policies: &[Policy]) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE memberships SET policies = $1 WHERE workspace_id = $2 AND user_id = $3")
+            .bind(policies_text(policies)?)
+            .bind(workspace_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()> {
+        let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.slug, w.name, w.created_at, m.policies FROM memberships m \
+             JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1 ORDER BY w.slug",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let text: String = r.try_get("policies").map_err(map_err)?;
+                Ok(WorkspaceAccess { workspace: workspace_from(r).map_err(map_err)?, policies: policies_from(&text)? })
+            })
+            .collect()
+    }
+
+    async fn bootstrap_workspace(&self, slug: &str, name: &str, owner: &NewUser, now: i64) -> StoreResult<(Workspace, User)> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let ws = insert_workspace(&mut *tx, slug, name, now).await?;
+        let existing = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE email_norm = $1"))
+            .bind(normalize_email(&owner.email))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let user = match existing {
+            Some(row) => user_from(&row).map_err(map_err)?,
+            None => insert_user(&mut *tx, owner, now).await?,
+        };
+        insert_member(&mut *tx, &ws.id, &user.id, &[Policy::workspace(crate::domain::roles::WORKSPACE_OWNER)], now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok((ws, user))
+    }
+
+    async fn create_action_token(&self, token_hash: &str, purpose: &str, user_id: &str, now: i64, expires_at: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO action_tokens (token_hash, purpose, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash)
+            .bind(purpose)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn consume_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "UPDATE action_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .bind(purpose)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| r.try_get("user_id")).transpose().map_err(map_err)
+    }
+
+    async fn peek_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT user_id FROM action_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(token_hash)
+        .bind(purpose)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| r.try_get("user_id")).transpose().map_err(map_err)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_key, public_jwk, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredSigningKey {
+                    kid: r.try_get("kid")?,
+                    alg: r.try_get("alg")?,
+                    sealed_private_key: r.try_get("private_key")?,
+                    public_jwk: r.try_get("public_jwk")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.sealed_private_key)
+            .bind(&key.public_jwk)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}

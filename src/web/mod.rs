@@ -1,0 +1,116 @@
+//! The axum application: routes, shared state and middleware.
+
+pub mod api;
+pub mod csrf;
+pub mod errors;
+pub mod forward_auth;
+pub mod http;
+pub mod login;
+pub mod metrics;
+pub mod ops;
+pub mod views;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::jwt::Signer;
+use crate::password::Hasher;
+use crate::session::SessionManager;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+pub struct Inner {
+    pub cfg: Config,
+    pub store: Arc<dyn Store>,
+    pub sessions: SessionManager,
+    pub signer: Signer,
+    pub hasher: Hasher,
+    pub metrics: metrics::Metrics,
+    pub clock: Arc<dyn Clock>,
+    /// The deployment secret (MAC and sealing keys derive from it).
+    pub secret: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Largest request body accepted (forms and JSON).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(login::home))
+        .route("/login", get(login::login_page).post(login::login_email))
+        .route("/login/password", post(login::login_password))
+        .route("/logout", post(login::logout))
+        .route("/workspaces", get(login::workspaces))
+        .route("/set-password/{token}", get(login::set_password_page).post(login::set_password))
+        .route("/auth/verify", get(forward_auth::verify))
+        .route("/auth/forward", get(forward_auth::forward))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/api/v1/me", get(api::me))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/static/app.css", get(ops::stylesheet))
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
+        .fallback(ops::not_found)
+        .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Metrics and one log line per request (path without the query string, so
+/// no token or return_to ends up in logs).
+async fn observe(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let request_id = crate::crypto::random_bytes::<8>().map(|b| crate::crypto::hex(&b)).unwrap_or_default();
+    let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    state.metrics.observe_request(&route, method.as_str(), status, elapsed);
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if route != "/healthz" && route != "/metrics" {
+        tracing::info!(parent: &span, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "handled");
+    }
+    resp
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"),
+        );
+    }
+    resp
+}

@@ -1,0 +1,79 @@
+//! Askama templates, one struct per page (templates/<name>.html).
+
+use askama::Template;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+/// What every page's frame needs.
+#[derive(Debug, Clone, Default)]
+pub struct Chrome {
+    pub csrf: String,
+    pub user_email: Option<String>,
+}
+
+impl Chrome {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+}
+
+pub fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], "internal error").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login_email.html")]
+pub struct LoginEmailPage {
+    pub chrome: Chrome,
+    pub return_to: String,
+    pub email: String,
+    pub error: Option<String>,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login_password.html")]
+pub struct LoginPasswordPage {
+    pub chrome: Chrome,
+    pub return_to: String,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+pub struct WorkspaceRow {
+    pub slug: String,
+    pub name: String,
+    pub roles: String,
+}
+
+#[derive(Template)]
+#[template(path = "workspaces.html")]
+pub struct WorkspacesPage {
+    pub chrome: Chrome,
+    pub name: String,
+    pub workspaces: Vec<WorkspaceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "set_password.html")]
+pub struct SetPasswordPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+    /// (href, label)
+    pub link: Option<(String, String)>,
+}
