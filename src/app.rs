@@ -32,18 +32,25 @@ pub enum StartError {
 pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let key = crate::crypto::b64_decode(&text)
-                .ok_or_else(|| StartError::Config(format!("{} is not a base64 secret key", path.display())))?;
+            let key = crate::crypto::b64_decode(&text).ok_or_else(|| {
+                StartError::Config(format!("{} is not a base64 secret key", path.display()))
+            })?;
             if key.len() < 32 {
-                return Err(StartError::Config(format!("{} holds fewer than 32 bytes", path.display())));
+                return Err(StartError::Config(format!(
+                    "{} holds fewer than 32 bytes",
+                    path.display()
+                )));
             }
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| StartError::Other(format!("cannot create {}: {e}", parent.display())))?;
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StartError::Other(format!("cannot create {}: {e}", parent.display()))
+                })?;
             }
-            let key = crate::crypto::random_bytes::<32>().map_err(|e| StartError::Other(e.to_string()))?;
+            let key = crate::crypto::random_bytes::<32>()
+                .map_err(|e| StartError::Other(e.to_string()))?;
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
             #[cfg(unix)]
@@ -55,16 +62,26 @@ pub fn load_or_create_secret(path: &Path) -> Result<Vec<u8>, StartError> {
                 Ok(mut f) => {
                     f.write_all(crate::crypto::b64(&key).as_bytes())
                         .and_then(|_| f.sync_all())
-                        .map_err(|e| StartError::Other(format!("cannot write {}: {e}", path.display())))?;
+                        .map_err(|e| {
+                            StartError::Other(format!("cannot write {}: {e}", path.display()))
+                        })?;
                     tracing::info!(path = %path.display(), "created a new secret key");
                     Ok(key.to_vec())
                 }
                 // Another instance created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(path),
-                Err(e) => Err(StartError::Other(format!("cannot create {}: {e}", path.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_secret(path)
+                }
+                Err(e) => Err(StartError::Other(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                ))),
             }
         }
-        Err(e) => Err(StartError::Other(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => Err(StartError::Other(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -82,17 +99,42 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let kv: Arc<dyn KvStore> = match cfg.session.store {
         SessionStoreKind::Database => Arc::new(DbKv::new(sql.pool().clone())),
         SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
-        SessionStoreKind::Redis => Arc::new(RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?),
+        SessionStoreKind::Redis => Arc::new(
+            RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?,
+        ),
     };
-    let sessions = SessionManager::new(kv, clock.clone(), cfg.session.idle_timeout, cfg.session.absolute_timeout, cfg.is_https());
-    let signer = Signer::load_or_create(sql.as_ref(), &secret, clock.now()).await.map_err(|e| StartError::Other(e.to_string()))?;
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1);
-    let hasher = Hasher::new(workers).await.map_err(|e| StartError::Other(e.to_string()))?;
+    let sessions = SessionManager::new(
+        kv,
+        clock.clone(),
+        cfg.session.idle_timeout,
+        cfg.session.absolute_timeout,
+        cfg.is_https(),
+    );
+    let signer = Signer::load_or_create(sql.as_ref(), &secret, clock.now())
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .saturating_sub(1)
+        .max(1);
+    let hasher = Hasher::new(workers)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
     if cfg.session.store == SessionStoreKind::Database {
         spawn_sweeper(DbKv::new(sql.pool().clone()));
     }
     let store: Arc<dyn crate::store::Store> = sql.clone();
-    let state = AppState(Arc::new(Inner { cfg, store, sessions, signer, hasher, metrics: Default::default(), clock, secret }));
+    let state = AppState(Arc::new(Inner {
+        cfg,
+        store,
+        sessions,
+        signer,
+        hasher,
+        metrics: Default::default(),
+        clock,
+        secret,
+    }));
     Ok(Gateway { state, sql })
 }
 
@@ -109,9 +151,15 @@ fn spawn_sweeper(kv: DbKv) {
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests.
-pub async fn serve(state: AppState, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// SIGTERM or Ctrl-C.
@@ -145,11 +193,15 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     let listen = cfg.listen;
     let public = cfg.public_url.clone();
     let gw = build(cfg, Arc::new(crate::clock::SystemClock)).await?;
-    let listener = TcpListener::bind(listen).await.map_err(|e| StartError::Other(format!("cannot listen on {listen}: {e}")))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| StartError::Other(format!("cannot listen on {listen}: {e}")))?;
     println!("iam-gateway listening on {listen}");
     println!("open {public}/login to sign in");
     tracing::info!(%listen, "listening");
-    serve(gw.state, listener, shutdown_signal()).await.map_err(|e| StartError::Other(e.to_string()))?;
+    serve(gw.state, listener, shutdown_signal())
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
     gw.sql.close().await;
     Ok(())
 }

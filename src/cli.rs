@@ -13,7 +13,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "iam-gateway", version, about = "Identity gateway: sign-in, sessions and forward-auth for a multi-workspace SaaS")]
+#[command(
+    name = "iam-gateway",
+    version,
+    about = "Identity gateway: sign-in, sessions and forward-auth for a multi-workspace SaaS"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,7 +75,8 @@ impl From<StoreError> for Failure {
 }
 
 fn load(config: Option<&PathBuf>) -> Result<Config, Failure> {
-    Config::load(config.map(|p| p.as_path()), std::env::vars()).map_err(|errs| Failure(errs.join("; ")))
+    Config::load(config.map(|p| p.as_path()), std::env::vars())
+        .map_err(|errs| Failure(errs.join("; ")))
 }
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
@@ -84,35 +89,67 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             println!("migrations applied");
             Ok(())
         }
-        Command::CheckConfig { config } => match Config::load(config.as_deref(), std::env::vars()) {
-            Ok(cfg) => {
-                print!("{}", cfg.to_masked_toml().trim_start());
-                Ok(())
-            }
-            Err(errs) => {
-                for e in &errs {
-                    eprintln!("error: {e}");
+        Command::CheckConfig { config } => {
+            match Config::load(config.as_deref(), std::env::vars()) {
+                Ok(cfg) => {
+                    print!("{}", cfg.to_masked_toml().trim_start());
+                    Ok(())
                 }
-                Err(Failure(format!("{} problem(s) in the configuration", errs.len())))
+                Err(errs) => {
+                    for e in &errs {
+                        eprintln!("error: {e}");
+                    }
+                    Err(Failure(format!(
+                        "{} problem(s) in the configuration",
+                        errs.len()
+                    )))
+                }
             }
-        },
-        Command::Bootstrap { workspace, owner_email, name, password_stdin, config } => {
-            bootstrap(load(config.as_ref())?, &workspace, &owner_email, name, password_stdin).await
+        }
+        Command::Bootstrap {
+            workspace,
+            owner_email,
+            name,
+            password_stdin,
+            config,
+        } => {
+            bootstrap(
+                load(config.as_ref())?,
+                &workspace,
+                &owner_email,
+                name,
+                password_stdin,
+            )
+            .await
         }
     }
 }
 
-async fn bootstrap(cfg: Config, slug: &str, email: &str, name: Option<String>, password_stdin: bool) -> Result<(), Failure> {
+async fn bootstrap(
+    cfg: Config,
+    slug: &str,
+    email: &str,
+    name: Option<String>,
+    password_stdin: bool,
+) -> Result<(), Failure> {
     if !valid_slug(slug) {
-        return Err(Failure(format!("`{slug}` is not a workspace slug (2-63 of a-z, 0-9 and -)")));
+        return Err(Failure(format!(
+            "`{slug}` is not a workspace slug (2-63 of a-z, 0-9 and -)"
+        )));
     }
     if !valid_email(email) {
         return Err(Failure(format!("`{email}` is not an email address")));
     }
     let password = if password_stdin {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| Failure(format!("cannot read the password from stdin: {e}")))?;
-        let pw = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure(format!("cannot read the password from stdin: {e}")))?;
+        let pw = text
+            .strip_suffix('\n')
+            .map(|t| t.strip_suffix('\r').unwrap_or(t))
+            .unwrap_or(&text)
+            .to_string();
         check_policy(&pw, email).map_err(Failure)?;
         Some(pw)
     } else {
@@ -121,24 +158,49 @@ async fn bootstrap(cfg: Config, slug: &str, email: &str, name: Option<String>, p
     let clock = SystemClock;
     let store = crate::store::open(&cfg.database_url).await?;
     let existing = store.user_by_email(email).await?;
-    let hasher = crate::password::Hasher::new(1).await.map_err(|e| Failure(e.to_string()))?;
+    let hasher = crate::password::Hasher::new(1)
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
     let hash = match &password {
-        Some(pw) if existing.is_none() => Some(hasher.hash(pw).await.map_err(|e| Failure(e.to_string()))?),
+        Some(pw) if existing.is_none() => {
+            Some(hasher.hash(pw).await.map_err(|e| Failure(e.to_string()))?)
+        }
         _ => None,
     };
-    let owner = NewUser { email: email.trim().to_string(), name: String::new(), password_hash: hash };
+    let owner = NewUser {
+        email: email.trim().to_string(),
+        name: String::new(),
+        password_hash: hash,
+    };
     let ws_name = name.unwrap_or_else(|| slug.to_string());
-    let (ws, user) = store.bootstrap_workspace(slug, &ws_name, &owner, clock.now()).await?;
-    println!("workspace {} created; owner {} (user id {})", ws.slug, user.email, user.id);
+    let (ws, user) = store
+        .bootstrap_workspace(slug, &ws_name, &owner, clock.now())
+        .await?;
+    println!(
+        "workspace {} created; owner {} (user id {})",
+        ws.slug, user.email, user.id
+    );
     if existing.is_some() {
-        println!("{} already had an account; its credentials are unchanged", user.email);
+        println!(
+            "{} already had an account; its credentials are unchanged",
+            user.email
+        );
     } else if password.is_none() {
         let token = crypto::random_token("").map_err(|e| Failure(e.to_string()))?;
         let now = clock.now();
         store
-            .create_action_token(&crypto::sha256_hex(token.as_bytes()), crate::web::login::SET_PASSWORD, &user.id, now, now + 24 * 3600)
+            .create_action_token(
+                &crypto::sha256_hex(token.as_bytes()),
+                crate::web::login::SET_PASSWORD,
+                &user.id,
+                now,
+                now + 24 * 3600,
+            )
             .await?;
-        println!("set the owner's password within 24 hours at: {}/set-password/{token}", cfg.public_url);
+        println!(
+            "set the owner's password within 24 hours at: {}/set-password/{token}",
+            cfg.public_url
+        );
     }
     store.close().await;
     Ok(())

@@ -23,7 +23,12 @@ struct Field {
 }
 
 const fn f(key: &'static str, default: &'static str) -> Field {
-    Field { key, kind: Kind::Str, default, secret: false }
+    Field {
+        key,
+        kind: Kind::Str,
+        default,
+        secret: false,
+    }
 }
 
 /// Every key the configuration knows, with its default.
@@ -32,8 +37,18 @@ const SCHEMA: &[Field] = &[
     f("listen", "127.0.0.1:8080"),
     f("database_url", "sqlite://data/iam-gateway.db"),
     f("secret_key_file", "data/secret.key"),
-    Field { key: "allowed_return_origins", kind: Kind::List, default: "", secret: false },
-    Field { key: "trusted_proxies", kind: Kind::List, default: "127.0.0.1/32", secret: false },
+    Field {
+        key: "allowed_return_origins",
+        kind: Kind::List,
+        default: "",
+        secret: false,
+    },
+    Field {
+        key: "trusted_proxies",
+        kind: Kind::List,
+        default: "127.0.0.1/32",
+        secret: false,
+    },
     f("session.store", "database"),
     f("session.redis_url", "redis://127.0.0.1:6379"),
     f("session.idle_timeout", "12h"),
@@ -43,7 +58,12 @@ const SCHEMA: &[Field] = &[
     f("twilio.mode", "embedded"),
     f("twilio.issuer_url", "http://127.0.0.1:8081"),
     f("twilio.client_id", "segment"),
-    Field { key: "twilio.client_secret", kind: Kind::Str, default: "", secret: true },
+    Field {
+        key: "twilio.client_secret",
+        kind: Kind::Str,
+        default: "",
+        secret: true,
+    },
     f("twilio_issuer.listen", "127.0.0.1:8081"),
     f("twilio_issuer.public_url", "http://127.0.0.1:8081"),
     f("dns.resolver", ""),
@@ -137,10 +157,8 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
-        let mut raw: BTreeMap<&'static str, Raw> = SCHEMA
-            .iter()
-            .map(|fd| (fd.key, default_raw(fd)))
-            .collect();
+        let mut raw: BTreeMap<&'static str, Raw> =
+            SCHEMA.iter().map(|fd| (fd.key, default_raw(fd))).collect();
         if let Some(path) = file {
             match std::fs::read_to_string(path) {
                 Ok(text) => match text.parse::<toml::Table>() {
@@ -150,10 +168,14 @@ impl Config {
                 Err(e) => errors.push(format!("cannot read {}: {e}", path.display())),
             }
         }
+        // Sorted by name for stable error order; for a repeated name the last
+        // value wins.
         let mut env: Vec<(String, String)> = env.into_iter().collect();
-        env.sort();
+        env.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("IAMGW_") else { continue };
+            let Some(rest) = name.strip_prefix("IAMGW_") else {
+                continue;
+            };
             if ENV_NOT_CONFIG.contains(&name.as_str()) || rest.starts_with("TEST_") {
                 continue;
             }
@@ -166,7 +188,9 @@ impl Config {
                     };
                     raw.insert(fd.key, v);
                 }
-                None => errors.push(format!("unknown environment variable {name} (no config key `{key}`)")),
+                None => errors.push(format!(
+                    "unknown environment variable {name} (no config key `{key}`)"
+                )),
             }
         }
         let cfg = build(raw, &mut errors);
@@ -188,7 +212,11 @@ impl Config {
             }
             let value = match self.raw.get(fd.key) {
                 Some(Raw::Str(s)) => {
-                    let shown = if fd.secret && !s.is_empty() { "********".to_string() } else { mask_url_password(s) };
+                    let shown = if fd.secret && !s.is_empty() {
+                        "********".to_string()
+                    } else {
+                        mask_url_password(s)
+                    };
                     toml_string(&shown)
                 }
                 Some(Raw::List(items)) => {
@@ -220,23 +248,6 @@ impl Config {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        // The defaults are valid by construction; a failure here would be a
-        // bug caught by the tests below, so fall back to loading errors away.
-        match Config::load(None, Vec::new()) {
-            Ok(c) => c,
-            Err(_) => unreachable_default(),
-        }
-    }
-}
-
-#[allow(clippy::panic)]
-#[cold]
-fn unreachable_default() -> Config {
-    panic!("built-in configuration defaults are invalid")
-}
-
 fn default_raw(fd: &Field) -> Raw {
     match fd.kind {
         Kind::Str => Raw::Str(fd.default.to_string()),
@@ -257,12 +268,19 @@ fn parse_env_list(value: &str) -> Vec<String> {
             if let Some(toml::Value::Array(items)) = t.get("v") {
                 return items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| i.to_string())
+                    })
                     .collect();
             }
         }
     }
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn overlay_table(
@@ -272,7 +290,11 @@ fn overlay_table(
     errors: &mut Vec<String>,
 ) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if prefix.is_empty() && SECTIONS.contains(&k.as_str()) {
             match v {
                 toml::Value::Table(t) => overlay_table(raw, t, k, errors),
@@ -315,11 +337,18 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
     };
     let mut err = |m: String| errors.push(m);
 
-    let public_url = check_http_url("public_url", &s("public_url"), &mut err).map(|u| u.trim_end_matches('/').to_string());
+    let public_url = check_http_url("public_url", &s("public_url"), &mut err)
+        .map(|u| u.trim_end_matches('/').to_string());
     let listen = parse_addr("listen", &s("listen"), &mut err);
     let database_url = s("database_url");
-    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-        err(format!("database_url: `{}` must start with sqlite:, postgres:// or postgresql://", mask_url_password(&database_url)));
+    if !(database_url.starts_with("sqlite:")
+        || database_url.starts_with("postgres://")
+        || database_url.starts_with("postgresql://"))
+    {
+        err(format!(
+            "database_url: `{}` must start with sqlite:, postgres:// or postgresql://",
+            mask_url_password(&database_url)
+        ));
     }
     let secret_key_file = s("secret_key_file");
     if secret_key_file.is_empty() {
@@ -328,17 +357,29 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
     let mut origins = Vec::new();
     for o in list("allowed_return_origins") {
         match url::Url::parse(&o) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && (u.path() == "/" || u.path().is_empty()) && u.query().is_none() => {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && (u.path() == "/" || u.path().is_empty())
+                    && u.query().is_none() =>
+            {
                 origins.push(u.origin().ascii_serialization())
             }
-            _ => err(format!("allowed_return_origins: `{o}` is not an origin like https://app.example.com")),
+            _ => err(format!(
+                "allowed_return_origins: `{o}` is not an origin like https://app.example.com"
+            )),
         }
     }
     let mut proxies = Vec::new();
     for p in list("trusted_proxies") {
-        match p.parse::<IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from)) {
+        match p
+            .parse::<IpNet>()
+            .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(n) => proxies.push(n),
-            Err(_) => err(format!("trusted_proxies: `{p}` is not an IP address or CIDR range")),
+            Err(_) => err(format!(
+                "trusted_proxies: `{p}` is not an IP address or CIDR range"
+            )),
         }
     }
     let store = match s("session.store").as_str() {
@@ -346,16 +387,30 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         "redis" => Some(SessionStoreKind::Redis),
         "memory" => Some(SessionStoreKind::Memory),
         other => {
-            err(format!("session.store: `{other}` must be database, redis or memory"));
+            err(format!(
+                "session.store: `{other}` must be database, redis or memory"
+            ));
             None
         }
     };
     let redis_url = s("session.redis_url");
-    if store == Some(SessionStoreKind::Redis) && !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("redis+unix://") || redis_url.starts_with("unix://")) {
-        err(format!("session.redis_url: `{}` must be a redis:// or rediss:// URL", mask_url_password(&redis_url)));
+    if store == Some(SessionStoreKind::Redis)
+        && !(redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("redis+unix://")
+            || redis_url.starts_with("unix://"))
+    {
+        err(format!(
+            "session.redis_url: `{}` must be a redis:// or rediss:// URL",
+            mask_url_password(&redis_url)
+        ));
     }
     let idle = parse_duration("session.idle_timeout", &s("session.idle_timeout"), &mut err);
-    let absolute = parse_duration("session.absolute_timeout", &s("session.absolute_timeout"), &mut err);
+    let absolute = parse_duration(
+        "session.absolute_timeout",
+        &s("session.absolute_timeout"),
+        &mut err,
+    );
     if let (Some(i), Some(a)) = (idle, absolute) {
         if i > a {
             err("session.idle_timeout must not be longer than session.absolute_timeout".into());
@@ -370,7 +425,10 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
                     err(format!("{k}: file `{p}` does not exist"));
                 }
             }
-            Some(TlsConfig { cert: cert.into(), key: key.into() })
+            Some(TlsConfig {
+                cert: cert.into(),
+                key: key.into(),
+            })
         }
         _ => {
             err("tls: set both cert and key, or neither".into());
@@ -382,7 +440,9 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         "external" => Some(TwilioMode::External),
         "off" => Some(TwilioMode::Off),
         other => {
-            err(format!("twilio.mode: `{other}` must be embedded, external or off"));
+            err(format!(
+                "twilio.mode: `{other}` must be embedded, external or off"
+            ));
             None
         }
     };
@@ -396,17 +456,29 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         err("twilio.client_secret: required when twilio.mode is external".into());
     }
     let issuer_listen = parse_addr("twilio_issuer.listen", &s("twilio_issuer.listen"), &mut err);
-    let issuer_public = check_http_url("twilio_issuer.public_url", &s("twilio_issuer.public_url"), &mut err);
+    let issuer_public = check_http_url(
+        "twilio_issuer.public_url",
+        &s("twilio_issuer.public_url"),
+        &mut err,
+    );
     if let (Some(a), Some(b), Some(TwilioMode::Embedded)) = (listen, issuer_listen, mode) {
         if a == b && a.port() != 0 {
             err("twilio_issuer.listen must differ from listen".into());
         }
     }
     let resolver = s("dns.resolver");
-    let dns_resolver = if resolver.is_empty() { None } else { parse_addr("dns.resolver", &resolver, &mut err) };
+    let dns_resolver = if resolver.is_empty() {
+        None
+    } else {
+        parse_addr("dns.resolver", &resolver, &mut err)
+    };
     let smtp_url = s("mail.smtp_url");
-    if !smtp_url.is_empty() && !(smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://")) {
-        err(format!("mail.smtp_url: `{}` must be empty or an smtp:// or smtps:// URL", mask_url_password(&smtp_url)));
+    if !(smtp_url.is_empty() || smtp_url.starts_with("smtp://") || smtp_url.starts_with("smtps://"))
+    {
+        err(format!(
+            "mail.smtp_url: `{}` must be empty or an smtp:// or smtps:// URL",
+            mask_url_password(&smtp_url)
+        ));
     }
     let from = s("mail.from");
     if from.is_empty() {
@@ -420,10 +492,23 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         secret_key_file: secret_key_file.into(),
         allowed_return_origins: origins,
         trusted_proxies: proxies,
-        session: SessionConfig { store: store?, redis_url, idle_timeout: idle?, absolute_timeout: absolute? },
+        session: SessionConfig {
+            store: store?,
+            redis_url,
+            idle_timeout: idle?,
+            absolute_timeout: absolute?,
+        },
         tls,
-        twilio: TwilioConfig { mode: mode?, issuer_url: issuer_url?.trim_end_matches('/').to_string(), client_id, client_secret },
-        twilio_issuer: TwilioIssuerConfig { listen: issuer_listen?, public_url: issuer_public?.trim_end_matches('/').to_string() },
+        twilio: TwilioConfig {
+            mode: mode?,
+            issuer_url: issuer_url?.trim_end_matches('/').to_string(),
+            client_id,
+            client_secret,
+        },
+        twilio_issuer: TwilioIssuerConfig {
+            listen: issuer_listen?,
+            public_url: issuer_public?.trim_end_matches('/').to_string(),
+        },
         dns_resolver,
         mail: MailConfig { smtp_url, from },
         raw,
@@ -432,7 +517,9 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
 
 fn check_http_url(key: &str, v: &str, err: &mut impl FnMut(String)) -> Option<String> {
     match url::Url::parse(v) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(v.to_string()),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Some(v.to_string())
+        }
         _ => {
             err(format!("{key}: `{v}` is not an http:// or https:// URL"));
             None
@@ -444,7 +531,9 @@ fn parse_addr(key: &str, v: &str, err: &mut impl FnMut(String)) -> Option<Socket
     match v.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            err(format!("{key}: `{v}` is not an address like 127.0.0.1:8080"));
+            err(format!(
+                "{key}: `{v}` is not an address like 127.0.0.1:8080"
+            ));
             None
         }
     }
@@ -483,12 +572,15 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_the_embedded_setup() {
-        let c = Config::default();
+        let c = Config::load(None, Vec::new()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://data/iam-gateway.db");
         assert_eq!(c.session.store, SessionStoreKind::Database);
@@ -498,9 +590,24 @@ mod tests {
 
     #[test]
     fn environment_wins_and_nests_with_double_underscore() {
-        let c = Config::load(None, env(&[("IAMGW_SESSION__STORE", "memory"), ("IAMGW_ALLOWED_RETURN_ORIGINS", "[\"https://app.example.com/\"]"), ("IAMGW_LOG_FORMAT", "json"), ("IAMGW_TEST_DATABASE_URL", "x")])).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("IAMGW_SESSION__STORE", "memory"),
+                (
+                    "IAMGW_ALLOWED_RETURN_ORIGINS",
+                    "[\"https://app.example.com/\"]",
+                ),
+                ("IAMGW_LOG_FORMAT", "json"),
+                ("IAMGW_TEST_DATABASE_URL", "x"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.session.store, SessionStoreKind::Memory);
-        assert_eq!(c.allowed_return_origins, vec!["https://app.example.com".to_string()]);
+        assert_eq!(
+            c.allowed_return_origins,
+            vec!["https://app.example.com".to_string()]
+        );
     }
 
     #[test]
@@ -511,7 +618,14 @@ mod tests {
         std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\n[mail]\nfrom = 3\n").unwrap();
         let errs = Config::load(Some(&file), env(&[("IAMGW_SESION__STORE", "redis")])).unwrap_err();
         let all = errs.join("\n");
-        for needle in ["listen", "unknown key `bogus`", "session.store", "session.idle_timeout", "mail.from", "IAMGW_SESION__STORE"] {
+        for needle in [
+            "listen",
+            "unknown key `bogus`",
+            "session.store",
+            "session.idle_timeout",
+            "mail.from",
+            "IAMGW_SESION__STORE",
+        ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
         assert!(errs.len() >= 6);
@@ -519,7 +633,14 @@ mod tests {
 
     #[test]
     fn secrets_are_masked() {
-        let c = Config::load(None, env(&[("IAMGW_TWILIO__CLIENT_SECRET", "s3cret-value"), ("IAMGW_DATABASE_URL", "postgres://app:hunter22@db/iam")])).unwrap();
+        let c = Config::load(
+            None,
+            env(&[
+                ("IAMGW_TWILIO__CLIENT_SECRET", "s3cret-value"),
+                ("IAMGW_DATABASE_URL", "postgres://app:hunter22@db/iam"),
+            ]),
+        )
+        .unwrap();
         let shown = c.to_masked_toml();
         assert!(!shown.contains("s3cret-value"));
         assert!(!shown.contains("hunter22"));

@@ -31,7 +31,9 @@ fn random_signing_key() -> Result<SigningKey, DomainError> {
             return Ok(k);
         }
     }
-    Err(DomainError::Internal("could not generate a signing key".into()))
+    Err(DomainError::Internal(
+        "could not generate a signing key".into(),
+    ))
 }
 
 fn public_jwk(kid: &str, key: &SigningKey) -> Value {
@@ -45,7 +47,11 @@ impl Signer {
     /// Loads the active keys, creating the first one if there is none. Two
     /// instances starting together may both create one; both are then
     /// published and the oldest signs, so they agree.
-    pub async fn load_or_create(store: &dyn Store, secret: &[u8], now: i64) -> Result<Signer, DomainError> {
+    pub async fn load_or_create(
+        store: &dyn Store,
+        secret: &[u8],
+        now: i64,
+    ) -> Result<Signer, DomainError> {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
             let key = random_signing_key()?;
@@ -69,18 +75,31 @@ impl Signer {
                     s.kid
                 ))
             })?;
-            let key = SigningKey::from_slice(&raw).map_err(|_| DomainError::Internal(format!("signing key {} is corrupt", s.kid)))?;
-            keys.push(ActiveKey { kid: s.kid.clone(), key });
+            let key = SigningKey::from_slice(&raw)
+                .map_err(|_| DomainError::Internal(format!("signing key {} is corrupt", s.kid)))?;
+            keys.push(ActiveKey {
+                kid: s.kid.clone(),
+                key,
+            });
         }
-        let jwks = json!({"keys": keys.iter().map(|k| public_jwk(&k.kid, &k.key)).collect::<Vec<_>>()}).to_string();
+        let jwks =
+            json!({"keys": keys.iter().map(|k| public_jwk(&k.kid, &k.key)).collect::<Vec<_>>()})
+                .to_string();
         Ok(Signer { keys, jwks })
     }
 
     /// A compact JWS (ES256) over `claims`.
     pub fn sign(&self, claims: &Value) -> Result<String, DomainError> {
-        let k = self.keys.first().ok_or_else(|| DomainError::Internal("no signing key".into()))?;
+        let k = self
+            .keys
+            .first()
+            .ok_or_else(|| DomainError::Internal("no signing key".into()))?;
         let header = json!({"alg": "ES256", "typ": "JWT", "kid": k.kid});
-        let input = format!("{}.{}", crypto::b64url(header.to_string().as_bytes()), crypto::b64url(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            crypto::b64url(header.to_string().as_bytes()),
+            crypto::b64url(claims.to_string().as_bytes())
+        );
         let sig: Signature = k.key.sign(input.as_bytes());
         Ok(format!("{input}.{}", crypto::b64url(&sig.to_bytes())))
     }

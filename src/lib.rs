@@ -10,6 +10,7 @@
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
 //! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod app;
 pub mod cli;

@@ -31,7 +31,8 @@ pub struct Hasher {
 }
 
 fn argon() -> Result<Argon2<'static>, PasswordError> {
-    let params = Params::new(M_COST_KIB, T_COST, P_COST, None).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let params = Params::new(M_COST_KIB, T_COST, P_COST, None)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -52,7 +53,9 @@ fn verify_blocking(hash: &str, password: &str) -> bool {
 /// Checks a new password against the policy; the reason is shown to the person.
 pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!("Passwords can be at most {MAX_PASSWORD_BYTES} bytes long."));
+        return Err(format!(
+            "Passwords can be at most {MAX_PASSWORD_BYTES} bytes long."
+        ));
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(format!("Use at least {MIN_PASSWORD_CHARS} characters."));
@@ -72,26 +75,39 @@ impl Hasher {
         })
         .await
         .map_err(|_| PasswordError::Pool)??;
-        Ok(Self { permits: Arc::new(Semaphore::new(workers.max(1))), dummy_hash: Arc::new(dummy) })
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            dummy_hash: Arc::new(dummy),
+        })
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|_| PasswordError::Pool)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Pool)?;
         let pw = password.to_string();
-        tokio::task::spawn_blocking(move || hash_blocking(&pw)).await.map_err(|_| PasswordError::Pool)?
+        tokio::task::spawn_blocking(move || hash_blocking(&pw))
+            .await
+            .map_err(|_| PasswordError::Pool)?
     }
 
     /// Verifies `password` against `hash`; with no hash (unknown account or
     /// no password set) it verifies against a dummy hash so the answer takes
     /// as long and says the same.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
         let (target, real) = match hash {
             Some(h) => (h.to_string(), true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&target, &pw)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || verify_blocking(&target, &pw))
+            .await
+            .unwrap_or(false);
         ok && real
     }
 }
@@ -104,11 +120,23 @@ mod tests {
     async fn hashes_are_argon2id_with_the_required_cost_and_verify() {
         let h = Hasher::new(1).await.unwrap();
         let hash = h.hash("correct horse battery staple").await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(h.verify(Some(&hash), "correct horse battery staple").await);
-        assert!(!h.verify(Some(&hash), "Correct horse battery staple").await, "no case folding");
-        assert!(!h.verify(Some(&hash), "correct horse battery stapl").await, "no truncation");
-        assert!(!h.verify(None, "anything").await, "dummy hash never signs in");
+        assert!(
+            !h.verify(Some(&hash), "Correct horse battery staple").await,
+            "no case folding"
+        );
+        assert!(
+            !h.verify(Some(&hash), "correct horse battery stapl").await,
+            "no truncation"
+        );
+        assert!(
+            !h.verify(None, "anything").await,
+            "dummy hash never signs in"
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ fn scope_covers(scope: &Option<Scope>, resource: Option<&str>, labels: &[String]
 
 /// Labels with the same key are alternatives; different keys must all match.
 fn labels_match(wanted: &[String], have: &[String]) -> bool {
-    let mut keys: Vec<&str> = wanted.iter().filter_map(|l| l.split_once(':').map(|(k, _)| k)).collect();
+    let mut keys: Vec<&str> = wanted
+        .iter()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k))
+        .collect();
     keys.sort_unstable();
     keys.dedup();
     !keys.is_empty()
@@ -46,7 +49,9 @@ pub fn allows(policies: &[Policy], req: &Requirement<'_>) -> bool {
     let scopable = roles::find(wanted).map(|d| d.scopable).unwrap_or(false);
     policies.iter().any(|p| {
         roles::implies(&p.role, wanted)
-            && (!scopable || p.scope.is_none() || scope_covers(&p.scope, req.resource, req.resource_labels))
+            && (!scopable
+                || p.scope.is_none()
+                || scope_covers(&p.scope, req.resource, req.resource_labels))
     })
 }
 
@@ -60,22 +65,43 @@ mod tests {
     use super::*;
 
     fn p(role: &str, scope: Option<Scope>) -> Policy {
-        Policy { role: role.into(), scope }
+        Policy {
+            role: role.into(),
+            scope,
+        }
     }
 
     #[test]
     fn membership_alone_satisfies_no_role_requirement() {
-        assert!(allows(&[p("minimal_access", None)], &Requirement::default()));
+        assert!(allows(
+            &[p("minimal_access", None)],
+            &Requirement::default()
+        ));
         assert!(!allows(&[], &Requirement::default()));
     }
 
     #[test]
     fn scoped_roles_cover_only_their_resources() {
-        let pol = [p("source_admin", Some(Scope::Ids { ids: vec!["src1".into()] }))];
-        let on = |r: &'static str| Requirement { role: Some("source_read_only"), resource: Some(r), resource_labels: &[] };
+        let pol = [p(
+            "source_admin",
+            Some(Scope::Ids {
+                ids: vec!["src1".into()],
+            }),
+        )];
+        let on = |r: &'static str| Requirement {
+            role: Some("source_read_only"),
+            resource: Some(r),
+            resource_labels: &[],
+        };
         assert!(allows(&pol, &on("src1")));
         assert!(!allows(&pol, &on("src2")));
-        assert!(!allows(&pol, &Requirement { role: Some("source_read_only"), ..Default::default() }));
+        assert!(!allows(
+            &pol,
+            &Requirement {
+                role: Some("source_read_only"),
+                ..Default::default()
+            }
+        ));
         let all = [p("source_admin", Some(Scope::All))];
         assert!(allows(&all, &on("anything")));
         assert!(allows(&[p("workspace_owner", None)], &on("src2")));
@@ -83,19 +109,44 @@ mod tests {
 
     #[test]
     fn label_scopes_and_across_keys_or_within_a_key() {
-        let pol = [p("source_admin", Some(Scope::Labels { labels: vec!["env:prod".into(), "env:stage".into(), "team:a".into()] }))];
+        let pol = [p(
+            "source_admin",
+            Some(Scope::Labels {
+                labels: vec!["env:prod".into(), "env:stage".into(), "team:a".into()],
+            }),
+        )];
         let labels = vec!["env:stage".to_string(), "team:a".to_string()];
-        let req = Requirement { role: Some("source_admin"), resource: Some("s"), resource_labels: &labels };
+        let req = Requirement {
+            role: Some("source_admin"),
+            resource: Some("s"),
+            resource_labels: &labels,
+        };
         assert!(allows(&pol, &req));
         let labels = vec!["env:stage".to_string(), "team:b".to_string()];
-        let req = Requirement { role: Some("source_admin"), resource: Some("s"), resource_labels: &labels };
+        let req = Requirement {
+            role: Some("source_admin"),
+            resource: Some("s"),
+            resource_labels: &labels,
+        };
         assert!(!allows(&pol, &req));
     }
 
     #[test]
     fn highest_access_wins_across_policies() {
         let pol = [p("minimal_access", None), p("warehouse_admin", None)];
-        assert!(allows(&pol, &Requirement { role: Some("warehouse_read_only"), ..Default::default() }));
-        assert!(!allows(&pol, &Requirement { role: Some("billing_admin"), ..Default::default() }));
+        assert!(allows(
+            &pol,
+            &Requirement {
+                role: Some("warehouse_read_only"),
+                ..Default::default()
+            }
+        ));
+        assert!(!allows(
+            &pol,
+            &Requirement {
+                role: Some("billing_admin"),
+                ..Default::default()
+            }
+        ));
     }
 }

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let bad = || format!("`{text}` is not a duration (use a whole number followed by s, m, h or d, e.g. 30s, 15m, 12h, 7d)");
+    let bad = || {
+        format!("`{text}` is not a duration (use a whole number followed by s, m, h or d, e.g. 30s, 15m, 12h, 7d)")
+    };
     if t.len() < 2 || !t.is_ascii() {
         return Err(bad());
     }
@@ -27,11 +29,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// The shortest exact text for a duration, as accepted by [`parse`].
 pub fn format(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 {
+    if s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -52,7 +54,17 @@ mod tests {
 
     #[test]
     fn refuses_garbage_zero_and_overflow() {
-        for bad in ["", "12", "h", "1w", "-1h", "0s", "1.5h", "99999999999999999999d", "١h"] {
+        for bad in [
+            "",
+            "12",
+            "h",
+            "1w",
+            "-1h",
+            "0s",
+            "1.5h",
+            "99999999999999999999d",
+            "١h",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }
     }

@@ -51,7 +51,9 @@ impl AuthMethod {
         match s {
             "password" => Some(AuthMethod::Password),
             "twilio" => Some(AuthMethod::Twilio),
-            _ => s.strip_prefix("sso:").map(|id| AuthMethod::Sso(id.to_string())),
+            _ => s
+                .strip_prefix("sso:")
+                .map(|id| AuthMethod::Sso(id.to_string())),
         }
     }
 }
@@ -83,7 +85,9 @@ pub fn valid_email(email: &str) -> bool {
 /// Workspace slugs: 2–63 of `a-z0-9-`, not starting or ending with `-`.
 pub fn valid_slug(slug: &str) -> bool {
     (2..=63).contains(&slug.len())
-        && slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !slug.starts_with('-')
         && !slug.ends_with('-')
 }
@@ -106,7 +110,11 @@ mod tests {
 
     #[test]
     fn auth_method_round_trips() {
-        for m in [AuthMethod::Password, AuthMethod::Twilio, AuthMethod::Sso("c1".into())] {
+        for m in [
+            AuthMethod::Password,
+            AuthMethod::Twilio,
+            AuthMethod::Sso("c1".into()),
+        ] {
             assert_eq!(AuthMethod::parse(&m.as_header()), Some(m));
         }
     }

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn keeps_relative_paths_and_allowed_origins() {
-        assert_eq!(sanitize(Some("/w/acme/access?tab=users"), &allowed()), "/w/acme/access?tab=users");
+        assert_eq!(
+            sanitize(Some("/w/acme/access?tab=users"), &allowed()),
+            "/w/acme/access?tab=users"
+        );
         assert_eq!(
             sanitize(Some("https://app.example.com/dash?x=1"), &allowed()),
             "https://app.example.com/dash?x=1"
@@ -84,7 +87,11 @@ mod tests {
             "evil.test",
             "",
         ] {
-            assert_eq!(sanitize(Some(bad), &allowed()), DEFAULT, "{bad:?} must be refused");
+            assert_eq!(
+                sanitize(Some(bad), &allowed()),
+                DEFAULT,
+                "{bad:?} must be refused"
+            );
         }
         assert_eq!(sanitize(None, &allowed()), DEFAULT);
     }

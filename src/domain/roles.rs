@@ -67,9 +67,13 @@ pub fn implies(held: &str, wanted: &str) -> bool {
 pub enum Scope {
     /// All current and future resources.
     All,
-    Ids { ids: Vec<String> },
+    Ids {
+        ids: Vec<String>,
+    },
     /// `key:value` labels; labels with different keys must all match.
-    Labels { labels: Vec<String> },
+    Labels {
+        labels: Vec<String>,
+    },
 }
 
 /// A role plus its scope.
@@ -82,16 +86,26 @@ pub struct Policy {
 
 impl Policy {
     pub fn workspace(role: &str) -> Self {
-        Self { role: role.to_string(), scope: None }
+        Self {
+            role: role.to_string(),
+            scope: None,
+        }
     }
 
     /// Checks the role exists and the scope fits it.
     pub fn validate(&self) -> Result<(), String> {
         let def = find(&self.role).ok_or_else(|| format!("unknown role `{}`", self.role))?;
         match &self.scope {
-            Some(_) if !def.scopable => Err(format!("role `{}` cannot be scoped to resources", self.role)),
-            Some(Scope::Ids { ids }) if ids.is_empty() => Err("a scope of ids needs at least one id".into()),
-            Some(Scope::Labels { labels }) if labels.is_empty() => Err("a scope of labels needs at least one label".into()),
+            Some(_) if !def.scopable => Err(format!(
+                "role `{}` cannot be scoped to resources",
+                self.role
+            )),
+            Some(Scope::Ids { ids }) if ids.is_empty() => {
+                Err("a scope of ids needs at least one id".into())
+            }
+            Some(Scope::Labels { labels }) if labels.is_empty() => {
+                Err("a scope of labels needs at least one label".into())
+            }
             Some(Scope::Labels { labels }) if labels.iter().any(|l| !l.contains(':')) => {
                 Err("labels are written key:value".into())
             }
@@ -134,7 +148,12 @@ mod tests {
         let mut p = Policy::workspace("billing_admin");
         p.scope = Some(Scope::All);
         assert!(p.validate().is_err());
-        let p = Policy { role: "source_admin".into(), scope: Some(Scope::Labels { labels: vec!["env:prod".into()] }) };
+        let p = Policy {
+            role: "source_admin".into(),
+            scope: Some(Scope::Labels {
+                labels: vec!["env:prod".into()],
+            }),
+        };
         assert!(p.validate().is_ok());
         assert_eq!(p.label(), "source_admin:labels=env:prod");
     }

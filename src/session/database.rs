@@ -22,8 +22,16 @@ impl DbKv {
     /// Deletes expired rows; run periodically.
     pub async fn sweep(&self) -> Result<u64, KvError> {
         let now = now_ms();
-        let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1").bind(now).execute(&self.pool).await.map_err(unavailable)?;
-        let b = sqlx::query("DELETE FROM kv_index WHERE expires_at <= $1").bind(now).execute(&self.pool).await.map_err(unavailable)?;
+        let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let b = sqlx::query("DELETE FROM kv_index WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(a.rows_affected() + b.rows_affected())
     }
 }
@@ -37,7 +45,9 @@ impl KvStore for DbKv {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.map(|r| r.try_get("value")).transpose().map_err(unavailable)
+        row.map(|r| r.try_get("value"))
+            .transpose()
+            .map_err(unavailable)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
@@ -86,7 +96,11 @@ impl KvStore for DbKv {
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
-        sqlx::query("DELETE FROM kv WHERE key = $1").bind(key).execute(&self.pool).await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM kv WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -111,7 +125,10 @@ impl KvStore for DbKv {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-        rows.iter().map(|r| r.try_get("member")).collect::<Result<_, _>>().map_err(unavailable)
+        rows.iter()
+            .map(|r| r.try_get("member"))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)
     }
 
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError> {
@@ -127,7 +144,10 @@ impl KvStore for DbKv {
     }
 
     async fn ping(&self) -> Result<(), KvError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

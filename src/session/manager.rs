@@ -47,8 +47,20 @@ fn ukey(uid: &str) -> String {
 }
 
 impl SessionManager {
-    pub fn new(kv: Arc<dyn KvStore>, clock: Arc<dyn Clock>, idle: Duration, absolute: Duration, secure: bool) -> Self {
-        Self { kv, clock, idle, absolute, secure }
+    pub fn new(
+        kv: Arc<dyn KvStore>,
+        clock: Arc<dyn Clock>,
+        idle: Duration,
+        absolute: Duration,
+        secure: bool,
+    ) -> Self {
+        Self {
+            kv,
+            clock,
+            idle,
+            absolute,
+            secure,
+        }
     }
 
     pub fn kv(&self) -> &Arc<dyn KvStore> {
@@ -84,12 +96,20 @@ impl SessionManager {
 
     /// Starts a session. Any session presented with the request is ended
     /// first, so a planted cookie never becomes a signed-in one (fixation).
-    pub async fn login(&self, uid: &str, method: AuthMethod, mfa: bool, previous: Option<&str>) -> Result<(String, Session), KvError> {
+    pub async fn login(
+        &self,
+        uid: &str,
+        method: AuthMethod,
+        mfa: bool,
+        previous: Option<&str>,
+    ) -> Result<(String, Session), KvError> {
         if let Some(prev) = previous {
             self.revoke(prev).await?;
         }
         let value = crypto::random_token("").map_err(|e| KvError::Unavailable(e.to_string()))?;
-        let sid = crypto::b64url(&crypto::random_bytes::<16>().map_err(|e| KvError::Unavailable(e.to_string()))?);
+        let sid = crypto::b64url(
+            &crypto::random_bytes::<16>().map_err(|e| KvError::Unavailable(e.to_string()))?,
+        );
         let now = self.clock.now();
         let session = Session {
             key: crypto::sha256_hex(value.as_bytes()),
@@ -102,14 +122,17 @@ impl SessionManager {
         };
         self.prune_index(uid).await?;
         self.write(&session).await?;
-        self.kv.index_add(&ukey(uid), &session.key, self.absolute).await?;
+        self.kv
+            .index_add(&ukey(uid), &session.key, self.absolute)
+            .await?;
         Ok((value, session))
     }
 
     async fn write(&self, s: &Session) -> Result<(), KvError> {
         let json = serde_json::to_string(s).map_err(|e| KvError::Unavailable(e.to_string()))?;
         let now = self.clock.now();
-        let ends = (s.seen + self.idle.as_secs() as i64).min(s.created + self.absolute.as_secs() as i64);
+        let ends =
+            (s.seen + self.idle.as_secs() as i64).min(s.created + self.absolute.as_secs() as i64);
         let ttl = Duration::from_secs((ends - now).max(1) as u64);
         self.kv.set(&skey(&s.key), &json, ttl).await
     }
@@ -133,7 +156,9 @@ impl SessionManager {
             return Ok(None);
         }
         let key = crypto::sha256_hex(cookie_value.as_bytes());
-        let Some(json) = self.kv.get(&skey(&key)).await? else { return Ok(None) };
+        let Some(json) = self.kv.get(&skey(&key)).await? else {
+            return Ok(None);
+        };
         let Ok(mut s) = serde_json::from_str::<Session>(&json) else {
             self.kv.delete(&skey(&key)).await?;
             return Ok(None);

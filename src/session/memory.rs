@@ -22,7 +22,7 @@ impl Inner {
     /// Drops expired entries now and then, so memory stays bounded.
     fn sweep(&mut self, now: i64) {
         self.writes += 1;
-        if self.writes % 1024 == 0 {
+        if self.writes.is_multiple_of(1024) {
             self.values.retain(|_, (_, exp)| *exp > now);
             self.indexes.retain(|_, (_, exp)| *exp > now);
         }
@@ -35,7 +35,9 @@ impl MemoryKv {
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, KvError> {
-        self.inner.lock().map_err(|_| KvError::Unavailable("memory store poisoned".into()))
+        self.inner
+            .lock()
+            .map_err(|_| KvError::Unavailable("memory store poisoned".into()))
     }
 }
 
@@ -43,14 +45,20 @@ impl MemoryKv {
 impl KvStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
         let now = now_ms();
-        Ok(self.lock()?.values.get(key).filter(|(_, e)| *e > now).map(|(v, _)| v.clone()))
+        Ok(self
+            .lock()?
+            .values
+            .get(key)
+            .filter(|(_, e)| *e > now)
+            .map(|(v, _)| v.clone()))
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
         let now = now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
-        g.values.insert(key.to_string(), (value.to_string(), now + ttl_ms(ttl)));
+        g.values
+            .insert(key.to_string(), (value.to_string(), now + ttl_ms(ttl)));
         Ok(())
     }
 
@@ -61,13 +69,19 @@ impl KvStore for MemoryKv {
         if g.values.get(key).is_some_and(|(_, e)| *e > now) {
             return Ok(false);
         }
-        g.values.insert(key.to_string(), (value.to_string(), now + ttl_ms(ttl)));
+        g.values
+            .insert(key.to_string(), (value.to_string(), now + ttl_ms(ttl)));
         Ok(true)
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
         let now = now_ms();
-        Ok(self.lock()?.values.remove(key).filter(|(_, e)| *e > now).map(|(v, _)| v))
+        Ok(self
+            .lock()?
+            .values
+            .remove(key)
+            .filter(|(_, e)| *e > now)
+            .map(|(v, _)| v))
     }
 
     async fn delete(&self, key: &str) -> Result<(), KvError> {
@@ -79,7 +93,10 @@ impl KvStore for MemoryKv {
         let now = now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
-        let entry = g.indexes.entry(index.to_string()).or_insert_with(|| (HashSet::new(), 0));
+        let entry = g
+            .indexes
+            .entry(index.to_string())
+            .or_insert_with(|| (HashSet::new(), 0));
         if entry.1 <= now {
             entry.0.clear();
         }

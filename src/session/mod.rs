@@ -45,5 +45,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1)
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 2)
+        .max(1)
 }

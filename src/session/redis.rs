@@ -22,7 +22,10 @@ fn err(e: impl std::fmt::Display) -> KvError {
 
 impl RedisKv {
     pub fn new(url: &str) -> Result<Self, KvError> {
-        Ok(Self { client: redis::Client::open(url).map_err(err)?, conn: OnceCell::new() })
+        Ok(Self {
+            client: redis::Client::open(url).map_err(err)?,
+            conn: OnceCell::new(),
+        })
     }
 
     async fn conn(&self) -> Result<ConnectionManager, KvError> {
@@ -34,7 +37,12 @@ impl RedisKv {
                     .set_response_timeout(Some(Duration::from_secs(1)))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                match tokio::time::timeout(DEADLINE, ConnectionManager::new_with_config(self.client.clone(), config)).await {
+                match tokio::time::timeout(
+                    DEADLINE,
+                    ConnectionManager::new_with_config(self.client.clone(), config),
+                )
+                .await
+                {
                     Ok(Ok(cm)) => Ok(cm),
                     Ok(Err(e)) => Err(err(e)),
                     Err(_) => Err(err("connect timed out")),
@@ -52,7 +60,10 @@ impl RedisKv {
         }
     }
 
-    async fn run_pipe<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, KvError> {
+    async fn run_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, KvError> {
         let mut c = self.conn().await?;
         match tokio::time::timeout(DEADLINE, pipe.query_async::<T>(&mut c)).await {
             Ok(r) => r.map_err(err),
@@ -72,11 +83,27 @@ impl KvStore for RedisKv {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
-        self.run(redis::cmd("SET").arg(k(key)).arg(value).arg("PX").arg(ttl_ms(ttl))).await
+        self.run(
+            redis::cmd("SET")
+                .arg(k(key))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl_ms(ttl)),
+        )
+        .await
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
-        let r: Option<String> = self.run(redis::cmd("SET").arg(k(key)).arg(value).arg("NX").arg("PX").arg(ttl_ms(ttl))).await?;
+        let r: Option<String> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(k(key))
+                    .arg(value)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms(ttl)),
+            )
+            .await?;
         Ok(r.is_some())
     }
 
@@ -91,10 +118,21 @@ impl KvStore for RedisKv {
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("SADD").arg(k(index)).arg(member).ignore()
+            .cmd("SADD")
+            .arg(k(index))
+            .arg(member)
+            .ignore()
             // GT: never shorten the life of the set another session needs.
-            .cmd("PEXPIRE").arg(k(index)).arg(ttl_ms(ttl)).arg("GT").ignore()
-            .cmd("PEXPIRE").arg(k(index)).arg(ttl_ms(ttl)).arg("NX").ignore();
+            .cmd("PEXPIRE")
+            .arg(k(index))
+            .arg(ttl_ms(ttl))
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(k(index))
+            .arg(ttl_ms(ttl))
+            .arg("NX")
+            .ignore();
         self.run_pipe(&pipe).await
     }
 
@@ -106,7 +144,8 @@ impl KvStore for RedisKv {
         if members.is_empty() {
             return Ok(());
         }
-        self.run(redis::cmd("SREM").arg(k(index)).arg(members)).await
+        self.run(redis::cmd("SREM").arg(k(index)).arg(members))
+            .await
     }
 
     async fn ping(&self) -> Result<(), KvError> {

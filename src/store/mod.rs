@@ -63,22 +63,60 @@ pub trait Store: Send + Sync + 'static {
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>>;
 
     /// Adds a member; `Conflict` when already one.
-    async fn add_member(&self, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()>;
-    async fn membership(&self, workspace_id: &str, user_id: &str) -> StoreResult<Option<Membership>>;
-    async fn set_member_policies(&self, workspace_id: &str, user_id: &str, policies: &[Policy]) -> StoreResult<()>;
+    async fn add_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        policies: &[Policy],
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn membership(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<Membership>>;
+    async fn set_member_policies(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        policies: &[Policy],
+    ) -> StoreResult<()>;
     async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()>;
     async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>>;
 
     /// Creates a workspace and makes `email` its owner (creating the user if
     /// needed), in one transaction: all or nothing.
-    async fn bootstrap_workspace(&self, slug: &str, name: &str, owner: &NewUser, now: i64) -> StoreResult<(Workspace, User)>;
+    async fn bootstrap_workspace(
+        &self,
+        slug: &str,
+        name: &str,
+        owner: &NewUser,
+        now: i64,
+    ) -> StoreResult<(Workspace, User)>;
 
     /// Stores the hash of a one-time link token.
-    async fn create_action_token(&self, token_hash: &str, purpose: &str, user_id: &str, now: i64, expires_at: i64) -> StoreResult<()>;
+    async fn create_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()>;
     /// Marks a live token used and returns its user, atomically.
-    async fn consume_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>>;
+    async fn consume_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
     /// Returns the user of a live token without using it.
-    async fn peek_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>>;
+    async fn peek_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>>;
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;

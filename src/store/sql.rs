@@ -25,12 +25,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
+            let what = db
+                .constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| db.message().to_string());
             StoreError::Conflict(conflict_text(&what))
         }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
     }
 }
@@ -70,7 +74,8 @@ fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
 }
 
 fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
-    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("stored policies unreadable: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Other(format!("stored policies unreadable: {e}")))
 }
 
 fn policies_text(p: &[Policy]) -> StoreResult<String> {
@@ -133,7 +138,12 @@ async fn insert_workspace<'e, E>(ex: E, slug: &str, name: &str, now: i64) -> Sto
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let ws = Workspace { id: uuid::Uuid::new_v4().to_string(), slug: slug.to_string(), name: name.to_string(), created_at: now };
+    let ws = Workspace {
+        id: uuid::Uuid::new_v4().to_string(),
+        slug: slug.to_string(),
+        name: name.to_string(),
+        created_at: now,
+    };
     sqlx::query("INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&ws.id)
         .bind(&ws.slug)
@@ -145,7 +155,13 @@ where
     Ok(ws)
 }
 
-async fn insert_member<'e, E>(ex: E, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()>
+async fn insert_member<'e, E>(
+    ex: E,
+    workspace_id: &str,
+    user_id: &str,
+    policies: &[Policy],
+    now: i64,
+) -> StoreResult<()>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -163,10 +179,13 @@ where
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(|e| match map_err(e) {
-            StoreError::Other(m) => StoreError::Unavailable(m),
-            other => other,
-        })?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Other(m) => StoreError::Unavailable(m),
+                other => other,
+            })?;
         Ok(())
     }
 
@@ -184,11 +203,13 @@ impl Store for SqlStore {
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE email_norm = $1"))
-            .bind(normalize_email(email))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
+        ))
+        .bind(normalize_email(email))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         row.as_ref().map(user_from).transpose().map_err(map_err)
     }
 
@@ -225,20 +246,35 @@ impl Store for SqlStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
-        row.as_ref().map(workspace_from).transpose().map_err(map_err)
+        row.as_ref()
+            .map(workspace_from)
+            .transpose()
+            .map_err(map_err)
     }
 
-    async fn add_member(&self, workspace_id: &str, user_id: &str, policies: &[Policy], now: i64) -> StoreResult<()> {
+    async fn add_member(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        policies: &[Policy],
+        now: i64,
+    ) -> StoreResult<()> {
         insert_member(&self.pool, workspace_id, user_id, policies, now).await
     }
 
-    async fn membership(&self, workspace_id: &str, user_id: &str) -> StoreResult<Option<Membership>> {
-        let row = sqlx::query("SELECT policies, created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn membership(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<Membership>> {
+        let row = sqlx::query(
+            "SELECT policies, created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         match row {
             None => Ok(None),
             Some(r) => {
@@ -253,14 +289,21 @@ impl Store for SqlStore {
         }
     }
 
-    async fn set_member_policies(&self, workspace_id: &str, user_id: &str, policies: &[Policy]) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE memberships SET policies = $1 WHERE workspace_id = $2 AND user_id = $3")
-            .bind(policies_text(policies)?)
-            .bind(workspace_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn set_member_policies(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        policies: &[Policy],
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE memberships SET policies = $1 WHERE workspace_id = $2 AND user_id = $3",
+        )
+        .bind(policies_text(policies)?)
+        .bind(workspace_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -292,29 +335,54 @@ impl Store for SqlStore {
         rows.iter()
             .map(|r| {
                 let text: String = r.try_get("policies").map_err(map_err)?;
-                Ok(WorkspaceAccess { workspace: workspace_from(r).map_err(map_err)?, policies: policies_from(&text)? })
+                Ok(WorkspaceAccess {
+                    workspace: workspace_from(r).map_err(map_err)?,
+                    policies: policies_from(&text)?,
+                })
             })
             .collect()
     }
 
-    async fn bootstrap_workspace(&self, slug: &str, name: &str, owner: &NewUser, now: i64) -> StoreResult<(Workspace, User)> {
+    async fn bootstrap_workspace(
+        &self,
+        slug: &str,
+        name: &str,
+        owner: &NewUser,
+        now: i64,
+    ) -> StoreResult<(Workspace, User)> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let ws = insert_workspace(&mut *tx, slug, name, now).await?;
-        let existing = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE email_norm = $1"))
-            .bind(normalize_email(&owner.email))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let existing = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
+        ))
+        .bind(normalize_email(&owner.email))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
         let user = match existing {
             Some(row) => user_from(&row).map_err(map_err)?,
             None => insert_user(&mut *tx, owner, now).await?,
         };
-        insert_member(&mut *tx, &ws.id, &user.id, &[Policy::workspace(crate::domain::roles::WORKSPACE_OWNER)], now).await?;
+        insert_member(
+            &mut *tx,
+            &ws.id,
+            &user.id,
+            &[Policy::workspace(crate::domain::roles::WORKSPACE_OWNER)],
+            now,
+        )
+        .await?;
         tx.commit().await.map_err(map_err)?;
         Ok((ws, user))
     }
 
-    async fn create_action_token(&self, token_hash: &str, purpose: &str, user_id: &str, now: i64, expires_at: i64) -> StoreResult<()> {
+    async fn create_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        user_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<()> {
         sqlx::query("INSERT INTO action_tokens (token_hash, purpose, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(token_hash)
             .bind(purpose)
@@ -327,7 +395,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn consume_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>> {
+    async fn consume_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
         let row = sqlx::query(
             "UPDATE action_tokens SET used_at = $1 WHERE token_hash = $2 AND purpose = $3 \
              AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
@@ -338,10 +411,17 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.map(|r| r.try_get("user_id")).transpose().map_err(map_err)
+        row.map(|r| r.try_get("user_id"))
+            .transpose()
+            .map_err(map_err)
     }
 
-    async fn peek_action_token(&self, token_hash: &str, purpose: &str, now: i64) -> StoreResult<Option<String>> {
+    async fn peek_action_token(
+        &self,
+        token_hash: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
         let row = sqlx::query(
             "SELECT user_id FROM action_tokens WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
         )
@@ -351,7 +431,9 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.map(|r| r.try_get("user_id")).transpose().map_err(map_err)
+        row.map(|r| r.try_get("user_id"))
+            .transpose()
+            .map_err(map_err)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {

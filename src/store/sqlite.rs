@@ -33,7 +33,9 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
 }
 
 fn file_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -41,8 +43,9 @@ fn file_path(url: &str) -> Option<&str> {
 fn ensure_parent_dir(url: &str) -> StoreResult<()> {
     if let Some(parent) = file_path(url).and_then(|p| std::path::Path::new(p).parent()) {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
     }
     Ok(())

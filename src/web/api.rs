@@ -12,9 +12,18 @@ use axum::Json;
 use serde_json::{json, Value};
 
 /// The signed-in user, their workspaces and roles, and the CSRF token.
-pub async fn me(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let (_, session) = current_session(&state, &headers).await?.ok_or(DomainError::Unauthenticated)?;
-    let user = state.store.user_by_id(&session.uid).await?.ok_or(DomainError::Unauthenticated)?;
+pub async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (_, session) = current_session(&state, &headers)
+        .await?
+        .ok_or(DomainError::Unauthenticated)?;
+    let user = state
+        .store
+        .user_by_id(&session.uid)
+        .await?
+        .ok_or(DomainError::Unauthenticated)?;
     let workspaces: Vec<Value> = state
         .store
         .workspaces_of_user(&user.id)

@@ -18,7 +18,10 @@ pub fn pre_cookie_name(state: &AppState) -> &'static str {
 }
 
 fn mac(state: &AppState, kind: &[u8], value: &str) -> String {
-    crypto::b64url(&crypto::hmac_sha256(&state.secret, &[b"csrf", kind, value.as_bytes()]))
+    crypto::b64url(&crypto::hmac_sha256(
+        &state.secret,
+        &[b"csrf", kind, value.as_bytes()],
+    ))
 }
 
 pub fn token_for_session(state: &AppState, session: &Session) -> String {
@@ -31,7 +34,11 @@ fn token_for_pre(state: &AppState, pre: &str) -> String {
 
 /// The token a page should embed, and a `Set-Cookie` when a pre-session
 /// cookie had to be created.
-pub fn page_token(state: &AppState, headers: &HeaderMap, session: Option<&Session>) -> (String, Option<String>) {
+pub fn page_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+) -> (String, Option<String>) {
     if let Some(s) = session {
         return (token_for_session(state, s), None);
     }
@@ -49,13 +56,23 @@ pub fn page_token(state: &AppState, headers: &HeaderMap, session: Option<&Sessio
 }
 
 /// Whether an unsafe request carries a valid token for this browser.
-pub fn verify(state: &AppState, headers: &HeaderMap, session: Option<&Session>, presented: Option<&str>) -> bool {
-    if let Some(origin) = headers.get(axum::http::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+pub fn verify(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+    presented: Option<&str>,
+) -> bool {
+    if let Some(origin) = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
         if origin != state.cfg.public_origin() {
             return false;
         }
     }
-    let Some(presented) = presented.filter(|p| !p.is_empty()) else { return false };
+    let Some(presented) = presented.filter(|p| !p.is_empty()) else {
+        return false;
+    };
     let mut candidates = Vec::with_capacity(2);
     if let Some(s) = session {
         candidates.push(token_for_session(state, s));
@@ -63,5 +80,7 @@ pub fn verify(state: &AppState, headers: &HeaderMap, session: Option<&Session>, 
     if let Some(pre) = cookie(headers, pre_cookie_name(state)).filter(|v| v.len() >= 32) {
         candidates.push(token_for_pre(state, pre));
     }
-    candidates.iter().any(|c| crypto::ct_eq(c.as_bytes(), presented.as_bytes()))
+    candidates
+        .iter()
+        .any(|c| crypto::ct_eq(c.as_bytes(), presented.as_bytes()))
 }

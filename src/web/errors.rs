@@ -25,7 +25,9 @@ fn public_detail(e: &DomainError) -> String {
         DomainError::Unavailable(m) | DomainError::Internal(m) => {
             tracing::error!(error = %m, "request failed");
             match e {
-                DomainError::Unavailable(_) => "A backing service is unavailable; try again shortly.".into(),
+                DomainError::Unavailable(_) => {
+                    "A backing service is unavailable; try again shortly.".into()
+                }
                 _ => "Something went wrong on our side.".into(),
             }
         }
@@ -44,14 +46,23 @@ impl<E: Into<DomainError>> From<E> for ApiError {
 }
 
 pub fn problem(status: StatusCode, detail: &str) -> Response {
-    let kind = status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "-");
+    let kind = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace(' ', "-");
     let body = json!({
         "type": format!("urn:iamgw:problem:{kind}"),
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
     });
-    (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -59,7 +70,10 @@ impl IntoResponse for ApiError {
         let status = status_of(&self.0);
         let mut r = problem(status, &public_detail(&self.0));
         if status == StatusCode::UNAUTHORIZED {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         r
     }
@@ -77,7 +91,12 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
         let title = status.canonical_reason().unwrap_or("Error").to_string();
-        let page = MessagePage { chrome: views::Chrome::anonymous(), title, message: public_detail(&self.0), link: Some(("/login".into(), "Go to sign-in".into())) };
+        let page = MessagePage {
+            chrome: views::Chrome::anonymous(),
+            title,
+            message: public_detail(&self.0),
+            link: Some(("/login".into(), "Go to sign-in".into())),
+        };
         (status, views::render(&page)).into_response()
     }
 }

@@ -76,7 +76,11 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
         Ok(None) => return Outcome::Forbidden,
         Err(_) => return Outcome::Unavailable,
     };
-    let req = Requirement { role: params.role.as_deref(), resource: params.resource.as_deref(), resource_labels: &[] };
+    let req = Requirement {
+        role: params.role.as_deref(),
+        resource: params.resource.as_deref(),
+        resource_labels: &[],
+    };
     if !access::allows(&membership.policies, &req) {
         return Outcome::Forbidden;
     }
@@ -118,7 +122,8 @@ fn allow_response(headers: Vec<(&'static str, String)>) -> Response {
     for (name, value) in headers {
         // Values that cannot be a header (control characters) are dropped
         // rather than passed on half-written.
-        let v = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let v = HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
         resp.headers_mut().insert(HeaderName::from_static(name), v);
     }
     resp
@@ -126,11 +131,17 @@ fn allow_response(headers: Vec<(&'static str, String)>) -> Response {
 
 fn status_only(status: StatusCode, reason: Option<&str>) -> Response {
     let mut resp = (status, reason.unwrap_or_default().to_string()).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
 
-pub async fn verify(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
+pub async fn verify(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
     if let OriginalUrl::Malformed = original_url(&state, peer, &headers) {
         state.metrics.forward_auth("malformed");
         return status_only(StatusCode::UNAUTHORIZED, None);
@@ -140,7 +151,12 @@ pub async fn verify(State(state): State<AppState>, ConnectInfo(peer): ConnectInf
     shape(outcome, None)
 }
 
-pub async fn forward(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
+pub async fn forward(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
     let original = match original_url(&state, peer, &headers) {
         OriginalUrl::Malformed => {
             state.metrics.forward_auth("malformed");

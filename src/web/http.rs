@@ -58,7 +58,11 @@ pub fn original_url(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> 
     let text = match h("x-original-url") {
         Some(Ok(u)) => u.to_string(),
         Some(Err(_)) => return OriginalUrl::Malformed,
-        None => match (h("x-forwarded-proto"), h("x-forwarded-host"), h("x-forwarded-uri")) {
+        None => match (
+            h("x-forwarded-proto"),
+            h("x-forwarded-host"),
+            h("x-forwarded-uri"),
+        ) {
             (None, None, None) => return OriginalUrl::Unknown,
             (Some(Ok(proto)), Some(Ok(host)), uri) => {
                 let uri = match uri {
@@ -75,13 +79,24 @@ pub fn original_url(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> 
         },
     };
     match url::Url::parse(&text) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => OriginalUrl::Valid(u),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            OriginalUrl::Valid(u)
+        }
         _ => OriginalUrl::Malformed,
     }
 }
 
 /// The session cookie's value and its live session, if any.
-pub async fn current_session(state: &AppState, headers: &HeaderMap) -> Result<Option<(String, Session)>, KvError> {
-    let Some(value) = cookie(headers, state.sessions.cookie_name()) else { return Ok(None) };
-    Ok(state.sessions.lookup(value).await?.map(|s| (value.to_string(), s)))
+pub async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(String, Session)>, KvError> {
+    let Some(value) = cookie(headers, state.sessions.cookie_name()) else {
+        return Ok(None);
+    };
+    Ok(state
+        .sessions
+        .lookup(value)
+        .await?
+        .map(|s| (value.to_string(), s)))
 }

@@ -4,7 +4,10 @@
 use super::csrf;
 use super::errors::PageError;
 use super::http::{cookie, current_session};
-use super::views::{self, Chrome, LoginEmailPage, LoginPasswordPage, MessagePage, SetPasswordPage, WorkspaceRow, WorkspacesPage};
+use super::views::{
+    self, Chrome, LoginEmailPage, LoginPasswordPage, MessagePage, SetPasswordPage, WorkspaceRow,
+    WorkspacesPage,
+};
 use super::AppState;
 use crate::crypto;
 use crate::domain::model::{valid_email, AuthMethod};
@@ -80,11 +83,18 @@ pub async fn home() -> Response {
     see_other("/workspaces")
 }
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<ReturnTo>) -> Result<Response, PageError> {
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReturnTo>,
+) -> Result<Response, PageError> {
     let session = current_session(&state, &headers).await?;
     let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
     let page = LoginEmailPage {
-        chrome: Chrome { csrf, user_email: None },
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+        },
         return_to: return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins),
         email: String::new(),
         error: None,
@@ -95,9 +105,18 @@ pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query
 
 /// Step one: the email. Home-realm discovery comes here; everyone else gets
 /// the password step, whether or not the account exists.
-pub async fn login_email(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<EmailForm>) -> Result<Response, PageError> {
+pub async fn login_email(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, PageError> {
     let session = current_session(&state, &headers).await?;
-    if !csrf::verify(&state, &headers, session.as_ref().map(|(_, s)| s), f.csrf_token.as_deref()) {
+    if !csrf::verify(
+        &state,
+        &headers,
+        session.as_ref().map(|(_, s)| s),
+        f.csrf_token.as_deref(),
+    ) {
         return Ok(csrf_refused());
     }
     let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
@@ -105,65 +124,144 @@ pub async fn login_email(State(state): State<AppState>, headers: HeaderMap, Form
     let email = f.email.trim().to_string();
     if !valid_email(&email) {
         let page = LoginEmailPage {
-            chrome: Chrome { csrf, user_email: None },
+            chrome: Chrome {
+                csrf,
+                user_email: None,
+            },
             return_to,
             email,
             error: Some("Enter a valid email address, like name@company.com.".into()),
             notice: None,
         };
-        return Ok(with_cookie((StatusCode::BAD_REQUEST, views::render(&page)).into_response(), set));
+        return Ok(with_cookie(
+            (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
+            set,
+        ));
     }
-    let page = LoginPasswordPage { chrome: Chrome { csrf, user_email: None }, return_to, email, error: None };
+    let page = LoginPasswordPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+        },
+        return_to,
+        email,
+        error: None,
+    };
     Ok(with_cookie(views::render(&page), set))
 }
 
 /// Step two: the password. Unknown accounts and wrong passwords get the same
 /// answer after the same amount of work.
-pub async fn login_password(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<PasswordForm>) -> Result<Response, PageError> {
+pub async fn login_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<PasswordForm>,
+) -> Result<Response, PageError> {
     let session = current_session(&state, &headers).await?;
-    if !csrf::verify(&state, &headers, session.as_ref().map(|(_, s)| s), f.csrf_token.as_deref()) {
+    if !csrf::verify(
+        &state,
+        &headers,
+        session.as_ref().map(|(_, s)| s),
+        f.csrf_token.as_deref(),
+    ) {
         return Ok(csrf_refused());
     }
     let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
     let return_to = return_to::sanitize(f.return_to.as_deref(), &state.cfg.allowed_return_origins);
     let email = f.email.trim().to_string();
     let refuse = |status: StatusCode, msg: &str, csrf: String| {
-        let page = LoginPasswordPage { chrome: Chrome { csrf, user_email: None }, return_to: return_to.clone(), email: email.clone(), error: Some(msg.to_string()) };
+        let page = LoginPasswordPage {
+            chrome: Chrome {
+                csrf,
+                user_email: None,
+            },
+            return_to: return_to.clone(),
+            email: email.clone(),
+            error: Some(msg.to_string()),
+        };
         (status, views::render(&page)).into_response()
     };
     if f.password.len() > MAX_PASSWORD_BYTES {
         state.metrics.signin("password", "refused");
-        return Ok(with_cookie(refuse(StatusCode::BAD_REQUEST, "That password is too long.", csrf), set));
+        return Ok(with_cookie(
+            refuse(StatusCode::BAD_REQUEST, "That password is too long.", csrf),
+            set,
+        ));
     }
-    let user = if valid_email(&email) { state.store.user_by_email(&email).await? } else { None };
-    let ok = state.hasher.verify(user.as_ref().and_then(|u| u.password_hash.as_deref()), &f.password).await;
+    let user = if valid_email(&email) {
+        state.store.user_by_email(&email).await?
+    } else {
+        None
+    };
+    let ok = state
+        .hasher
+        .verify(
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            &f.password,
+        )
+        .await;
     let Some(user) = user.filter(|_| ok) else {
         state.metrics.signin("password", "failure");
-        tracing::info!(event = "signin_failed", method = "password", "password sign-in failed");
-        return Ok(with_cookie(refuse(StatusCode::UNAUTHORIZED, "Incorrect email or password.", csrf), set));
+        tracing::info!(
+            event = "signin_failed",
+            method = "password",
+            "password sign-in failed"
+        );
+        return Ok(with_cookie(
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "Incorrect email or password.",
+                csrf,
+            ),
+            set,
+        ));
     };
     let previous = cookie(&headers, state.sessions.cookie_name());
-    let (value, _s) = state.sessions.login(&user.id, AuthMethod::Password, false, previous).await?;
-    state.store.record_login(&user.id, state.clock.now()).await?;
+    let (value, _s) = state
+        .sessions
+        .login(&user.id, AuthMethod::Password, false, previous)
+        .await?;
+    state
+        .store
+        .record_login(&user.id, state.clock.now())
+        .await?;
     state.metrics.signin("password", "success");
     tracing::info!(event = "signin", method = "password", user_id = %user.id, "signed in");
-    Ok(with_cookie(see_other(&return_to), Some(state.sessions.set_cookie_header(&value))))
+    Ok(with_cookie(
+        see_other(&return_to),
+        Some(state.sessions.set_cookie_header(&value)),
+    ))
 }
 
 /// Ends this session on every instance and clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Result<Response, PageError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, PageError> {
     let session = current_session(&state, &headers).await?;
-    if !csrf::verify(&state, &headers, session.as_ref().map(|(_, s)| s), f.csrf_token.as_deref()) {
+    if !csrf::verify(
+        &state,
+        &headers,
+        session.as_ref().map(|(_, s)| s),
+        f.csrf_token.as_deref(),
+    ) {
         return Ok(csrf_refused());
     }
     if let Some((value, s)) = &session {
         state.sessions.revoke(value).await?;
         tracing::info!(event = "signout", user_id = %s.uid, "signed out");
     }
-    Ok(with_cookie(see_other("/login"), Some(state.sessions.clear_cookie_header())))
+    Ok(with_cookie(
+        see_other("/login"),
+        Some(state.sessions.clear_cookie_header()),
+    ))
 }
 
-pub async fn workspaces(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, PageError> {
+pub async fn workspaces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     let Some((_, session)) = current_session(&state, &headers).await? else {
         return Ok(see_other("/login?return_to=%2Fworkspaces"));
     };
@@ -181,57 +279,113 @@ pub async fn workspaces(State(state): State<AppState>, headers: HeaderMap) -> Re
             roles: w
                 .policies
                 .iter()
-                .map(|p| crate::domain::roles::find(&p.role).map(|d| d.name.to_string()).unwrap_or_else(|| p.role.clone()))
+                .map(|p| {
+                    crate::domain::roles::find(&p.role)
+                        .map(|d| d.name.to_string())
+                        .unwrap_or_else(|| p.role.clone())
+                })
                 .collect::<Vec<_>>()
                 .join(", "),
         })
         .collect();
     let page = WorkspacesPage {
-        chrome: Chrome { csrf: csrf::token_for_session(&state, &session), user_email: Some(user.email.clone()) },
-        name: if user.name.is_empty() { user.email.clone() } else { user.name.clone() },
+        chrome: Chrome {
+            csrf: csrf::token_for_session(&state, &session),
+            user_email: Some(user.email.clone()),
+        },
+        name: if user.name.is_empty() {
+            user.email.clone()
+        } else {
+            user.name.clone()
+        },
         workspaces: rows,
     };
     Ok(views::render(&page))
 }
 
 fn link_dead() -> PageError {
-    PageError(DomainError::Invalid("This link is invalid, was already used, or has expired. Ask for a new one.".into()))
+    PageError(DomainError::Invalid(
+        "This link is invalid, was already used, or has expired. Ask for a new one.".into(),
+    ))
 }
 
 async fn link_user(state: &AppState, token: &str) -> Result<crate::domain::model::User, PageError> {
     let hash = crypto::sha256_hex(token.as_bytes());
-    let uid = state.store.peek_action_token(&hash, SET_PASSWORD, state.clock.now()).await?.ok_or_else(link_dead)?;
+    let uid = state
+        .store
+        .peek_action_token(&hash, SET_PASSWORD, state.clock.now())
+        .await?
+        .ok_or_else(link_dead)?;
     state.store.user_by_id(&uid).await?.ok_or_else(link_dead)
 }
 
-pub async fn set_password_page(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, PageError> {
+pub async fn set_password_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
     let user = link_user(&state, &token).await?;
     let (csrf, set) = csrf::page_token(&state, &headers, None);
-    let page = SetPasswordPage { chrome: Chrome { csrf, user_email: None }, email: user.email, error: None };
+    let page = SetPasswordPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+        },
+        email: user.email,
+        error: None,
+    };
     Ok(with_cookie(views::render(&page), set))
 }
 
-pub async fn set_password(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>, Form(f): Form<NewPasswordForm>) -> Result<Response, PageError> {
+pub async fn set_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<NewPasswordForm>,
+) -> Result<Response, PageError> {
     if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
     let user = link_user(&state, &token).await?;
     if let Err(why) = check_policy(&f.password, &user.email) {
         let (csrf, set) = csrf::page_token(&state, &headers, None);
-        let page = SetPasswordPage { chrome: Chrome { csrf, user_email: None }, email: user.email, error: Some(why) };
-        return Ok(with_cookie((StatusCode::BAD_REQUEST, views::render(&page)).into_response(), set));
+        let page = SetPasswordPage {
+            chrome: Chrome {
+                csrf,
+                user_email: None,
+            },
+            email: user.email,
+            error: Some(why),
+        };
+        return Ok(with_cookie(
+            (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
+            set,
+        ));
     }
-    let hash = state.hasher.hash(&f.password).await.map_err(|e| DomainError::Internal(e.to_string()))?;
+    let hash = state
+        .hasher
+        .hash(&f.password)
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
     // Single use: only the request that marks the link used sets the password.
     let token_hash = crypto::sha256_hex(token.as_bytes());
-    if state.store.consume_action_token(&token_hash, SET_PASSWORD, state.clock.now()).await?.as_deref() != Some(user.id.as_str()) {
+    if state
+        .store
+        .consume_action_token(&token_hash, SET_PASSWORD, state.clock.now())
+        .await?
+        .as_deref()
+        != Some(user.id.as_str())
+    {
         return Err(link_dead());
     }
     state.store.set_password_hash(&user.id, &hash).await?;
     state.sessions.revoke_all(&user.id, None).await?;
     tracing::info!(event = "password_set", user_id = %user.id, "password set from a one-time link");
     let page = LoginEmailPage {
-        chrome: Chrome { csrf: csrf::page_token(&state, &headers, None).0, user_email: None },
+        chrome: Chrome {
+            csrf: csrf::page_token(&state, &headers, None).0,
+            user_email: None,
+        },
         return_to: return_to::DEFAULT.into(),
         email: user.email,
         error: None,

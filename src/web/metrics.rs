@@ -5,7 +5,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -30,7 +32,9 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         let Ok(mut g) = self.inner.lock() else { return };
-        *g.requests.entry((route.to_string(), method.to_string(), status)).or_default() += 1;
+        *g.requests
+            .entry((route.to_string(), method.to_string(), status))
+            .or_default() += 1;
         let h = g.latency.entry(route.to_string()).or_default();
         if h.counts.is_empty() {
             h.counts = vec![0; BUCKETS.len()];
@@ -47,7 +51,9 @@ impl Metrics {
 
     pub fn signin(&self, method: &str, outcome: &str) {
         if let Ok(mut g) = self.inner.lock() {
-            *g.signins.entry((method.to_string(), outcome.to_string())).or_default() += 1;
+            *g.signins
+                .entry((method.to_string(), outcome.to_string()))
+                .or_default() += 1;
         }
     }
 
@@ -62,30 +68,61 @@ impl Metrics {
         let Ok(g) = self.inner.lock() else { return out };
         let _ = writeln!(out, "# HELP iamgw_http_requests_total HTTP requests by route, method and status.\n# TYPE iamgw_http_requests_total counter");
         for ((route, method, status), n) in &g.requests {
-            let _ = writeln!(out, "iamgw_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}", esc(route), esc(method));
+            let _ = writeln!(
+                out,
+                "iamgw_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                esc(route),
+                esc(method)
+            );
         }
         let _ = writeln!(out, "# HELP iamgw_http_request_duration_seconds Request latency by route.\n# TYPE iamgw_http_request_duration_seconds histogram");
         for (route, h) in &g.latency {
             let r = esc(route);
             for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(out, "iamgw_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {c}");
+                let _ = writeln!(
+                    out,
+                    "iamgw_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{b}\"}} {c}"
+                );
             }
-            let _ = writeln!(out, "iamgw_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}", h.total);
-            let _ = writeln!(out, "iamgw_http_request_duration_seconds_sum{{route=\"{r}\"}} {}", h.sum);
-            let _ = writeln!(out, "iamgw_http_request_duration_seconds_count{{route=\"{r}\"}} {}", h.total);
+            let _ = writeln!(
+                out,
+                "iamgw_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                h.total
+            );
+            let _ = writeln!(
+                out,
+                "iamgw_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "iamgw_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+                h.total
+            );
         }
         let _ = writeln!(out, "# HELP iamgw_signins_total Sign-in attempts by method and outcome.\n# TYPE iamgw_signins_total counter");
         for ((method, outcome), n) in &g.signins {
-            let _ = writeln!(out, "iamgw_signins_total{{method=\"{}\",outcome=\"{}\"}} {n}", esc(method), esc(outcome));
+            let _ = writeln!(
+                out,
+                "iamgw_signins_total{{method=\"{}\",outcome=\"{}\"}} {n}",
+                esc(method),
+                esc(outcome)
+            );
         }
         let _ = writeln!(out, "# HELP iamgw_forward_auth_decisions_total Forward-auth decisions by outcome.\n# TYPE iamgw_forward_auth_decisions_total counter");
         for (outcome, n) in &g.forward_auth {
-            let _ = writeln!(out, "iamgw_forward_auth_decisions_total{{outcome=\"{}\"}} {n}", esc(outcome));
+            let _ = writeln!(
+                out,
+                "iamgw_forward_auth_decisions_total{{outcome=\"{}\"}} {n}",
+                esc(outcome)
+            );
         }
         out
     }
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

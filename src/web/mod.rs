@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/login/password", post(login::login_password))
         .route("/logout", post(login::logout))
         .route("/workspaces", get(login::workspaces))
-        .route("/set-password/{token}", get(login::set_password_page).post(login::set_password))
+        .route(
+            "/set-password/{token}",
+            get(login::set_password_page).post(login::set_password),
+        )
         .route("/auth/verify", get(forward_auth::verify))
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
@@ -77,16 +80,28 @@ pub fn router(state: AppState) -> Router {
 
 /// Metrics and one log line per request (path without the query string, so
 /// no token or return_to ends up in logs).
-async fn observe(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let request_id = crate::crypto::random_bytes::<8>().map(|b| crate::crypto::hex(&b)).unwrap_or_default();
+    let request_id = crate::crypto::random_bytes::<8>()
+        .map(|b| crate::crypto::hex(&b))
+        .unwrap_or_default();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    state.metrics.observe_request(&route, method.as_str(), status, elapsed);
+    state
+        .metrics
+        .observe_request(&route, method.as_str(), status, elapsed);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
@@ -99,13 +114,22 @@ async fn observe(axum::extract::State(state): axum::extract::State<AppState>, re
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    let is_html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
     if is_html {
         h.insert(
             header::CONTENT_SECURITY_POLICY,

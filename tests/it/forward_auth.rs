@@ -1,0 +1,460 @@
+//! Forward-auth (SPEC section 6) over real HTTP.
+
+use crate::support::*;
+use iam_gateway::crypto::b64url_decode;
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use serde_json::Value;
+
+/// Verifies a compact ES256 JWS against a JWKS document; returns the claims.
+fn verify_jwt(token: &str, jwks: &Value) -> Value {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header: Value = serde_json::from_slice(&b64url_decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let kid = header["kid"].as_str().unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .expect("kid in JWKS");
+    let mut sec1 = vec![4u8];
+    sec1.extend(b64url_decode(jwk["x"].as_str().unwrap()).unwrap());
+    sec1.extend(b64url_decode(jwk["y"].as_str().unwrap()).unwrap());
+    let key = VerifyingKey::from_sec1_bytes(&sec1).unwrap();
+    let sig = Signature::from_slice(&b64url_decode(parts[2]).unwrap()).unwrap();
+    key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig)
+        .expect("signature verifies");
+    serde_json::from_slice(&b64url_decode(parts[1]).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn allowed_requests_get_identity_headers_and_a_verifiable_assertion() {
+    for b in matrix() {
+        let srv = TestServer::start(b).await;
+        let (_, uid) = srv.bootstrap("acme", "ann@acme.test").await;
+        let mut br = Browser::new();
+        assert_eq!(
+            br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+                .await
+                .status,
+            303
+        );
+        let r = br
+            .verify(&srv, "workspace=acme&role=source_admin&resource=src1")
+            .await;
+        assert_eq!(r.status, 200, "{b:?}");
+        assert_eq!(r.header("x-auth-user-id").as_deref(), Some(uid.as_str()));
+        assert_eq!(r.header("x-auth-email").as_deref(), Some("ann@acme.test"));
+        assert_eq!(r.header("x-auth-name").as_deref(), Some("Owner of acme"));
+        assert_eq!(r.header("x-auth-workspace").as_deref(), Some("acme"));
+        assert_eq!(r.header("x-auth-roles").as_deref(), Some("workspace_owner"));
+        assert_eq!(r.header("x-auth-method").as_deref(), Some("password"));
+        let jwks: Value = client()
+            .get(srv.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for k in jwks["keys"].as_array().unwrap() {
+            for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+                assert!(k.get(private).is_none(), "JWKS publishes {private}");
+            }
+        }
+        let claims = verify_jwt(&r.header("x-auth-assertion").unwrap(), &jwks);
+        assert_eq!(claims["iss"], srv.base.as_str());
+        assert_eq!(claims["aud"], "iamgw:acme");
+        assert_eq!(claims["sub"], uid.as_str());
+        assert_eq!(claims["email"], "ann@acme.test");
+        assert_eq!(claims["workspace"], "acme");
+        assert_eq!(claims["roles"], serde_json::json!(["workspace_owner"]));
+        assert_eq!(claims["auth_method"], "password");
+        let (iat, exp) = (
+            claims["iat"].as_i64().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        );
+        assert!(exp > iat && exp - iat <= 60);
+        let sid = claims["sid"].as_str().unwrap();
+        let cookie = br.session_cookie().unwrap();
+        assert!(
+            sid.len() >= 16
+                && sid != cookie
+                && sid != iam_gateway::crypto::sha256_hex(cookie.as_bytes())
+        );
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn members_get_403_outside_their_workspace_or_role() {
+    for b in matrix() {
+        let srv = TestServer::start(b).await;
+        let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
+        srv.bootstrap("beta", "bob@beta.test").await;
+        srv.add_member(&acme, "mia@acme.test", &["source_read_only"])
+            .await;
+        let mut mia = Browser::new();
+        assert_eq!(
+            mia.sign_in(&srv, "mia@acme.test", PASSWORD, "/")
+                .await
+                .status,
+            303
+        );
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme").await.status,
+            200,
+            "{b:?}"
+        );
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme&role=source_read_only")
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme&role=source_admin")
+                .await
+                .status,
+            403
+        );
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme&role=workspace_owner")
+                .await
+                .status,
+            403
+        );
+        assert_eq!(
+            mia.verify(&srv, "workspace=beta").await.status,
+            403,
+            "{b:?}: not a member of B"
+        );
+        assert_eq!(mia.verify(&srv, "workspace=nope").await.status, 403);
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme&role=no_such_role")
+                .await
+                .status,
+            400
+        );
+        assert_eq!(mia.verify(&srv, "").await.status, 400);
+        // Removal ends access to that workspace at once.
+        let mia_id = srv
+            .store()
+            .user_by_email("mia@acme.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+        srv.store().remove_member(&acme, &mia_id).await.unwrap();
+        assert_eq!(
+            mia.verify(&srv, "workspace=acme").await.status,
+            403,
+            "{b:?}"
+        );
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn missing_tampered_or_garbage_cookies_get_401() {
+    let srv = TestServer::start(matrix()[0]).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let none = client()
+        .get(srv.url("/auth/verify?workspace=acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let mut br = Browser::new();
+    br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    let good = br.session_cookie().unwrap();
+    let mut flipped = good.clone().into_bytes();
+    flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(flipped).unwrap(),
+        format!("{good}x"),
+        "../../etc".into(),
+        String::new(),
+    ] {
+        let r = client()
+            .get(srv.url("/auth/verify?workspace=acme"))
+            .header("cookie", format!("iamgw_session={bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "cookie {bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn forward_style_redirects_browsers_to_sign_in_with_the_original_url() {
+    let srv = TestServer::start(matrix()[0]).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let c = client();
+    let r = c
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", "/reports?q=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!(
+            "{}/login?return_to=https%3A%2F%2Fapp.example.com%2Freports%3Fq%3D1",
+            srv.base
+        )
+    );
+    // Not a browser: 401.
+    let r = c
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // X-Original-URL works too; a malformed one is 401, for either style.
+    let r = c
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "text/html")
+        .header("x-original-url", "https://app.example.com/x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    for path in [
+        "/auth/forward?workspace=acme",
+        "/auth/verify?workspace=acme",
+    ] {
+        let r = c
+            .get(srv.url(path))
+            .header("accept", "text/html")
+            .header("x-original-url", "not a url")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // With a session, /auth/forward answers 200 with the headers.
+    let mut br = Browser::new();
+    br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    let r = br
+        .send(
+            br.client
+                .get(srv.url("/auth/forward?workspace=acme"))
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-auth-workspace").as_deref(), Some("acme"));
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_untrusted_peers_are_ignored() {
+    let srv =
+        TestServer::start_with(Options::new(matrix()[0]).env("IAMGW_TRUSTED_PROXIES", "[]")).await;
+    let r = client()
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "text/html")
+        .header("x-original-url", "https://evil.test/phish")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/login", srv.base),
+        "untrusted X-Original-URL not used"
+    );
+    let r = client()
+        .get(srv.url("/auth/verify?workspace=acme"))
+        .header("x-original-url", "garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn an_unreachable_session_store_answers_503_never_200() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = format!("redis://127.0.0.1:{port}");
+    let srv = TestServer::start_with(
+        Options::new(Backend {
+            db: Db::Sqlite,
+            sessions: Sessions::Redis,
+        })
+        .env("IAMGW_SESSION__REDIS_URL", &dead),
+    )
+    .await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let cookie = iam_gateway::crypto::random_token("").unwrap();
+    let r = client()
+        .get(srv.url("/auth/verify?workspace=acme"))
+        .header("cookie", format!("iamgw_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let r = client()
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "text/html")
+        .header("cookie", format!("iamgw_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(
+        client()
+            .get(srv.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready = client().get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["session_store"], "unreachable");
+    assert_eq!(body["database"], "ok");
+    // Sign-in cannot complete either, and says so instead of pretending.
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    assert_eq!(r.status, 503);
+    assert!(r.set_cookie("iamgw_session").is_none());
+}
+
+#[tokio::test]
+async fn redis_sessions_recover_when_redis_comes_back() {
+    // A private redis-server on a free port, stopped and restarted mid-test.
+    let Some(_) = redis_url() else { return };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let start = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH")
+    };
+    let mut redis = start();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let srv = TestServer::start_with(
+        Options::new(Backend {
+            db: Db::Sqlite,
+            sessions: Sessions::Redis,
+        })
+        .env("IAMGW_SESSION__REDIS_URL", &url),
+    )
+    .await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    assert_eq!(
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    assert_eq!(
+        br.verify(&srv, "workspace=acme").await.status,
+        503,
+        "store down: 503, never 200"
+    );
+    assert_eq!(
+        client()
+            .get(srv.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    // Redis comes back empty (nothing kept on disk): the session is gone, so
+    // 401 — and the gateway is ready again without a restart.
+    let mut redis = start();
+    let mut ready = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if client()
+            .get(srv.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+        {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "ready again after Redis returned");
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 401);
+    let mut br = Browser::new();
+    assert_eq!(
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    redis.kill().unwrap();
+    let _ = redis.wait();
+}
+
+#[tokio::test]
+async fn metrics_count_requests_signins_and_decisions() {
+    let srv = TestServer::start(matrix()[0]).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    br.sign_in(&srv, "ann@acme.test", "wrong password here", "/")
+        .await;
+    br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    br.verify(&srv, "workspace=acme").await;
+    client()
+        .get(srv.url("/auth/verify?workspace=acme"))
+        .send()
+        .await
+        .unwrap();
+    let text = client()
+        .get(srv.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "iamgw_signins_total{method=\"password\",outcome=\"failure\"} 1",
+        "iamgw_signins_total{method=\"password\",outcome=\"success\"} 1",
+        "iamgw_forward_auth_decisions_total{outcome=\"allow\"} 1",
+        "iamgw_forward_auth_decisions_total{outcome=\"unauthenticated\"} 1",
+        "iamgw_http_requests_total{route=\"/auth/verify\",method=\"GET\",status=\"200\"} 1",
+        "iamgw_http_request_duration_seconds_bucket{route=\"/login/password\"",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+}

@@ -1,0 +1,234 @@
+//! One suite, every session backend: memory, database (SQLite, and
+//! PostgreSQL when configured), Redis when configured.
+
+use crate::support::*;
+use iam_gateway::clock::ManualClock;
+use iam_gateway::domain::model::AuthMethod;
+use iam_gateway::session::database::DbKv;
+use iam_gateway::session::memory::MemoryKv;
+use iam_gateway::session::redis::RedisKv;
+use iam_gateway::session::{KvStore, SessionManager};
+use iam_gateway::store;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn backends() -> Vec<(&'static str, Arc<dyn KvStore>)> {
+    let mut out: Vec<(&'static str, Arc<dyn KvStore>)> =
+        vec![("memory", Arc::new(MemoryKv::new()))];
+    let s = store::open(&fresh_database_url(Db::Sqlite, &temp_dir()).await)
+        .await
+        .unwrap();
+    out.push(("sqlite", Arc::new(DbKv::new(s.pool().clone()))));
+    if pg_url().is_some() {
+        let s = store::open(&fresh_pg_url().await).await.unwrap();
+        out.push(("postgres", Arc::new(DbKv::new(s.pool().clone()))));
+    }
+    if let Some(url) = redis_url() {
+        out.push(("redis", Arc::new(RedisKv::new(&url).unwrap())));
+    }
+    out
+}
+
+fn key(name: &str) -> String {
+    format!("test:{name}:{}", uuid::Uuid::new_v4())
+}
+
+#[tokio::test]
+async fn kv_get_set_take_delete_and_set_nx() {
+    for (name, kv) in backends().await {
+        let k = key("a");
+        assert_eq!(kv.get(&k).await.unwrap(), None, "{name}");
+        kv.set(&k, "v1", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(kv.get(&k).await.unwrap().as_deref(), Some("v1"), "{name}");
+        kv.set(&k, "v2", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(
+            kv.get(&k).await.unwrap().as_deref(),
+            Some("v2"),
+            "{name}: overwrite"
+        );
+        assert!(
+            !kv.set_nx(&k, "v3", Duration::from_secs(60)).await.unwrap(),
+            "{name}: set_nx on a live key"
+        );
+        assert_eq!(kv.take(&k).await.unwrap().as_deref(), Some("v2"), "{name}");
+        assert_eq!(
+            kv.take(&k).await.unwrap(),
+            None,
+            "{name}: take is single use"
+        );
+        assert!(
+            kv.set_nx(&k, "v4", Duration::from_secs(60)).await.unwrap(),
+            "{name}: set_nx on a free key"
+        );
+        kv.delete(&k).await.unwrap();
+        assert_eq!(kv.get(&k).await.unwrap(), None, "{name}");
+        kv.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn kv_values_expire_after_their_ttl() {
+    for (name, kv) in backends().await {
+        let k = key("ttl");
+        kv.set(&k, "v", Duration::from_millis(50)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(kv.get(&k).await.unwrap(), None, "{name}");
+        assert!(
+            kv.set_nx(&k, "again", Duration::from_secs(5))
+                .await
+                .unwrap(),
+            "{name}: expired key is free"
+        );
+    }
+}
+
+#[tokio::test]
+async fn kv_indexes_add_list_and_remove() {
+    for (name, kv) in backends().await {
+        let i = key("idx");
+        kv.index_add(&i, "m1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        kv.index_add(&i, "m2", Duration::from_secs(60))
+            .await
+            .unwrap();
+        kv.index_add(&i, "m2", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut m = kv.index_members(&i).await.unwrap();
+        m.sort();
+        assert_eq!(m, vec!["m1", "m2"], "{name}");
+        kv.index_remove(&i, &["m1".to_string()]).await.unwrap();
+        assert_eq!(kv.index_members(&i).await.unwrap(), vec!["m2"], "{name}");
+    }
+}
+
+fn manager(kv: Arc<dyn KvStore>, clock: &ManualClock) -> SessionManager {
+    SessionManager::new(
+        kv,
+        Arc::new(clock.clone()),
+        Duration::from_secs(3600),
+        Duration::from_secs(3 * 3600),
+        false,
+    )
+}
+
+#[tokio::test]
+async fn manager_hashes_values_and_applies_idle_and_absolute_timeouts() {
+    for (name, kv) in backends().await {
+        let clock = ManualClock::new();
+        let m = manager(kv.clone(), &clock);
+        let uid = uuid::Uuid::new_v4().to_string();
+        let (value, s) = m
+            .login(&uid, AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        assert!(value.len() >= 43, "{name}: 256-bit value");
+        assert_ne!(s.key, value, "{name}");
+        assert!(
+            kv.get(&format!("s:{value}")).await.unwrap().is_none(),
+            "{name}: raw value is not a key"
+        );
+        assert_ne!(s.sid, value);
+        // Idle: activity every 50 minutes keeps it alive...
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(50 * 60));
+            assert!(
+                m.lookup(&value).await.unwrap().is_some(),
+                "{name}: within idle window"
+            );
+        }
+        // ...until the absolute timeout (3 h) ends it regardless.
+        clock.advance(Duration::from_secs(40 * 60));
+        assert!(
+            m.lookup(&value).await.unwrap().is_none(),
+            "{name}: absolute timeout"
+        );
+        // Idle: 61 minutes without activity ends a fresh session.
+        let (v2, _) = m
+            .login(&uid, AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(61 * 60));
+        assert!(
+            m.lookup(&v2).await.unwrap().is_none(),
+            "{name}: idle timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn manager_revokes_one_or_all_sessions_of_a_user() {
+    for (name, kv) in backends().await {
+        let clock = ManualClock::new();
+        let m = manager(kv, &clock);
+        let uid = uuid::Uuid::new_v4().to_string();
+        let other = uuid::Uuid::new_v4().to_string();
+        let (a, _) = m
+            .login(&uid, AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        let (b, sb) = m.login(&uid, AuthMethod::Twilio, true, None).await.unwrap();
+        let (c, _) = m
+            .login(&uid, AuthMethod::Sso("c1".into()), false, None)
+            .await
+            .unwrap();
+        let (o, _) = m
+            .login(&other, AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        assert_eq!(m.sessions_of(&uid).await.unwrap().len(), 3, "{name}");
+        m.revoke(&a).await.unwrap();
+        assert!(m.lookup(&a).await.unwrap().is_none(), "{name}");
+        assert_eq!(
+            m.revoke_all(&uid, Some(&sb.key)).await.unwrap(),
+            1,
+            "{name}: all but the kept one"
+        );
+        assert!(m.lookup(&c).await.unwrap().is_none(), "{name}");
+        let kept = m.lookup(&b).await.unwrap().unwrap();
+        assert_eq!(kept.method, AuthMethod::Twilio, "{name}");
+        assert!(kept.mfa);
+        m.revoke_all(&uid, None).await.unwrap();
+        assert!(m.lookup(&b).await.unwrap().is_none(), "{name}");
+        assert!(
+            m.lookup(&o).await.unwrap().is_some(),
+            "{name}: other users untouched"
+        );
+    }
+}
+
+#[tokio::test]
+async fn manager_login_replaces_a_presented_session() {
+    for (name, kv) in backends().await {
+        let clock = ManualClock::new();
+        let m = manager(kv, &clock);
+        let (planted, _) = m
+            .login("attacker", AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        let (fresh, s) = m
+            .login("victim", AuthMethod::Password, false, Some(&planted))
+            .await
+            .unwrap();
+        assert_ne!(fresh, planted, "{name}");
+        assert!(
+            m.lookup(&planted).await.unwrap().is_none(),
+            "{name}: planted session ended"
+        );
+        assert_eq!(m.lookup(&fresh).await.unwrap().unwrap().uid, s.uid);
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_an_error_not_a_hang_or_a_miss() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let kv = RedisKv::new(&format!("redis://127.0.0.1:{port}")).unwrap();
+    let started = std::time::Instant::now();
+    assert!(kv.get("x").await.is_err());
+    assert!(kv.ping().await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -1,0 +1,441 @@
+//! Test harness: real servers on free 127.0.0.1 ports, real HTTP, real
+//! backends (SQLite always; PostgreSQL and Redis when
+//! IAMGW_TEST_DATABASE_URL / IAMGW_TEST_REDIS_URL are set).
+
+#![allow(dead_code)]
+
+use iam_gateway::app;
+use iam_gateway::clock::{Clock, ManualClock};
+use iam_gateway::config::Config;
+use iam_gateway::store::{NewUser, Store};
+use iam_gateway::web::AppState;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    Database,
+    Redis,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    pub db: Db,
+    pub sessions: Sessions,
+}
+
+/// Every combination this machine can run: SQLite with database sessions
+/// always; PostgreSQL and Redis when their URLs are given.
+pub fn matrix() -> Vec<Backend> {
+    let mut out = vec![Backend {
+        db: Db::Sqlite,
+        sessions: Sessions::Database,
+    }];
+    let pg = pg_url().is_some();
+    let redis = redis_url().is_some();
+    if pg {
+        out.push(Backend {
+            db: Db::Postgres,
+            sessions: Sessions::Database,
+        });
+    }
+    if redis {
+        out.push(Backend {
+            db: if pg { Db::Postgres } else { Db::Sqlite },
+            sessions: Sessions::Redis,
+        });
+    }
+    out
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("IAMGW_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+pub fn redis_url() -> Option<String> {
+    std::env::var("IAMGW_TEST_REDIS_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+pub fn temp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("iamgw-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A fresh PostgreSQL schema; returns a URL whose search_path points at it.
+pub async fn fresh_pg_url() -> String {
+    let base = pg_url().expect("IAMGW_TEST_DATABASE_URL");
+    let schema = format!("iamgw_t_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+pub async fn fresh_database_url(db: Db, dir: &std::path::Path) -> String {
+    match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("gw.db").display()),
+        Db::Postgres => fresh_pg_url().await,
+    }
+}
+
+pub struct Options {
+    pub backend: Backend,
+    pub env: Vec<(String, String)>,
+    /// Reuse this database (two instances on one store).
+    pub database_url: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            env: Vec::new(),
+            database_url: None,
+            dir: None,
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub clock: ManualClock,
+    pub dir: PathBuf,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(Options::new(backend)).await
+    }
+
+    pub async fn start_with(opts: Options) -> TestServer {
+        let dir = opts.dir.clone().unwrap_or_else(temp_dir);
+        let database_url = match opts.database_url.clone() {
+            Some(u) => u,
+            None => fresh_database_url(opts.backend.db, &dir).await,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let mut env: Vec<(String, String)> = vec![
+            ("IAMGW_PUBLIC_URL".into(), base.clone()),
+            ("IAMGW_LISTEN".into(), addr.to_string()),
+            ("IAMGW_DATABASE_URL".into(), database_url.clone()),
+            (
+                "IAMGW_SECRET_KEY_FILE".into(),
+                dir.join("secret.key").display().to_string(),
+            ),
+            ("IAMGW_TWILIO__MODE".into(), "off".into()),
+        ];
+        match opts.backend.sessions {
+            Sessions::Database => env.push(("IAMGW_SESSION__STORE".into(), "database".into())),
+            Sessions::Memory => env.push(("IAMGW_SESSION__STORE".into(), "memory".into())),
+            Sessions::Redis => {
+                env.push(("IAMGW_SESSION__STORE".into(), "redis".into()));
+                env.push((
+                    "IAMGW_SESSION__REDIS_URL".into(),
+                    redis_url().unwrap_or_default(),
+                ));
+            }
+        }
+        for (k, v) in opts.env {
+            env.retain(|(name, _)| *name != k);
+            env.push((k, v));
+        }
+        let cfg = Config::load(None, env).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        let clock = ManualClock::new();
+        let gw = app::build(cfg, Arc::new(clock.clone())).await.unwrap();
+        let state = gw.state.clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = app::serve(gw.state, listener, async move {
+                let _ = rx.await;
+            })
+            .await;
+            gw.sql.close().await;
+        });
+        TestServer {
+            base,
+            state,
+            clock,
+            dir,
+            database_url,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.state.store
+    }
+
+    /// Creates workspace `slug` with `email` as owner (password PASSWORD).
+    pub async fn bootstrap(&self, slug: &str, email: &str) -> (String, String) {
+        let hash = self.state.hasher.hash(PASSWORD).await.unwrap();
+        let (ws, user) = self
+            .store()
+            .bootstrap_workspace(
+                slug,
+                slug,
+                &NewUser {
+                    email: email.into(),
+                    name: format!("Owner of {slug}"),
+                    password_hash: Some(hash),
+                },
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        (ws.id, user.id)
+    }
+
+    /// Adds a user with PASSWORD and the given roles in workspace `ws_id`.
+    pub async fn add_member(&self, ws_id: &str, email: &str, roles: &[&str]) -> String {
+        let hash = self.state.hasher.hash(PASSWORD).await.unwrap();
+        let user = self
+            .store()
+            .create_user(
+                &NewUser {
+                    email: email.into(),
+                    name: email.split('@').next().unwrap().into(),
+                    password_hash: Some(hash),
+                },
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        let policies: Vec<_> = roles
+            .iter()
+            .map(|r| iam_gateway::domain::roles::Policy::workspace(r))
+            .collect();
+        self.store()
+            .add_member(ws_id, &user.id, &policies, self.clock.now())
+            .await
+            .unwrap();
+        user.id
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A minimal browser: keeps cookies per name, never follows redirects.
+#[derive(Clone)]
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub cookies: HashMap<String, String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
+
+    /// The `<meta name="csrf-token">` of an HTML page.
+    pub fn csrf(&self) -> String {
+        let marker = "<meta name=\"csrf-token\" content=\"";
+        let start = self.body.find(marker).expect("page has a csrf meta tag") + marker.len();
+        let end = self.body[start..].find('"').unwrap();
+        self.body[start..start + end].to_string()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            client: client(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn absorb(&mut self, headers: &reqwest::header::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            let text = v.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), val.to_string());
+            }
+        }
+    }
+
+    pub async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let mut req = req;
+        if !self.cookies.is_empty() {
+            req = req.header("cookie", self.cookie_header());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        self.absorb(&headers);
+        let body = resp.text().await.unwrap();
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        let r = self.client.get(url);
+        self.send(r).await
+    }
+
+    pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Page {
+        let r = self.client.post(url).form(form);
+        self.send(r).await
+    }
+
+    /// Signs in through the real pages; returns the final response.
+    pub async fn sign_in(
+        &mut self,
+        srv: &TestServer,
+        email: &str,
+        password: &str,
+        return_to: &str,
+    ) -> Page {
+        let page = self
+            .get(&srv.url(&format!("/login?return_to={}", urlenc(return_to))))
+            .await;
+        assert_eq!(page.status, 200);
+        let csrf = page.csrf();
+        let step = self
+            .post_form(
+                &srv.url("/login"),
+                &[
+                    ("email", email),
+                    ("csrf_token", &csrf),
+                    ("return_to", return_to),
+                ],
+            )
+            .await;
+        assert_eq!(step.status, 200, "email step: {}", step.body);
+        let csrf = step.csrf();
+        self.post_form(
+            &srv.url("/login/password"),
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &csrf),
+                ("return_to", return_to),
+            ],
+        )
+        .await
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookies.get("iamgw_session").cloned()
+    }
+
+    /// `/auth/verify` with only this browser's session cookie.
+    pub async fn verify(&self, srv: &TestServer, query: &str) -> Page {
+        let mut b = Browser {
+            client: self.client.clone(),
+            cookies: HashMap::new(),
+        };
+        if let Some(c) = self.session_cookie() {
+            b.cookies.insert("iamgw_session".into(), c);
+        }
+        b.get(&srv.url(&format!("/auth/verify?{query}"))).await
+    }
+}
+
+pub fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
