@@ -1,6 +1,7 @@
-//! ES256 signing of `X-Auth-Assertion`, with keys kept in the database (the
-//! private half sealed with the deployment secret) and published as a JWKS
-//! without private parameters.
+//! ES256 JSON Web Signatures. [`EsKey`] is one P-256 key (generate, seal for
+//! storage, sign, publish); [`Signer`] holds the gateway's active keys for
+//! `X-Auth-Assertion`, kept in the database and published as a JWKS without
+//! private parameters.
 
 use crate::crypto;
 use crate::domain::DomainError;
@@ -11,36 +12,85 @@ use serde_json::{json, Value};
 
 const SEAL_PURPOSE: &str = "signing-key";
 
-struct ActiveKey {
-    kid: String,
+/// One ES256 key with its key id.
+#[derive(Clone)]
+pub struct EsKey {
+    pub kid: String,
     key: SigningKey,
+}
+
+impl EsKey {
+    /// A fresh key; its kid is derived from the public key.
+    pub fn generate() -> Result<EsKey, DomainError> {
+        // A random 32-byte string is a valid scalar except with negligible
+        // probability; try again in that case.
+        for _ in 0..8 {
+            let bytes = crypto::random_bytes::<32>()?;
+            if let Ok(key) = SigningKey::from_slice(&bytes) {
+                let point = key.verifying_key().to_encoded_point(false);
+                let kid = crypto::sha256_hex(point.as_bytes())[..16].to_string();
+                return Ok(EsKey { kid, key });
+            }
+        }
+        Err(DomainError::Internal(
+            "could not generate a signing key".into(),
+        ))
+    }
+
+    /// The private scalar sealed with the deployment secret for storage.
+    pub fn seal(&self, secret: &[u8], purpose: &str) -> Result<String, DomainError> {
+        Ok(crypto::seal(secret, purpose, &self.key.to_bytes())?)
+    }
+
+    pub fn open(
+        kid: &str,
+        sealed: &str,
+        secret: &[u8],
+        purpose: &str,
+    ) -> Result<EsKey, DomainError> {
+        let raw = crypto::open(secret, purpose, sealed).map_err(|_| {
+            DomainError::Internal(format!(
+                "signing key {kid} cannot be opened: is secret_key_file the one this database was created with?"
+            ))
+        })?;
+        let key = SigningKey::from_slice(&raw)
+            .map_err(|_| DomainError::Internal(format!("signing key {kid} is corrupt")))?;
+        Ok(EsKey {
+            kid: kid.to_string(),
+            key,
+        })
+    }
+
+    /// The public JWK (no private parameters).
+    pub fn public_jwk(&self) -> Value {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        let x = point.x().map(|x| crypto::b64url(x)).unwrap_or_default();
+        let y = point.y().map(|y| crypto::b64url(y)).unwrap_or_default();
+        json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": self.kid, "use": "sig", "alg": "ES256"})
+    }
+
+    /// A compact JWS (ES256) over `claims`.
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            crypto::b64url(header.to_string().as_bytes()),
+            crypto::b64url(claims.to_string().as_bytes())
+        );
+        let sig: Signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", crypto::b64url(&sig.to_bytes()))
+    }
+}
+
+/// `{"keys": [...]}` for a set of keys.
+pub fn jwks(keys: &[EsKey]) -> String {
+    json!({"keys": keys.iter().map(EsKey::public_jwk).collect::<Vec<_>>()}).to_string()
 }
 
 pub struct Signer {
     /// Oldest first; the first one signs, all are published.
-    keys: Vec<ActiveKey>,
+    keys: Vec<EsKey>,
     jwks: String,
-}
-
-fn random_signing_key() -> Result<SigningKey, DomainError> {
-    // A random 32-byte string is a valid scalar except with negligible
-    // probability; try again in that case.
-    for _ in 0..8 {
-        let bytes = crypto::random_bytes::<32>()?;
-        if let Ok(k) = SigningKey::from_slice(&bytes) {
-            return Ok(k);
-        }
-    }
-    Err(DomainError::Internal(
-        "could not generate a signing key".into(),
-    ))
-}
-
-fn public_jwk(kid: &str, key: &SigningKey) -> Value {
-    let point = key.verifying_key().to_encoded_point(false);
-    let x = point.x().map(|x| crypto::b64url(x)).unwrap_or_default();
-    let y = point.y().map(|y| crypto::b64url(y)).unwrap_or_default();
-    json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": kid, "use": "sig", "alg": "ES256"})
 }
 
 impl Signer {
@@ -54,54 +104,32 @@ impl Signer {
     ) -> Result<Signer, DomainError> {
         let mut stored = store.signing_keys().await?;
         if stored.is_empty() {
-            let key = random_signing_key()?;
-            let point = key.verifying_key().to_encoded_point(false);
-            let kid = crypto::sha256_hex(point.as_bytes())[..16].to_string();
+            let key = EsKey::generate()?;
             let record = StoredSigningKey {
-                kid: kid.clone(),
+                kid: key.kid.clone(),
                 alg: "ES256".into(),
-                sealed_private_key: crypto::seal(secret, SEAL_PURPOSE, &key.to_bytes())?,
-                public_jwk: public_jwk(&kid, &key).to_string(),
+                sealed_private_key: key.seal(secret, SEAL_PURPOSE)?,
+                public_jwk: key.public_jwk().to_string(),
                 created_at: now,
             };
             store.insert_signing_key(&record).await?;
             stored = store.signing_keys().await?;
         }
-        let mut keys = Vec::new();
-        for s in &stored {
-            let raw = crypto::open(secret, SEAL_PURPOSE, &s.sealed_private_key).map_err(|_| {
-                DomainError::Internal(format!(
-                    "signing key {} cannot be opened: is secret_key_file the one this database was created with?",
-                    s.kid
-                ))
-            })?;
-            let key = SigningKey::from_slice(&raw)
-                .map_err(|_| DomainError::Internal(format!("signing key {} is corrupt", s.kid)))?;
-            keys.push(ActiveKey {
-                kid: s.kid.clone(),
-                key,
-            });
-        }
-        let jwks =
-            json!({"keys": keys.iter().map(|k| public_jwk(&k.kid, &k.key)).collect::<Vec<_>>()})
-                .to_string();
+        let keys = stored
+            .iter()
+            .map(|s| EsKey::open(&s.kid, &s.sealed_private_key, secret, SEAL_PURPOSE))
+            .collect::<Result<Vec<_>, _>>()?;
+        let jwks = jwks(&keys);
         Ok(Signer { keys, jwks })
     }
 
-    /// A compact JWS (ES256) over `claims`.
+    /// A compact JWS (ES256) over `claims` with the current key.
     pub fn sign(&self, claims: &Value) -> Result<String, DomainError> {
         let k = self
             .keys
             .first()
             .ok_or_else(|| DomainError::Internal("no signing key".into()))?;
-        let header = json!({"alg": "ES256", "typ": "JWT", "kid": k.kid});
-        let input = format!(
-            "{}.{}",
-            crypto::b64url(header.to_string().as_bytes()),
-            crypto::b64url(claims.to_string().as_bytes())
-        );
-        let sig: Signature = k.key.sign(input.as_bytes());
-        Ok(format!("{input}.{}", crypto::b64url(&sig.to_bytes())))
+        Ok(k.sign(claims))
     }
 
     /// `{"keys": [...]}` with public parameters only.

@@ -22,4 +22,5 @@ pub mod jwt;
 pub mod password;
 pub mod session;
 pub mod store;
+pub mod totp;
 pub mod web;
