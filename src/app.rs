@@ -125,6 +125,9 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         spawn_sweeper(DbKv::new(sql.pool().clone()));
     }
     let store: Arc<dyn crate::store::Store> = sql.clone();
+    let throttle = crate::throttle::Throttle::new(sessions.kv().clone(), clock.clone(), &secret);
+    let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let state = AppState(Arc::new(Inner {
         cfg,
         store,
@@ -132,6 +135,8 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         signer,
         hasher,
         metrics: Default::default(),
+        throttle,
+        mailer,
         clock,
         secret,
     }));

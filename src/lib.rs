@@ -13,14 +13,17 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod jwt;
+pub mod mail;
 pub mod password;
 pub mod session;
 pub mod store;
+pub mod throttle;
 pub mod totp;
 pub mod web;

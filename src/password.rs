@@ -15,6 +15,8 @@ pub const P_COST: u32 = 1;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted for new passwords, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Lowest zxcvbn score (0–4) accepted for new passwords.
+pub const MIN_STRENGTH: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -62,6 +64,16 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
     }
     if !email.is_empty() && password.eq_ignore_ascii_case(email.trim()) {
         return Err("Your password must not be your email address.".into());
+    }
+    let local = email.split('@').next().unwrap_or_default();
+    let estimate = zxcvbn::zxcvbn(
+        password,
+        &[email, local, "iam", "gateway", "segment", "twilio"],
+    );
+    if (estimate.score() as u8) < MIN_STRENGTH {
+        return Err(
+            "This password is too easy to guess. Try a longer phrase of unrelated words.".into(),
+        );
     }
     Ok(())
 }
@@ -144,6 +156,14 @@ mod tests {
         assert!(check_policy("short", "a@b.test").is_err());
         assert!(check_policy(&"x".repeat(MAX_PASSWORD_BYTES + 1), "a@b.test").is_err());
         assert!(check_policy("Ann@Corp.test", "ann@corp.test").is_err());
-        assert!(check_policy("a long enough passphrase", "ann@corp.test").is_ok());
+        assert!(check_policy("correct horse battery staple", "ann@corp.test").is_ok());
+        assert!(
+            check_policy("aaaaaaaaaaaaaaaa", "ann@corp.test").is_err(),
+            "long but guessable"
+        );
+        assert!(
+            check_policy("password12345", "ann@corp.test").is_err(),
+            "common"
+        );
     }
 }

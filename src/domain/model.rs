@@ -12,6 +12,18 @@ pub struct User {
     pub password_hash: Option<String>,
     pub created_at: i64,
     pub last_login_at: Option<i64>,
+    /// Sealed TOTP secret (pending until `totp_enabled_at` is set).
+    #[serde(skip)]
+    pub totp_secret: Option<String>,
+    pub totp_enabled_at: Option<i64>,
+    #[serde(skip)]
+    pub totp_last_step: Option<i64>,
+}
+
+impl User {
+    pub fn mfa_enabled(&self) -> bool {
+        self.totp_enabled_at.is_some() && self.totp_secret.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +32,77 @@ pub struct Workspace {
     pub slug: String,
     pub name: String,
     pub created_at: i64,
+    pub settings: WorkspaceSettings,
+}
+
+fn default_role() -> String {
+    super::roles::MINIMAL_ACCESS.to_string()
+}
+
+/// Per-workspace settings (stored as one JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct WorkspaceSettings {
+    pub require_sso: bool,
+    pub sso_exempt_user_ids: Vec<String>,
+    pub require_mfa: bool,
+    #[serde(default = "default_role")]
+    pub default_role: String,
+    /// Tighter session timeouts for this workspace (`30m`, `8h`), if any.
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
+}
+
+impl Default for WorkspaceSettings {
+    fn default() -> Self {
+        Self {
+            require_sso: false,
+            sso_exempt_user_ids: Vec::new(),
+            require_mfa: false,
+            default_role: default_role(),
+            idle_timeout: None,
+            absolute_timeout: None,
+        }
+    }
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+impl Actor {
+    pub fn user(id: &str, email: &str) -> Self {
+        Self {
+            kind: "user".into(),
+            id: Some(id.into()),
+            email: Some(email.into()),
+        }
+    }
+    pub fn system() -> Self {
+        Self {
+            kind: "system".into(),
+            id: None,
+            email: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub id: String,
+    pub workspace_id: Option<String>,
+    pub time: i64,
+    pub actor: Actor,
+    pub action: String,
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub details: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -143,6 +143,29 @@ impl KvStore for DbKv {
         Ok(())
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
+        let now = now_ms();
+        // One statement: a live counter goes up by one, an absent or expired
+        // one starts again at 1 with a new expiry. Counters are stored as
+        // decimal text like every other value.
+        let row = sqlx::query(
+            "INSERT INTO kv (key, value, expires_at) VALUES ($1, '1', $2) \
+             ON CONFLICT (key) DO UPDATE SET \
+               value = CASE WHEN kv.expires_at > $3 THEN CAST(CAST(kv.value AS BIGINT) + 1 AS TEXT) ELSE '1' END, \
+               expires_at = CASE WHEN kv.expires_at > $3 THEN kv.expires_at ELSE excluded.expires_at END \
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(now + ttl_ms(ttl))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let v: String = row.try_get("value").map_err(unavailable)?;
+        v.parse()
+            .map_err(|_| KvError::Unavailable(format!("counter {key} is not a number")))
+    }
+
     async fn ping(&self) -> Result<(), KvError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

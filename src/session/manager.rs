@@ -24,6 +24,10 @@ pub struct Session {
     /// Whether a second factor was used (or asserted by the IdP).
     #[serde(default)]
     pub mfa: bool,
+    /// Seconds since the previous request of this session (set by lookup,
+    /// before the idle window slides), for tighter per-workspace timeouts.
+    #[serde(skip)]
+    pub idle_secs: i64,
 }
 
 #[derive(Clone)]
@@ -119,6 +123,7 @@ impl SessionManager {
             seen: now,
             method,
             mfa,
+            idle_secs: 0,
         };
         self.prune_index(uid).await?;
         self.write(&session).await?;
@@ -165,6 +170,7 @@ impl SessionManager {
         };
         s.key = key;
         let now = self.clock.now();
+        s.idle_secs = (now - s.seen).max(0);
         let idle = self.idle.as_secs() as i64;
         if now >= s.created + self.absolute.as_secs() as i64 || now >= s.seen + idle {
             self.kv.delete(&skey(&s.key)).await?;

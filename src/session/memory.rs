@@ -126,6 +126,19 @@ impl KvStore for MemoryKv {
         Ok(())
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
+        let now = now_ms();
+        let mut g = self.lock()?;
+        g.sweep(now);
+        let next = match g.values.get(key).filter(|(_, e)| *e > now) {
+            Some((v, exp)) => (v.parse::<i64>().unwrap_or(0) + 1, *exp),
+            None => (1, now + ttl_ms(ttl)),
+        };
+        g.values
+            .insert(key.to_string(), (next.0.to_string(), next.1));
+        Ok(next.0)
+    }
+
     async fn ping(&self) -> Result<(), KvError> {
         self.lock().map(|_| ())
     }

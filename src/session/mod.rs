@@ -34,6 +34,9 @@ pub trait KvStore: Send + Sync + 'static {
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError>;
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError>;
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError>;
+    /// Adds one to the counter at `key` (created at 1 with `ttl` when absent
+    /// or expired; an existing counter keeps its expiry) and returns it.
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError>;
     async fn ping(&self) -> Result<(), KvError>;
 }
 

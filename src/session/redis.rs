@@ -148,6 +148,20 @@ impl KvStore for RedisKv {
             .await
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("INCR")
+            .arg(k(key))
+            .cmd("PEXPIRE")
+            .arg(k(key))
+            .arg(ttl_ms(ttl))
+            .arg("NX")
+            .ignore();
+        let (n,): (i64,) = self.run_pipe(&pipe).await?;
+        Ok(n)
+    }
+
     async fn ping(&self) -> Result<(), KvError> {
         let _: String = self.run(&mut redis::cmd("PING")).await?;
         Ok(())

@@ -5,7 +5,7 @@ pub mod postgres;
 pub mod sql;
 pub mod sqlite;
 
-use crate::domain::model::{Membership, User, Workspace};
+use crate::domain::model::{AuditEvent, Membership, User, Workspace, WorkspaceSettings};
 use crate::domain::roles::Policy;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -33,6 +33,15 @@ pub struct NewUser {
 }
 
 #[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: String,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
 pub struct StoredSigningKey {
     pub kid: String,
     pub alg: String,
@@ -56,7 +65,43 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User>;
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>>;
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()>;
+    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()>;
+    async fn set_user_name(&self, user_id: &str, name: &str) -> StoreResult<()>;
+
+    /// Stores a sealed TOTP secret awaiting confirmation (2FA still off).
+    async fn set_pending_totp(&self, user_id: &str, sealed_secret: &str) -> StoreResult<()>;
+    /// Turns 2FA on with the confirmed secret, records the step used to
+    /// confirm it and replaces the recovery codes, in one transaction.
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        now: i64,
+        step: i64,
+        recovery_hashes: &[String],
+    ) -> StoreResult<()>;
+    /// Turns 2FA off and drops the secret and recovery codes.
+    async fn disable_totp(&self, user_id: &str) -> StoreResult<()>;
+    /// Records `step` as used if it is newer than the last one; false when
+    /// the code was already used (replay), atomically across instances.
+    async fn claim_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()>;
+    /// Marks an unused recovery code used; false when unknown or used.
+    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool>;
+    async fn unused_recovery_codes(&self, user_id: &str) -> StoreResult<i64>;
+
+    /// The workspace an SSO connection belongs to (none until SSO exists).
+    async fn sso_connection_workspace(&self, connection_id: &str) -> StoreResult<Option<String>>;
+    async fn set_workspace_settings(
+        &self,
+        workspace_id: &str,
+        settings: &WorkspaceSettings,
+    ) -> StoreResult<()>;
+
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+
+    async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()>;
+    async fn mail_sent(&self, id: &str, now: i64) -> StoreResult<()>;
+    async fn mail_failed(&self, id: &str, error: &str) -> StoreResult<()>;
     async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()>;
 
     async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace>;

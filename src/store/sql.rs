@@ -61,17 +61,25 @@ fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
         last_login_at: row.try_get("last_login_at")?,
+        totp_secret: row.try_get("totp_secret")?,
+        totp_enabled_at: row.try_get("totp_enabled_at")?,
+        totp_last_step: row.try_get("totp_last_step")?,
     })
 }
 
 fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
+    let settings: String = row.try_get("settings")?;
     Ok(Workspace {
         id: row.try_get("id")?,
         slug: row.try_get("slug")?,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
+        // Unknown or damaged settings fall back to the safe defaults.
+        settings: serde_json::from_str(&settings).unwrap_or_default(),
     })
 }
+
+const WS_COLS: &str = "id, slug, name, created_at, settings";
 
 fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
     serde_json::from_str(text)
@@ -82,7 +90,7 @@ fn policies_text(p: &[Policy]) -> StoreResult<String> {
     serde_json::to_string(p).map_err(|e| StoreError::Other(e.to_string()))
 }
 
-const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at";
+const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at, totp_secret, totp_enabled_at, totp_last_step";
 
 impl SqlStore {
     pub fn new(pool: AnyPool, backend: Backend) -> Self {
@@ -120,6 +128,9 @@ where
         password_hash: new.password_hash.clone(),
         created_at: now,
         last_login_at: None,
+        totp_secret: None,
+        totp_enabled_at: None,
+        totp_last_step: None,
     };
     sqlx::query("INSERT INTO users (id, email, email_norm, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&user.id)
@@ -143,6 +154,7 @@ where
         slug: slug.to_string(),
         name: name.to_string(),
         created_at: now,
+        settings: Default::default(),
     };
     sqlx::query("INSERT INTO workspaces (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&ws.id)
@@ -173,6 +185,42 @@ where
         .execute(ex)
         .await
         .map_err(map_err)?;
+    Ok(())
+}
+
+/// Runs an UPDATE/DELETE that must touch exactly one row (else NotFound).
+async fn exec_one<'e, E>(
+    q: sqlx::query::Query<'e, sqlx::Any, sqlx::any::AnyArguments<'e>>,
+    ex: E,
+) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let done = q.execute(ex).await.map_err(map_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+async fn write_recovery_codes(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    hashes: &[String],
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    for h in hashes {
+        sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(h)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    }
     Ok(())
 }
 
@@ -213,17 +261,187 @@ impl Store for SqlStore {
         row.as_ref().map(user_from).transpose().map_err(map_err)
     }
 
-    async fn set_password_hash(&self, user_id: &str, hash: &str) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+    async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn set_user_name(&self, user_id: &str, name: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
+                .bind(name.trim())
+                .bind(user_id),
+            &self.pool,
+        )
+        .await
+    }
+
+    async fn set_pending_totp(&self, user_id: &str, sealed_secret: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
+                .bind(sealed_secret)
+                .bind(user_id),
+            &self.pool,
+        )
+        .await
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        now: i64,
+        step: i64,
+        recovery_hashes: &[String],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        exec_one(
+            sqlx::query("UPDATE users SET totp_enabled_at = $1, totp_last_step = $2 WHERE id = $3 AND totp_secret IS NOT NULL")
+                .bind(now)
+                .bind(step)
+                .bind(user_id),
+            &mut *tx,
+        )
+        .await?;
+        write_recovery_codes(&mut tx, user_id, recovery_hashes).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        exec_one(
+            sqlx::query("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1").bind(user_id),
+            &mut *tx,
+        )
+        .await?;
+        write_recovery_codes(&mut tx, user_id, &[]).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn claim_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+        )
+        .bind(step)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        write_recovery_codes(&mut tx, user_id, hashes).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unused_recovery_codes(&self, user_id: &str) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.try_get("n").map_err(map_err)
+    }
+
+    async fn sso_connection_workspace(&self, _connection_id: &str) -> StoreResult<Option<String>> {
+        // SSO connections arrive with the SSO feature; until then no session
+        // can come from one.
+        Ok(None)
+    }
+
+    async fn set_workspace_settings(
+        &self,
+        workspace_id: &str,
+        settings: &WorkspaceSettings,
+    ) -> StoreResult<()> {
+        let text = serde_json::to_string(settings).map_err(|e| StoreError::Other(e.to_string()))?;
+        exec_one(
+            sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2")
+                .bind(text)
+                .bind(workspace_id),
+            &self.pool,
+        )
+        .await
+    }
+
+    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (id, workspace_id, time, actor_type, actor_id, actor_email, action, target, ip, details) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&e.id)
+        .bind(&e.workspace_id)
+        .bind(e.time)
+        .bind(&e.actor.kind)
+        .bind(&e.actor.id)
+        .bind(&e.actor.email)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(&e.ip)
+        .bind(e.details.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn enqueue_mail(&self, m: &OutboxMail) -> StoreResult<()> {
+        sqlx::query("INSERT INTO outbox (id, to_addr, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&m.id)
+            .bind(&m.to)
+            .bind(&m.subject)
+            .bind(&m.body)
+            .bind(m.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn mail_sent(&self, id: &str, now: i64) -> StoreResult<()> {
+        // The body may hold a one-time link: once delivered it is not kept.
+        exec_one(
+            sqlx::query("UPDATE outbox SET sent_at = $1, attempts = attempts + 1, body = '(delivered)', last_error = NULL WHERE id = $2")
+                .bind(now)
+                .bind(id),
+            &self.pool,
+        )
+        .await
+    }
+
+    async fn mail_failed(&self, id: &str, error: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
+                .bind(error)
+                .bind(id),
+            &self.pool,
+        )
+        .await
     }
 
     async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()> {
@@ -241,7 +459,7 @@ impl Store for SqlStore {
     }
 
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
-        let row = sqlx::query("SELECT id, slug, name, created_at FROM workspaces WHERE slug = $1")
+        let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE slug = $1"))
             .bind(slug)
             .fetch_optional(&self.pool)
             .await
@@ -325,7 +543,7 @@ impl Store for SqlStore {
 
     async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>> {
         let rows = sqlx::query(
-            "SELECT w.id, w.slug, w.name, w.created_at, m.policies FROM memberships m \
+            "SELECT w.id, w.slug, w.name, w.created_at, w.settings, m.policies FROM memberships m \
              JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1 ORDER BY w.slug",
         )
         .bind(user_id)

@@ -27,6 +27,11 @@ pub struct Params {
 enum Outcome {
     Allow(Vec<(&'static str, String)>),
     Unauthenticated,
+    /// Valid session, but this workspace wants more (`mfa_required`).
+    Challenge {
+        reason: &'static str,
+        location: String,
+    },
     Forbidden,
     Unavailable,
     BadRequest(&'static str),
@@ -37,6 +42,7 @@ impl Outcome {
         match self {
             Outcome::Allow(_) => "allow",
             Outcome::Unauthenticated => "unauthenticated",
+            Outcome::Challenge { reason, .. } => reason,
             Outcome::Forbidden => "forbidden",
             Outcome::Unavailable => "unavailable",
             Outcome::BadRequest(_) => "bad_request",
@@ -84,8 +90,17 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
     if !access::allows(&membership.policies, &req) {
         return Outcome::Forbidden;
     }
-    let roles: Vec<String> = membership.policies.iter().map(|p| p.label()).collect();
     let now = state.clock.now();
+    if outlived_workspace_timeouts(&workspace.settings, &session, now) {
+        return Outcome::Unauthenticated;
+    }
+    if workspace.settings.require_mfa && !satisfies_mfa(&session) {
+        return Outcome::Challenge {
+            reason: "mfa_required",
+            location: format!("{}/account#two-factor", state.cfg.public_url),
+        };
+    }
+    let roles: Vec<String> = membership.policies.iter().map(|p| p.label()).collect();
     let claims = json!({
         "iss": state.cfg.public_url,
         "aud": format!("iamgw:{}", workspace.slug),
@@ -115,6 +130,27 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
         ("x-auth-method", session.method.as_header()),
         ("x-auth-assertion", assertion),
     ])
+}
+
+/// Password sessions need a second factor; SSO sessions follow their IdP;
+/// Twilio sessions count when Twilio says 2FA was used.
+fn satisfies_mfa(s: &crate::session::Session) -> bool {
+    s.mfa || matches!(s.method, crate::domain::model::AuthMethod::Sso(_))
+}
+
+/// A workspace may set tighter idle and absolute timeouts than the gateway.
+fn outlived_workspace_timeouts(
+    settings: &crate::domain::model::WorkspaceSettings,
+    s: &crate::session::Session,
+    now: i64,
+) -> bool {
+    let limit = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| crate::domain::duration::parse(t).ok())
+            .map(|d| d.as_secs() as i64)
+    };
+    limit(&settings.idle_timeout).is_some_and(|idle| s.idle_secs >= idle)
+        || limit(&settings.absolute_timeout).is_some_and(|abs| now - s.created >= abs)
 }
 
 fn allow_response(headers: Vec<(&'static str, String)>) -> Response {
@@ -185,6 +221,21 @@ fn shape(outcome: Outcome, login_redirect: Option<String>) -> Response {
             Some(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
             None => status_only(StatusCode::UNAUTHORIZED, None),
         },
+        Outcome::Challenge { reason, location } => {
+            let mut resp = match login_redirect {
+                Some(_) => (StatusCode::FOUND, [(header::LOCATION, location)]).into_response(),
+                None => {
+                    let mut r = status_only(StatusCode::UNAUTHORIZED, None);
+                    if let Ok(v) = HeaderValue::from_str(&location) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    r
+                }
+            };
+            resp.headers_mut()
+                .insert("x-auth-reason", HeaderValue::from_static(reason));
+            resp
+        }
         Outcome::Forbidden => status_only(StatusCode::FORBIDDEN, None),
         Outcome::Unavailable => status_only(StatusCode::SERVICE_UNAVAILABLE, None),
         Outcome::BadRequest(why) => status_only(StatusCode::BAD_REQUEST, Some(why)),

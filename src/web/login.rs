@@ -3,24 +3,31 @@
 
 use super::csrf;
 use super::errors::PageError;
-use super::http::{cookie, current_session};
+use super::http::{client_ip, cookie, current_session};
+use super::mfa;
 use super::views::{
-    self, Chrome, LoginEmailPage, LoginPasswordPage, MessagePage, SetPasswordPage, WorkspaceRow,
-    WorkspacesPage,
+    self, Chrome, ForgotPage, LoginEmailPage, LoginPasswordPage, MessagePage, SetPasswordPage,
+    WorkspaceRow, WorkspacesPage,
 };
 use super::AppState;
+use crate::audit;
 use crate::crypto;
-use crate::domain::model::{valid_email, AuthMethod};
+use crate::domain::model::{valid_email, Actor, AuthMethod, User};
 use crate::domain::{return_to, DomainError};
 use crate::password::{check_policy, MAX_PASSWORD_BYTES};
-use axum::extract::{Path, Query, State};
+use crate::throttle::Gate;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 
-/// Purpose of the one-time links `bootstrap` prints.
+/// Purpose of the one-time links `bootstrap` prints (24 hours).
 pub const SET_PASSWORD: &str = "set_password";
+/// Purpose of the links "forgot password" mails (1 hour).
+pub const RESET_PASSWORD: &str = "reset_password";
+pub const RESET_TTL_SECS: i64 = 3600;
 
 #[derive(Deserialize)]
 pub struct ReturnTo {
@@ -62,14 +69,14 @@ pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
 
-fn with_cookie(mut resp: Response, set_cookie: Option<String>) -> Response {
+pub fn with_cookie(mut resp: Response, set_cookie: Option<String>) -> Response {
     if let Some(c) = set_cookie.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
 }
 
-fn csrf_refused() -> Response {
+pub fn csrf_refused() -> Response {
     let page = MessagePage {
         chrome: Chrome::anonymous(),
         title: "This form has expired".into(),
@@ -150,10 +157,67 @@ pub async fn login_email(
     Ok(with_cookie(views::render(&page), set))
 }
 
+/// 429 with Retry-After and a page that says how long to wait.
+pub fn throttled_page(wait: i64) -> Response {
+    let page = MessagePage {
+        chrome: Chrome::anonymous(),
+        title: "Too many attempts".into(),
+        message: format!(
+            "For your safety, sign-in is paused for this account. Try again in {wait} seconds."
+        ),
+        link: Some(("/login".into(), "Back to sign-in".into())),
+    };
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, views::render(&page)).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Mints the session (ending any presented one), records the sign-in and
+/// redirects to `return_to`.
+pub async fn finish_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    mfa: bool,
+    return_to: &str,
+    ip: IpAddr,
+) -> Result<Response, DomainError> {
+    let previous = cookie(headers, state.sessions.cookie_name());
+    let (value, _s) = state
+        .sessions
+        .login(&user.id, AuthMethod::Password, mfa, previous)
+        .await?;
+    let now = state.clock.now();
+    state.store.record_login(&user.id, now).await?;
+    state.metrics.signin("password", "success");
+    tracing::info!(event = "signin", method = "password", user_id = %user.id, mfa, "signed in");
+    audit::record(
+        state.store.as_ref(),
+        now,
+        audit::Entry {
+            workspace_id: None,
+            actor: Actor::user(&user.id, &user.email),
+            action: "user.signed_in",
+            target: Some(&user.id),
+            ip: Some(ip.to_string()),
+            details: serde_json::json!({"method": "password", "mfa": mfa}),
+        },
+    )
+    .await;
+    Ok(with_cookie(
+        see_other(return_to),
+        Some(state.sessions.set_cookie_header(&value)),
+    ))
+}
+
 /// Step two: the password. Unknown accounts and wrong passwords get the same
-/// answer after the same amount of work.
+/// answer after the same amount of work; failures are throttled per account
+/// and per address.
 pub async fn login_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
@@ -188,6 +252,11 @@ pub async fn login_password(
             set,
         ));
     }
+    let ip = client_ip(&state, peer, &headers);
+    if let Gate::Locked(wait) = state.throttle.check(&email, ip).await? {
+        state.metrics.signin("password", "throttled");
+        return Ok(throttled_page(wait));
+    }
     let user = if valid_email(&email) {
         state.store.user_by_email(&email).await?
     } else {
@@ -207,6 +276,9 @@ pub async fn login_password(
             method = "password",
             "password sign-in failed"
         );
+        if let Gate::Locked(wait) = state.throttle.failure(&email, ip).await? {
+            return Ok(throttled_page(wait));
+        }
         return Ok(with_cookie(
             refuse(
                 StatusCode::UNAUTHORIZED,
@@ -216,21 +288,12 @@ pub async fn login_password(
             set,
         ));
     };
-    let previous = cookie(&headers, state.sessions.cookie_name());
-    let (value, _s) = state
-        .sessions
-        .login(&user.id, AuthMethod::Password, false, previous)
-        .await?;
-    state
-        .store
-        .record_login(&user.id, state.clock.now())
-        .await?;
-    state.metrics.signin("password", "success");
-    tracing::info!(event = "signin", method = "password", user_id = %user.id, "signed in");
-    Ok(with_cookie(
-        see_other(&return_to),
-        Some(state.sessions.set_cookie_header(&value)),
-    ))
+    if user.mfa_enabled() {
+        let pending = mfa::begin(&state, &user.id, &user.email, &return_to).await?;
+        return Ok(with_cookie(see_other("/login/mfa"), Some(pending)));
+    }
+    state.throttle.success(&email).await?;
+    Ok(finish_sign_in(&state, &headers, &user, false, &return_to, ip).await?)
 }
 
 /// Ends this session on every instance and clears the cookie.
@@ -309,23 +372,24 @@ fn link_dead() -> PageError {
     ))
 }
 
-async fn link_user(state: &AppState, token: &str) -> Result<crate::domain::model::User, PageError> {
+async fn link_user(state: &AppState, token: &str, purpose: &str) -> Result<User, PageError> {
     let hash = crypto::sha256_hex(token.as_bytes());
     let uid = state
         .store
-        .peek_action_token(&hash, SET_PASSWORD, state.clock.now())
+        .peek_action_token(&hash, purpose, state.clock.now())
         .await?
         .ok_or_else(link_dead)?;
     state.store.user_by_id(&uid).await?.ok_or_else(link_dead)
 }
 
-pub async fn set_password_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
+async fn link_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    purpose: &str,
 ) -> Result<Response, PageError> {
-    let user = link_user(&state, &token).await?;
-    let (csrf, set) = csrf::page_token(&state, &headers, None);
+    let user = link_user(state, token, purpose).await?;
+    let (csrf, set) = csrf::page_token(state, headers, None);
     let page = SetPasswordPage {
         chrome: Chrome {
             csrf,
@@ -337,18 +401,23 @@ pub async fn set_password_page(
     Ok(with_cookie(views::render(&page), set))
 }
 
-pub async fn set_password(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-    Form(f): Form<NewPasswordForm>,
+/// Sets a password from a one-time link: policy first, then the hash, then
+/// the link is used (atomically: only one request wins), then the password is
+/// stored and every session of the user ends.
+async fn link_submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    purpose: &str,
+    f: NewPasswordForm,
+    ip: IpAddr,
 ) -> Result<Response, PageError> {
-    if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
+    if !csrf::verify(state, headers, None, f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
-    let user = link_user(&state, &token).await?;
+    let user = link_user(state, token, purpose).await?;
     if let Err(why) = check_policy(&f.password, &user.email) {
-        let (csrf, set) = csrf::page_token(&state, &headers, None);
+        let (csrf, set) = csrf::page_token(state, headers, None);
         let page = SetPasswordPage {
             chrome: Chrome {
                 csrf,
@@ -367,23 +436,41 @@ pub async fn set_password(
         .hash(&f.password)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    // Single use: only the request that marks the link used sets the password.
     let token_hash = crypto::sha256_hex(token.as_bytes());
+    let now = state.clock.now();
     if state
         .store
-        .consume_action_token(&token_hash, SET_PASSWORD, state.clock.now())
+        .consume_action_token(&token_hash, purpose, now)
         .await?
         .as_deref()
         != Some(user.id.as_str())
     {
         return Err(link_dead());
     }
-    state.store.set_password_hash(&user.id, &hash).await?;
+    state.store.set_password_hash(&user.id, &hash, now).await?;
     state.sessions.revoke_all(&user.id, None).await?;
-    tracing::info!(event = "password_set", user_id = %user.id, "password set from a one-time link");
+    state.throttle.success(&user.email).await?;
+    audit::record(
+        state.store.as_ref(),
+        now,
+        audit::Entry {
+            workspace_id: None,
+            actor: Actor::user(&user.id, &user.email),
+            action: if purpose == RESET_PASSWORD {
+                "user.password_reset"
+            } else {
+                "user.password_set"
+            },
+            target: Some(&user.id),
+            ip: Some(ip.to_string()),
+            details: serde_json::json!({}),
+        },
+    )
+    .await;
+    tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
     let page = LoginEmailPage {
         chrome: Chrome {
-            csrf: csrf::page_token(&state, &headers, None).0,
+            csrf: csrf::page_token(state, headers, None).0,
             user_email: None,
         },
         return_to: return_to::DEFAULT.into(),
@@ -392,4 +479,118 @@ pub async fn set_password(
         notice: Some("Your password is set. Sign in with it now.".into()),
     };
     Ok(views::render(&page))
+}
+
+pub async fn set_password_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    link_page(&state, &headers, &token, SET_PASSWORD).await
+}
+
+pub async fn set_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<NewPasswordForm>,
+) -> Result<Response, PageError> {
+    let ip = client_ip(&state, peer, &headers);
+    link_submit(&state, &headers, &token, SET_PASSWORD, f, ip).await
+}
+
+pub async fn reset_password_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, PageError> {
+    link_page(&state, &headers, &token, RESET_PASSWORD).await
+}
+
+pub async fn reset_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(f): Form<NewPasswordForm>,
+) -> Result<Response, PageError> {
+    let ip = client_ip(&state, peer, &headers);
+    link_submit(&state, &headers, &token, RESET_PASSWORD, f, ip).await
+}
+
+pub async fn forgot_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    let (csrf, set) = csrf::page_token(&state, &headers, None);
+    let page = ForgotPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+        },
+        sent: false,
+    };
+    Ok(with_cookie(views::render(&page), set))
+}
+
+/// Always answers the same; mails a one-hour reset link when the account
+/// exists (at most three per account per 15 minutes).
+pub async fn forgot_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<EmailForm>,
+) -> Result<Response, PageError> {
+    if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
+        return Ok(csrf_refused());
+    }
+    let email = f.email.trim().to_string();
+    if valid_email(&email) {
+        let counter = format!(
+            "reset:n:{}",
+            state
+                .throttle
+                .subject_id("reset", &crate::domain::model::normalize_email(&email))
+        );
+        let sent = state
+            .sessions
+            .kv()
+            .incr(&counter, std::time::Duration::from_secs(900))
+            .await?;
+        if sent <= 3 {
+            if let Some(user) = state.store.user_by_email(&email).await? {
+                let token = crypto::random_token("")?;
+                let now = state.clock.now();
+                state
+                    .store
+                    .create_action_token(
+                        &crypto::sha256_hex(token.as_bytes()),
+                        RESET_PASSWORD,
+                        &user.id,
+                        now,
+                        now + RESET_TTL_SECS,
+                    )
+                    .await?;
+                let link = format!("{}/reset-password/{token}", state.cfg.public_url);
+                let body = format!(
+                    "Someone asked to reset the password of {} on IAM Gateway.\n\nSet a new password within one hour:\n{link}\n\nIf it wasn't you, ignore this message; your password stays as it is.\n",
+                    user.email
+                );
+                state
+                    .mailer
+                    .send(&user.email, "Reset your IAM Gateway password", &body)
+                    .await
+                    .map_err(|e| DomainError::Internal(e.to_string()))?;
+            }
+        }
+    }
+    let (csrf, set) = csrf::page_token(&state, &headers, None);
+    let page = ForgotPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+        },
+        sent: true,
+    };
+    Ok(with_cookie(views::render(&page), set))
 }

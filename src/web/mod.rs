@@ -1,5 +1,6 @@
 //! The axum application: routes, shared state and middleware.
 
+pub mod account;
 pub mod api;
 pub mod csrf;
 pub mod errors;
@@ -7,6 +8,7 @@ pub mod forward_auth;
 pub mod http;
 pub mod login;
 pub mod metrics;
+pub mod mfa;
 pub mod ops;
 pub mod views;
 
@@ -34,6 +36,8 @@ pub struct Inner {
     pub signer: Signer,
     pub hasher: Hasher,
     pub metrics: metrics::Metrics,
+    pub throttle: crate::throttle::Throttle,
+    pub mailer: crate::mail::Mailer,
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
     pub secret: Vec<u8>,
@@ -57,6 +61,26 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(login::home))
         .route("/login", get(login::login_page).post(login::login_email))
         .route("/login/password", post(login::login_password))
+        .route("/login/mfa", get(mfa::mfa_page).post(mfa::mfa_submit))
+        .route(
+            "/login/forgot",
+            get(login::forgot_page).post(login::forgot_submit),
+        )
+        .route(
+            "/reset-password/{token}",
+            get(login::reset_password_page).post(login::reset_password),
+        )
+        .route("/account", get(account::page))
+        .route("/account/profile", post(account::profile))
+        .route("/account/password", post(account::change_password))
+        .route("/account/mfa/setup", post(account::mfa_setup))
+        .route("/account/mfa/confirm", post(account::mfa_confirm))
+        .route("/account/mfa/disable", post(account::mfa_disable))
+        .route(
+            "/account/mfa/recovery-codes",
+            post(account::mfa_new_recovery_codes),
+        )
+        .route("/account/sessions/revoke", post(account::revoke_sessions))
         .route("/logout", post(login::logout))
         .route("/workspaces", get(login::workspaces))
         .route(
@@ -67,6 +91,14 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/api/v1/me", get(api::me))
+        .route(
+            "/api/v1/workspaces/{slug}/settings",
+            get(api::get_settings).patch(api::patch_settings),
+        )
+        .route(
+            "/api/v1/workspaces/{slug}/members/{user_id}/mfa",
+            axum::routing::delete(api::reset_member_mfa),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -82,3 +82,50 @@ pub struct MessagePage {
     /// (href, label)
     pub link: Option<(String, String)>,
 }
+
+#[derive(Template)]
+#[template(path = "login_mfa.html")]
+pub struct MfaPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage {
+    pub chrome: Chrome,
+    pub sent: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub chrome: Chrome,
+    pub name: String,
+    pub email: String,
+    pub has_password: bool,
+    pub mfa_enabled: bool,
+    pub recovery_left: i64,
+    pub sessions: usize,
+    pub method: String,
+    pub notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "mfa_setup.html")]
+pub struct MfaSetupPage {
+    pub chrome: Chrome,
+    pub uri: String,
+    pub secret: String,
+    /// Rendered by the server from `uri`.
+    pub qr_svg: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+pub struct RecoveryCodesPage {
+    pub chrome: Chrome,
+    pub codes: Vec<String>,
+}

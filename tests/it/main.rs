@@ -1,8 +1,10 @@
 //! The one integration-test binary (one link, shared harness).
 
 mod cli;
+mod credentials;
 mod forward_auth;
 mod session_conformance;
 mod signin;
+mod smtp_sink;
 mod store_conformance;
 mod support;

@@ -103,6 +103,42 @@ async fn kv_indexes_add_list_and_remove() {
     }
 }
 
+#[tokio::test]
+async fn kv_counters_count_up_and_restart_after_expiry() {
+    for (name, kv) in backends().await {
+        let k = key("ctr");
+        for want in 1..=3 {
+            assert_eq!(
+                kv.incr(&k, Duration::from_millis(80)).await.unwrap(),
+                want,
+                "{name}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            kv.incr(&k, Duration::from_secs(60)).await.unwrap(),
+            1,
+            "{name}: restarted after expiry"
+        );
+        // Concurrent increments are not lost.
+        let c = key("race");
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let kv = kv.clone();
+            let c = c.clone();
+            tasks.push(tokio::spawn(async move {
+                kv.incr(&c, Duration::from_secs(60)).await.unwrap()
+            }));
+        }
+        let mut seen: Vec<i64> = Vec::new();
+        for t in tasks {
+            seen.push(t.await.unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, (1..=10).collect::<Vec<_>>(), "{name}");
+    }
+}
+
 fn manager(kv: Arc<dyn KvStore>, clock: &ManualClock) -> SessionManager {
     SessionManager::new(
         kv,
