@@ -125,6 +125,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         spawn_sweeper(DbKv::new(sql.pool().clone()));
     }
     let store: Arc<dyn crate::store::Store> = sql.clone();
+    spawn_audit_retention(store.clone(), clock.clone());
     let throttle = crate::throttle::Throttle::new(sessions.kv().clone(), clock.clone(), &secret);
     let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
@@ -141,6 +142,33 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         secret,
     }));
     Ok(Gateway { state, sql })
+}
+
+/// Once an hour, deletes audit events older than each workspace's
+/// retention (90 days unless set).
+fn spawn_audit_retention(store: Arc<dyn crate::store::Store>, clock: Arc<dyn Clock>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = purge_audit(store.as_ref(), clock.now()).await {
+                tracing::warn!(error = %e, "purging old audit events failed");
+            }
+        }
+    });
+}
+
+pub async fn purge_audit(
+    store: &dyn crate::store::Store,
+    now: i64,
+) -> Result<u64, crate::store::StoreError> {
+    let mut n = 0;
+    for ws in store.list_workspaces().await? {
+        n += store
+            .purge_audit(&ws.id, now - ws.settings.audit_retention_secs())
+            .await?;
+    }
+    Ok(n)
 }
 
 fn spawn_sweeper(kv: DbKv) {

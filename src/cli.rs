@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::crypto;
 use crate::domain::model::{valid_email, valid_slug};
 use crate::password::check_policy;
-use crate::store::{NewUser, Store, StoreError};
+use crate::store::{AccessStore, NewUser, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -53,6 +53,33 @@ pub enum Command {
     },
     /// Validate the configuration and print it with secrets masked.
     CheckConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Print a workspace's members as CSV (SPEC section 8).
+    ExportMembers {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// API tokens for automation.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Mint an API token and print only its secret.
+    Create {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        description: String,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -106,6 +133,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::ExportMembers { workspace, config } => {
+            export_members(load(config.as_ref())?, &workspace).await
+        }
+        Command::Token {
+            action:
+                TokenAction::Create {
+                    workspace,
+                    role,
+                    description,
+                    config,
+                },
+        } => token_create(load(config.as_ref())?, &workspace, &role, &description).await,
         Command::Bootstrap {
             workspace,
             owner_email,
@@ -202,6 +241,91 @@ async fn bootstrap(
             cfg.public_url
         );
     }
+    store.close().await;
+    Ok(())
+}
+
+async fn open_workspace(
+    cfg: &Config,
+    slug: &str,
+) -> Result<
+    (
+        std::sync::Arc<crate::store::sql::SqlStore>,
+        crate::domain::model::Workspace,
+    ),
+    Failure,
+> {
+    let store = crate::store::open(&cfg.database_url).await?;
+    let ws = store
+        .workspace_by_slug(slug)
+        .await?
+        .ok_or_else(|| Failure(format!("no workspace `{slug}`")))?;
+    Ok((store, ws))
+}
+
+async fn export_members(cfg: Config, slug: &str) -> Result<(), Failure> {
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let (store, ws) = open_workspace(&cfg, slug).await?;
+    let dyn_store: std::sync::Arc<dyn Store> = store.clone();
+    let mut rows = std::pin::pin!(crate::web::api::members::csv_stream(
+        dyn_store,
+        ws.id.clone(),
+        SystemClock.now()
+    ));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    while let Some(chunk) = rows.next().await {
+        let chunk = chunk.map_err(|e| Failure(e.to_string()))?;
+        out.write_all(chunk.as_bytes())
+            .map_err(|e| Failure(format!("cannot write: {e}")))?;
+    }
+    out.flush()
+        .map_err(|e| Failure(format!("cannot write: {e}")))?;
+    store.close().await;
+    Ok(())
+}
+
+async fn token_create(
+    cfg: Config,
+    slug: &str,
+    role: &str,
+    description: &str,
+) -> Result<(), Failure> {
+    let policies = vec![crate::domain::roles::Policy::workspace(role)];
+    crate::web::api::tokens::check_token_policies(&policies)
+        .map_err(|e| Failure(format!("{}", e.0)))?;
+    let (store, ws) = open_workspace(&cfg, slug).await?;
+    let secret =
+        crate::tokens::mint(crate::tokens::API_PREFIX).map_err(|e| Failure(e.to_string()))?;
+    let now = SystemClock.now();
+    let t = crate::domain::model::ApiToken {
+        id: uuid::Uuid::new_v4().to_string(),
+        workspace_id: ws.id.clone(),
+        kind: "api".into(),
+        description: description.trim().to_string(),
+        policies,
+        created_by: None,
+        created_at: now,
+        last_used_at: None,
+    };
+    store
+        .create_token(&t, &crate::tokens::hash(&secret))
+        .await?;
+    crate::audit::record(
+        store.as_ref(),
+        now,
+        crate::audit::Entry {
+            workspace_id: Some(&ws.id),
+            actor: crate::domain::model::Actor::system(),
+            action: "token.created",
+            target: Some(&t.id),
+            ip: None,
+            details: serde_json::json!({"description": t.description, "policies": t.policies, "via": "cli"}),
+        },
+    )
+    .await;
+    println!("{secret}");
     store.close().await;
     Ok(())
 }

@@ -25,5 +25,6 @@ pub mod password;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod tokens;
 pub mod totp;
 pub mod web;

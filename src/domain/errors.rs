@@ -23,6 +23,7 @@ impl From<crate::store::StoreError> for DomainError {
         match e {
             crate::store::StoreError::Conflict(what) => DomainError::Conflict(what),
             crate::store::StoreError::NotFound => DomainError::NotFound,
+            crate::store::StoreError::Invalid(m) => DomainError::Invalid(m),
             crate::store::StoreError::Unavailable(m) => DomainError::Unavailable(m),
             crate::store::StoreError::Other(m) => DomainError::Internal(m),
         }

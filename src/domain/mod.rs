@@ -1,6 +1,7 @@
 //! Pure rules: no HTTP, no SQL.
 
 pub mod access;
+pub mod csv;
 pub mod duration;
 pub mod errors;
 pub mod model;

@@ -1,6 +1,7 @@
 //! The durable entities.
 
 use super::roles::Policy;
+
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +52,28 @@ pub struct WorkspaceSettings {
     /// Tighter session timeouts for this workspace (`30m`, `8h`), if any.
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
+    /// How long invitations stay open (default 7d).
+    pub invitation_ttl: Option<String>,
+    /// How long audit events are kept (default 90d).
+    pub audit_retention: Option<String>,
+}
+
+impl WorkspaceSettings {
+    pub fn invitation_ttl_secs(&self) -> i64 {
+        self.invitation_ttl
+            .as_deref()
+            .and_then(|t| super::duration::parse(t).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(7 * 86_400)
+    }
+
+    pub fn audit_retention_secs(&self) -> i64 {
+        self.audit_retention
+            .as_deref()
+            .and_then(|t| super::duration::parse(t).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(90 * 86_400)
+    }
 }
 
 impl Default for WorkspaceSettings {
@@ -62,6 +85,8 @@ impl Default for WorkspaceSettings {
             default_role: default_role(),
             idle_timeout: None,
             absolute_timeout: None,
+            invitation_ttl: None,
+            audit_retention: None,
         }
     }
 }
@@ -199,6 +224,113 @@ mod tests {
             AuthMethod::Sso("c1".into()),
         ] {
             assert_eq!(AuthMethod::parse(&m.as_header()), Some(m));
+        }
+    }
+}
+
+/// A user group of one workspace; its policies apply to its members.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub description: String,
+    pub policies: Vec<Policy>,
+    pub member_ids: Vec<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub id: String,
+    pub workspace_id: String,
+    pub email: String,
+    pub policies: Vec<Policy>,
+    pub group_ids: Vec<String>,
+    pub invited_by: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub accepted_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Invitation {
+    pub fn is_open(&self, now: i64) -> bool {
+        self.accepted_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// An API or SCIM token (the secret itself is never stored).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: String,
+    pub description: String,
+    pub policies: Vec<Policy>,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// A workspace resource (source, function, space...) that scopes refer to.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Resource {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub labels: Vec<String>,
+}
+
+/// One row of the member list: an active member or an open invitation.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    /// The user id, or the invitation id for invitations.
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub invited: bool,
+    pub policies: Vec<Policy>,
+    pub group_ids: Vec<String>,
+    pub auth_method: Option<String>,
+    pub twilio_linked: bool,
+    pub mfa_enabled: bool,
+    pub created_at: i64,
+    pub last_login_at: Option<i64>,
+}
+
+/// A user's access in one workspace: their own policies and their groups'.
+#[derive(Debug, Clone, Default)]
+pub struct EffectiveAccess {
+    pub direct: Vec<Policy>,
+    pub groups: Vec<(String, Vec<Policy>)>,
+}
+
+impl EffectiveAccess {
+    /// Every policy that applies, direct and through groups.
+    pub fn all(&self) -> Vec<Policy> {
+        let mut out = self.direct.clone();
+        for (_, ps) in &self.groups {
+            for p in ps {
+                if !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Builds the `NewUser` that stands for an existing user when a store
+/// operation creates-or-reuses a user by email.
+pub struct NewUserPlaceholder;
+
+impl NewUserPlaceholder {
+    pub fn existing(user: &User) -> crate::store::NewUser {
+        crate::store::NewUser {
+            email: user.email.clone(),
+            name: user.name.clone(),
+            password_hash: None,
         }
     }
 }

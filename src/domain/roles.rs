@@ -33,6 +33,7 @@ pub const CATALOG: &[RoleDef] = &[
     RoleDef { id: "tracking_plan_read_only", name: "Tracking Plan Read-only", description: "View tracking plans.", scopable: false },
     RoleDef { id: "warehouse_admin", name: "Warehouse Admin", description: "Create and edit warehouses and their schedules.", scopable: false },
     RoleDef { id: "warehouse_read_only", name: "Warehouse Read-only", description: "View warehouses.", scopable: false },
+    RoleDef { id: PII_ACCESS, name: "PII Access", description: "See personal data unmasked wherever the person has access.", scopable: false },
 ];
 
 /// The PII-access flag: lets a person see unmasked personal data.

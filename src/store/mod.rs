@@ -1,8 +1,10 @@
 //! Durable data behind one trait. Both backends ([`sqlite`], [`postgres`])
 //! share the portable SQL in [`sql`]; they differ in how they connect.
 
+pub mod access;
 pub mod postgres;
 pub mod sql;
+pub mod sql_access;
 pub mod sqlite;
 
 use crate::domain::model::{AuditEvent, Membership, User, Workspace, WorkspaceSettings};
@@ -17,6 +19,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found")]
     NotFound,
+    /// The request itself is malformed (e.g. a bad cursor).
+    #[error("{0}")]
+    Invalid(String),
     #[error("database unavailable: {0}")]
     Unavailable(String),
     #[error("database error: {0}")]
@@ -57,8 +62,10 @@ pub struct WorkspaceAccess {
     pub policies: Vec<Policy>,
 }
 
+pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
+
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccessStore + Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -48,6 +48,14 @@ fn conflict_text(what: &str) -> String {
         "a workspace with this slug already exists".into()
     } else if what.contains("memberships_pkey") || what.contains("memberships.workspace_id") {
         "already a member of this workspace".into()
+    } else if what.contains("user_groups_name_key") || what.contains("user_groups.name") {
+        "a group with this name already exists".into()
+    } else if what.contains("invitations_open_key") || what.contains("invitations.email_norm") {
+        "an invitation for this email is already open".into()
+    } else if what.contains("identity_links_pkey") || what.contains("identity_links.provider") {
+        "this identity is already linked to a user".into()
+    } else if what.contains("resources_pkey") || what.contains("resources.id") {
+        "a resource with this id already exists".into()
     } else {
         "already exists".into()
     }
@@ -67,7 +75,7 @@ fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
     })
 }
 
-fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
+pub(crate) fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
     let settings: String = row.try_get("settings")?;
     Ok(Workspace {
         id: row.try_get("id")?,
@@ -79,14 +87,14 @@ fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
     })
 }
 
-const WS_COLS: &str = "id, slug, name, created_at, settings";
+pub(crate) const WS_COLS: &str = "id, slug, name, created_at, settings";
 
-fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
+pub(crate) fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Other(format!("stored policies unreadable: {e}")))
 }
 
-fn policies_text(p: &[Policy]) -> StoreResult<String> {
+pub(crate) fn policies_text(p: &[Policy]) -> StoreResult<String> {
     serde_json::to_string(p).map_err(|e| StoreError::Other(e.to_string()))
 }
 
@@ -117,7 +125,7 @@ impl SqlStore {
     }
 }
 
-async fn insert_user<'e, E>(ex: E, new: &NewUser, now: i64) -> StoreResult<User>
+pub(crate) async fn insert_user<'e, E>(ex: E, new: &NewUser, now: i64) -> StoreResult<User>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -189,7 +197,7 @@ where
 }
 
 /// Runs an UPDATE/DELETE that must touch exactly one row (else NotFound).
-async fn exec_one<'e, E>(
+pub(crate) async fn exec_one<'e, E>(
     q: sqlx::query::Query<'e, sqlx::Any, sqlx::any::AnyArguments<'e>>,
     ex: E,
 ) -> StoreResult<()>

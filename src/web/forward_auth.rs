@@ -77,17 +77,31 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
         Ok(None) => return Outcome::Forbidden,
         Err(_) => return Outcome::Unavailable,
     };
-    let membership = match state.store.membership(&workspace.id, &user.id).await {
-        Ok(Some(m)) => m,
+    let access = match state.store.effective_access(&workspace.id, &user.id).await {
+        Ok(Some(a)) => a,
         Ok(None) => return Outcome::Forbidden,
         Err(_) => return Outcome::Unavailable,
+    };
+    let policies = access.all();
+    // Label scopes need the resource's labels; an unregistered resource has none.
+    let labels = match (
+        params.resource.as_deref(),
+        params.role.as_deref().and_then(roles::find),
+    ) {
+        (Some(r), Some(def)) if def.scopable => {
+            match state.store.get_resource(&workspace.id, r).await {
+                Ok(found) => found.map(|r| r.labels).unwrap_or_default(),
+                Err(_) => return Outcome::Unavailable,
+            }
+        }
+        _ => Vec::new(),
     };
     let req = Requirement {
         role: params.role.as_deref(),
         resource: params.resource.as_deref(),
-        resource_labels: &[],
+        resource_labels: &labels,
     };
-    if !access::allows(&membership.policies, &req) {
+    if !access::allows(&policies, &req) {
         return Outcome::Forbidden;
     }
     let now = state.clock.now();
@@ -100,7 +114,7 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
             location: format!("{}/account#two-factor", state.cfg.public_url),
         };
     }
-    let roles: Vec<String> = membership.policies.iter().map(|p| p.label()).collect();
+    let roles: Vec<String> = policies.iter().map(|p| p.label()).collect();
     let claims = json!({
         "iss": state.cfg.public_url,
         "aud": format!("iamgw:{}", workspace.slug),

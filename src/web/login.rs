@@ -191,6 +191,10 @@ pub async fn finish_sign_in(
         .await?;
     let now = state.clock.now();
     state.store.record_login(&user.id, now).await?;
+    state
+        .store
+        .set_last_auth_method(&user.id, &AuthMethod::Password.as_header())
+        .await?;
     state.metrics.signin("password", "success");
     tracing::info!(event = "signin", method = "password", user_id = %user.id, mfa, "signed in");
     audit::record(

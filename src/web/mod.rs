@@ -6,6 +6,7 @@ pub mod csrf;
 pub mod errors;
 pub mod forward_auth;
 pub mod http;
+pub mod invitations;
 pub mod login;
 pub mod metrics;
 pub mod mfa;
@@ -70,6 +71,11 @@ pub fn router(state: AppState) -> Router {
             "/reset-password/{token}",
             get(login::reset_password_page).post(login::reset_password),
         )
+        .route(
+            "/invitations/{token}",
+            get(invitations::show).post(invitations::accept),
+        )
+        .route("/w/{slug}/access/members.csv", get(api::members::page_csv))
         .route("/account", get(account::page))
         .route("/account/profile", post(account::profile))
         .route("/account/password", post(account::change_password))
@@ -90,15 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify", get(forward_auth::verify))
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
-        .route("/api/v1/me", get(api::me))
-        .route(
-            "/api/v1/workspaces/{slug}/settings",
-            get(api::get_settings).patch(api::patch_settings),
-        )
-        .route(
-            "/api/v1/workspaces/{slug}/members/{user_id}/mfa",
-            axum::routing::delete(api::reset_member_mfa),
-        )
+        .merge(api::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

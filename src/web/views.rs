@@ -129,3 +129,16 @@ pub struct RecoveryCodesPage {
     pub chrome: Chrome,
     pub codes: Vec<String>,
 }
+
+#[derive(Template)]
+#[template(path = "invitation.html")]
+pub struct InvitationPage {
+    pub chrome: Chrome,
+    pub workspace: String,
+    pub email: String,
+    /// accept | wrong_account | sign_in | create
+    pub mode: String,
+    pub signed_in_as: Option<String>,
+    pub login_link: String,
+    pub error: Option<String>,
+}

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one link, shared harness).
 
+mod access;
 mod cli;
 mod credentials;
 mod forward_auth;

@@ -1,0 +1,209 @@
+//! User groups: their policies apply to their members.
+
+use super::{check_policies, parse_body, time, workspace_ctx, Need};
+use crate::domain::model::Group;
+use crate::domain::roles::Policy;
+use crate::domain::DomainError;
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+pub fn group_json(g: &Group) -> Value {
+    json!({"id": g.id, "name": g.name, "description": g.description, "policies": g.policies, "member_ids": g.member_ids, "created_at": time(g.created_at)})
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
+        return Err(
+            DomainError::Invalid("name: 1 to 100 characters, no line breaks".into()).into(),
+        );
+    }
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let groups = state.store.list_groups(&ctx.ws.id).await?;
+    Ok(Json(super::list(
+        groups.iter().map(group_json).collect(),
+        None,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub policies: Vec<Policy>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let req: NewGroup = parse_body(&body)?;
+    check_name(&req.name)?;
+    check_policies(&req.policies)?;
+    let g = state
+        .store
+        .create_group(
+            &ctx.ws.id,
+            &req.name,
+            &req.description,
+            &req.policies,
+            state.clock.now(),
+        )
+        .await?;
+    ctx.audit(
+        &state,
+        "group.created",
+        Some(&g.id),
+        json!({"name": g.name, "policies": g.policies}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(group_json(&g))))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let g = state
+        .store
+        .get_group(&ctx.ws.id, &id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(Json(group_json(&g)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub policies: Option<Vec<Policy>>,
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let req: GroupPatch = parse_body(&body)?;
+    if let Some(n) = &req.name {
+        check_name(n)?;
+    }
+    if let Some(p) = &req.policies {
+        check_policies(p)?;
+    }
+    state
+        .store
+        .update_group(
+            &ctx.ws.id,
+            &id,
+            req.name.as_deref(),
+            req.description.as_deref(),
+            req.policies.as_deref(),
+        )
+        .await?;
+    ctx.audit(
+        &state,
+        "group.updated",
+        Some(&id),
+        json!({"name": req.name, "description": req.description, "policies": req.policies}),
+    )
+    .await;
+    let g = state
+        .store
+        .get_group(&ctx.ws.id, &id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(Json(group_json(&g)))
+}
+
+/// Deletes a group; its members stay in the workspace with their own roles.
+pub async fn remove(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state.store.delete_group(&ctx.ws.id, &id).await?;
+    ctx.audit(&state, "group.deleted", Some(&id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id, user_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .add_group_member(&ctx.ws.id, &id, &user_id)
+        .await?;
+    ctx.audit(
+        &state,
+        "group.member_added",
+        Some(&id),
+        json!({"user_id": user_id}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id, user_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .remove_group_member(&ctx.ws.id, &id, &user_id)
+        .await?;
+    ctx.audit(
+        &state,
+        "group.member_removed",
+        Some(&id),
+        json!({"user_id": user_id}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}

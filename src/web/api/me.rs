@@ -1,0 +1,157 @@
+//! `/api/v1/me`, the caller's workspaces, and the role catalog.
+
+use super::{caller, parse_body, workspace_ctx, Caller, Need};
+use crate::clock::rfc3339;
+use crate::domain::model::{valid_slug, NewUserPlaceholder};
+use crate::domain::roles::{self, Policy};
+use crate::domain::DomainError;
+use crate::web::csrf;
+use crate::web::errors::ApiError;
+use crate::web::http::current_session;
+use crate::web::AppState;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// The signed-in user, their workspaces and roles, and the CSRF token.
+pub async fn me(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let (_, session) = current_session(&state, &headers)
+        .await?
+        .ok_or(DomainError::Unauthenticated)?;
+    let user = state
+        .store
+        .user_by_id(&session.uid)
+        .await?
+        .ok_or(DomainError::Unauthenticated)?;
+    let mut workspaces = Vec::new();
+    for w in state.store.workspaces_of_user(&user.id).await? {
+        let effective = state
+            .store
+            .effective_access(&w.workspace.id, &user.id)
+            .await?
+            .unwrap_or_default()
+            .all();
+        workspaces.push(json!({
+            "id": w.workspace.id,
+            "slug": w.workspace.slug,
+            "name": w.workspace.name,
+            "policies": w.policies,
+            "roles": effective.iter().map(|p| p.label()).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(json!({
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "mfa_enabled": user.mfa_enabled(),
+            "created_at": rfc3339(user.created_at),
+            "last_login_at": user.last_login_at.map(rfc3339),
+        },
+        "auth_method": session.method.as_header(),
+        "workspaces": workspaces,
+        "csrf_token": csrf::token_for_session(&state, &session),
+    })))
+}
+
+fn workspace_json(w: &crate::domain::model::Workspace) -> Value {
+    json!({"id": w.id, "slug": w.slug, "name": w.name, "created_at": rfc3339(w.created_at)})
+}
+
+pub async fn list_workspaces(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let items = match caller(&state, &headers, &method).await? {
+        Caller::User { user, .. } => state
+            .store
+            .workspaces_of_user(&user.id)
+            .await?
+            .iter()
+            .map(|w| workspace_json(&w.workspace))
+            .collect(),
+        Caller::Token(t) => state
+            .store
+            .list_workspaces()
+            .await?
+            .iter()
+            .filter(|w| w.id == t.workspace_id)
+            .map(workspace_json)
+            .collect(),
+    };
+    Ok(Json(super::list(items, None)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    pub slug: String,
+    pub name: Option<String>,
+}
+
+/// Creates a workspace with the signed-in caller as its owner.
+pub async fn create_workspace(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Caller::User { user, .. } = caller(&state, &headers, &method).await? else {
+        return Err(DomainError::Forbidden(
+            "API tokens belong to one workspace and cannot create others".into(),
+        )
+        .into());
+    };
+    let req: NewWorkspace = parse_body(&body)?;
+    if !valid_slug(&req.slug) {
+        return Err(DomainError::Invalid(
+            "slug: 2-63 of a-z, 0-9 and -, not starting or ending with -".into(),
+        )
+        .into());
+    }
+    let name = req.name.unwrap_or_else(|| req.slug.clone());
+    let owner = NewUserPlaceholder::existing(&user);
+    let (ws, _) = state
+        .store
+        .bootstrap_workspace(&req.slug, name.trim(), &owner, state.clock.now())
+        .await?;
+    crate::audit::record(
+        state.store.as_ref(),
+        state.clock.now(),
+        crate::audit::Entry {
+            workspace_id: Some(&ws.id),
+            actor: crate::domain::model::Actor::user(&user.id, &user.email),
+            action: "workspace.created",
+            target: Some(&ws.slug),
+            ip: None,
+            details: json!({}),
+        },
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(workspace_json(&ws))))
+}
+
+/// The role catalog: `{"id", "name", "description", "scopable"}`.
+pub async fn roles(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let items = roles::CATALOG.iter().map(|r| json!({"id": r.id, "name": r.name, "description": r.description, "scopable": r.scopable})).collect();
+    Ok(Json(super::list(items, None)))
+}
+
+/// Default policies for a workspace (its default role).
+pub fn default_policies(ws: &crate::domain::model::Workspace) -> Vec<Policy> {
+    vec![Policy::workspace(&ws.settings.default_role)]
+}

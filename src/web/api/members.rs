@@ -1,0 +1,361 @@
+//! Members: list (with open invitations), show, change, remove, CSV.
+
+use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Need, Page};
+use crate::domain::csv;
+use crate::domain::model::{Group, MemberRow};
+use crate::domain::roles::Policy;
+use crate::domain::DomainError;
+use crate::store::{MemberFilter, Store};
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub fn member_json(m: &MemberRow) -> Value {
+    json!({
+        "user_id": if m.invited { Value::Null } else { json!(m.id) },
+        "invitation_id": if m.invited { json!(m.id) } else { Value::Null },
+        "email": m.email,
+        "name": m.name,
+        "status": if m.invited { "invited" } else { "active" },
+        "policies": m.policies,
+        "group_ids": m.group_ids,
+        "auth_method": m.auth_method,
+        "created_at": time(m.created_at),
+        "last_login_at": opt_time(m.last_login_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub group_id: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let limit = Page {
+        cursor: None,
+        limit: q.limit,
+    }
+    .limit()?;
+    let filter = MemberFilter {
+        email: q.email,
+        role: q.role,
+        group_id: q.group_id,
+        include_invited: true,
+    };
+    let rows = state
+        .store
+        .list_members(
+            &ctx.ws.id,
+            &filter,
+            q.cursor.as_deref(),
+            limit + 1,
+            state.clock.now(),
+        )
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = if more {
+        page.last().map(|(c, _)| c.clone())
+    } else {
+        None
+    };
+    Ok(Json(super::list(
+        page.iter().map(|(_, m)| member_json(m)).collect(),
+        next,
+    )))
+}
+
+/// One member with direct policies, group policies and effective access.
+pub async fn show(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, user_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let access = state
+        .store
+        .effective_access(&ctx.ws.id, &user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let user = state
+        .store
+        .user_by_id(&user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(Json(json!({
+        "user_id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "status": "active",
+        "policies": access.direct,
+        "groups": access.groups.iter().map(|(id, p)| json!({"id": id, "policies": p})).collect::<Vec<_>>(),
+        "group_ids": access.groups.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        "effective_policies": access.all(),
+        "mfa_enabled": user.mfa_enabled(),
+        "created_at": time(user.created_at),
+        "last_login_at": opt_time(user.last_login_at),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    pub policies: Option<Vec<Policy>>,
+    pub group_ids: Option<Vec<String>>,
+}
+
+/// Replaces a member's policies and/or groups; the last owner stays (409).
+pub async fn update(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, user_id)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let patch: MemberPatch = parse_body(&body)?;
+    if let Some(p) = &patch.policies {
+        check_policies(p)?;
+    }
+    state
+        .store
+        .update_member(
+            &ctx.ws.id,
+            &user_id,
+            patch.policies.as_deref(),
+            patch.group_ids.as_deref(),
+        )
+        .await?;
+    ctx.audit(
+        &state,
+        "member.updated",
+        Some(&user_id),
+        json!({"policies": patch.policies, "group_ids": patch.group_ids}),
+    )
+    .await;
+    let access = state
+        .store
+        .effective_access(&ctx.ws.id, &user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(Json(
+        json!({"user_id": user_id, "policies": access.direct, "group_ids": access.groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>()}),
+    ))
+}
+
+/// Removes a member: their access to this workspace ends at the next
+/// request; the user and their other workspaces stay.
+pub async fn remove(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .remove_member_checked(&ctx.ws.id, &user_id)
+        .await?;
+    ctx.audit(&state, "member.removed", Some(&user_id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub const CSV_HEADER: [&str; 11] = [
+    "user_id",
+    "email",
+    "name",
+    "status",
+    "roles",
+    "groups",
+    "auth_method",
+    "twilio_linked",
+    "mfa_enabled",
+    "created_at",
+    "last_login_at",
+];
+
+/// One CSV record for a member: effective roles (own and through groups)
+/// with scopes, `;`-separated; group names likewise.
+pub fn csv_record(m: &MemberRow, groups: &[Group]) -> String {
+    let mut effective: Vec<Policy> = m.policies.clone();
+    for g in groups.iter().filter(|g| m.group_ids.contains(&g.id)) {
+        for p in &g.policies {
+            if !effective.contains(p) {
+                effective.push(p.clone());
+            }
+        }
+    }
+    let roles = effective
+        .iter()
+        .map(|p| p.label())
+        .collect::<Vec<_>>()
+        .join(";");
+    let group_names = groups
+        .iter()
+        .filter(|g| m.group_ids.contains(&g.id))
+        .map(|g| g.name.clone())
+        .collect::<Vec<_>>()
+        .join(";");
+    csv::row(&[
+        if m.invited {
+            String::new()
+        } else {
+            m.id.clone()
+        },
+        m.email.clone(),
+        m.name.clone(),
+        if m.invited {
+            "invited".into()
+        } else {
+            "active".into()
+        },
+        roles,
+        group_names,
+        m.auth_method.clone().unwrap_or_default(),
+        m.twilio_linked.to_string(),
+        m.mfa_enabled.to_string(),
+        crate::clock::rfc3339(m.created_at),
+        m.last_login_at
+            .map(crate::clock::rfc3339)
+            .unwrap_or_default(),
+    ])
+}
+
+/// Streams the member list as CSV, a page at a time, so memory stays flat
+/// whatever the workspace size.
+pub fn csv_stream(
+    store: Arc<dyn Store>,
+    workspace_id: String,
+    now: i64,
+) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send {
+    struct St {
+        store: Arc<dyn Store>,
+        ws: String,
+        cursor: Option<String>,
+        groups: Option<Vec<Group>>,
+        header_sent: bool,
+        done: bool,
+    }
+    let init = St {
+        store,
+        ws: workspace_id,
+        cursor: None,
+        groups: None,
+        header_sent: false,
+        done: false,
+    };
+    futures_util::stream::unfold(init, move |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if !st.header_sent {
+            st.header_sent = true;
+            return Some((Ok(csv::row(&CSV_HEADER)), st));
+        }
+        if st.groups.is_none() {
+            match st.store.list_groups(&st.ws).await {
+                Ok(g) => st.groups = Some(g),
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(std::io::Error::other(e.to_string())), st));
+                }
+            }
+        }
+        let filter = MemberFilter {
+            include_invited: true,
+            ..Default::default()
+        };
+        match st
+            .store
+            .list_members(&st.ws, &filter, st.cursor.as_deref(), 500, now)
+            .await
+        {
+            Ok(rows) if rows.is_empty() => None,
+            Ok(rows) => {
+                let groups = st.groups.clone().unwrap_or_default();
+                let mut chunk = String::new();
+                for (_, m) in &rows {
+                    chunk.push_str(&csv_record(m, &groups));
+                }
+                st.cursor = rows.last().map(|(c, _)| c.clone());
+                if rows.len() < 500 {
+                    st.done = true;
+                }
+                Some((Ok(chunk), st))
+            }
+            Err(e) => {
+                st.done = true;
+                Some((Err(std::io::Error::other(e.to_string())), st))
+            }
+        }
+    })
+}
+
+pub fn csv_response(state: &AppState, ws: &crate::domain::model::Workspace) -> Response {
+    let stream = csv_stream(state.store.clone(), ws.id.clone(), state.clock.now());
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}-members.csv\"", ws.slug),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `members.csv` (owners only).
+pub async fn csv(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
+        .await;
+    Ok(csv_response(&state, &ctx.ws))
+}
+
+/// `/w/{slug}/access/members.csv` for the browser (session cookie; owners).
+pub async fn page_csv(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Response, crate::web::errors::PageError> {
+    let ctx = workspace_ctx(&state, &headers, &Method::GET, peer, &slug, Need::Owner)
+        .await
+        .map_err(|e| crate::web::errors::PageError(e.0))?;
+    ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
+        .await;
+    Ok(csv_response(&state, &ctx.ws))
+}

@@ -1,0 +1,99 @@
+//! Workspace resources (id, kind, name, labels) that scoped roles refer to.
+
+use super::{parse_body, workspace_ctx, Need};
+use crate::domain::model::Resource;
+use crate::domain::DomainError;
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+fn check(r: &Resource) -> Result<(), ApiError> {
+    let ok_text = |s: &str, max: usize| {
+        !s.trim().is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+    };
+    if !ok_text(&r.id, 200) || !ok_text(&r.kind, 50) || r.name.len() > 200 {
+        return Err(DomainError::Invalid(
+            "id (≤200) and kind (≤50) are required; name ≤200 characters".into(),
+        )
+        .into());
+    }
+    if r.labels.iter().any(|l| !l.contains(':') || l.len() > 200) {
+        return Err(DomainError::Invalid("labels are written key:value".into()).into());
+    }
+    Ok(())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let items = state.store.list_resources(&ctx.ws.id).await?;
+    Ok(Json(super::list(
+        items.iter().map(|r| json!(r)).collect(),
+        None,
+    )))
+}
+
+/// Registers or updates a resource.
+pub async fn put(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let r: Resource = parse_body(&body)?;
+    check(&r)?;
+    state
+        .store
+        .put_resource(&ctx.ws.id, &r, state.clock.now())
+        .await?;
+    ctx.audit(
+        &state,
+        "resource.registered",
+        Some(&r.id),
+        json!({"kind": r.kind, "labels": r.labels}),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(json!(r))))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    let r = state
+        .store
+        .get_resource(&ctx.ws.id, &id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok(Json(json!(r)))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state.store.delete_resource(&ctx.ws.id, &id).await?;
+    ctx.audit(&state, "resource.deleted", Some(&id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

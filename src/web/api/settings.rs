@@ -1,0 +1,165 @@
+//! Workspace settings and the owner's reset of a member's 2FA.
+
+use super::{parse_body, workspace_ctx, Caller, Need};
+use crate::domain::duration;
+use crate::domain::model::{AuthMethod, WorkspaceSettings};
+use crate::domain::roles;
+use crate::domain::DomainError;
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+pub fn settings_json(s: &WorkspaceSettings) -> Value {
+    json!({
+        "require_sso": s.require_sso,
+        "sso_exempt_user_ids": s.sso_exempt_user_ids,
+        "require_mfa": s.require_mfa,
+        "default_role": s.default_role,
+        "idle_timeout": s.idle_timeout,
+        "absolute_timeout": s.absolute_timeout,
+        "invitation_ttl": s.invitation_ttl,
+        "audit_retention": s.audit_retention,
+    })
+}
+
+pub async fn get_settings(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+    Ok(Json(settings_json(&ctx.ws.settings)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub require_sso: Option<bool>,
+    pub sso_exempt_user_ids: Option<Vec<String>>,
+    pub require_mfa: Option<bool>,
+    pub default_role: Option<String>,
+    /// `null` removes the workspace's own value.
+    #[serde(default, deserialize_with = "double_option")]
+    pub idle_timeout: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub absolute_timeout: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub invitation_ttl: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub audit_retention: Option<Option<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Applies a settings change after validating all of it: nothing is written
+/// when any part is refused.
+pub async fn patch_settings(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let patch: SettingsPatch = parse_body(&body)?;
+    let ws = &ctx.ws;
+    let mut next = ws.settings.clone();
+    if let Some(on) = patch.require_sso {
+        if on && !ws.settings.require_sso {
+            // Only someone who just proved the workspace's SSO works may turn
+            // it on, so nobody locks the workspace out (tokens never can).
+            let from_sso = match &ctx.caller {
+                Caller::User { session, .. } => match &session.method {
+                    AuthMethod::Sso(conn) => {
+                        state.store.sso_connection_workspace(conn).await?.as_deref()
+                            == Some(ws.id.as_str())
+                    }
+                    _ => false,
+                },
+                Caller::Token(_) => false,
+            };
+            if !from_sso {
+                return Err(DomainError::Forbidden("Require SSO can be turned on only from a session signed in through this workspace's SSO".into()).into());
+            }
+        }
+        next.require_sso = on;
+    }
+    if let Some(ids) = patch.sso_exempt_user_ids {
+        next.sso_exempt_user_ids = ids;
+    }
+    if let Some(on) = patch.require_mfa {
+        next.require_mfa = on;
+    }
+    if let Some(role) = patch.default_role {
+        if roles::find(&role).is_none() {
+            return Err(DomainError::Invalid(format!("unknown role `{role}`")).into());
+        }
+        next.default_role = role;
+    }
+    for (value, slot, name) in [
+        (patch.idle_timeout, &mut next.idle_timeout, "idle_timeout"),
+        (
+            patch.absolute_timeout,
+            &mut next.absolute_timeout,
+            "absolute_timeout",
+        ),
+        (
+            patch.invitation_ttl,
+            &mut next.invitation_ttl,
+            "invitation_ttl",
+        ),
+        (
+            patch.audit_retention,
+            &mut next.audit_retention,
+            "audit_retention",
+        ),
+    ] {
+        if let Some(v) = value {
+            if let Some(text) = &v {
+                duration::parse(text).map_err(|e| DomainError::Invalid(format!("{name}: {e}")))?;
+            }
+            *slot = v;
+        }
+    }
+    state.store.set_workspace_settings(&ws.id, &next).await?;
+    ctx.audit(
+        &state,
+        "workspace.settings_updated",
+        Some(&ws.slug),
+        json!({"before": settings_json(&ws.settings), "after": settings_json(&next)}),
+    )
+    .await;
+    Ok(Json(settings_json(&next)))
+}
+
+/// An owner resets a member's two-factor authentication (audited).
+pub async fn reset_member_mfa(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .membership(&ctx.ws.id, &user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    state.store.disable_totp(&user_id).await?;
+    ctx.audit(&state, "member.mfa_reset", Some(&user_id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

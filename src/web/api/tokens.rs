@@ -1,0 +1,219 @@
+//! API tokens (bearer access to this API) and SCIM tokens.
+
+use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Need};
+use crate::domain::model::ApiToken;
+use crate::domain::roles::{self, Policy};
+use crate::domain::DomainError;
+use crate::tokens;
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+pub fn token_json(t: &ApiToken) -> Value {
+    json!({"id": t.id, "description": t.description, "policies": t.policies, "created_by": t.created_by, "created_at": time(t.created_at), "last_used_at": opt_time(t.last_used_at)})
+}
+
+/// A token needs at least Workspace Owner or Workspace Member.
+pub fn check_token_policies(policies: &[Policy]) -> Result<(), ApiError> {
+    check_policies(policies)?;
+    if !policies
+        .iter()
+        .any(|p| p.role == roles::WORKSPACE_OWNER || p.role == roles::WORKSPACE_MEMBER)
+    {
+        return Err(DomainError::Invalid(
+            "an API token needs the workspace_owner or workspace_member role".into(),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Mints and stores a token; returns the record and the secret (shown once).
+pub async fn mint(
+    state: &AppState,
+    workspace_id: &str,
+    kind: &str,
+    description: &str,
+    policies: Vec<Policy>,
+    created_by: Option<String>,
+) -> Result<(ApiToken, String), DomainError> {
+    let prefix = if kind == "scim" {
+        tokens::SCIM_PREFIX
+    } else {
+        tokens::API_PREFIX
+    };
+    let secret = tokens::mint(prefix)?;
+    let t = ApiToken {
+        id: uuid::Uuid::new_v4().to_string(),
+        workspace_id: workspace_id.to_string(),
+        kind: kind.to_string(),
+        description: description.trim().to_string(),
+        policies,
+        created_by,
+        created_at: state.clock.now(),
+        last_used_at: None,
+    };
+    state.store.create_token(&t, &tokens::hash(&secret)).await?;
+    Ok((t, secret))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let items = state.store.list_tokens(&ctx.ws.id, "api").await?;
+    Ok(Json(super::list(
+        items.iter().map(token_json).collect(),
+        None,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    #[serde(default)]
+    pub description: String,
+    pub policies: Vec<Policy>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let req: NewToken = parse_body(&body)?;
+    if req.description.chars().count() > 200 {
+        return Err(DomainError::Invalid("description: at most 200 characters".into()).into());
+    }
+    check_token_policies(&req.policies)?;
+    let creator = ctx.caller.actor().id;
+    let (t, secret) = mint(
+        &state,
+        &ctx.ws.id,
+        "api",
+        &req.description,
+        req.policies,
+        creator,
+    )
+    .await?;
+    ctx.audit(
+        &state,
+        "token.created",
+        Some(&t.id),
+        json!({"description": t.description, "policies": t.policies}),
+    )
+    .await;
+    let mut body = token_json(&t);
+    body["token"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .revoke_token(&ctx.ws.id, "api", &id, state.clock.now())
+        .await?;
+    ctx.audit(&state, "token.revoked", Some(&id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_scim(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let items = state.store.list_tokens(&ctx.ws.id, "scim").await?;
+    Ok(Json(super::list(
+        items.iter().map(token_json).collect(),
+        None,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewScimToken {
+    #[serde(default)]
+    pub description: String,
+}
+
+pub async fn create_scim(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let req: NewScimToken = if body.is_empty() {
+        NewScimToken {
+            description: String::new(),
+        }
+    } else {
+        parse_body(&body)?
+    };
+    let creator = ctx.caller.actor().id;
+    let (t, secret) = mint(
+        &state,
+        &ctx.ws.id,
+        "scim",
+        &req.description,
+        Vec::new(),
+        creator,
+    )
+    .await?;
+    ctx.audit(
+        &state,
+        "scim_token.created",
+        Some(&t.id),
+        json!({"description": t.description}),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": t.id, "description": t.description, "created_at": time(t.created_at), "token": secret}),
+        ),
+    ))
+}
+
+pub async fn revoke_scim(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    state
+        .store
+        .revoke_token(&ctx.ws.id, "scim", &id, state.clock.now())
+        .await?;
+    ctx.audit(&state, "scim_token.revoked", Some(&id), json!({}))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
