@@ -6,3 +6,4 @@ mod session_conformance;
 mod signin;
 mod store_conformance;
 mod support;
+mod twilio_issuer;
