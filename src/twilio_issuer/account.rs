@@ -59,17 +59,22 @@ pub struct CodeForm {
     pub csrf_token: String,
 }
 
+/// The outcome of the checks every account page makes first.
+enum Access {
+    /// Signed in (and, for forms, the CSRF token is right).
+    Granted(Box<(IssuerSession, Account)>),
+    /// The answer instead: a redirect to sign in, or a refused form.
+    Answer(Response),
+}
+
 /// The signed-in person and their account, or the redirect to sign in.
-async fn signed_in(
-    st: &IssuerState,
-    headers: &HeaderMap,
-) -> Result<Result<(IssuerSession, Account), Response>, DomainError> {
-    let to_login = || Err(see_other("/login?return_to=%2Faccount"));
+async fn signed_in(st: &IssuerState, headers: &HeaderMap) -> Result<Access, DomainError> {
+    let to_login = || Access::Answer(see_other("/login?return_to=%2Faccount"));
     let Some(session) = st.session(headers).await? else {
         return Ok(to_login());
     };
     match accounts::by_sub(&st.pool, &session.sub).await? {
-        Some(a) => Ok(Ok((session, a))),
+        Some(a) => Ok(Access::Granted(Box::new((session, a)))),
         None => Ok(to_login()),
     }
 }
@@ -117,8 +122,8 @@ pub async fn page(
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
     let (s, a) = match signed_in(&st, &headers).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     // Fixed texts only: nothing from the URL is reflected.
     let notice = match q.done.as_deref() {
@@ -132,20 +137,18 @@ pub async fn page(
     Ok(account_page(&st, &headers, &s, &a, notice, None))
 }
 
-/// Runs the CSRF check and the sign-in check every account form needs.
+/// Runs the sign-in check and the CSRF check every account form needs.
 async fn form_guard(
     st: &IssuerState,
     headers: &HeaderMap,
     presented: &str,
-) -> Result<Result<(IssuerSession, Account), Response>, PageError> {
-    let (s, a) = match signed_in(st, headers).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(Err(r)),
-    };
-    if !csrf::verify(st, headers, Some(&s), presented) {
-        return Ok(Err(csrf_refused()));
-    }
-    Ok(Ok((s, a)))
+) -> Result<Access, DomainError> {
+    Ok(match signed_in(st, headers).await? {
+        Access::Granted(g) if !csrf::verify(st, headers, Some(&g.0), presented) => {
+            Access::Answer(csrf_refused())
+        }
+        other => other,
+    })
 }
 
 async fn password_ok(st: &IssuerState, a: &Account, password: &str) -> bool {
@@ -159,8 +162,8 @@ pub async fn profile(
     Form(f): Form<NameForm>,
 ) -> Result<Response, PageError> {
     let (s, a) = match form_guard(&st, &headers, &f.csrf_token).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     let name = match accounts::check_name(&f.name) {
         Ok(n) => n,
@@ -177,8 +180,8 @@ pub async fn email(
     Form(f): Form<EmailForm>,
 ) -> Result<Response, PageError> {
     let (s, a) = match form_guard(&st, &headers, &f.csrf_token).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     if !password_ok(&st, &a, &f.current_password).await {
         let why = (
@@ -204,8 +207,8 @@ pub async fn password(
     Form(f): Form<PasswordForm>,
 ) -> Result<Response, PageError> {
     let (s, a) = match form_guard(&st, &headers, &f.csrf_token).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     if !password_ok(&st, &a, &f.current_password).await {
         let why = (
@@ -257,8 +260,8 @@ pub async fn totp_page(
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     let (s, a) = match signed_in(&st, &headers).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     if a.totp_enabled {
         return Ok(see_other("/account"));
@@ -284,8 +287,8 @@ pub async fn totp_enable(
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
     let (s, a) = match form_guard(&st, &headers, &f.csrf_token).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     let Some(sealed) = a.totp_secret.clone().filter(|_| !a.totp_enabled) else {
         return Ok(see_other("/account"));
@@ -310,8 +313,8 @@ pub async fn totp_disable(
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
     let (s, a) = match form_guard(&st, &headers, &f.csrf_token).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
+        Access::Granted(g) => *g,
+        Access::Answer(r) => return Ok(r),
     };
     let Some(sealed) = a.totp_secret.clone().filter(|_| a.totp_enabled) else {
         return Ok(see_other("/account"));

@@ -802,7 +802,7 @@ async fn logout(br: &mut Browser, srv: &IssuerServer) {
         .post_form(&srv.url("/logout"), &[("csrf_token", &page.csrf())])
         .await;
     assert_eq!(out.status, 303);
-    assert!(br.cookies.get("twilio_session").is_none());
+    assert!(!br.cookies.contains_key("twilio_session"));
 }
 
 #[tokio::test]
@@ -1369,4 +1369,170 @@ async fn add_account_cli_prints_the_sub_and_the_account_signs_in() {
         .await;
     assert_eq!(ok.status, 303);
     srv.stop().await;
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Spawns the binary with only the given IAMGW_ variables.
+fn spawn(dir: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IAMGW_")) {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_until_up(url: &str) {
+    for _ in 0..150 {
+        if let Ok(r) = client().get(url).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never came up");
+}
+
+fn terminate(child: &mut std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn serve_runs_the_embedded_issuer_with_the_gateway_registered_and_twilio_issuer_runs_alone() {
+    let dir = temp_dir();
+    let (gw_port, tw_port) = (free_port(), free_port());
+    let gw = format!("http://127.0.0.1:{gw_port}");
+    let tw = format!("http://127.0.0.1:{tw_port}");
+    let env = vec![
+        ("IAMGW_LISTEN", format!("127.0.0.1:{gw_port}")),
+        ("IAMGW_PUBLIC_URL", gw.clone()),
+        (
+            "IAMGW_TWILIO_ISSUER__LISTEN",
+            format!("127.0.0.1:{tw_port}"),
+        ),
+        ("IAMGW_TWILIO_ISSUER__PUBLIC_URL", tw.clone()),
+    ];
+    let out = run_cli(
+        &dir,
+        &[
+            "twilio-issuer",
+            "add-account",
+            "--email",
+            "kim@twilio.test",
+            "--name",
+            "Kim",
+            "--password-stdin",
+        ],
+        &[],
+        Some(PASSWORD),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = spawn(&dir, &["serve"], &env);
+    wait_until_up(&format!("{gw}/readyz")).await;
+    wait_until_up(&format!("{tw}/healthz")).await;
+    let d: Value = client()
+        .get(format!("{tw}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], tw.as_str());
+
+    // The gateway is the registered client, with its callback as redirect URI
+    // and, with no client_secret configured, the secret derived from the
+    // deployment secret.
+    let callback = format!("{gw}/auth/twilio/callback");
+    let p = pkce();
+    let mut path = authorize_path(&p.challenge, "s", "n", &[]);
+    path = path.replace(&urlenc(ISSUER_REDIRECT_URI), &urlenc(&callback));
+    let mut br = Browser::new();
+    let first = br.get(&format!("{tw}{path}")).await;
+    assert_eq!(first.status, 303, "registered: {}", first.body);
+    let key = std::fs::read_to_string(dir.join("data/secret.key")).unwrap();
+    let secret =
+        iam_gateway::twilio_issuer::embedded_client_secret(&crypto::b64_decode(&key).unwrap());
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", "bogus"),
+        ("redirect_uri", callback.as_str()),
+        ("code_verifier", p.verifier.as_str()),
+    ];
+    let right = client()
+        .post(format!("{tw}/oauth2/token"))
+        .basic_auth("segment", Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        right.status(),
+        400,
+        "client authenticated; only the code is bad"
+    );
+    let wrong = client()
+        .post(format!("{tw}/oauth2/token"))
+        .basic_auth("segment", Some("guess"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    // The account made by the CLI signs in; the console hands over to the gateway.
+    let login = br.get(&format!("{tw}/login")).await;
+    let done = br
+        .post_form(
+            &format!("{tw}/login"),
+            &[
+                ("email", "kim@twilio.test"),
+                ("password", PASSWORD),
+                ("csrf_token", &login.csrf()),
+                ("return_to", "/console"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303);
+    let console = br.get(&format!("{tw}/console")).await;
+    assert!(
+        console.body.contains(&format!(
+            "href=\"{gw}/login/twilio?return_to=%2Fworkspaces\""
+        )),
+        "{}",
+        console.body
+    );
+    terminate(&mut child);
+
+    // `twilio-issuer` alone: the issuer, not the gateway.
+    let mut child = spawn(&dir, &["twilio-issuer"], &env);
+    wait_until_up(&format!("{tw}/.well-known/openid-configuration")).await;
+    assert!(
+        client().get(format!("{gw}/readyz")).send().await.is_err(),
+        "no gateway"
+    );
+    terminate(&mut child);
 }
