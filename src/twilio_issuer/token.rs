@@ -425,15 +425,15 @@ mod tests {
     #[test]
     fn pkce_s256_matches_rfc7636_appendix_b() {
         assert!(pkce_matches(
-            "dBjftJeZ4CVP-1B0-S3SF4Nn4HAtNdvddqvUKRUGDzU",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
         assert!(!pkce_matches(
-            "dBjftJeZ4CVP-1B0-S3SF4Nn4HAtNdvddqvUKRUGDzV",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXl",
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
         assert!(valid_verifier(
-            "dBjftJeZ4CVP-1B0-S3SF4Nn4HAtNdvddqvUKRUGDzU"
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
         ));
         assert!(!valid_verifier("short"));
     }
