@@ -1,7 +1,8 @@
 //! Wiring: from a [`Config`] to a running server.
 
 use crate::clock::Clock;
-use crate::config::{Config, SessionStoreKind};
+use crate::config::{Config, SessionStoreKind, TwilioMode};
+use crate::domain::DomainError;
 use crate::jwt::Signer;
 use crate::password::Hasher;
 use crate::session::database::DbKv;
@@ -9,6 +10,7 @@ use crate::session::memory::MemoryKv;
 use crate::session::redis::RedisKv;
 use crate::session::{KvStore, SessionManager};
 use crate::store::sql::SqlStore;
+use crate::twilio_issuer::{self, ClientRegistration, IssuerOptions, IssuerState};
 use crate::web::{self, AppState, Inner};
 use std::future::Future;
 use std::io::Write;
@@ -96,13 +98,7 @@ pub struct Gateway {
 pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
     let secret = load_or_create_secret(&cfg.secret_key_file)?;
     let sql = crate::store::open(&cfg.database_url).await?;
-    let kv: Arc<dyn KvStore> = match cfg.session.store {
-        SessionStoreKind::Database => Arc::new(DbKv::new(sql.pool().clone())),
-        SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
-        SessionStoreKind::Redis => Arc::new(
-            RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?,
-        ),
-    };
+    let kv = session_kv(&cfg, &sql)?;
     let sessions = SessionManager::new(
         kv,
         clock.clone(),
@@ -171,6 +167,89 @@ pub async fn purge_audit(
     Ok(n)
 }
 
+/// The configured session backend (the issuer shares it).
+fn session_kv(cfg: &Config, sql: &SqlStore) -> Result<Arc<dyn KvStore>, StartError> {
+    Ok(match cfg.session.store {
+        SessionStoreKind::Database => Arc::new(DbKv::new(sql.pool().clone())),
+        SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
+        SessionStoreKind::Redis => Arc::new(
+            RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?,
+        ),
+    })
+}
+
+/// The simulated Twilio issuer as configured: the gateway is its one client
+/// (secret `twilio.client_secret`, or one derived from the deployment secret
+/// when empty), and its console hands over to the gateway's Twilio sign-in.
+pub fn issuer_options(cfg: &Config, secret: &[u8]) -> IssuerOptions {
+    let client_secret = if cfg.twilio.client_secret.is_empty() {
+        twilio_issuer::embedded_client_secret(secret)
+    } else {
+        cfg.twilio.client_secret.clone()
+    };
+    IssuerOptions {
+        public_url: cfg.twilio_issuer.public_url.clone(),
+        clients: vec![ClientRegistration {
+            client_id: cfg.twilio.client_id.clone(),
+            client_secret,
+            redirect_uris: vec![format!("{}/auth/twilio/callback", cfg.public_url)],
+        }],
+        handoff_url: format!("{}/login/twilio?return_to=%2Fworkspaces", cfg.public_url),
+    }
+}
+
+async fn build_issuer(
+    cfg: &Config,
+    sql: &SqlStore,
+    kv: Arc<dyn KvStore>,
+    clock: Arc<dyn Clock>,
+    secret: Vec<u8>,
+) -> Result<IssuerState, StartError> {
+    let opts = issuer_options(cfg, &secret);
+    twilio_issuer::build(sql.pool().clone(), kv, clock, secret, opts)
+        .await
+        .map_err(|e| match e {
+            DomainError::Invalid(m) => StartError::Config(format!("twilio_issuer: {m}")),
+            DomainError::Internal(m) | DomainError::Unavailable(m) => {
+                StartError::Other(format!("twilio issuer: {m}"))
+            }
+            other => StartError::Other(format!("twilio issuer: {other}")),
+        })
+}
+
+/// Serves the issuer until `shutdown` completes, then drains.
+pub async fn serve_issuer(
+    state: IssuerState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = twilio_issuer::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Other(format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+/// One shutdown signal (SIGTERM or Ctrl-C) for several servers.
+fn shared_shutdown() -> impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+    }
+}
+
 fn spawn_sweeper(kv: DbKv) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -218,23 +297,73 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: draining in-flight requests");
 }
 
-/// `iam-gateway serve`.
+/// `iam-gateway serve`: the gateway and, in embedded mode, the simulated
+/// Twilio issuer on its own listener (same database, same session backend,
+/// same shutdown).
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     if cfg.tls.is_some() {
         return Err(StartError::Config("tls: serving TLS directly is not available in this version; terminate TLS at your proxy and leave [tls] unset".into()));
     }
     let listen = cfg.listen;
     let public = cfg.public_url.clone();
-    let gw = build(cfg, Arc::new(crate::clock::SystemClock)).await?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| StartError::Other(format!("cannot listen on {listen}: {e}")))?;
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let gw = build(cfg, clock.clone()).await?;
+    let listener = bind(listen, "gateway").await?;
+    let issuer = if gw.state.cfg.twilio.mode == TwilioMode::Embedded {
+        let cfg = &gw.state.cfg;
+        let state = build_issuer(
+            cfg,
+            &gw.sql,
+            gw.state.sessions.kv().clone(),
+            clock,
+            gw.state.secret.clone(),
+        )
+        .await?;
+        let issuer_listener = bind(cfg.twilio_issuer.listen, "twilio issuer").await?;
+        Some((state, issuer_listener))
+    } else {
+        None
+    };
     println!("iam-gateway listening on {listen}");
     println!("open {public}/login to sign in");
     tracing::info!(%listen, "listening");
-    serve(gw.state, listener, shutdown_signal())
+    let stop = shared_shutdown();
+    let gateway = serve(gw.state.clone(), listener, stop());
+    let result = match issuer {
+        Some((state, issuer_listener)) => {
+            let cfg = &gw.state.cfg;
+            println!(
+                "twilio issuer (simulated) listening on {}; console at {}/console",
+                cfg.twilio_issuer.listen, cfg.twilio_issuer.public_url
+            );
+            tracing::info!(listen = %cfg.twilio_issuer.listen, "twilio issuer listening");
+            let issuer = serve_issuer(state, issuer_listener, stop());
+            tokio::try_join!(gateway, issuer).map(|_| ())
+        }
+        None => gateway.await,
+    };
+    result.map_err(|e| StartError::Other(e.to_string()))?;
+    gw.sql.close().await;
+    Ok(())
+}
+
+/// `iam-gateway twilio-issuer`: only the simulated Twilio issuer.
+pub async fn run_issuer(cfg: Config) -> Result<(), StartError> {
+    let secret = load_or_create_secret(&cfg.secret_key_file)?;
+    let sql = crate::store::open(&cfg.database_url).await?;
+    let kv = session_kv(&cfg, &sql)?;
+    if cfg.session.store == SessionStoreKind::Database {
+        spawn_sweeper(DbKv::new(sql.pool().clone()));
+    }
+    let state = build_issuer(&cfg, &sql, kv, Arc::new(crate::clock::SystemClock), secret).await?;
+    let listen = cfg.twilio_issuer.listen;
+    let listener = bind(listen, "twilio issuer").await?;
+    println!("twilio issuer (simulated) listening on {listen}");
+    println!("open {}/console to sign in", cfg.twilio_issuer.public_url);
+    tracing::info!(%listen, "twilio issuer listening");
+    serve_issuer(state, listener, shutdown_signal())
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
-    gw.sql.close().await;
+    sql.close().await;
     Ok(())
 }

@@ -6,6 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto;
 use crate::domain::model::{valid_email, valid_slug};
+use crate::domain::DomainError;
 use crate::password::check_policy;
 use crate::store::{AccessStore, NewUser, Store, StoreError};
 use clap::{Parser, Subcommand};
@@ -68,6 +69,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Run only the simulated Twilio issuer, or manage its accounts.
+    TwilioIssuer {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<IssuerCommand>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +88,23 @@ pub enum TokenAction {
         role: String,
         #[arg(long, default_value = "")]
         description: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IssuerCommand {
+    /// Create a Twilio account in the issuer's store and print its `sub`.
+    AddAccount {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input instead of printing a
+        /// one-time set-password link (on stderr).
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -98,6 +123,16 @@ impl From<StartError> for Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure(e.to_string())
+    }
+}
+
+impl From<DomainError> for Failure {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Internal(m) => Failure(format!("internal error: {m}")),
+            DomainError::Unavailable(m) => Failure(format!("unavailable: {m}")),
+            other => Failure(other.to_string()),
+        }
     }
 }
 
@@ -145,6 +180,18 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     config,
                 },
         } => token_create(load(config.as_ref())?, &workspace, &role, &description).await,
+        Command::TwilioIssuer { config, action } => match action {
+            None => Ok(app::run_issuer(load(config.as_ref())?).await?),
+            Some(IssuerCommand::AddAccount {
+                email,
+                name,
+                password_stdin,
+                config: inner,
+            }) => {
+                let cfg = load(inner.as_ref().or(config.as_ref()))?;
+                twilio_add_account(cfg, &email, &name, password_stdin).await
+            }
+        },
         Command::Bootstrap {
             workspace,
             owner_email,
@@ -180,17 +227,7 @@ async fn bootstrap(
         return Err(Failure(format!("`{email}` is not an email address")));
     }
     let password = if password_stdin {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Failure(format!("cannot read the password from stdin: {e}")))?;
-        let pw = text
-            .strip_suffix('\n')
-            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-            .unwrap_or(&text)
-            .to_string();
-        check_policy(&pw, email).map_err(Failure)?;
-        Some(pw)
+        Some(read_password_stdin(email)?)
     } else {
         None
     };
@@ -327,5 +364,64 @@ async fn token_create(
     .await;
     println!("{secret}");
     store.close().await;
+    Ok(())
+}
+
+/// A password from standard input (one trailing newline removed), checked
+/// against the policy.
+fn read_password_stdin(email: &str) -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure(format!("cannot read the password from stdin: {e}")))?;
+    let pw = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text)
+        .to_string();
+    check_policy(&pw, email).map_err(Failure)?;
+    Ok(pw)
+}
+
+/// `twilio-issuer add-account`: prints only the new `sub` on stdout. Without
+/// `--password-stdin` nobody can sign in to the account until its password is
+/// set through the one-time link printed on stderr (24 hours).
+async fn twilio_add_account(
+    cfg: Config,
+    email: &str,
+    name: &str,
+    password_stdin: bool,
+) -> Result<(), Failure> {
+    use crate::twilio_issuer::accounts;
+    let email = accounts::check_email(email)
+        .map_err(|_| Failure(format!("`{email}` is not an email address")))?;
+    let name = accounts::check_name(name).map_err(|e| Failure(format!("--name: {e}")))?;
+    let password = if password_stdin {
+        Some(read_password_stdin(&email)?)
+    } else {
+        None
+    };
+    let store = crate::store::open(&cfg.database_url).await?;
+    let hasher = crate::password::Hasher::new(1)
+        .await
+        .map_err(|e| Failure(e.to_string()))?;
+    let created = accounts::create(
+        store.pool(),
+        &hasher,
+        SystemClock.now(),
+        &email,
+        &name,
+        password.as_deref(),
+    )
+    .await;
+    store.close().await;
+    let created = created?;
+    println!("{}", created.sub);
+    if let Some(token) = created.password_link {
+        eprintln!(
+            "no password set: nobody can sign in to this account until one is set at (one use, within 24 hours): {}/set-password/{token}",
+            cfg.twilio_issuer.public_url
+        );
+    }
     Ok(())
 }

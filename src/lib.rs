@@ -8,6 +8,7 @@
 //! * [`session`]: key-value-with-TTL backends and the session manager.
 //! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
+//! * [`twilio_issuer`]: the simulated Twilio Unified Login OIDC provider.
 //! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -27,4 +28,5 @@ pub mod store;
 pub mod throttle;
 pub mod tokens;
 pub mod totp;
+pub mod twilio_issuer;
 pub mod web;

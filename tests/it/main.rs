@@ -9,3 +9,4 @@ mod signin;
 mod smtp_sink;
 mod store_conformance;
 mod support;
+mod twilio_issuer;

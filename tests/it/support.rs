@@ -439,3 +439,116 @@ impl Browser {
 pub fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+// ---------------------------------------------------------------------------
+// The simulated Twilio issuer on its own listener.
+
+use iam_gateway::session::database::DbKv;
+use iam_gateway::session::memory::MemoryKv;
+use iam_gateway::session::redis::RedisKv;
+use iam_gateway::session::KvStore;
+use iam_gateway::twilio_issuer::{self, ClientRegistration, IssuerOptions, IssuerState};
+
+pub const ISSUER_CLIENT_ID: &str = "segment";
+pub const ISSUER_CLIENT_SECRET: &str = "issuer-test-client-secret";
+/// Registered for the test client; never contacted (redirects are not followed).
+pub const ISSUER_REDIRECT_URI: &str = "http://127.0.0.1:9/auth/twilio/callback";
+pub const ISSUER_HANDOFF_URL: &str = "http://127.0.0.1:9/login/twilio?return_to=%2Fworkspaces";
+
+pub struct IssuerServer {
+    pub base: String,
+    pub state: IssuerState,
+    pub clock: ManualClock,
+    pub dir: PathBuf,
+    pub database_url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for IssuerServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl IssuerServer {
+    /// A fresh database of `backend.db` and the session backend of
+    /// `backend.sessions` as the issuer's key-value store.
+    pub async fn start(backend: Backend) -> IssuerServer {
+        let dir = temp_dir();
+        let database_url = fresh_database_url(backend.db, &dir).await;
+        Self::start_on(backend, dir, database_url).await
+    }
+
+    /// The issuer on an existing database (e.g. one the CLI wrote).
+    pub async fn start_on(backend: Backend, dir: PathBuf, database_url: String) -> IssuerServer {
+        let sql = iam_gateway::store::open(&database_url).await.unwrap();
+        let kv: Arc<dyn KvStore> = match backend.sessions {
+            Sessions::Database => Arc::new(DbKv::new(sql.pool().clone())),
+            Sessions::Memory => Arc::new(MemoryKv::new()),
+            Sessions::Redis => Arc::new(RedisKv::new(&redis_url().unwrap()).unwrap()),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let clock = ManualClock::new();
+        let secret = iam_gateway::crypto::random_bytes::<32>().unwrap().to_vec();
+        let state = twilio_issuer::build(
+            sql.pool().clone(),
+            kv,
+            Arc::new(clock.clone()),
+            secret,
+            IssuerOptions {
+                public_url: base.clone(),
+                clients: vec![ClientRegistration {
+                    client_id: ISSUER_CLIENT_ID.into(),
+                    client_secret: ISSUER_CLIENT_SECRET.into(),
+                    redirect_uris: vec![ISSUER_REDIRECT_URI.into()],
+                }],
+                handoff_url: ISSUER_HANDOFF_URL.into(),
+            },
+        )
+        .await
+        .unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = app::serve_issuer(served, listener, async move {
+                let _ = rx.await;
+            })
+            .await;
+            sql.close().await;
+        });
+        IssuerServer {
+            base,
+            state,
+            clock,
+            dir,
+            database_url,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An account with password PASSWORD; returns its sub.
+    pub async fn add_account(&self, email: &str, name: &str) -> String {
+        self.state
+            .add_account(email, name, Some(PASSWORD))
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
