@@ -41,111 +41,26 @@
 pub mod error;
 pub mod http;
 pub mod provider;
+mod types;
 
 pub use error::OidcError;
 pub use provider::{CLOCK_SKEW_SECS, DISCOVERY_TTL_SECS, JWKS_REFETCH_INTERVAL_SECS};
+pub use types::{CallbackParams, OidcClientConfig, PendingAuth, PENDING_TTL_SECS};
 
 use crate::clock::Clock;
 use crate::connectors::ExternalIdentity;
 use crate::crypto;
-use error::sanitize;
+use error::{sanitize, token_error};
 use http::{HttpClient, HttpError};
-use openidconnect::core::{
-    CoreAuthPrompt, CoreAuthenticationFlow, CoreClientAuthMethod, CoreErrorResponseType,
-};
+use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClientAuthMethod};
 use openidconnect::{
     AccessToken, AccessTokenHash, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, StandardErrorResponse,
-    SubjectIdentifier, TokenResponse, UserInfoError,
+    PkceCodeVerifier, RedirectUrl, Scope, SubjectIdentifier, TokenResponse, UserInfoError,
 };
 use provider::{Claims, Metadata, OClient, Provider, UserInfo, VerifiedToken};
-use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
-
-/// How long a pending sign-in stays valid: 10 minutes.
-pub const PENDING_TTL_SECS: i64 = 600;
-
-/// One relying-party registration at one issuer.
-#[derive(Clone)]
-pub struct OidcClientConfig {
-    /// Exactly the issuer identifier (`iss`); discovery is at
-    /// `{issuer_url}/.well-known/openid-configuration`.
-    pub issuer_url: String,
-    pub client_id: String,
-    /// Empty for a public client.
-    pub client_secret: String,
-    pub redirect_uri: String,
-    /// Scopes besides `openid` (always sent); empty means `email profile`.
-    pub scopes: Vec<String>,
-}
-
-impl fmt::Debug for OidcClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OidcClientConfig")
-            .field("issuer_url", &self.issuer_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("redirect_uri", &self.redirect_uri)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-/// What the caller keeps server-side between [`OidcConnector::begin`] and
-/// [`OidcConnector::complete`]: single use, at most [`PENDING_TTL_SECS`],
-/// bound to the browser that started the sign-in.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PendingAuth {
-    pub state: String,
-    pub nonce: String,
-    pub pkce_verifier: String,
-    /// Unix seconds (the connector's clock).
-    pub created_at: i64,
-    /// The connection this was started for: a pending auth of another
-    /// issuer, client or redirect URI is refused.
-    pub issuer: String,
-    pub client_id: String,
-    pub redirect_uri: String,
-}
-
-impl fmt::Debug for PendingAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingAuth")
-            .field("state", &"<redacted>")
-            .field("nonce", &"<redacted>")
-            .field("pkce_verifier", &"<redacted>")
-            .field("created_at", &self.created_at)
-            .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
-            .field("redirect_uri", &self.redirect_uri)
-            .finish()
-    }
-}
-
-/// The query of the redirect back from the issuer.
-#[derive(Clone, Default, Deserialize)]
-pub struct CallbackParams {
-    pub code: Option<String>,
-    pub state: Option<String>,
-    /// RFC 9207 issuer identification.
-    pub iss: Option<String>,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-}
-
-impl fmt::Debug for CallbackParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallbackParams")
-            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
-            .field("state", &self.state.as_ref().map(|_| "<redacted>"))
-            .field("iss", &self.iss)
-            .field("error", &self.error)
-            .field("error_description", &self.error_description)
-            .finish()
-    }
-}
 
 /// A relying party at one issuer. Share it (`Arc`) between requests: it
 /// caches the discovery document and the issuer's keys.
@@ -303,7 +218,7 @@ impl OidcConnector {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OidcError::Malformed("it carries no authorization code".into()))?;
 
-        let client = self.client(&metadata);
+        let client = self.client_with_keys(&metadata).await;
         let token_response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|_| OidcError::Discovery("the issuer has no token endpoint".into()))?
@@ -321,6 +236,9 @@ impl OidcConnector {
             .await?;
         self.check_more_claims(&verified, token_response.access_token())?;
 
+        // Built again: a key rotation seen while verifying the ID token must
+        // reach the verifier of a signed userinfo response too.
+        let client = self.client_with_keys(&metadata).await;
         let userinfo = self
             .userinfo(
                 &client,
@@ -329,6 +247,13 @@ impl OidcConnector {
             )
             .await?;
         Ok(self.identity(&verified.claims, userinfo.as_ref()))
+    }
+
+    /// An `openidconnect` client for the cached discovery document and the
+    /// current keys.
+    async fn client_with_keys(&self, metadata: &Metadata) -> OClient {
+        let jwks = self.provider.current_jwks().await;
+        self.client(&metadata.clone().set_jwks(jwks.as_ref().clone()))
     }
 
     fn client(&self, metadata: &Metadata) -> OClient {
@@ -534,95 +459,9 @@ fn random_secret() -> Result<String, OidcError> {
     crypto::random_token("").map_err(|e| OidcError::Internal(e.to_string()))
 }
 
-/// Token endpoint failures: refused or unreadable → 401, unreachable → 503.
-/// Response bodies are never logged or shown (they may hold tokens).
-fn token_error(
-    e: RequestTokenError<HttpError, StandardErrorResponse<CoreErrorResponseType>>,
-) -> OidcError {
-    match e {
-        RequestTokenError::ServerResponse(r) => OidcError::Invalid(format!(
-            "the token endpoint refused the authorization code ({})",
-            sanitize(r.error().as_ref())
-        )),
-        RequestTokenError::Request(HttpError::Unreachable(m)) => OidcError::Unavailable(m),
-        RequestTokenError::Request(other) => OidcError::Invalid(format!(
-            "the token endpoint's answer could not be read ({other})"
-        )),
-        RequestTokenError::Parse(err, _body) => {
-            // The ID token is parsed with the token response; its payload
-            // errors say "Failed to parse payload JSON" (the path is lost to
-            // a `flatten`).
-            let message = err.inner().to_string();
-            let in_id_token = err.path().to_string().starts_with("id_token")
-                || message.contains("Failed to parse payload JSON");
-            match (missing_field(&message), in_id_token) {
-                (Some(field), true) => {
-                    OidcError::Invalid(format!("the ID token lacks the `{field}` claim"))
-                }
-                (Some(field), false) => {
-                    OidcError::Invalid(format!("the token response lacks `{field}`"))
-                }
-                (None, true) => OidcError::Invalid("the ID token is malformed".into()),
-                (None, false) => OidcError::Invalid("the token response is malformed".into()),
-            }
-        }
-        _ => OidcError::Invalid("the token endpoint answered unexpectedly".into()),
-    }
-}
-
-/// `serde` reports a missing field as "missing field `name`"; the name is
-/// ours to show (nothing else of the message is, it may quote the token).
-fn missing_field(message: &str) -> Option<String> {
-    let start = message.find("missing field `")? + "missing field `".len();
-    let rest = &message[start..];
-    let end = rest.find('`')?;
-    let field = &rest[..end];
-    field
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        .then(|| field.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_field_names_only_identifiers() {
-        assert_eq!(
-            missing_field("Failed to parse payload JSON: Error(\"missing field `iat`\", line: 1)"),
-            Some("iat".into())
-        );
-        assert_eq!(missing_field("invalid type: string \"eyJ\""), None);
-        assert_eq!(missing_field("missing field `a b`"), None);
-    }
-
-    #[test]
-    fn secrets_are_redacted_from_debug() {
-        let p = PendingAuth {
-            state: "s3cr3t-state".into(),
-            nonce: "s3cr3t-nonce".into(),
-            pkce_verifier: "s3cr3t-verifier".into(),
-            created_at: 1,
-            issuer: "https://issuer.test".into(),
-            client_id: "c".into(),
-            redirect_uri: "https://rp.test/cb".into(),
-        };
-        assert!(!format!("{p:?}").contains("s3cr3t"));
-        let c = CallbackParams {
-            code: Some("s3cr3t-code".into()),
-            ..Default::default()
-        };
-        assert!(!format!("{c:?}").contains("s3cr3t"));
-        let cfg = OidcClientConfig {
-            issuer_url: "https://issuer.test".into(),
-            client_id: "c".into(),
-            client_secret: "s3cr3t-secret".into(),
-            redirect_uri: "https://rp.test/cb".into(),
-            scopes: vec![],
-        };
-        assert!(!format!("{cfg:?}").contains("s3cr3t"));
-    }
 
     #[test]
     fn config_is_checked() {

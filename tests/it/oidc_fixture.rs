@@ -198,6 +198,8 @@ struct Shared {
     access_tokens: Mutex<HashMap<String, String>>,
     first_nonce: Mutex<Option<String>>,
     last_authorize: Mutex<HashMap<String, String>>,
+    /// The last access token and ID token issued.
+    last_tokens: Mutex<Option<(String, String)>>,
 }
 
 impl Shared {
@@ -240,6 +242,7 @@ impl Fixture {
             access_tokens: Mutex::new(HashMap::new()),
             first_nonce: Mutex::new(None),
             last_authorize: Mutex::new(HashMap::new()),
+            last_tokens: Mutex::new(None),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -286,6 +289,11 @@ impl Fixture {
 
     pub fn userinfo_requests(&self) -> usize {
         self.shared.userinfo_requests.load(Ordering::SeqCst)
+    }
+
+    /// The last (access token, ID token) the token endpoint issued.
+    pub fn last_tokens(&self) -> Option<(String, String)> {
+        self.shared.last_tokens.lock().unwrap().clone()
     }
 
     /// The query of the last authorization request.
@@ -527,6 +535,7 @@ async fn token(
         .unwrap()
         .insert(access_token.clone(), SUBJECT.to_string());
     let id_token = id_token(&s, &m, grant.nonce, &access_token);
+    *s.last_tokens.lock().unwrap() = Some((access_token.clone(), id_token.clone()));
     Json(json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -569,3 +569,88 @@ async fn unsupported_prompt_is_refused_without_contacting_the_issuer() {
     let (url, _) = rp.begin(Some("login")).await.unwrap();
     assert!(url.contains("prompt=login"), "{url}");
 }
+
+// ---- what the caller relies on -------------------------------------------
+
+#[tokio::test]
+async fn pending_auth_survives_a_round_trip_through_the_session_store() {
+    let fx = Fixture::start(Misbehaviour::Honest).await;
+    let rp = fx.connector(&clock());
+    let (pending, params) = fx.sign_in(&rp).await;
+    let stored = serde_json::to_string(&pending).unwrap();
+    let back: iam_gateway::connectors::oidc::PendingAuth = serde_json::from_str(&stored).unwrap();
+    assert_eq!(back, pending);
+    assert_eq!(
+        rp.complete(&back, &params).await.unwrap(),
+        expected_identity(&fx)
+    );
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    // With a single registered dispatcher, tracing computes a callsite's
+    // interest from the default of whichever thread reaches it first (another
+    // test's thread, without a subscriber: "never"). A second dispatcher,
+    // kept alive and unused, makes it ask every registered one.
+    let _second = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish(),
+    );
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let fx = Fixture::start(Misbehaviour::Honest).await;
+    let clock = clock();
+    let rp = fx.connector(&clock);
+    let mut secrets = vec![CLIENT_SECRET.to_string()];
+    for m in [
+        Misbehaviour::Honest,
+        Misbehaviour::BadSignature,
+        Misbehaviour::UnpublishedKid,
+        Misbehaviour::NonceWrong,
+        Misbehaviour::UserinfoSubMismatch,
+        Misbehaviour::TokenEndpointError,
+    ] {
+        fx.set(m);
+        let (pending, params) = fx.sign_in(&rp).await;
+        let _ = rp.complete(&pending, &params).await;
+        secrets.extend([
+            pending.state.clone(),
+            pending.nonce.clone(),
+            pending.pkce_verifier.clone(),
+            params.code.clone().unwrap(),
+        ]);
+        if let Some((access, id)) = fx.last_tokens() {
+            secrets.extend([access, id]);
+        }
+    }
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("OIDC sign-in refused"),
+        "refusals are logged: {log}"
+    );
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    }
+}

@@ -1,4 +1,9 @@
-//! The one error type of the OIDC connector and its HTTP status.
+//! The one error type of the OIDC connector, its HTTP status, and how the
+//! token endpoint's failures map onto it.
+
+use super::http::HttpError;
+use openidconnect::core::CoreErrorResponseType;
+use openidconnect::{RequestTokenError, StandardErrorResponse};
 
 /// Why a sign-in through an OpenID Connect issuer did not happen. Every
 /// message is plain words fit for the error page: it never carries a code, a
@@ -115,6 +120,55 @@ pub(crate) fn sanitize(text: &str) -> String {
         .to_string()
 }
 
+/// Token endpoint failures: refused or unreadable → 401, unreachable → 503.
+/// Response bodies are never logged or shown (they may hold tokens).
+pub(crate) fn token_error(
+    e: RequestTokenError<HttpError, StandardErrorResponse<CoreErrorResponseType>>,
+) -> OidcError {
+    match e {
+        RequestTokenError::ServerResponse(r) => OidcError::Invalid(format!(
+            "the token endpoint refused the authorization code ({})",
+            sanitize(r.error().as_ref())
+        )),
+        RequestTokenError::Request(HttpError::Unreachable(m)) => OidcError::Unavailable(m),
+        RequestTokenError::Request(other) => OidcError::Invalid(format!(
+            "the token endpoint's answer could not be read ({other})"
+        )),
+        RequestTokenError::Parse(err, _body) => {
+            // The ID token is parsed with the token response; its payload
+            // errors say "Failed to parse payload JSON" (the path is lost to
+            // a `flatten`).
+            let message = err.inner().to_string();
+            let in_id_token = err.path().to_string().starts_with("id_token")
+                || message.contains("Failed to parse payload JSON");
+            match (missing_field(&message), in_id_token) {
+                (Some(field), true) => {
+                    OidcError::Invalid(format!("the ID token lacks the `{field}` claim"))
+                }
+                (Some(field), false) => {
+                    OidcError::Invalid(format!("the token response lacks `{field}`"))
+                }
+                (None, true) => OidcError::Invalid("the ID token is malformed".into()),
+                (None, false) => OidcError::Invalid("the token response is malformed".into()),
+            }
+        }
+        _ => OidcError::Invalid("the token endpoint answered unexpectedly".into()),
+    }
+}
+
+/// `serde` reports a missing field as "missing field `name`"; the name is
+/// ours to show (nothing else of the message is, it may quote the token).
+fn missing_field(message: &str) -> Option<String> {
+    let start = message.find("missing field `")? + "missing field `".len();
+    let rest = &message[start..];
+    let end = rest.find('`')?;
+    let field = &rest[..end];
+    field
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then(|| field.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +192,15 @@ mod tests {
     fn issuer_text_is_sanitized() {
         assert_eq!(sanitize("a\nb\u{7}c"), "abc");
         assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
+    }
+
+    #[test]
+    fn missing_field_names_only_identifiers() {
+        assert_eq!(
+            missing_field("Failed to parse payload JSON: Error(\"missing field `iat`\", line: 1)"),
+            Some("iat".into())
+        );
+        assert_eq!(missing_field("invalid type: string \"eyJ\""), None);
+        assert_eq!(missing_field("missing field `a b`"), None);
     }
 }

@@ -284,6 +284,11 @@ impl Provider {
         Ok(metadata)
     }
 
+    /// The issuer's keys as currently cached.
+    pub async fn current_jwks(&self) -> Arc<Jwks> {
+        self.keys.lock().await.jwks.clone()
+    }
+
     async fn current_keys(&self) -> (Arc<Jwks>, u64) {
         let keys = self.keys.lock().await;
         (keys.jwks.clone(), keys.generation)
@@ -438,7 +443,11 @@ pub(crate) fn unix_to_system(secs: i64) -> SystemTime {
 /// `openidconnect`'s verdict in plain words; the detail (issuer and audience
 /// values, times: nothing secret) goes to the log.
 fn claims_error(issuer: &IssuerUrl, e: ClaimsVerificationError) -> OidcError {
-    tracing::info!(issuer = %issuer.as_str(), detail = %e, "ID token refused");
+    let detail = match &e {
+        ClaimsVerificationError::SignatureVerification(s) => format!("{e}: {s}"),
+        other => other.to_string(),
+    };
+    tracing::info!(issuer = %issuer.as_str(), detail = %detail, "ID token refused");
     let why = match e {
         ClaimsVerificationError::Expired(_) => "the ID token has expired or is not yet valid",
         ClaimsVerificationError::InvalidAudience(_) => "the ID token is meant for another client",
