@@ -6,6 +6,7 @@
 //! * [`domain`]: pure rules (roles, access decisions, return_to, durations).
 //! * [`store`]: durable data behind the [`store::Store`] trait (SQLite, PostgreSQL).
 //! * [`session`]: key-value-with-TTL backends and the session manager.
+//! * [`connectors`]: upstream identity sources (OIDC) returning one `ExternalIdentity`.
 //! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
 //! * [`twilio_issuer`]: the simulated Twilio Unified Login OIDC provider.
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connectors;
 pub mod crypto;
 pub mod domain;
 pub mod jwt;

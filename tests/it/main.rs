@@ -4,6 +4,8 @@ mod access;
 mod cli;
 mod credentials;
 mod forward_auth;
+mod oidc_fixture;
+mod oidc_rp;
 mod session_conformance;
 mod signin;
 mod smtp_sink;
