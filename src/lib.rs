@@ -16,6 +16,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connectors;
 pub mod crypto;
 pub mod domain;
 pub mod jwt;

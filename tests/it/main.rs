@@ -2,6 +2,7 @@
 
 mod cli;
 mod forward_auth;
+mod saml;
 mod session_conformance;
 mod signin;
 mod store_conformance;

@@ -1,0 +1,3 @@
+//! Upstream identity providers that workspaces connect for SSO.
+
+pub mod saml;
