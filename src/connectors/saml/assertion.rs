@@ -59,18 +59,24 @@ fn time_attr(node: &Node, name: &str, what: &str) -> Result<Option<i64>, SamlErr
 /// `NotBefore` / `NotOnOrAfter` of `node` against `now`, with the skew.
 /// Returns `NotOnOrAfter` when present.
 fn window(node: &Node, exp: &Expectations, what: &str) -> Result<Option<i64>, SamlError> {
+    let skew = skew(exp);
     if let Some(nb) = time_attr(node, "NotBefore", what)? {
-        if exp.now + exp.clock_skew_secs < nb {
+        if exp.now.saturating_add(skew) < nb {
             return Err(SamlError::invalid(format!("{what} is not valid yet")));
         }
     }
     let noa = time_attr(node, "NotOnOrAfter", what)?;
     if let Some(noa) = noa {
-        if exp.now - exp.clock_skew_secs >= noa {
+        if exp.now.saturating_sub(skew) >= noa {
             return Err(SamlError::invalid(format!("{what} has expired")));
         }
     }
     Ok(noa)
+}
+
+/// The configured clock skew; a negative one counts as none.
+fn skew(exp: &Expectations) -> i64 {
+    exp.clock_skew_secs.max(0)
 }
 
 /// An Issuer element equal to the connection's IdP entity id.
@@ -135,7 +141,7 @@ pub fn read(assertion: &Node, exp: &Expectations) -> Result<Facts, SamlError> {
         .ok_or_else(|| SamlError::invalid("the assertion has no AuthnStatement"))?;
     for statement in &authn {
         if let Some(end) = time_attr(statement, "SessionNotOnOrAfter", "the session")? {
-            if exp.now - exp.clock_skew_secs >= end {
+            if exp.now.saturating_sub(skew(exp)) >= end {
                 return Err(SamlError::invalid(
                     "the identity provider session has expired",
                 ));
@@ -177,7 +183,7 @@ pub fn read(assertion: &Node, exp: &Expectations) -> Result<Facts, SamlError> {
         Some(c) => c.min(confirmation_noa),
         None => confirmation_noa,
     }
-    .saturating_add(exp.clock_skew_secs);
+    .saturating_add(skew(exp));
 
     Ok(Facts {
         issuer,

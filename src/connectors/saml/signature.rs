@@ -8,9 +8,14 @@
 //! 2. each signature is an enveloped signature of its own parent, referenced
 //!    by the parent's `ID`, with allow-listed algorithms and transforms only;
 //! 3. samael's `reduce_xml_to_signed` verifies every signature with the
-//!    pinned certificates only (never the message's KeyInfo) and returns only
-//!    the content those signatures cover; identity data is read from that
-//!    output and nowhere else.
+//!    pinned certificates only (never the message's KeyInfo) and returns the
+//!    content those signatures cover; identity data is read from that output
+//!    and nowhere else.
+//!
+//! Layer 3 uses `ReduceMode::PreDigest`: the exact canonical bytes xmlsec
+//! digested (the Response's when both are signed), so what is read is
+//! byte for byte what was signed, comments already dropped by c14n, with
+//! no tree pruning or re-rooting by samael in between.
 
 use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_PROTOCOL, NS_XML};
 use super::SamlError;
@@ -261,7 +266,7 @@ pub fn verify(text: &str, shape: &Shape, certs_der: &[Vec<u8>]) -> Result<Signed
     let reduced = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
         text,
         &certs,
-        ReduceMode::ValidateAndMarkNoAncestors,
+        ReduceMode::PreDigest,
         Some(ALLOWED),
     )
     .map_err(|e| {

@@ -84,6 +84,12 @@ fn pseudo_attribute<'a>(decl: &'a str, name: &str) -> Option<&'a str> {
 /// Parses prepared text strictly: no recovery from errors (unlike the
 /// `libxml` crate's default), no network, no entity substitution, no
 /// error output on stderr.
+///
+/// `encoding` stays `None`: `libxml` 0.3.3 passes a dangling pointer for an
+/// explicit encoding (its CString is dropped inside a `match` arm), which
+/// made libxml2 decode with garbage; [`prepare`] already guarantees UTF-8
+/// text without BOM or declaration, which libxml2 reads as UTF-8 (and
+/// samael parses the same text the same way).
 pub fn parse(text: &str) -> Result<Document, SamlError> {
     super::native::init_libxml();
     let options = ParserOptions {
@@ -91,7 +97,7 @@ pub fn parse(text: &str) -> Result<Document, SamlError> {
         no_net: true,
         no_error: true,
         no_warning: true,
-        encoding: Some("UTF-8"),
+        encoding: None,
         ..ParserOptions::default()
     };
     Parser::default()

@@ -44,6 +44,7 @@ fn ecdsa_p256_sha256_from_a_pinned_ec_certificate_is_accepted() {
         hmac_key: None,
         sig_alg: ECDSA_SHA256,
         digest_alg: SHA256,
+        c14n: EXC_C14N,
     };
     let xml = Resp::new().signed_by(Sign::Assertion, &signer);
     let exp = Expectations {

@@ -29,6 +29,8 @@ pub const HMAC_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha25
 pub const ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
 pub const SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
 pub const SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+pub const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub const EXC_C14N_WITH_COMMENTS: &str = "http://www.w3.org/2001/10/xml-exc-c14n#WithComments";
 
 pub const EMAIL_FMT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
 pub const PERSISTENT_FMT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
@@ -164,7 +166,15 @@ pub fn b64(xml: &str) -> String {
 
 /// Validates `xml` (base64-encoded here) with the default expectations.
 pub fn check(xml: &str) -> Result<ValidatedAssertion, SamlError> {
-    validate_response(&b64(xml), &expect())
+    let r = validate_response(&b64(xml), &expect());
+    if let Err(e) = &r {
+        std::fs::write(
+            format!("/tmp/saml-fail-{}.xml", uuid::Uuid::new_v4()),
+            format!("{e:?}\n{xml}"),
+        )
+        .unwrap();
+    }
+    r
 }
 
 /// Asserts a 401 refusal and returns its reason.
@@ -204,6 +214,8 @@ pub struct Signer<'a> {
     pub hmac_key: Option<&'a Path>,
     pub sig_alg: &'a str,
     pub digest_alg: &'a str,
+    /// Canonicalization (SignedInfo and the reference transform).
+    pub c14n: &'a str,
 }
 
 impl Signer<'static> {
@@ -214,6 +226,7 @@ impl Signer<'static> {
             hmac_key: None,
             sig_alg: RSA_SHA256,
             digest_alg: SHA256,
+            c14n: EXC_C14N,
         }
     }
 }
@@ -228,14 +241,18 @@ pub fn sig_template(uri: &str, s: &Signer) -> String {
     format!(
         concat!(
             "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>",
-            "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
-            "<ds:SignatureMethod Algorithm=\"{}\"/><ds:Reference URI=\"{}\"><ds:Transforms>",
+            "<ds:CanonicalizationMethod Algorithm=\"{c14n}\"/>",
+            "<ds:SignatureMethod Algorithm=\"{sig}\"/><ds:Reference URI=\"{uri}\"><ds:Transforms>",
             "<ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>",
-            "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
-            "</ds:Transforms><ds:DigestMethod Algorithm=\"{}\"/><ds:DigestValue/></ds:Reference>",
-            "</ds:SignedInfo><ds:SignatureValue/>{}</ds:Signature>"
+            "<ds:Transform Algorithm=\"{c14n}\"/>",
+            "</ds:Transforms><ds:DigestMethod Algorithm=\"{digest}\"/><ds:DigestValue/></ds:Reference>",
+            "</ds:SignedInfo><ds:SignatureValue/>{key_info}</ds:Signature>"
         ),
-        s.sig_alg, uri, s.digest_alg, key_info
+        c14n = s.c14n,
+        sig = s.sig_alg,
+        uri = uri,
+        digest = s.digest_alg,
+        key_info = key_info,
     )
 }
 

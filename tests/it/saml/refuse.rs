@@ -69,6 +69,7 @@ fn hmac_sha256_signature_is_refused() {
         hmac_key: Some(&world().hmac_key),
         sig_alg: HMAC_SHA256,
         digest_alg: SHA256,
+        c14n: EXC_C14N,
     };
     let reason = refused(&Resp::new().signed_by(Sign::Assertion, &signer));
     assert!(reason.contains("hmac-sha256"), "{reason}");
@@ -110,25 +111,45 @@ fn connection_without_pinned_certificate_never_skips_verification() {
 
 // ---- NameID comment (case 5) ----
 
+#[track_caller]
+fn never_the_victim(xml: &str) {
+    let v = check(xml).unwrap();
+    assert_eq!(v.name_id, "victim@corp.test.evil.test");
+    assert_eq!(v.email.as_deref(), Some("victim@corp.test.evil.test"));
+    assert_eq!(v.subject_key, "victim@corp.test.evil.test");
+}
+
 #[test]
-fn name_id_comment_never_yields_the_victim() {
+fn name_id_comment_added_after_signing_never_yields_the_victim() {
     // The attacker owns victim@corp.test.evil.test and gets it signed, then
-    // adds a comment, which exclusive c14n ignores (CVE-2017-11427 family).
+    // adds a comment, which exclusive c14n ignores, so the signature still
+    // holds (CVE-2017-11427 family). The whole text is read: the attacker
+    // signs in as themself, never as the victim.
     let mut r = Resp::new();
     r.name_id = "victim@corp.test.evil.test".into();
-    let signed = r.signed(Sign::Assertion);
-    let tampered = signed.replace(
-        "victim@corp.test.evil.test",
-        "victim@corp.test<!---->.evil.test",
-    );
-    assert_ne!(signed, tampered);
-    match check(&tampered) {
-        Ok(v) => {
-            assert_eq!(v.name_id, "victim@corp.test.evil.test");
-            assert_eq!(v.email.as_deref(), Some("victim@corp.test.evil.test"));
-            assert_eq!(v.subject_key, "victim@corp.test.evil.test");
-        }
-        Err(e) => assert_eq!(e.status(), 401, "{e:?}"),
+    for what in [Sign::Assertion, Sign::Response] {
+        let signed = r.signed(what);
+        let tampered = signed.replace(
+            "victim@corp.test.evil.test",
+            "victim@corp.test<!---->.evil.test",
+        );
+        assert_ne!(signed, tampered);
+        never_the_victim(&tampered);
+    }
+}
+
+#[test]
+fn name_id_comment_signed_with_comments_c14n_never_yields_the_victim() {
+    // The comment is there when the IdP signs, with c14n WithComments; a
+    // `#id` reference still drops comments from what is digested.
+    let mut r = Resp::new();
+    r.name_id = "victim@corp.test<!---->.evil.test".into();
+    let signer = Signer {
+        c14n: EXC_C14N_WITH_COMMENTS,
+        ..Signer::idp()
+    };
+    for what in [Sign::Assertion, Sign::Response] {
+        never_the_victim(&r.signed_by(what, &signer));
     }
 }
 
