@@ -5,8 +5,11 @@
 //!
 //! * [`oidc`]: OpenID Connect relying party (Twilio Unified Login and
 //!   per-workspace OIDC SSO), built on the `openidconnect` crate.
+//! * [`saml`]: SAML 2.0 service provider core (metadata, AuthnRequest and a
+//!   fail-closed Response validator), built on `samael`.
 
 pub mod oidc;
+pub mod saml;
 
 use serde::{Deserialize, Serialize};
 
