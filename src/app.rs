@@ -125,6 +125,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let throttle = crate::throttle::Throttle::new(sessions.kv().clone(), clock.clone(), &secret);
     let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let twilio = twilio_connector(&cfg, &secret, clock.clone())?;
     let state = AppState(Arc::new(Inner {
         cfg,
         store,
@@ -134,10 +135,44 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         metrics: Default::default(),
         throttle,
         mailer,
+        twilio,
         clock,
         secret,
     }));
     Ok(Gateway { state, sql })
+}
+
+/// The gateway's Twilio relying party: the embedded issuer's public URL (or
+/// `twilio.issuer_url` when external), reached over HTTP through discovery.
+fn twilio_connector(
+    cfg: &Config,
+    secret: &[u8],
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Arc<crate::connectors::oidc::OidcConnector>>, StartError> {
+    use crate::config::TwilioMode;
+    use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
+    let issuer_url = match cfg.twilio.mode {
+        TwilioMode::Off => return Ok(None),
+        TwilioMode::Embedded => cfg.twilio_issuer.public_url.clone(),
+        TwilioMode::External => cfg.twilio.issuer_url.clone(),
+    };
+    let client_secret = if cfg.twilio.client_secret.is_empty() {
+        twilio_issuer::embedded_client_secret(secret)
+    } else {
+        cfg.twilio.client_secret.clone()
+    };
+    let rp = OidcConnector::new(
+        OidcClientConfig {
+            issuer_url,
+            client_id: cfg.twilio.client_id.clone(),
+            client_secret,
+            redirect_uri: format!("{}/auth/twilio/callback", cfg.public_url),
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        },
+        clock,
+    )
+    .map_err(|e| StartError::Config(format!("twilio: {}", e.reason())))?;
+    Ok(Some(Arc::new(rp)))
 }
 
 /// Once an hour, deletes audit events older than each workspace's

@@ -1045,6 +1045,47 @@ impl AccessStore for SqlStore {
         .await
     }
 
+    async fn create_user_with_identity(
+        &self,
+        new: &NewUser,
+        provider: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<User> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let user = insert_user(&mut *tx, new, now).await?;
+        sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(provider)
+            .bind(subject)
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(user)
+    }
+
+    async fn set_user_email(&self, user_id: &str, email: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET email = $1, email_norm = $2 WHERE id = $3")
+                .bind(email.trim())
+                .bind(normalize_email(email))
+                .bind(user_id),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn clear_password(&self, user_id: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id),
+            self.pool(),
+        )
+        .await
+    }
+
     async fn set_last_auth_method(&self, user_id: &str, method: &str) -> StoreResult<()> {
         sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
             .bind(method)

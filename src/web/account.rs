@@ -131,6 +131,12 @@ pub async fn page(
         Some("profile") => Some("Your name is saved."),
         Some("password") => Some("Your password is changed. Your other sessions were signed out."),
         Some("mfa_off") => Some("Two-factor authentication is off."),
+        Some("twilio_linked") => {
+            Some("Your Twilio account is linked. From now on you sign in with Twilio.")
+        }
+        Some("twilio_unlinked") => {
+            Some("Your Twilio account is unlinked. Sign in with your new password.")
+        }
         _ => None,
     };
     let page = AccountPage {
@@ -143,6 +149,14 @@ pub async fn page(
         sessions: state.sessions.sessions_of(&me.user.id).await?.len(),
         method: me.session.method.as_header(),
         notice: notice.map(str::to_string),
+        twilio_available: state.twilio.is_some(),
+        twilio_subject: state
+            .store
+            .identities_of(&me.user.id)
+            .await?
+            .into_iter()
+            .find(|(p, _)| p == crate::web::twilio::PROVIDER)
+            .map(|(_, s)| s),
     };
     Ok(views::render(&page))
 }

@@ -98,6 +98,7 @@ pub async fn login_page(
     let session = current_session(&state, &headers).await?;
     let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
     let page = LoginEmailPage {
+        twilio: state.twilio.is_some(),
         chrome: Chrome {
             csrf,
             user_email: None,
@@ -131,6 +132,7 @@ pub async fn login_email(
     let email = f.email.trim().to_string();
     if !valid_email(&email) {
         let page = LoginEmailPage {
+            twilio: state.twilio.is_some(),
             chrome: Chrome {
                 csrf,
                 user_email: None,
@@ -473,6 +475,7 @@ async fn link_submit(
     .await;
     tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
     let page = LoginEmailPage {
+        twilio: state.twilio.is_some(),
         chrome: Chrome {
             csrf: csrf::page_token(state, headers, None).0,
             user_email: None,

@@ -4,6 +4,7 @@ pub mod account;
 pub mod api;
 pub mod csrf;
 pub mod errors;
+pub mod federation;
 pub mod forward_auth;
 pub mod http;
 pub mod invitations;
@@ -11,6 +12,7 @@ pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod ops;
+pub mod twilio;
 pub mod views;
 
 use crate::clock::Clock;
@@ -39,6 +41,8 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     pub throttle: crate::throttle::Throttle,
     pub mailer: crate::mail::Mailer,
+    /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
+    pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
     pub secret: Vec<u8>,
@@ -62,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(login::home))
         .route("/login", get(login::login_page).post(login::login_email))
         .route("/login/password", post(login::login_password))
+        .route("/login/twilio", get(twilio::start))
+        .route("/auth/twilio/callback", get(twilio::callback))
+        .route("/auth/twilio/confirm", post(twilio::confirm))
+        .route("/account/twilio/link", post(twilio::link))
+        .route("/account/twilio/unlink", post(twilio::unlink))
         .route("/login/mfa", get(mfa::mfa_page).post(mfa::mfa_submit))
         .route(
             "/login/forgot",

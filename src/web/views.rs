@@ -36,6 +36,8 @@ pub fn render<T: Template>(page: &T) -> Response {
 #[template(path = "login_email.html")]
 pub struct LoginEmailPage {
     pub chrome: Chrome,
+    /// Show "Continue with Twilio".
+    pub twilio: bool,
     pub return_to: String,
     pub email: String,
     pub error: Option<String>,
@@ -110,6 +112,10 @@ pub struct AccountPage {
     pub sessions: usize,
     pub method: String,
     pub notice: Option<String>,
+    /// Twilio sign-in is configured on this gateway.
+    pub twilio_available: bool,
+    /// The linked Twilio account's subject, if any.
+    pub twilio_subject: Option<String>,
 }
 
 #[derive(Template)]
@@ -140,5 +146,15 @@ pub struct InvitationPage {
     pub mode: String,
     pub signed_in_as: Option<String>,
     pub login_link: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "twilio_confirm.html")]
+pub struct TwilioConfirmPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub token: String,
+    pub has_password: bool,
     pub error: Option<String>,
 }

@@ -13,3 +13,4 @@ mod smtp_sink;
 mod store_conformance;
 mod support;
 mod twilio_issuer;
+mod twilio_login;
