@@ -402,3 +402,145 @@ pub async fn run_issuer(cfg: Config) -> Result<(), StartError> {
     sql.close().await;
     Ok(())
 }
+
+/// Demo data for `iam-gateway demo` (idempotent): workspace `acme` with an
+/// owner, a member, a group, and a Twilio account linked to the owner.
+/// Returns the lines to print (every URL and credential).
+pub async fn seed_demo(cfg: &Config) -> Result<Vec<String>, StartError> {
+    use crate::domain::roles::Policy;
+    use crate::store::{AccessStore, NewUser, Store};
+    const OWNER: &str = "owner@acme.test";
+    const MEMBER: &str = "member@acme.test";
+    // Dev-only demo passphrase, printed below; the demo is not for production.
+    const PASSWORD: &str = "acme demo passphrase for local use";
+    let store = crate::store::open(&cfg.database_url).await?;
+    let hasher = Hasher::new(1)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let now = crate::clock::SystemClock.now();
+    let hash = || async {
+        hasher
+            .hash(PASSWORD)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))
+    };
+    let ws = match store.workspace_by_slug("acme").await? {
+        Some(ws) => ws,
+        None => {
+            store
+                .bootstrap_workspace(
+                    "acme",
+                    "Acme Inc",
+                    &NewUser {
+                        email: OWNER.into(),
+                        name: "Olivia Owner".into(),
+                        password_hash: Some(hash().await?),
+                    },
+                    now,
+                )
+                .await?
+                .0
+        }
+    };
+    let owner = store
+        .user_by_email(OWNER)
+        .await?
+        .ok_or_else(|| StartError::Other("demo owner missing".into()))?;
+    let member = match store.user_by_email(MEMBER).await? {
+        Some(u) => u,
+        None => {
+            store
+                .create_user(
+                    &NewUser {
+                        email: MEMBER.into(),
+                        name: "Max Member".into(),
+                        password_hash: Some(hash().await?),
+                    },
+                    now,
+                )
+                .await?
+        }
+    };
+    if store.membership(&ws.id, &member.id).await?.is_none() {
+        store
+            .add_member(
+                &ws.id,
+                &member.id,
+                &[Policy::workspace(crate::domain::roles::WORKSPACE_MEMBER)],
+                now,
+            )
+            .await?;
+    }
+    let groups = store.list_groups(&ws.id).await?;
+    let group = match groups.into_iter().find(|g| g.name == "Analysts") {
+        Some(g) => g,
+        None => {
+            store
+                .create_group(
+                    &ws.id,
+                    "Analysts",
+                    "Read-only access to warehouses",
+                    &[Policy::workspace("warehouse_read_only")],
+                    now,
+                )
+                .await?
+        }
+    };
+    store
+        .add_group_member(&ws.id, &group.id, &member.id)
+        .await?;
+    let mut lines = vec![
+        format!("gateway:        {}/login", cfg.public_url),
+        format!("workspace:      acme — {}/w/acme/access", cfg.public_url),
+        format!("member:         {MEMBER} / {PASSWORD} (in group Analysts)"),
+    ];
+    if cfg.twilio.mode == TwilioMode::Embedded {
+        let sub = match twilio_issuer::accounts::by_email(store.pool(), OWNER)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?
+        {
+            Some(a) => a.sub,
+            None => {
+                twilio_issuer::accounts::create(
+                    store.pool(),
+                    &hasher,
+                    now,
+                    OWNER,
+                    "Olivia Owner",
+                    Some(PASSWORD),
+                )
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .sub
+            }
+        };
+        if store
+            .identity_user(crate::web::twilio::PROVIDER, &sub)
+            .await?
+            .is_none()
+        {
+            store
+                .link_identity(
+                    crate::web::twilio::PROVIDER,
+                    &sub,
+                    &owner.id,
+                    Some(OWNER),
+                    now,
+                )
+                .await?;
+            // Linked accounts sign in with Twilio only.
+            store.clear_password(&owner.id).await?;
+        }
+        lines.push(format!(
+            "owner:          {OWNER} — signs in with Twilio: {OWNER} / {PASSWORD}"
+        ));
+        lines.push(format!(
+            "twilio console: {}/console (pick Segment in the product switcher)",
+            cfg.twilio_issuer.public_url
+        ));
+    } else {
+        lines.push(format!("owner:          {OWNER} / {PASSWORD}"));
+    }
+    store.close().await;
+    Ok(lines)
+}

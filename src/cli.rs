@@ -31,6 +31,13 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the gateway with demo data (workspace `acme`, an owner, a member,
+    /// a group, a Twilio account linked to the owner); prints every URL and
+    /// credential. Idempotent.
+    Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
@@ -167,6 +174,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     )))
                 }
             }
+        }
+        Command::Demo { config } => {
+            let cfg = load(config.as_ref())?;
+            for line in app::seed_demo(&cfg).await? {
+                println!("{line}");
+            }
+            Ok(app::run(cfg).await?)
         }
         Command::ExportMembers { workspace, config } => {
             export_members(load(config.as_ref())?, &workspace).await
