@@ -136,6 +136,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         throttle,
         mailer,
         twilio,
+        sso_oidc: Default::default(),
         clock,
         secret,
     }));

@@ -50,7 +50,12 @@ impl Outcome {
     }
 }
 
-async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outcome {
+async fn decide(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    original: Option<&str>,
+) -> Outcome {
     let session = match current_session(state, headers).await {
         Ok(Some((_, s))) => s,
         Ok(None) => return Outcome::Unauthenticated,
@@ -107,6 +112,32 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
     let now = state.clock.now();
     if outlived_workspace_timeouts(&workspace.settings, &session, now) {
         return Outcome::Unauthenticated;
+    }
+    if workspace.settings.require_sso && !workspace.settings.sso_exempt_user_ids.contains(&user.id)
+    {
+        let from_here = match &session.method {
+            crate::domain::model::AuthMethod::Sso(conn) => {
+                match state.store.sso_connection_workspace(conn).await {
+                    Ok(ws) => ws.as_deref() == Some(workspace.id.as_str()),
+                    Err(_) => return Outcome::Unavailable,
+                }
+            }
+            _ => false,
+        };
+        if !from_here {
+            let back = original
+                .map(|u| format!("?return_to={}", urlencode(u)))
+                .unwrap_or_default();
+            let location = match crate::web::sso::first_enabled(state, &workspace.id).await {
+                Ok(Some(c)) => format!("{}/sso/{}/start{back}", state.cfg.public_url, c.id),
+                Ok(None) => format!("{}/login{back}", state.cfg.public_url),
+                Err(_) => return Outcome::Unavailable,
+            };
+            return Outcome::Challenge {
+                reason: "sso_required",
+                location,
+            };
+        }
     }
     if workspace.settings.require_mfa && !satisfies_mfa(&session) {
         return Outcome::Challenge {
@@ -192,11 +223,15 @@ pub async fn verify(
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    if let OriginalUrl::Malformed = original_url(&state, peer, &headers) {
-        state.metrics.forward_auth("malformed");
-        return status_only(StatusCode::UNAUTHORIZED, None);
-    }
-    let outcome = decide(&state, &params, &headers).await;
+    let original = match original_url(&state, peer, &headers) {
+        OriginalUrl::Malformed => {
+            state.metrics.forward_auth("malformed");
+            return status_only(StatusCode::UNAUTHORIZED, None);
+        }
+        OriginalUrl::Valid(u) => Some(u.to_string()),
+        OriginalUrl::Unknown => None,
+    };
+    let outcome = decide(&state, &params, &headers, original.as_deref()).await;
     state.metrics.forward_auth(outcome.label());
     shape(outcome, None)
 }
@@ -219,7 +254,7 @@ pub async fn forward(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    let outcome = decide(&state, &params, &headers).await;
+    let outcome = decide(&state, &params, &headers, original.as_deref()).await;
     state.metrics.forward_auth(outcome.label());
     let login = wants_html.then(|| match &original {
         Some(u) => format!("{}/login?return_to={}", state.cfg.public_url, urlencode(u)),

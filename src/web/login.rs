@@ -64,6 +64,26 @@ pub struct NewPasswordForm {
     pub csrf_token: Option<String>,
 }
 
+/// The SSO connection for an email whose domain a workspace verified and
+/// whose workspace has an enabled connection.
+pub async fn sso_for_email(state: &AppState, email: &str) -> Result<Option<String>, DomainError> {
+    let domain = crate::domain::model::normalize_email(email)
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default();
+    let Some(d) = state
+        .store
+        .get_domain(&domain)
+        .await?
+        .filter(|d| d.verified_at.is_some())
+    else {
+        return Ok(None);
+    };
+    Ok(super::sso::first_enabled(state, &d.workspace_id)
+        .await?
+        .map(|c| c.id))
+}
+
 /// A 303 redirect.
 pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
@@ -146,6 +166,14 @@ pub async fn login_email(
             (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
             set,
         ));
+    }
+    // Home-realm discovery: a verified domain with SSO goes to its IdP.
+    if let Some(conn_id) = sso_for_email(&state, &email).await? {
+        let to = format!(
+            "/sso/{conn_id}/start?return_to={}",
+            super::forward_auth::urlencode(&return_to)
+        );
+        return Ok(with_cookie(see_other(&to), set));
     }
     let page = LoginPasswordPage {
         chrome: Chrome {

@@ -12,6 +12,7 @@ pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod ops;
+pub mod sso;
 pub mod twilio;
 pub mod views;
 
@@ -43,6 +44,11 @@ pub struct Inner {
     pub mailer: crate::mail::Mailer,
     /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
     pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
+    /// OIDC SSO relying parties by connection id (with the connection's
+    /// `updated_at`, so a change rebuilds it).
+    pub sso_oidc: std::sync::Mutex<
+        std::collections::HashMap<String, (i64, Arc<crate::connectors::oidc::OidcConnector>)>,
+    >,
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
     pub secret: Vec<u8>,
@@ -71,6 +77,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/twilio/confirm", post(twilio::confirm))
         .route("/account/twilio/link", post(twilio::link))
         .route("/account/twilio/unlink", post(twilio::unlink))
+        .route("/sso/{id}/start", get(sso::start))
+        .route("/sso/saml/{id}/acs", post(sso::saml::acs))
+        .route("/sso/saml/{id}/metadata", get(sso::saml::metadata))
+        .route("/sso/oidc/{id}/callback", get(sso::oidc::callback))
         .route("/login/mfa", get(mfa::mfa_page).post(mfa::mfa_submit))
         .route(
             "/login/forgot",

@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod credentials;
+mod dns_server;
 mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;
@@ -10,6 +11,7 @@ mod saml;
 mod session_conformance;
 mod signin;
 mod smtp_sink;
+mod sso;
 mod store_conformance;
 mod support;
 mod twilio_issuer;
