@@ -126,6 +126,20 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
     let twilio = twilio_connector(&cfg, &secret, clock.clone())?;
+    let fast = Arc::new(crate::web::fastpath::FastPath::default());
+    let invalidate = match cfg.session.store {
+        SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
+            redis::Client::open(cfg.session.redis_url.as_str())
+                .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
+        ),
+        SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
+            crate::invalidation::Channel::Postgres {
+                pool: sql.pool().clone(),
+            }
+        }
+        _ => crate::invalidation::Channel::Local,
+    };
+    invalidate.spawn_listener(fast.clone(), Some(cfg.database_url.clone()));
     let state = AppState(Arc::new(Inner {
         cfg,
         store,
@@ -137,6 +151,8 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         mailer,
         twilio,
         sso_oidc: Default::default(),
+        fast,
+        invalidate,
         clock,
         secret,
     }));

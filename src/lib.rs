@@ -23,6 +23,7 @@ pub mod connectors;
 pub mod crypto;
 pub mod dns;
 pub mod domain;
+pub mod invalidation;
 pub mod jwt;
 pub mod mail;
 pub mod mapping;

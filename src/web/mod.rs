@@ -4,6 +4,7 @@ pub mod account;
 pub mod api;
 pub mod csrf;
 pub mod errors;
+pub mod fastpath;
 pub mod federation;
 pub mod forward_auth;
 pub mod http;
@@ -44,6 +45,9 @@ pub struct Inner {
     pub mailer: crate::mail::Mailer,
     /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
     pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
+    /// The forward-auth cache and how revocations reach every instance.
+    pub fast: Arc<fastpath::FastPath>,
+    pub invalidate: crate::invalidation::Channel,
     /// OIDC SSO relying parties by connection id (with the connection's
     /// `updated_at`, so a change rebuilds it).
     pub sso_oidc: std::sync::Mutex<
@@ -63,6 +67,10 @@ impl Deref for AppState {
         &self.0
     }
 }
+
+/// Unsafe routes that can only grant access (sign-in steps), so they need
+/// not flush the forward-auth caches.
+const GRANT_ONLY_ROUTES: &[&str] = &["/login", "/login/password", "/login/mfa", "/login/forgot"];
 
 /// Largest request body accepted (forms and JSON).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -146,8 +154,18 @@ async fn observe(
         .unwrap_or_default();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let mut resp = next.run(req).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
     let status = resp.status().as_u16();
+    // A successful write may have taken access away: every instance drops
+    // its forward-auth cache before this answer leaves.
+    if !matches!(
+        method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && status < 400
+        && !GRANT_ONLY_ROUTES.contains(&route.as_str())
+    {
+        state.invalidate.publish(&state.fast).await;
+    }
+    let elapsed = started.elapsed();
     state
         .metrics
         .observe_request(&route, method.as_str(), status, elapsed);
