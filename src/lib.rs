@@ -8,6 +8,7 @@
 //! * [`session`]: key-value-with-TTL backends and the session manager.
 //! * [`connectors`]: upstream identity sources (OIDC) returning one `ExternalIdentity`.
 //! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
+//! * [`scim`]: SCIM 2.0 provisioning of users and groups per workspace.
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
 //! * [`twilio_issuer`]: the simulated Twilio Unified Login OIDC provider.
 //! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
@@ -25,6 +26,7 @@ pub mod domain;
 pub mod jwt;
 pub mod mail;
 pub mod password;
+pub mod scim;
 pub mod session;
 pub mod store;
 pub mod throttle;

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod postgres;
+pub mod scim;
 pub mod sql;
 pub mod sql_access;
 pub mod sqlite;
@@ -63,9 +64,10 @@ pub struct WorkspaceAccess {
 }
 
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
+pub use scim::ScimStore;
 
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync + 'static {
+pub trait Store: AccessStore + ScimStore + Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
