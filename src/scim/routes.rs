@@ -514,7 +514,8 @@ async fn create_user(
         email: user_name.clone(),
         name: account_name(&attrs).unwrap_or_default(),
         external_id: external_id.clone(),
-        active,
+        // Not asserted on creation: active, the service provider's default.
+        active: Some(active.unwrap_or(true)),
         attributes: Value::Object(attrs).to_string(),
         default_policies: ctx.default_policies(),
     };
