@@ -286,7 +286,9 @@ impl Parser {
         }
         let op = match self.next() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case("pr") => return Ok(Filter::Present(path)),
-            Some(Tok::Word(w)) => Op::parse(&w).ok_or_else(|| format!("`{w}` is not an operator"))?,
+            Some(Tok::Word(w)) => {
+                Op::parse(&w).ok_or_else(|| format!("`{w}` is not an operator"))?
+            }
             Some(other) => return Err(format!("expected an operator, found {}", describe(&other))),
             None => return Err(format!("`{word}` needs an operator")),
         };
@@ -427,8 +429,11 @@ pub enum Target {
 /// A key of an object, ignoring case.
 pub fn get_ci<'a>(doc: &'a Value, key: &str) -> Option<&'a Value> {
     let obj = doc.as_object()?;
-    obj.get(key)
-        .or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 /// Resolves a path against a resource type's core, common and extension
@@ -479,11 +484,18 @@ pub enum Compiled {
     And(Vec<Compiled>),
     Or(Vec<Compiled>),
     Not(Box<Compiled>),
-    Test { loc: Loc, op: Op, lit: CLitPub },
+    Test {
+        loc: Loc,
+        op: Op,
+        lit: CLitPub,
+    },
     Present(Loc),
     /// Some element of a multi-valued complex attribute matches `inner`
     /// (whose locations are relative to the element).
-    Value { loc: Loc, inner: Box<Compiled> },
+    Value {
+        loc: Loc,
+        inner: Box<Compiled>,
+    },
 }
 
 /// Opaque wrapper so callers can hold a compiled comparison value.
@@ -491,7 +503,8 @@ pub enum Compiled {
 pub struct CLitPub(CLit);
 
 fn nanos_of(text: &str) -> Option<i128> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(t.unix_timestamp_nanos())
 }
 
@@ -562,7 +575,11 @@ pub fn compile(def: &ResourceDef, f: &Filter) -> ScimResult<Compiled> {
     compile_in(def, None, f)
 }
 
-fn compile_in(def: &ResourceDef, within: Option<&'static Attr>, f: &Filter) -> ScimResult<Compiled> {
+fn compile_in(
+    def: &ResourceDef,
+    within: Option<&'static Attr>,
+    f: &Filter,
+) -> ScimResult<Compiled> {
     let locate = |p: &AttrPath| -> ScimResult<Loc> {
         match within {
             None => match resolve(def, p).map_err(ScimError::invalid_filter)? {
@@ -580,7 +597,10 @@ fn compile_in(def: &ResourceDef, within: Option<&'static Attr>, f: &Filter) -> S
                     )));
                 }
                 let a = parent.sub_attr(&p.attr).ok_or_else(|| {
-                    ScimError::invalid_filter(format!("`{}` has no sub-attribute `{}`", parent.name, p.attr))
+                    ScimError::invalid_filter(format!(
+                        "`{}` has no sub-attribute `{}`",
+                        parent.name, p.attr
+                    ))
                 })?;
                 Ok(Loc {
                     ext: None,
@@ -591,8 +611,14 @@ fn compile_in(def: &ResourceDef, within: Option<&'static Attr>, f: &Filter) -> S
         }
     };
     Ok(match f {
-        Filter::And(a, b) => Compiled::And(vec![compile_in(def, within, a)?, compile_in(def, within, b)?]),
-        Filter::Or(a, b) => Compiled::Or(vec![compile_in(def, within, a)?, compile_in(def, within, b)?]),
+        Filter::And(a, b) => Compiled::And(vec![
+            compile_in(def, within, a)?,
+            compile_in(def, within, b)?,
+        ]),
+        Filter::Or(a, b) => Compiled::Or(vec![
+            compile_in(def, within, a)?,
+            compile_in(def, within, b)?,
+        ]),
         Filter::Not(a) => Compiled::Not(Box::new(compile_in(def, within, a)?)),
         Filter::Present(p) => Compiled::Present(locate(p)?),
         Filter::Compare { path, op, value } => {
@@ -725,7 +751,9 @@ impl Compiled {
                     (Op::Ne, l) => !values
                         .into_iter()
                         .any(|v| test_value(loc.leaf(), v, Op::Eq, l)),
-                    (op, l) => values.into_iter().any(|v| test_value(loc.leaf(), v, *op, l)),
+                    (op, l) => values
+                        .into_iter()
+                        .any(|v| test_value(loc.leaf(), v, *op, l)),
                 }
             }
             Compiled::Value { loc, inner } => {
@@ -844,7 +872,9 @@ pub fn to_user_cond(c: &Compiled) -> (UserCond, bool) {
                 }
             };
             match (loc.attr.name, loc.sub.map(|s| s.name), &lit.0) {
-                ("userName", None, CLit::Str(s)) => text(TextCol::UserName, &s.to_lowercase(), true),
+                ("userName", None, CLit::Str(s)) => {
+                    text(TextCol::UserName, &s.to_lowercase(), true)
+                }
                 ("id", None, CLit::Str(s)) => text(TextCol::Id, s, false),
                 ("externalId", None, CLit::Str(s)) => text(TextCol::ExternalId, s, false),
                 ("active", None, CLit::Bool(b)) => match op {
@@ -919,10 +949,19 @@ mod tests {
 
     #[test]
     fn urn_qualified_paths_and_value_paths() {
-        let f = parse(r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName sw "A""#).unwrap();
-        let Filter::Compare { path, .. } = &f else { panic!() };
-        assert_eq!(path.urn.as_deref(), Some("urn:ietf:params:scim:schemas:core:2.0:User"));
-        assert_eq!((path.attr.as_str(), path.sub.as_deref()), ("name", Some("givenName")));
+        let f =
+            parse(r#"urn:ietf:params:scim:schemas:core:2.0:User:name.givenName sw "A""#).unwrap();
+        let Filter::Compare { path, .. } = &f else {
+            panic!()
+        };
+        assert_eq!(
+            path.urn.as_deref(),
+            Some("urn:ietf:params:scim:schemas:core:2.0:User")
+        );
+        assert_eq!(
+            (path.attr.as_str(), path.sub.as_deref()),
+            ("name", Some("givenName"))
+        );
         let f = parse(r#"emails[type eq "work" and value co "@x.test"] or userName pr"#).unwrap();
         assert!(matches!(f, Filter::Or(ref l, _) if matches!(**l, Filter::ValuePath { .. })));
         let p = parse_patch_path(r#"members[value eq "u1"].display"#).unwrap();
@@ -956,7 +995,10 @@ mod tests {
         let ok = |f: &str| compile(&USER_TYPE, &parse(f).unwrap());
         assert!(ok(r#"userName eq "a""#).is_ok());
         assert!(ok(r#"emails.value co "x""#).is_ok());
-        assert!(ok(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#).is_ok());
+        assert!(ok(
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D""#
+        )
+        .is_ok());
         for bad in [
             r#"nope eq "a""#,
             "active gt true",
@@ -982,18 +1024,32 @@ mod tests {
             "meta": {"lastModified": "2024-05-01T10:00:00Z"},
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Sales"}
         });
-        let m = |f: &str| compile(&USER_TYPE, &parse(f).unwrap()).unwrap().matches(&doc);
-        assert!(m(r#"userName eq "ann@corp.test""#), "userName is case-insensitive");
+        let m = |f: &str| {
+            compile(&USER_TYPE, &parse(f).unwrap())
+                .unwrap()
+                .matches(&doc)
+        };
+        assert!(
+            m(r#"userName eq "ann@corp.test""#),
+            "userName is case-insensitive"
+        );
         assert!(!m(r#"externalId eq "ext-1""#), "externalId is case-exact");
         assert!(m(r#"externalId eq "Ext-1""#));
         assert!(m(r#"emails.value ew "@home.test""#));
-        assert!(m(r#"emails co "corp""#), "complex without sub compares value");
+        assert!(
+            m(r#"emails co "corp""#),
+            "complex without sub compares value"
+        );
         assert!(m(r#"emails[type eq "work" and value sw "ann"]"#));
         assert!(!m(r#"emails[type eq "home" and value sw "ann"]"#));
         assert!(m(r#"meta.lastModified gt "2024-05-01T09:59:59.5Z""#));
         assert!(!m(r#"meta.lastModified lt "2024-05-01T10:00:00Z""#));
-        assert!(m(r#"not (active eq false) and (nickName pr or title ne "x")"#));
-        assert!(m(r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "sales""#));
+        assert!(m(
+            r#"not (active eq false) and (nickName pr or title ne "x")"#
+        ));
+        assert!(m(
+            r#"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "sales""#
+        ));
         assert!(m(r#"displayName eq null"#));
         assert!(!m(r#"displayName pr"#));
     }

@@ -12,7 +12,9 @@
 //! element is created from the filter's `eq` terms).
 
 use super::errors::{ScimError, ScimResult};
-use super::filter::{self, get_ci, parse_attr_path, parse_patch_path, resolve, Compiled, Filter, Loc, Op, Target};
+use super::filter::{
+    self, get_ci, parse_attr_path, parse_patch_path, resolve, Compiled, Filter, Loc, Op, Target,
+};
 use super::resources::{canonical_single, canonical_value, put_at};
 use super::schema::{Attr, Mutability, ResourceDef, Schema, Type};
 use serde_json::{Map, Value};
@@ -44,11 +46,19 @@ pub fn parse(body: &Value) -> ScimResult<Vec<Operation>> {
     }
     ops.iter()
         .map(|o| {
-            let kind = match get_ci(o, "op").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+            let kind = match get_ci(o, "op")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("add") => Kind::Add,
                 Some("remove") => Kind::Remove,
                 Some("replace") => Kind::Replace,
-                _ => return Err(ScimError::invalid_syntax("each operation needs `op`: add, remove or replace")),
+                _ => {
+                    return Err(ScimError::invalid_syntax(
+                        "each operation needs `op`: add, remove or replace",
+                    ))
+                }
             };
             let path = match get_ci(o, "path") {
                 None | Some(Value::Null) => None,
@@ -67,9 +77,7 @@ pub fn parse(body: &Value) -> ScimResult<Vec<Operation>> {
 
 /// Applies operations to a representation (a JSON object).
 pub fn apply(def: &ResourceDef, doc: &mut Value, ops: &[Operation]) -> ScimResult<()> {
-    let obj = doc
-        .as_object_mut()
-        .ok_or_else(|| ScimError::internal())?;
+    let obj = doc.as_object_mut().ok_or_else(ScimError::internal)?;
     for op in ops {
         apply_one(def, obj, op)?;
     }
@@ -104,8 +112,10 @@ fn apply_one(def: &ResourceDef, doc: &mut Map<String, Value>, op: &Operation) ->
         }
         return Ok(());
     };
-    let pp = parse_patch_path(path).map_err(|e| ScimError::invalid_path(format!("`{path}`: {e}")))?;
-    let target = resolve(def, &pp.path).map_err(|e| ScimError::invalid_path(format!("`{path}`: {e}")))?;
+    let pp =
+        parse_patch_path(path).map_err(|e| ScimError::invalid_path(format!("`{path}`: {e}")))?;
+    let target =
+        resolve(def, &pp.path).map_err(|e| ScimError::invalid_path(format!("`{path}`: {e}")))?;
     let loc = match target {
         Target::Extension(ext) => {
             if pp.filter.is_some() || pp.sub.is_some() {
@@ -142,7 +152,9 @@ fn apply_one(def: &ResourceDef, doc: &mut Map<String, Value>, op: &Operation) ->
 
 fn read_only(loc: &Loc) -> bool {
     loc.attr.mutability == Mutability::ReadOnly
-        || loc.sub.is_some_and(|s| s.mutability == Mutability::ReadOnly)
+        || loc
+            .sub
+            .is_some_and(|s| s.mutability == Mutability::ReadOnly)
 }
 
 fn compile_element_filter(def: &ResourceDef, loc: &Loc, f: &Filter) -> ScimResult<Compiled> {
@@ -152,7 +164,13 @@ fn compile_element_filter(def: &ResourceDef, loc: &Loc, f: &Filter) -> ScimResul
         attr: loc.attr.name.to_string(),
         sub: None,
     };
-    match filter::compile(def, &Filter::ValuePath { path, filter: Box::new(f.clone()) })? {
+    match filter::compile(
+        def,
+        &Filter::ValuePath {
+            path,
+            filter: Box::new(f.clone()),
+        },
+    )? {
         Compiled::Value { inner, .. } => Ok(*inner),
         _ => Err(ScimError::invalid_filter("not a value filter")),
     }
@@ -184,7 +202,10 @@ fn apply_extension(
         return Ok(());
     }
     let Some(Value::Object(values)) = value else {
-        return Err(ScimError::invalid_value(format!("`{}`: expected an object", ext.id)));
+        return Err(ScimError::invalid_value(format!(
+            "`{}`: expected an object",
+            ext.id
+        )));
     };
     for (k, v) in values {
         let Some(a) = ext.attr(k) else { continue };
@@ -203,12 +224,18 @@ fn apply_extension(
 
 /// add / replace / remove at an attribute (and sub-attribute) without a
 /// value filter.
-fn set(doc: &mut Map<String, Value>, loc: &Loc, kind: Kind, value: Option<&Value>) -> ScimResult<()> {
+fn set(
+    doc: &mut Map<String, Value>,
+    loc: &Loc,
+    kind: Kind,
+    value: Option<&Value>,
+) -> ScimResult<()> {
     let shown = loc.dotted();
     if kind == Kind::Remove {
         return remove(doc, loc, value);
     }
-    let value = value.ok_or_else(|| ScimError::invalid_value(format!("`{shown}`: a value is required")))?;
+    let value =
+        value.ok_or_else(|| ScimError::invalid_value(format!("`{shown}`: a value is required")))?;
     match loc.sub {
         None if loc.attr.multi => {
             let new = canonical_value(loc.attr, value, &shown)?;
@@ -238,7 +265,11 @@ fn set(doc: &mut Map<String, Value>, loc: &Loc, kind: Kind, value: Option<&Value
             if let Some(Value::Object(n)) = new {
                 merged.extend(n);
             }
-            put_at(doc, loc, (!merged.is_empty()).then_some(Value::Object(merged)));
+            put_at(
+                doc,
+                loc,
+                (!merged.is_empty()).then_some(Value::Object(merged)),
+            );
         }
         None => {
             let new = canonical_single(loc.attr, value, &shown)?;
@@ -249,10 +280,15 @@ fn set(doc: &mut Map<String, Value>, loc: &Loc, kind: Kind, value: Option<&Value
             let whole = Loc { sub: None, ..*loc };
             if loc.attr.multi {
                 // Every element gets the sub-attribute.
-                let mut items = current(doc, loc).and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut items = current(doc, loc)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 if items.is_empty() {
                     if kind == Kind::Replace {
-                        return Err(ScimError::no_target(format!("`{shown}`: no values to replace")));
+                        return Err(ScimError::no_target(format!(
+                            "`{shown}`: no values to replace"
+                        )));
                     }
                     items.push(Value::Object(Map::new()));
                 }
@@ -260,9 +296,15 @@ fn set(doc: &mut Map<String, Value>, loc: &Loc, kind: Kind, value: Option<&Value
                     set_sub(i, sub, new.clone());
                 }
                 items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
-                put_at(doc, &whole, (!items.is_empty()).then_some(Value::Array(items)));
+                put_at(
+                    doc,
+                    &whole,
+                    (!items.is_empty()).then_some(Value::Array(items)),
+                );
             } else {
-                let mut obj = current(doc, loc).cloned().unwrap_or_else(|| Value::Object(Map::new()));
+                let mut obj = current(doc, loc)
+                    .cloned()
+                    .unwrap_or_else(|| Value::Object(Map::new()));
                 set_sub(&mut obj, sub, new);
                 let keep = obj.as_object().is_some_and(|m| !m.is_empty());
                 put_at(doc, &whole, keep.then_some(obj));
@@ -307,7 +349,9 @@ fn remove(doc: &mut Map<String, Value>, loc: &Loc, value: Option<&Value>) -> Sci
                         })
                     });
                 }
-                let empty = current(doc, loc).and_then(Value::as_array).is_some_and(Vec::is_empty);
+                let empty = current(doc, loc)
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty);
                 if empty {
                     put_at(doc, loc, None);
                 }
@@ -374,7 +418,10 @@ fn filtered(
     op: &Operation,
 ) -> ScimResult<()> {
     let shown = loc.dotted();
-    let mut items = current(doc, loc).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut items = current(doc, loc)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let hits: Vec<usize> = items
         .iter()
         .enumerate()
@@ -382,31 +429,28 @@ fn filtered(
         .map(|(n, _)| n)
         .collect();
     match op.kind {
-        Kind::Remove => {
-            match sub {
-                None => {
-                    let mut n = 0;
-                    items.retain(|_| {
-                        let keep = !hits.contains(&n);
-                        n += 1;
-                        keep
-                    });
-                }
-                Some(s) => {
-                    for &h in &hits {
-                        if let Some(i) = items.get_mut(h) {
-                            set_sub(i, s, None);
-                        }
-                    }
-                    items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
-                }
+        Kind::Remove => match sub {
+            None => {
+                let mut n = 0;
+                items.retain(|_| {
+                    let keep = !hits.contains(&n);
+                    n += 1;
+                    keep
+                });
             }
-        }
+            Some(s) => {
+                for &h in &hits {
+                    if let Some(i) = items.get_mut(h) {
+                        set_sub(i, s, None);
+                    }
+                }
+                items.retain(|i| i.as_object().is_some_and(|m| !m.is_empty()));
+            }
+        },
         Kind::Add | Kind::Replace => {
-            let value = op
-                .value
-                .as_ref()
-                .ok_or_else(|| ScimError::invalid_value(format!("`{shown}`: a value is required")))?;
+            let value = op.value.as_ref().ok_or_else(|| {
+                ScimError::invalid_value(format!("`{shown}`: a value is required"))
+            })?;
             let new = match sub {
                 Some(s) => canonical_single(s, value, &format!("{shown}.{}", s.name))?,
                 None => canonical_single(loc.attr, value, &shown)?,
@@ -415,7 +459,9 @@ fn filtered(
                 // Create the element the filter describes (Entra ID).
                 let mut seed = Map::new();
                 if !eq_terms(flt, &mut seed) {
-                    return Err(ScimError::no_target(format!("`{shown}`: no value matches the filter")));
+                    return Err(ScimError::no_target(format!(
+                        "`{shown}`: no value matches the filter"
+                    )));
                 }
                 let mut element = canonical_single(loc.attr, &Value::Object(seed), &shown)?
                     .unwrap_or_else(|| Value::Object(Map::new()));
@@ -450,7 +496,11 @@ fn filtered(
         }
     }
     let whole = Loc { sub: None, ..*loc };
-    put_at(doc, &whole, (!items.is_empty()).then_some(Value::Array(items)));
+    put_at(
+        doc,
+        &whole,
+        (!items.is_empty()).then_some(Value::Array(items)),
+    );
     Ok(())
 }
 
@@ -485,24 +535,44 @@ mod tests {
         assert_eq!(out["active"], json!(false));
         assert_eq!(out["displayName"], "Ann");
         assert_eq!(out["name"], json!({"givenName": "Ann"}));
-        assert_eq!(out[ENTERPRISE_SCHEMA], json!({"department": "R&D", "manager": {"value": "boss"}}));
-        assert_eq!(out["emails"], json!([{"value": "ann@x.test", "type": "work", "primary": true}]));
-        assert_eq!(out["phoneNumbers"], json!([{"type": "mobile", "value": "+1 555"}]));
+        assert_eq!(
+            out[ENTERPRISE_SCHEMA],
+            json!({"department": "R&D", "manager": {"value": "boss"}})
+        );
+        assert_eq!(
+            out["emails"],
+            json!([{"value": "ann@x.test", "type": "work", "primary": true}])
+        );
+        assert_eq!(
+            out["phoneNumbers"],
+            json!([{"type": "mobile", "value": "+1 555"}])
+        );
     }
 
     #[test]
     fn group_member_shapes_from_okta_and_entra() {
-        let doc = json!({"id": "g", "displayName": "Eng", "members": [{"value": "u1"}, {"value": "u2"}]});
-        let out = run(&GROUP_TYPE, doc.clone(), ops(json!([
-            {"op": "remove", "path": "members[value eq \"u1\"]"},
-            {"op": "add", "path": "members", "value": [{"value": "u3", "display": "ignored"}]},
-            {"op": "replace", "value": {"id": "g", "displayName": "Engineering"}},
-        ]))).unwrap();
+        let doc =
+            json!({"id": "g", "displayName": "Eng", "members": [{"value": "u1"}, {"value": "u2"}]});
+        let out = run(
+            &GROUP_TYPE,
+            doc.clone(),
+            ops(json!([
+                {"op": "remove", "path": "members[value eq \"u1\"]"},
+                {"op": "add", "path": "members", "value": [{"value": "u3", "display": "ignored"}]},
+                {"op": "replace", "value": {"id": "g", "displayName": "Engineering"}},
+            ])),
+        )
+        .unwrap();
         assert_eq!(out["members"], json!([{"value": "u2"}, {"value": "u3"}]));
         assert_eq!(out["displayName"], "Engineering");
-        let out = run(&GROUP_TYPE, doc, ops(json!([
-            {"op": "Remove", "path": "members", "value": [{"value": "u2"}]},
-        ]))).unwrap();
+        let out = run(
+            &GROUP_TYPE,
+            doc,
+            ops(json!([
+                {"op": "Remove", "path": "members", "value": [{"value": "u2"}]},
+            ])),
+        )
+        .unwrap();
         assert_eq!(out["members"], json!([{"value": "u1"}]));
     }
 
@@ -510,14 +580,35 @@ mod tests {
     fn bad_paths_and_read_only_targets_fail() {
         let doc = json!({"id": "u1", "userName": "a@x.test"});
         for (body, kind) in [
-            (json!([{"op": "replace", "path": "nope", "value": 1}]), "invalidPath"),
-            (json!([{"op": "replace", "path": "emails[type eq]", "value": 1}]), "invalidPath"),
-            (json!([{"op": "replace", "path": "emails[nope eq \"x\"].value", "value": "v"}]), "invalidPath"),
-            (json!([{"op": "replace", "path": "id", "value": "x"}]), "mutability"),
-            (json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]), "mutability"),
+            (
+                json!([{"op": "replace", "path": "nope", "value": 1}]),
+                "invalidPath",
+            ),
+            (
+                json!([{"op": "replace", "path": "emails[type eq]", "value": 1}]),
+                "invalidPath",
+            ),
+            (
+                json!([{"op": "replace", "path": "emails[nope eq \"x\"].value", "value": "v"}]),
+                "invalidPath",
+            ),
+            (
+                json!([{"op": "replace", "path": "id", "value": "x"}]),
+                "mutability",
+            ),
+            (
+                json!([{"op": "add", "path": "groups", "value": [{"value": "g"}]}]),
+                "mutability",
+            ),
             (json!([{"op": "remove"}]), "noTarget"),
-            (json!([{"op": "replace", "path": "active", "value": "perhaps"}]), "invalidValue"),
-            (json!([{"op": "frobnicate", "path": "active"}]), "invalidSyntax"),
+            (
+                json!([{"op": "replace", "path": "active", "value": "perhaps"}]),
+                "invalidValue",
+            ),
+            (
+                json!([{"op": "frobnicate", "path": "active"}]),
+                "invalidSyntax",
+            ),
         ] {
             let e = run(&USER_TYPE, doc.clone(), ops(body.clone())).unwrap_err();
             assert_eq!(e.scim_type, Some(kind), "{body}");
@@ -528,15 +619,23 @@ mod tests {
     fn rfc_shapes() {
         let doc = json!({"id": "u1", "userName": "a", "name": {"givenName": "A", "familyName": "B"},
                          "emails": [{"value": "a@x", "type": "work"}, {"value": "b@x", "type": "home"}]});
-        let out = run(&USER_TYPE, doc, ops(json!([
-            {"op": "replace", "path": "name", "value": {"familyName": "C"}},
-            {"op": "remove", "path": "emails[type eq \"home\"]"},
-            {"op": "add", "path": "emails", "value": {"value": "c@x", "type": "other"}},
-            {"op": "remove", "path": "name.givenName"},
-            {"op": "add", "value": {"nickName": "Al"}},
-        ]))).unwrap();
+        let out = run(
+            &USER_TYPE,
+            doc,
+            ops(json!([
+                {"op": "replace", "path": "name", "value": {"familyName": "C"}},
+                {"op": "remove", "path": "emails[type eq \"home\"]"},
+                {"op": "add", "path": "emails", "value": {"value": "c@x", "type": "other"}},
+                {"op": "remove", "path": "name.givenName"},
+                {"op": "add", "value": {"nickName": "Al"}},
+            ])),
+        )
+        .unwrap();
         assert_eq!(out["name"], json!({"familyName": "C"}));
-        assert_eq!(out["emails"], json!([{"value": "a@x", "type": "work"}, {"value": "c@x", "type": "other"}]));
+        assert_eq!(
+            out["emails"],
+            json!([{"value": "a@x", "type": "work"}, {"value": "c@x", "type": "other"}])
+        );
         assert_eq!(out["nickName"], "Al");
     }
 }

@@ -195,8 +195,11 @@ pub fn canonical_single(attr: &Attr, v: &Value, path: &str) -> ScimResult<Option
         },
         Type::DateTime => match v {
             Value::String(s)
-                if time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                    .is_ok() =>
+                if time::OffsetDateTime::parse(
+                    s,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .is_ok() =>
             {
                 json!(s)
             }
@@ -206,7 +209,9 @@ pub fn canonical_single(attr: &Attr, v: &Value, path: &str) -> ScimResult<Option
             Value::Object(o) => {
                 let mut out = Map::new();
                 for (k, sv) in o {
-                    let Some(sub) = attr.sub_attr(k) else { continue };
+                    let Some(sub) = attr.sub_attr(k) else {
+                        continue;
+                    };
                     if sub.mutability == Mutability::ReadOnly {
                         continue;
                     }
@@ -278,7 +283,11 @@ pub fn put_at(doc: &mut Map<String, Value>, loc: &Loc, value: Option<Value>) {
     if let Some(m) = slot.as_object_mut() {
         write(m, loc.attr.name, value);
     }
-    if doc.get(e.id).and_then(Value::as_object).is_some_and(Map::is_empty) {
+    if doc
+        .get(e.id)
+        .and_then(Value::as_object)
+        .is_some_and(Map::is_empty)
+    {
         doc.remove(e.id);
     }
 }
@@ -319,7 +328,9 @@ pub fn canonical_resource(def: &ResourceDef, body: &Value) -> ScimResult<Map<Str
             continue;
         }
         // Plain names, or URN-qualified ones (`urn:...:User:department`).
-        let Ok(path) = parse_attr_path(k) else { continue };
+        let Ok(path) = parse_attr_path(k) else {
+            continue;
+        };
         let Ok(Target::Attr(loc)) = resolve(def, &path) else {
             continue;
         };
@@ -391,7 +402,9 @@ impl Projection {
                 }
             }
             for p in &self.attributes {
-                let Ok(path) = parse_attr_path(p) else { continue };
+                let Ok(path) = parse_attr_path(p) else {
+                    continue;
+                };
                 match resolve(def, &path) {
                     Ok(Target::Extension(e)) => {
                         if let Some(v) = doc.get(e.id) {
@@ -406,7 +419,9 @@ impl Projection {
         }
         let mut doc = doc;
         for p in &self.excluded {
-            let Ok(path) = parse_attr_path(p) else { continue };
+            let Ok(path) = parse_attr_path(p) else {
+                continue;
+            };
             match resolve(def, &path) {
                 Ok(Target::Extension(e)) => {
                     if let Some(m) = doc.as_object_mut() {
@@ -431,8 +446,7 @@ fn copy_at(doc: &Value, out: &mut Map<String, Value>, loc: &Loc) {
         None => Some(v.clone()),
         Some(sub) => {
             let pick = |item: &Value| -> Option<Value> {
-                item.get(sub.name)
-                    .map(|sv| json!({ sub.name: sv.clone() }))
+                item.get(sub.name).map(|sv| json!({ sub.name: sv.clone() }))
             };
             match v {
                 Value::Array(items) => {
@@ -450,7 +464,9 @@ fn copy_at(doc: &Value, out: &mut Map<String, Value>, loc: &Loc) {
 }
 
 fn remove_at(doc: &mut Value, loc: &Loc) {
-    let Some(obj) = doc.as_object_mut() else { return };
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
     match loc.sub {
         None => put_at(obj, loc, None),
         Some(sub) => {
@@ -499,7 +515,9 @@ impl Window {
                     .parse::<i64>()
                     .map(Some)
                     .map_err(|_| ScimError::invalid_value(format!("{what} must be an integer"))),
-                Some(_) => Err(ScimError::invalid_value(format!("{what} must be an integer"))),
+                Some(_) => Err(ScimError::invalid_value(format!(
+                    "{what} must be an integer"
+                ))),
             }
         };
         let start = num(start, "startIndex")?.unwrap_or(1).max(1);
@@ -578,7 +596,8 @@ mod tests {
                 }
             })
         );
-        let e = canonical_resource(&USER_TYPE, &json!({"userName": "a", "active": "maybe"})).unwrap_err();
+        let e = canonical_resource(&USER_TYPE, &json!({"userName": "a", "active": "maybe"}))
+            .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidValue"));
         assert!(canonical_resource(&GROUP_TYPE, &json!(["x"])).is_err());
     }
@@ -606,7 +625,13 @@ mod tests {
         assert!(etag_matches("*", 9));
         assert!(!etag_matches("W/\"2\"", 3));
         let w = Window::parse(Some(&json!("0")), Some(&json!(5000))).unwrap();
-        assert_eq!(w, Window { start: 1, count: MAX_RESULTS });
+        assert_eq!(
+            w,
+            Window {
+                start: 1,
+                count: MAX_RESULTS
+            }
+        );
         assert_eq!(Window::parse(None, Some(&json!(-3))).unwrap().count, 0);
         assert!(Window::parse(Some(&json!("x")), None).is_err());
     }

@@ -11,8 +11,8 @@ use super::errors::{ScimError, ScimResult, CONTENT_TYPE};
 use super::filter::{self, Compiled};
 use super::patch;
 use super::resources::{
-    account_name, canonical_resource, etag, etag_matches, group_json, list_response,
-    user_json, Projection, Window,
+    account_name, canonical_resource, etag, etag_matches, group_json, list_response, user_json,
+    Projection, Window,
 };
 use super::schema::{self, ResourceDef, ALL_SCHEMAS, GROUP_TYPE, USER_TYPE};
 use crate::audit;
@@ -141,8 +141,18 @@ async fn authenticate(
     })
 }
 
-fn respond(status: StatusCode, body: &Value, version: Option<i64>, location: Option<&str>) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response();
+fn respond(
+    status: StatusCode,
+    body: &Value,
+    version: Option<i64>,
+    location: Option<&str>,
+) -> Response {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response();
     let h = resp.headers_mut();
     if let Some(v) = version.and_then(|v| HeaderValue::from_str(&etag(v)).ok()) {
         h.insert(header::ETAG, v);
@@ -157,7 +167,9 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Value> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default();
         let essence = ct.split(';').next().unwrap_or_default().trim();
-        if !essence.eq_ignore_ascii_case(CONTENT_TYPE) && !essence.eq_ignore_ascii_case("application/json") {
+        if !essence.eq_ignore_ascii_case(CONTENT_TYPE)
+            && !essence.eq_ignore_ascii_case("application/json")
+        {
             return Err(ScimError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -168,7 +180,8 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> ScimResult<Value> {
     if body.is_empty() {
         return Err(ScimError::invalid_syntax("a JSON body is required"));
     }
-    serde_json::from_slice(body).map_err(|e| ScimError::invalid_syntax(format!("invalid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ScimError::invalid_syntax(format!("invalid JSON: {e}")))
 }
 
 /// List parameters, from the query string or a `.search` body.
@@ -234,7 +247,12 @@ impl ListParams {
     }
 
     fn compiled(&self, def: &ResourceDef) -> ScimResult<Option<Compiled>> {
-        match self.filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        match self
+            .filter
+            .as_deref()
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+        {
             None => Ok(None),
             Some(text) => {
                 let f = filter::parse(text).map_err(ScimError::invalid_filter)?;
@@ -261,12 +279,21 @@ fn if_match(headers: &HeaderMap, version: i64) -> ScimResult<bool> {
 
 /// The version an `If-Match` header names (for DELETE).
 fn if_match_version(headers: &HeaderMap) -> ScimResult<Option<i64>> {
-    match headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or_default().trim()) {
+    match headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or_default().trim())
+    {
         None | Some("*") => Ok(None),
         Some(text) => text
             .split(',')
             .map(str::trim)
-            .find_map(|t| t.strip_prefix("W/").unwrap_or(t).trim_matches('"').parse::<i64>().ok())
+            .find_map(|t| {
+                t.strip_prefix("W/")
+                    .unwrap_or(t)
+                    .trim_matches('"')
+                    .parse::<i64>()
+                    .ok()
+            })
             .map(Some)
             .ok_or_else(ScimError::precondition_failed),
     }
@@ -293,7 +320,12 @@ async fn service_provider_config(
     headers: HeaderMap,
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
-    Ok(respond(StatusCode::OK, &schema::service_provider_config(&ctx.base), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &schema::service_provider_config(&ctx.base),
+        None,
+        None,
+    ))
 }
 
 async fn schemas(
@@ -304,7 +336,12 @@ async fn schemas(
     let ctx = authenticate(&state, &headers, peer).await?;
     let all: Vec<Value> = ALL_SCHEMAS.iter().map(|s| s.to_json(&ctx.base)).collect();
     let n = all.len() as i64;
-    Ok(respond(StatusCode::OK, &list_response(all, n, Window { start: 1, count: n }), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(all, n, Window { start: 1, count: n }),
+        None,
+        None,
+    ))
 }
 
 async fn schema_by_id(
@@ -328,7 +365,12 @@ async fn resource_types(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let all = vec![USER_TYPE.to_json(&ctx.base), GROUP_TYPE.to_json(&ctx.base)];
-    Ok(respond(StatusCode::OK, &list_response(all, 2, Window { start: 1, count: 2 }), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(all, 2, Window { start: 1, count: 2 }),
+        None,
+        None,
+    ))
 }
 
 async fn resource_type_by_id(
@@ -355,7 +397,11 @@ async fn not_found(
 }
 
 async fn method_not_allowed() -> ScimError {
-    ScimError::new(StatusCode::METHOD_NOT_ALLOWED, None, "Method not allowed on this endpoint.")
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        "Method not allowed on this endpoint.",
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -373,14 +419,22 @@ async fn user_groups(
     Ok(out)
 }
 
-async fn load_user(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(ScimUserRecord, Value)> {
+async fn load_user(
+    state: &AppState,
+    ctx: &ScimCtx,
+    id: &str,
+) -> ScimResult<(ScimUserRecord, Value)> {
     let rec = state
         .store
         .scim_get_user(&ctx.ws.id, id)
         .await?
         .ok_or_else(|| ScimError::not_found(format!("no user `{id}`")))?;
     let groups = user_groups(state, &ctx.ws.id, Some(&[id.to_string()])).await?;
-    let doc = user_json(&ctx.base, &rec, groups.get(id).map(Vec::as_slice).unwrap_or(&[]));
+    let doc = user_json(
+        &ctx.base,
+        &rec,
+        groups.get(id).map(Vec::as_slice).unwrap_or(&[]),
+    );
     Ok((rec, doc))
 }
 
@@ -390,12 +444,20 @@ async fn all_user_docs(
     ctx: &ScimCtx,
     compiled: Option<&Compiled>,
 ) -> ScimResult<Vec<Value>> {
-    let cond = compiled.map(|c| filter::to_user_cond(c).0).unwrap_or(UserCond::All);
+    let cond = compiled
+        .map(|c| filter::to_user_cond(c).0)
+        .unwrap_or(UserCond::All);
     let (rows, _) = state.store.scim_find_users(&ctx.ws.id, &cond, None).await?;
     let groups = user_groups(state, &ctx.ws.id, None).await?;
     Ok(rows
         .iter()
-        .map(|r| user_json(&ctx.base, r, groups.get(&r.user_id).map(Vec::as_slice).unwrap_or(&[])))
+        .map(|r| {
+            user_json(
+                &ctx.base,
+                r,
+                groups.get(&r.user_id).map(Vec::as_slice).unwrap_or(&[]),
+            )
+        })
         .filter(|d| compiled.is_none_or(|c| c.matches(d)))
         .collect())
 }
@@ -417,7 +479,13 @@ async fn query_users(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> Sc
         let groups = user_groups(state, &ctx.ws.id, Some(&ids)).await?;
         let docs = rows
             .iter()
-            .map(|r| user_json(&ctx.base, r, groups.get(&r.user_id).map(Vec::as_slice).unwrap_or(&[])))
+            .map(|r| {
+                user_json(
+                    &ctx.base,
+                    r,
+                    groups.get(&r.user_id).map(Vec::as_slice).unwrap_or(&[]),
+                )
+            })
             .collect();
         (docs, total)
     } else {
@@ -429,7 +497,12 @@ async fn query_users(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> Sc
         .into_iter()
         .map(|d| params.projection.apply(&USER_TYPE, d))
         .collect();
-    Ok(respond(StatusCode::OK, &list_response(docs, total, window), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(docs, total, window),
+        None,
+        None,
+    ))
 }
 
 fn page(all: Vec<Value>, w: Window) -> Vec<Value> {
@@ -477,14 +550,21 @@ async fn get_user(
 }
 
 /// What a checked user body says: `(userName, externalId, active, other attributes)`.
-type UserParts = (Option<String>, Option<String>, Option<bool>, Map<String, Value>);
+type UserParts = (
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Map<String, Value>,
+);
 
 fn user_parts(mut m: Map<String, Value>) -> UserParts {
     let user_name = m
         .remove("userName")
         .and_then(|v| v.as_str().map(|s| s.trim().to_string()))
         .filter(|s| !s.is_empty());
-    let external_id = m.remove("externalId").and_then(|v| v.as_str().map(str::to_string));
+    let external_id = m
+        .remove("externalId")
+        .and_then(|v| v.as_str().map(str::to_string));
     let active = m.remove("active").and_then(|v| v.as_bool());
     (user_name, external_id, active, m)
 }
@@ -507,7 +587,8 @@ async fn create_user(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let body = json_body(&headers, &body)?;
-    let (user_name, external_id, active, attrs) = user_parts(canonical_resource(&USER_TYPE, &body)?);
+    let (user_name, external_id, active, attrs) =
+        user_parts(canonical_resource(&USER_TYPE, &body)?);
     let user_name = user_name.ok_or_else(|| ScimError::invalid_value("userName is required"))?;
     check_user_name(&user_name)?;
     let new = NewScimUser {
@@ -534,7 +615,12 @@ async fn create_user(
     let (rec, doc) = load_user(&state, &ctx, &created.user_id).await?;
     let location = doc["meta"]["location"].as_str().map(str::to_string);
     let doc = projection_of(&query_map(q.as_deref())).apply(&USER_TYPE, doc);
-    Ok(respond(StatusCode::CREATED, &doc, Some(rec.version()), location.as_deref()))
+    Ok(respond(
+        StatusCode::CREATED,
+        &doc,
+        Some(rec.version()),
+        location.as_deref(),
+    ))
 }
 
 /// The write a new representation asks for, checked against the old one.
@@ -583,21 +669,40 @@ async fn write_user(
         let (rec, doc) = load_user(state, ctx, id).await?;
         let guarded = if_match(headers, rec.version())?;
         let update = match &edit {
-            Edit::Put(body) => user_update(ctx, &rec, user_parts(canonical_resource(&USER_TYPE, body)?), true)?,
+            Edit::Put(body) => user_update(
+                ctx,
+                &rec,
+                user_parts(canonical_resource(&USER_TYPE, body)?),
+                true,
+            )?,
             Edit::Patch(ops) => {
                 let mut new = doc.clone();
                 patch::apply(&USER_TYPE, &mut new, ops)?;
-                user_update(ctx, &rec, user_parts(canonical_resource(&USER_TYPE, &new)?), false)?
+                user_update(
+                    ctx,
+                    &rec,
+                    user_parts(canonical_resource(&USER_TYPE, &new)?),
+                    false,
+                )?
             }
         };
         let written = state
             .store
-            .scim_update_user(&ctx.ws.id, id, Some(rec.version()), &update, state.clock.now())
+            .scim_update_user(
+                &ctx.ws.id,
+                id,
+                Some(rec.version()),
+                &update,
+                state.clock.now(),
+            )
             .await?;
         match written {
             Written::Stale if guarded => return Err(ScimError::precondition_failed()),
             Written::Stale => continue,
-            Written::Done { activated, deactivated } => {
+            Written::Done {
+                activated,
+                deactivated,
+            } => {
                 let action = if deactivated {
                     "scim.user.deactivated"
                 } else if activated {
@@ -617,7 +722,11 @@ async fn write_user(
             }
         }
     }
-    Err(ScimError::new(StatusCode::CONFLICT, None, "The resource is changing too fast; retry."))
+    Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        "The resource is changing too fast; retry.",
+    ))
 }
 
 async fn replace_user(
@@ -658,14 +767,25 @@ async fn delete_user(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let expected = if_match_version(&headers)?;
-    match state.store.scim_delete_user(&ctx.ws.id, &id, expected).await {
+    match state
+        .store
+        .scim_delete_user(&ctx.ws.id, &id, expected)
+        .await
+    {
         Ok(Written::Stale) => Err(ScimError::precondition_failed()),
         Ok(Written::Done { deactivated, .. }) => {
-            ctx.audit(&state, "scim.user.deleted", &id, json!({"membership_removed": deactivated}))
-                .await;
+            ctx.audit(
+                &state,
+                "scim.user.deleted",
+                &id,
+                json!({"membership_removed": deactivated}),
+            )
+            .await;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Err(crate::store::StoreError::NotFound) => Err(ScimError::not_found(format!("no user `{id}`"))),
+        Err(crate::store::StoreError::NotFound) => {
+            Err(ScimError::not_found(format!("no user `{id}`")))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -673,7 +793,11 @@ async fn delete_user(
 // ---------------------------------------------------------------------------
 // Groups
 
-async fn load_group(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(ScimGroupRecord, Value)> {
+async fn load_group(
+    state: &AppState,
+    ctx: &ScimCtx,
+    id: &str,
+) -> ScimResult<(ScimGroupRecord, Value)> {
     let rec = state
         .store
         .scim_get_group(&ctx.ws.id, id)
@@ -683,7 +807,11 @@ async fn load_group(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(Sc
     Ok((rec, doc))
 }
 
-async fn all_group_docs(state: &AppState, ctx: &ScimCtx, compiled: Option<&Compiled>) -> ScimResult<Vec<Value>> {
+async fn all_group_docs(
+    state: &AppState,
+    ctx: &ScimCtx,
+    compiled: Option<&Compiled>,
+) -> ScimResult<Vec<Value>> {
     Ok(state
         .store
         .scim_list_groups(&ctx.ws.id)
@@ -694,7 +822,11 @@ async fn all_group_docs(state: &AppState, ctx: &ScimCtx, compiled: Option<&Compi
         .collect())
 }
 
-async fn query_groups(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> ScimResult<Response> {
+async fn query_groups(
+    state: &AppState,
+    ctx: &ScimCtx,
+    params: &ListParams,
+) -> ScimResult<Response> {
     let compiled = params.compiled(&GROUP_TYPE)?;
     let window = Window::parse(params.start.as_ref(), params.count.as_ref())?;
     let all = all_group_docs(state, ctx, compiled.as_ref()).await?;
@@ -703,7 +835,12 @@ async fn query_groups(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> S
         .into_iter()
         .map(|d| params.projection.apply(&GROUP_TYPE, d))
         .collect();
-    Ok(respond(StatusCode::OK, &list_response(docs, total, window), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(docs, total, window),
+        None,
+        None,
+    ))
 }
 
 async fn list_groups(
@@ -744,10 +881,20 @@ async fn search_all(
     };
     let mut all: Vec<(bool, Value)> = Vec::new();
     if let Some(u) = users {
-        all.extend(all_user_docs(&state, &ctx, u.as_ref()).await?.into_iter().map(|d| (true, d)));
+        all.extend(
+            all_user_docs(&state, &ctx, u.as_ref())
+                .await?
+                .into_iter()
+                .map(|d| (true, d)),
+        );
     }
     if let Some(g) = groups {
-        all.extend(all_group_docs(&state, &ctx, g.as_ref()).await?.into_iter().map(|d| (false, d)));
+        all.extend(
+            all_group_docs(&state, &ctx, g.as_ref())
+                .await?
+                .into_iter()
+                .map(|d| (false, d)),
+        );
     }
     let total = all.len() as i64;
     let docs = all
@@ -760,7 +907,12 @@ async fn search_all(
                 .apply(if is_user { &USER_TYPE } else { &GROUP_TYPE }, d)
         })
         .collect();
-    Ok(respond(StatusCode::OK, &list_response(docs, total, window), None, None))
+    Ok(respond(
+        StatusCode::OK,
+        &list_response(docs, total, window),
+        None,
+        None,
+    ))
 }
 
 async fn get_group(
@@ -791,19 +943,22 @@ fn group_parts(mut m: Map<String, Value>) -> ScimResult<(String, Option<String>,
             "displayName: at most 100 characters, no line breaks",
         ));
     }
-    let external_id = m.remove("externalId").and_then(|v| v.as_str().map(str::to_string));
+    let external_id = m
+        .remove("externalId")
+        .and_then(|v| v.as_str().map(str::to_string));
     let mut members: Vec<String> = Vec::new();
     if let Some(Value::Array(items)) = m.remove("members") {
         for i in items {
             if let Some(t) = i.get("type").and_then(Value::as_str) {
                 if !t.eq_ignore_ascii_case("User") {
-                    return Err(ScimError::invalid_value("members: only users can be members"));
+                    return Err(ScimError::invalid_value(
+                        "members: only users can be members",
+                    ));
                 }
             }
-            let v = i
-                .get("value")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ScimError::invalid_value("members: each needs a value (a user id)"))?;
+            let v = i.get("value").and_then(Value::as_str).ok_or_else(|| {
+                ScimError::invalid_value("members: each needs a value (a user id)")
+            })?;
             if !members.iter().any(|m| m == v) {
                 members.push(v.to_string());
             }
@@ -842,7 +997,12 @@ async fn create_group(
     let (rec, doc) = load_group(&state, &ctx, &id).await?;
     let location = doc["meta"]["location"].as_str().map(str::to_string);
     let doc = projection_of(&query_map(q.as_deref())).apply(&GROUP_TYPE, doc);
-    Ok(respond(StatusCode::CREATED, &doc, Some(rec.version()), location.as_deref()))
+    Ok(respond(
+        StatusCode::CREATED,
+        &doc,
+        Some(rec.version()),
+        location.as_deref(),
+    ))
 }
 
 async fn write_group(
@@ -867,12 +1027,26 @@ async fn write_group(
         let update = ScimGroupUpdate {
             name: (name != rec.group.name).then(|| name.clone()),
             external_id: external_id.clone(),
-            add: members.iter().filter(|m| !have.contains(m)).cloned().collect(),
-            remove: have.iter().filter(|m| !members.contains(m)).cloned().collect(),
+            add: members
+                .iter()
+                .filter(|m| !have.contains(m))
+                .cloned()
+                .collect(),
+            remove: have
+                .iter()
+                .filter(|m| !members.contains(m))
+                .cloned()
+                .collect(),
         };
         let written = state
             .store
-            .scim_update_group(&ctx.ws.id, id, Some(rec.version()), &update, state.clock.now())
+            .scim_update_group(
+                &ctx.ws.id,
+                id,
+                Some(rec.version()),
+                &update,
+                state.clock.now(),
+            )
             .await?;
         match written {
             Written::Stale if guarded => return Err(ScimError::precondition_failed()),
@@ -890,7 +1064,11 @@ async fn write_group(
             }
         }
     }
-    Err(ScimError::new(StatusCode::CONFLICT, None, "The resource is changing too fast; retry."))
+    Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        "The resource is changing too fast; retry.",
+    ))
 }
 
 async fn replace_group(
@@ -931,13 +1109,20 @@ async fn delete_group(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let expected = if_match_version(&headers)?;
-    match state.store.scim_delete_group(&ctx.ws.id, &id, expected).await {
+    match state
+        .store
+        .scim_delete_group(&ctx.ws.id, &id, expected)
+        .await
+    {
         Ok(Written::Stale) => Err(ScimError::precondition_failed()),
         Ok(Written::Done { .. }) => {
-            ctx.audit(&state, "scim.group.deleted", &id, json!({})).await;
+            ctx.audit(&state, "scim.group.deleted", &id, json!({}))
+                .await;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        Err(crate::store::StoreError::NotFound) => Err(ScimError::not_found(format!("no group `{id}`"))),
+        Err(crate::store::StoreError::NotFound) => {
+            Err(ScimError::not_found(format!("no group `{id}`")))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -214,8 +214,14 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 const fn plural(value: Attr, types: &'static [&'static str]) -> [Attr; 4] {
     [
         value,
-        string("display", "A human-readable name, primarily used for display purposes."),
-        canonical(string("type", "A label indicating the attribute's function."), types),
+        string(
+            "display",
+            "A human-readable name, primarily used for display purposes.",
+        ),
+        canonical(
+            string("type", "A label indicating the attribute's function."),
+            types,
+        ),
         attr(
             "primary",
             Type::Boolean,
@@ -249,24 +255,41 @@ const PHOTO_SUB: &[Attr] = &plural(
     &["photo", "thumbnail"],
 );
 const ADDRESS_SUB: &[Attr] = &[
-    string("formatted", "The full mailing address, formatted for display."),
+    string(
+        "formatted",
+        "The full mailing address, formatted for display.",
+    ),
     string("streetAddress", "The street address."),
     string("locality", "The city or locality."),
     string("region", "The state or region."),
     string("postalCode", "The zip code or postal code."),
     string("country", "The country name (ISO 3166-1 alpha-2 code)."),
-    canonical(string("type", "A label indicating the address's function."), &["work", "home", "other"]),
-    attr("primary", Type::Boolean, "Whether this is the preferred address."),
+    canonical(
+        string("type", "A label indicating the address's function."),
+        &["work", "home", "other"],
+    ),
+    attr(
+        "primary",
+        Type::Boolean,
+        "Whether this is the preferred address.",
+    ),
 ];
 const USER_GROUP_SUB: &[Attr] = &[
     read_only(exact(string("value", "The id of the group."))),
     read_only(reference("$ref", &["Group"], "The URI of the group.")),
     read_only(string("display", "The name of the group.")),
-    read_only(canonical(string("type", "How the user is a member."), &["direct", "indirect"])),
+    read_only(canonical(
+        string("type", "How the user is a member."),
+        &["direct", "indirect"],
+    )),
 ];
 const GENERIC_SUB: &[Attr] = &plural(string("value", "The value."), &[]);
 const CERT_SUB: &[Attr] = &plural(
-    attr("value", Type::Binary, "A DER-encoded X.509 certificate (base64)."),
+    attr(
+        "value",
+        Type::Binary,
+        "A DER-encoded X.509 certificate (base64).",
+    ),
     &[],
 );
 
@@ -315,7 +338,10 @@ const MANAGER_SUB: &[Attr] = &[
 ];
 
 pub const ENTERPRISE_ATTRS: &[Attr] = &[
-    string("employeeNumber", "A string identifier, typically numeric or alphanumeric, assigned to a person."),
+    string(
+        "employeeNumber",
+        "A string identifier, typically numeric or alphanumeric, assigned to a person.",
+    ),
     string("costCenter", "Identifies the name of a cost center."),
     string("organization", "Identifies the name of an organization."),
     string("division", "Identifies the name of a division."),
@@ -324,14 +350,27 @@ pub const ENTERPRISE_ATTRS: &[Attr] = &[
 ];
 
 const MEMBER_SUB: &[Attr] = &[
-    immutable(exact(string("value", "The id of a user of this workspace."))),
-    immutable(reference("$ref", &["User"], "The URI of the member's SCIM resource.")),
-    immutable(canonical(string("type", "The type of member: users only."), &["User"])),
+    immutable(exact(string(
+        "value",
+        "The id of a user of this workspace.",
+    ))),
+    immutable(reference(
+        "$ref",
+        &["User"],
+        "The URI of the member's SCIM resource.",
+    )),
+    immutable(canonical(
+        string("type", "The type of member: users only."),
+        &["User"],
+    )),
 ];
 
 pub const GROUP_ATTRS: &[Attr] = &[
     {
-        let mut a = required(string("displayName", "The group's name, unique in the workspace."));
+        let mut a = required(string(
+            "displayName",
+            "The group's name, unique in the workspace.",
+        ));
         a.uniqueness = "server";
         a
     },
@@ -340,10 +379,21 @@ pub const GROUP_ATTRS: &[Attr] = &[
 
 const META_SUB: &[Attr] = &[
     read_only(exact(string("resourceType", "The resource type."))),
-    read_only(attr("created", Type::DateTime, "When the resource was added.")),
-    read_only(attr("lastModified", Type::DateTime, "When the resource was last changed.")),
+    read_only(attr(
+        "created",
+        Type::DateTime,
+        "When the resource was added.",
+    )),
+    read_only(attr(
+        "lastModified",
+        Type::DateTime,
+        "When the resource was last changed.",
+    )),
     read_only(reference("location", &["uri"], "The URI of the resource.")),
-    read_only(exact(string("version", "The version (weak ETag) of the resource."))),
+    read_only(exact(string(
+        "version",
+        "The version (weak ETag) of the resource.",
+    ))),
 ];
 
 /// Attributes every resource has (RFC 7643 section 3.1), outside any schema.
@@ -354,7 +404,10 @@ pub const COMMON_ATTRS: &[Attr] = &[
         a.uniqueness = "server";
         a
     },
-    exact(string("externalId", "The identifier the provisioning client uses.")),
+    exact(string(
+        "externalId",
+        "The identifier the provisioning client uses.",
+    )),
     read_only(complex("meta", META_SUB, "Resource metadata.")),
 ];
 

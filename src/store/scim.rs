@@ -365,7 +365,10 @@ fn render(cond: &UserCond, binds: &mut Vec<Bind>) -> String {
             };
             binds.push(Bind::S(v));
             let escape = if cmp == "LIKE" { " ESCAPE '\\'" } else { "" };
-            format!("({col} IS NOT NULL AND {col} {cmp} ${}{escape})", binds.len())
+            format!(
+                "({col} IS NOT NULL AND {col} {cmp} ${}{escape})",
+                binds.len()
+            )
         }
         UserCond::Time { col, op, secs } => {
             let cmp = match op {
@@ -406,23 +409,23 @@ async fn claim_user_version(
     if done.rows_affected() == 1 {
         return Ok(true);
     }
-    let row = sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
-        .bind(workspace_id)
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?;
+    let row =
+        sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_err)?;
     if row.is_some() {
         return Ok(false);
     }
-    let member = sqlx::query(
-        "SELECT created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2",
-    )
-    .bind(workspace_id)
-    .bind(user_id)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let member =
+        sqlx::query("SELECT created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2")
+            .bind(workspace_id)
+            .bind(user_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_err)?;
     let Some(member) = member else {
         return Err(StoreError::NotFound);
     };
@@ -670,13 +673,20 @@ impl ScimStore for SqlStore {
             }
             binds.push(Bind::I(limit));
             binds.push(Bind::I(offset));
-            sql.push_str(&format!(" LIMIT ${} OFFSET ${}", binds.len() - 1, binds.len()));
+            sql.push_str(&format!(
+                " LIMIT ${} OFFSET ${}",
+                binds.len() - 1,
+                binds.len()
+            ));
         }
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(self.pool())
             .await
             .map_err(map_err)?;
-        let users = rows.iter().map(user_record).collect::<StoreResult<Vec<_>>>()?;
+        let users = rows
+            .iter()
+            .map(user_record)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((users, total))
     }
 
@@ -686,9 +696,10 @@ impl ScimStore for SqlStore {
         user_ids: Option<&[String]>,
     ) -> StoreResult<Vec<(String, String, String)>> {
         let mut binds = vec![Bind::S(workspace_id.to_string())];
-        let mut sql = "SELECT gm.user_id AS user_id, g.id AS group_id, g.name AS name FROM group_members gm \
+        let mut sql =
+            "SELECT gm.user_id AS user_id, g.id AS group_id, g.name AS name FROM group_members gm \
                        JOIN user_groups g ON g.id = gm.group_id WHERE gm.workspace_id = $1"
-            .to_string();
+                .to_string();
         if let Some(ids) = user_ids {
             if ids.is_empty() {
                 return Ok(Vec::new());
@@ -826,7 +837,14 @@ impl ScimStore for SqlStore {
         let member = is_member(&mut tx, workspace_id, user_id).await?;
         let (mut activated, mut deactivated) = (false, false);
         if update.member && !member {
-            add_membership(&mut tx, workspace_id, user_id, &update.default_policies, now).await?;
+            add_membership(
+                &mut tx,
+                workspace_id,
+                user_id,
+                &update.default_policies,
+                now,
+            )
+            .await?;
             activated = true;
         } else if !update.member && member {
             end_membership(&mut tx, workspace_id, user_id).await?;
@@ -848,12 +866,13 @@ impl ScimStore for SqlStore {
     ) -> StoreResult<Written> {
         let mut tx = self.pool().begin().await.map_err(map_err)?;
         lock_workspace(&mut tx, workspace_id).await?;
-        let row = sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        let row =
+            sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
+                .bind(workspace_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
         let version: Option<i64> = row
             .map(|r| r.try_get("version"))
             .transpose()
@@ -987,13 +1006,15 @@ impl ScimStore for SqlStore {
         if !claim_group_version(&mut tx, workspace_id, group_id, expected, now).await? {
             return Ok(Written::Stale);
         }
-        sqlx::query("UPDATE scim_groups SET external_id = $1 WHERE workspace_id = $2 AND group_id = $3")
-            .bind(&update.external_id)
-            .bind(workspace_id)
-            .bind(group_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE scim_groups SET external_id = $1 WHERE workspace_id = $2 AND group_id = $3",
+        )
+        .bind(&update.external_id)
+        .bind(workspace_id)
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         if let Some(name) = &update.name {
             exec_one(
                 sqlx::query("UPDATE user_groups SET name = $1 WHERE workspace_id = $2 AND id = $3")

@@ -56,7 +56,10 @@ pub(crate) fn like_escape(s: &str) -> String {
 
 /// Serialises the row lock on a workspace, so owner counts are decided
 /// one change at a time (portable: an UPDATE instead of FOR UPDATE).
-pub(crate) async fn lock_workspace(tx: &mut Transaction<'_, Any>, workspace_id: &str) -> StoreResult<()> {
+pub(crate) async fn lock_workspace(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+) -> StoreResult<()> {
     exec_one(
         sqlx::query("UPDATE workspaces SET settings = settings WHERE id = $1").bind(workspace_id),
         &mut **tx,
@@ -80,7 +83,10 @@ async fn owners_in(ex: &mut sqlx::AnyConnection, workspace_id: &str) -> StoreRes
     row.try_get("n").map_err(map_err)
 }
 
-pub(crate) async fn ensure_owner_left(tx: &mut Transaction<'_, Any>, workspace_id: &str) -> StoreResult<()> {
+pub(crate) async fn ensure_owner_left(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+) -> StoreResult<()> {
     if owners_in(tx, workspace_id).await? == 0 {
         return Err(StoreError::Conflict(
             "the workspace must keep at least one owner".into(),

@@ -47,7 +47,13 @@ struct Scim {
 }
 
 impl Scim {
-    async fn send(&self, method: &str, path: &str, body: Option<Value>, extra: &[(&str, &str)]) -> Reply {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Reply {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = client()
             .request(m, format!("{}/scim/v2{path}", self.base))
@@ -89,8 +95,13 @@ impl Scim {
     }
 
     async fn patch(&self, path: &str, ops: Value) -> Reply {
-        self.send("PATCH", path, Some(json!({"schemas": [PATCH], "Operations": ops})), &[])
-            .await
+        self.send(
+            "PATCH",
+            path,
+            Some(json!({"schemas": [PATCH], "Operations": ops})),
+            &[],
+        )
+        .await
     }
 
     async fn create_user(&self, user_name: &str, extra: Value) -> String {
@@ -203,9 +214,15 @@ async fn only_the_workspace_scim_token_gets_in_and_failures_use_the_scim_error_s
     assert_eq!(page.status, 401);
     // And the SCIM token is no API token.
     assert_eq!(
-        crate::access::bearer(&srv, &scim.token, "GET", "/api/v1/workspaces/acme/members", None)
-            .await
-            .0,
+        crate::access::bearer(
+            &srv,
+            &scim.token,
+            "GET",
+            "/api/v1/workspaces/acme/members",
+            None
+        )
+        .await
+        .0,
         401
     );
 
@@ -215,9 +232,16 @@ async fn only_the_workspace_scim_token_gets_in_and_failures_use_the_scim_error_s
         .call("GET", "/api/v1/workspaces/acme/scim-tokens", None)
         .await;
     let id = listed["items"][0]["id"].as_str().unwrap().to_string();
-    assert!(!listed.to_string().contains(&scim.token), "secret never listed");
+    assert!(
+        !listed.to_string().contains(&scim.token),
+        "secret never listed"
+    );
     let (s, _) = owner
-        .call("DELETE", &format!("/api/v1/workspaces/acme/scim-tokens/{id}"), None)
+        .call(
+            "DELETE",
+            &format!("/api/v1/workspaces/acme/scim-tokens/{id}"),
+            None,
+        )
         .await;
     assert_eq!(s, 204);
     scim.get("/Users").await.error(401);
@@ -233,7 +257,10 @@ async fn discovery_endpoints_describe_users_groups_and_the_features() {
     assert_eq!(spc.body["filter"]["supported"], true);
     assert_eq!(spc.body["etag"]["supported"], true);
     assert_eq!(spc.body["bulk"]["supported"], false);
-    assert_eq!(spc.body["authenticationSchemes"][0]["type"], "oauthbearertoken");
+    assert_eq!(
+        spc.body["authenticationSchemes"][0]["type"],
+        "oauthbearertoken"
+    );
 
     let types = scim.get("/ResourceTypes").await;
     assert_eq!(types.body["totalResults"], 2);
@@ -277,7 +304,9 @@ async fn deactivation_ends_that_workspace_at_once_and_reactivation_restores_the_
         let (acme, mut owner, scim) = workspace(&srv, "acme", "ann@acme.test").await;
         let (beta, _) = srv.bootstrap("beta", "bob@beta.test").await;
         // Bob already has an account (and a password) through beta.
-        let bob = srv.add_member(&beta, "bob@corp.test", &["workspace_member"]).await;
+        let bob = srv
+            .add_member(&beta, "bob@corp.test", &["workspace_member"])
+            .await;
 
         // Provisioning his email makes the existing account a member: 201,
         // same user id, credentials untouched, default role.
@@ -294,64 +323,136 @@ async fn deactivation_ends_that_workspace_at_once_and_reactivation_restores_the_
         assert_eq!(r.body["userName"], "bob@corp.test");
         assert_eq!(r.body["active"], true);
         assert!(r.body.get("password").is_none());
-        assert_eq!(r.header("location").unwrap(), format!("{}/scim/v2/Users/{bob}", srv.base));
-        assert_eq!(r.header("etag").unwrap(), r.body["meta"]["version"].as_str().unwrap());
-        let access = srv.store().effective_access(&acme, &bob).await.unwrap().unwrap();
-        assert_eq!(access.direct, vec![iam_gateway::domain::roles::Policy::workspace("minimal_access")]);
+        assert_eq!(
+            r.header("location").unwrap(),
+            format!("{}/scim/v2/Users/{bob}", srv.base)
+        );
+        assert_eq!(
+            r.header("etag").unwrap(),
+            r.body["meta"]["version"].as_str().unwrap()
+        );
+        let access = srv
+            .store()
+            .effective_access(&acme, &bob)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            access.direct,
+            vec![iam_gateway::domain::roles::Policy::workspace(
+                "minimal_access"
+            )]
+        );
 
         let mut br = Browser::new();
-        assert_eq!(br.sign_in(&srv, "bob@corp.test", PASSWORD, "/").await.status, 303, "password unchanged");
+        assert_eq!(
+            br.sign_in(&srv, "bob@corp.test", PASSWORD, "/")
+                .await
+                .status,
+            303,
+            "password unchanged"
+        );
         let ok = br.verify(&srv, "workspace=acme").await;
         assert_eq!(ok.status, 200);
         assert_eq!(ok.header("x-auth-roles").as_deref(), Some("minimal_access"));
 
         // Entra ID deactivates with a string boolean.
         let r = scim
-            .patch(&format!("/Users/{bob}"), json!([{"op": "Replace", "path": "active", "value": "False"}]))
+            .patch(
+                &format!("/Users/{bob}"),
+                json!([{"op": "Replace", "path": "active", "value": "False"}]),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["active"], false);
-        assert_eq!(br.verify(&srv, "workspace=acme").await.status, 403, "next request refused");
-        assert_eq!(br.verify(&srv, "workspace=beta").await.status, 200, "other workspace untouched");
-        assert_eq!(scim.get(&format!("/Users/{bob}")).await.body["active"], false);
-        assert!(srv.store().user_by_id(&bob).await.unwrap().is_some(), "account stays");
+        assert_eq!(
+            br.verify(&srv, "workspace=acme").await.status,
+            403,
+            "next request refused"
+        );
+        assert_eq!(
+            br.verify(&srv, "workspace=beta").await.status,
+            200,
+            "other workspace untouched"
+        );
+        assert_eq!(
+            scim.get(&format!("/Users/{bob}")).await.body["active"],
+            false
+        );
+        assert!(
+            srv.store().user_by_id(&bob).await.unwrap().is_some(),
+            "account stays"
+        );
 
         // Okta reactivates with a path-less replace: the default role again.
         owner
-            .call("PATCH", "/api/v1/workspaces/acme/settings", Some(json!({"default_role": "workspace_member"})))
+            .call(
+                "PATCH",
+                "/api/v1/workspaces/acme/settings",
+                Some(json!({"default_role": "workspace_member"})),
+            )
             .await;
         let r = scim
-            .patch(&format!("/Users/{bob}"), json!([{"op": "replace", "value": {"active": true}}]))
+            .patch(
+                &format!("/Users/{bob}"),
+                json!([{"op": "replace", "value": {"active": true}}]),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["active"], true);
         let ok = br.verify(&srv, "workspace=acme").await;
         assert_eq!(ok.status, 200);
-        assert_eq!(ok.header("x-auth-roles").as_deref(), Some("workspace_member"));
+        assert_eq!(
+            ok.header("x-auth-roles").as_deref(),
+            Some("workspace_member")
+        );
 
         // DELETE: membership gone, resource gone, account and beta intact.
-        let r = scim.send("DELETE", &format!("/Users/{bob}"), None, &[]).await;
+        let r = scim
+            .send("DELETE", &format!("/Users/{bob}"), None, &[])
+            .await;
         assert_eq!(r.status, 204);
         assert_eq!(br.verify(&srv, "workspace=acme").await.status, 403);
         assert_eq!(br.verify(&srv, "workspace=beta").await.status, 200);
         scim.get(&format!("/Users/{bob}")).await.error(404);
-        scim.send("DELETE", &format!("/Users/{bob}"), None, &[]).await.error(404);
+        scim.send("DELETE", &format!("/Users/{bob}"), None, &[])
+            .await
+            .error(404);
         assert!(srv.store().user_by_id(&bob).await.unwrap().is_some());
 
         // Every change audited with the SCIM token as actor.
-        let (_, events) = owner.call("GET", "/api/v1/workspaces/acme/audit-events?limit=200", None).await;
+        let (_, events) = owner
+            .call(
+                "GET",
+                "/api/v1/workspaces/acme/audit-events?limit=200",
+                None,
+            )
+            .await;
         let scim_events: Vec<&Value> = events["items"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|e| e["action"].as_str().unwrap().starts_with("scim.user."))
             .collect();
-        let actions: Vec<&str> = scim_events.iter().map(|e| e["action"].as_str().unwrap()).collect();
-        for a in ["scim.user.created", "scim.user.deactivated", "scim.user.reactivated", "scim.user.deleted"] {
+        let actions: Vec<&str> = scim_events
+            .iter()
+            .map(|e| e["action"].as_str().unwrap())
+            .collect();
+        for a in [
+            "scim.user.created",
+            "scim.user.deactivated",
+            "scim.user.reactivated",
+            "scim.user.deleted",
+        ] {
             assert!(actions.contains(&a), "{a} in {actions:?}");
         }
-        assert!(scim_events.iter().all(|e| e["actor"]["type"] == "scim" && e["target"] == json!(bob)));
-        assert!(!events.to_string().contains(&scim.token), "no secret in the audit log");
+        assert!(scim_events
+            .iter()
+            .all(|e| e["actor"]["type"] == "scim" && e["target"] == json!(bob)));
+        assert!(
+            !events.to_string().contains(&scim.token),
+            "no secret in the audit log"
+        );
         srv.stop().await;
     }
 }
@@ -361,27 +462,58 @@ async fn user_names_are_unique_in_any_case_and_must_be_given() {
     let srv = TestServer::start(matrix()[0]).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     scim.create_user("Carol@Corp.test", json!({})).await;
-    let r = scim.post("/Users", json!({"schemas": [USER], "userName": "cAROL@corp.TEST"})).await;
+    let r = scim
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "cAROL@corp.TEST"}),
+        )
+        .await;
     assert_eq!(r.error(409).as_deref(), Some("uniqueness"));
     // The owner, a member who was never provisioned, is taken too.
-    let r = scim.post("/Users", json!({"schemas": [USER], "userName": "ANN@acme.test"})).await;
+    let r = scim
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "ANN@acme.test"}),
+        )
+        .await;
     assert_eq!(r.error(409).as_deref(), Some("uniqueness"));
-    let r = scim.post("/Users", json!({"schemas": [USER], "displayName": "No name"})).await;
-    assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
-    let r = scim.post("/Users", json!({"schemas": [USER], "userName": "x@y.test", "active": "sometimes"})).await;
+    let r = scim
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "displayName": "No name"}),
+        )
+        .await;
     assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
     let r = scim
-        .send("POST", "/Users", None, &[("content-type", "application/scim+json")])
+        .post(
+            "/Users",
+            json!({"schemas": [USER], "userName": "x@y.test", "active": "sometimes"}),
+        )
+        .await;
+    assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
+    let r = scim
+        .send(
+            "POST",
+            "/Users",
+            None,
+            &[("content-type", "application/scim+json")],
+        )
         .await;
     assert_eq!(r.error(400).as_deref(), Some("invalidSyntax"));
     // userName is the account's email: not renamed through SCIM.
     let id = scim.create_user("dan@corp.test", json!({})).await;
     let r = scim
-        .patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "userName", "value": "eve@corp.test"}]))
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "userName", "value": "eve@corp.test"}]),
+        )
         .await;
     assert_eq!(r.error(400).as_deref(), Some("mutability"));
     let r = scim
-        .patch(&format!("/Users/{id}"), json!([{"op": "replace", "path": "userName", "value": "DAN@corp.test"}]))
+        .patch(
+            &format!("/Users/{id}"),
+            json!([{"op": "replace", "path": "userName", "value": "DAN@corp.test"}]),
+        )
         .await;
     assert_eq!(r.status, 200, "same email, other case: fine");
 }
@@ -392,9 +524,14 @@ async fn filters_pagination_and_attribute_selection() {
         let srv = TestServer::start(backend).await;
         let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
         let t0 = srv.clock.now();
-        for (i, (name, dept)) in [("Alice", "Sales"), ("Bruno", "R&D"), ("Chloe", "Sales"), ("Dmitri", "Ops")]
-            .iter()
-            .enumerate()
+        for (i, (name, dept)) in [
+            ("Alice", "Sales"),
+            ("Bruno", "R&D"),
+            ("Chloe", "Sales"),
+            ("Dmitri", "Ops"),
+        ]
+        .iter()
+        .enumerate()
         {
             srv.clock.advance(std::time::Duration::from_secs(60));
             scim.create_user(
@@ -409,20 +546,51 @@ async fn filters_pagination_and_attribute_selection() {
         let when = |secs: i64| iam_gateway::clock::rfc3339(t0 + secs);
 
         let cases: Vec<(String, Vec<&str>)> = vec![
-            (r#"userName eq "ALICE@corp.TEST""#.into(), vec!["alice@Corp.test"]),
-            (r#"userName ne "alice@corp.test" and userName ew "corp.test""#.into(), vec!["bruno@Corp.test", "chloe@Corp.test", "dmitri@Corp.test"]),
+            (
+                r#"userName eq "ALICE@corp.TEST""#.into(),
+                vec!["alice@Corp.test"],
+            ),
+            (
+                r#"userName ne "alice@corp.test" and userName ew "corp.test""#.into(),
+                vec!["bruno@Corp.test", "chloe@Corp.test", "dmitri@Corp.test"],
+            ),
             (r#"externalId eq "EXT-1""#.into(), vec!["bruno@Corp.test"]),
             (r#"externalId eq "ext-1""#.into(), vec![]),
             (r#"displayName co "hloe""#.into(), vec!["chloe@Corp.test"]),
             (r#"displayName sw "d""#.into(), vec!["dmitri@Corp.test"]),
-            (r#"emails.value ew "@mail.test" and not (emails.value sw "a")"#.into(), vec!["bruno@Corp.test", "chloe@Corp.test", "dmitri@Corp.test"]),
-            (r#"emails[type eq "work" and value co "bru"]"#.into(), vec!["bruno@Corp.test"]),
+            (
+                r#"emails.value ew "@mail.test" and not (emails.value sw "a")"#.into(),
+                vec!["bruno@Corp.test", "chloe@Corp.test", "dmitri@Corp.test"],
+            ),
+            (
+                r#"emails[type eq "work" and value co "bru"]"#.into(),
+                vec!["bruno@Corp.test"],
+            ),
             ("active eq false".into(), vec!["dmitri@Corp.test"]),
-            (r#"active eq true and (userName sw "a" or userName sw "c")"#.into(), vec!["alice@Corp.test", "ann@acme.test", "chloe@Corp.test"]),
-            ("externalId pr and not (active eq true)".into(), vec!["dmitri@Corp.test"]),
-            (format!("meta.lastModified gt \"{}\"", when(150)), vec!["chloe@Corp.test", "dmitri@Corp.test"]),
-            (format!("meta.created lt \"{}\" and meta.created ge \"{}\"", when(150), when(60)), vec!["alice@Corp.test", "bruno@Corp.test"]),
-            (format!("{ENTERPRISE}:department eq \"sales\""), vec!["alice@Corp.test", "chloe@Corp.test"]),
+            (
+                r#"active eq true and (userName sw "a" or userName sw "c")"#.into(),
+                vec!["alice@Corp.test", "ann@acme.test", "chloe@Corp.test"],
+            ),
+            (
+                "externalId pr and not (active eq true)".into(),
+                vec!["dmitri@Corp.test"],
+            ),
+            (
+                format!("meta.lastModified gt \"{}\"", when(150)),
+                vec!["chloe@Corp.test", "dmitri@Corp.test"],
+            ),
+            (
+                format!(
+                    "meta.created lt \"{}\" and meta.created ge \"{}\"",
+                    when(150),
+                    when(60)
+                ),
+                vec!["alice@Corp.test", "bruno@Corp.test"],
+            ),
+            (
+                format!("{ENTERPRISE}:department eq \"sales\""),
+                vec!["alice@Corp.test", "chloe@Corp.test"],
+            ),
             (r#"userName eq "nobody@corp.test""#.into(), vec![]),
         ];
         for (f, want) in cases {
@@ -433,30 +601,66 @@ async fn filters_pagination_and_attribute_selection() {
 
         // Pagination: 5 users (the owner too), pages of 2, exact and in Rust.
         let (total, page) = scim.find("startIndex=2&count=2").await;
-        assert_eq!((total, page), (5, vec!["ann@acme.test".to_string(), "bruno@Corp.test".to_string()]));
-        let (total, page) = scim.find(&format!("{}&startIndex=2&count=1", q(r#"displayName co "Example""#))).await;
+        assert_eq!(
+            (total, page),
+            (
+                5,
+                vec!["ann@acme.test".to_string(), "bruno@Corp.test".to_string()]
+            )
+        );
+        let (total, page) = scim
+            .find(&format!(
+                "{}&startIndex=2&count=1",
+                q(r#"displayName co "Example""#)
+            ))
+            .await;
         assert_eq!((total, page), (4, vec!["bruno@Corp.test".to_string()]));
         let r = scim.get("/Users?count=0").await;
-        assert_eq!((r.body["totalResults"].as_i64(), r.body["Resources"].as_array().map(Vec::len)), (Some(5), Some(0)));
+        assert_eq!(
+            (
+                r.body["totalResults"].as_i64(),
+                r.body["Resources"].as_array().map(Vec::len)
+            ),
+            (Some(5), Some(0))
+        );
         let r = scim.get("/Users?startIndex=99").await;
         assert_eq!(r.body["Resources"], json!([]));
         assert_eq!(r.body["startIndex"], 99);
 
         // Malformed or unsupported filters: 400 invalidFilter.
-        for bad in [r#"userName eq"#, r#"userName eq "a" and ("#, r#"nickName xx "a""#, r#"bogus eq "a""#,
-                    "active gt true", r#"meta.lastModified gt "last week""#] {
+        for bad in [
+            r#"userName eq"#,
+            r#"userName eq "a" and ("#,
+            r#"nickName xx "a""#,
+            r#"bogus eq "a""#,
+            "active gt true",
+            r#"meta.lastModified gt "last week""#,
+        ] {
             let r = scim.get(&format!("/Users?{}", q(bad))).await;
             assert_eq!(r.error(400).as_deref(), Some("invalidFilter"), "{bad}");
         }
 
         // attributes / excludedAttributes on lists, reads and .search.
-        let r = scim.get(&format!("/Users?{}&attributes=userName,emails.value", q(r#"userName eq "bruno@corp.test""#))).await;
+        let r = scim
+            .get(&format!(
+                "/Users?{}&attributes=userName,emails.value",
+                q(r#"userName eq "bruno@corp.test""#)
+            ))
+            .await;
         let u = &r.body["Resources"][0];
         assert_eq!(u["emails"], json!([{"value": "bruno@mail.test"}]));
         assert!(u["id"].is_string() && u.get("displayName").is_none() && u.get("meta").is_none());
         let id = u["id"].as_str().unwrap().to_string();
-        let r = scim.get(&format!("/Users/{id}?excludedAttributes=emails,{ENTERPRISE},meta")).await;
-        assert!(r.body.get("emails").is_none() && r.body.get(ENTERPRISE).is_none() && r.body.get("meta").is_none());
+        let r = scim
+            .get(&format!(
+                "/Users/{id}?excludedAttributes=emails,{ENTERPRISE},meta"
+            ))
+            .await;
+        assert!(
+            r.body.get("emails").is_none()
+                && r.body.get(ENTERPRISE).is_none()
+                && r.body.get("meta").is_none()
+        );
         assert_eq!(r.body["displayName"], "Bruno Example");
         let r = scim
             .post("/Users/.search", json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
@@ -476,16 +680,33 @@ async fn filters_pagination_and_attribute_selection() {
 async fn a_bad_patch_applies_nothing_and_stale_if_match_is_412() {
     let srv = TestServer::start(matrix()[0]).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
-    let id = scim.create_user("fay@corp.test", json!({"displayName": "Fay", "title": "Engineer"})).await;
+    let id = scim
+        .create_user(
+            "fay@corp.test",
+            json!({"displayName": "Fay", "title": "Engineer"}),
+        )
+        .await;
     let path = format!("/Users/{id}");
     let before = scim.get(&path).await;
     let v1 = before.header("etag").unwrap();
 
     for (ops, kind) in [
-        (json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "nonsense", "value": "x"}]), "invalidPath"),
-        (json!([{"op": "replace", "path": "title", "value": "Boss"}, {"op": "add", "path": "emails[type eq \"work\"", "value": "x"}]), "invalidPath"),
-        (json!([{"op": "remove", "path": "title"}, {"op": "replace", "path": "id", "value": "mine"}]), "mutability"),
-        (json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "remove"}]), "noTarget"),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "replace", "path": "nonsense", "value": "x"}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "replace", "path": "title", "value": "Boss"}, {"op": "add", "path": "emails[type eq \"work\"", "value": "x"}]),
+            "invalidPath",
+        ),
+        (
+            json!([{"op": "remove", "path": "title"}, {"op": "replace", "path": "id", "value": "mine"}]),
+            "mutability",
+        ),
+        (
+            json!([{"op": "replace", "path": "displayName", "value": "Changed"}, {"op": "remove"}]),
+            "noTarget",
+        ),
     ] {
         let r = scim.patch(&path, ops).await;
         assert_eq!(r.error(400).as_deref(), Some(kind));
@@ -505,19 +726,32 @@ async fn a_bad_patch_applies_nothing_and_stale_if_match_is_412() {
         .await;
     assert_eq!(r.error(412), None, "412 has no scimType");
     let put = json!({"schemas": [USER], "userName": "fay@corp.test", "displayName": "Fay"});
-    scim.send("PUT", &path, Some(put.clone()), &[("if-match", &v1)]).await.error(412);
-    scim.send("DELETE", &path, None, &[("if-match", &v1)]).await.error(412);
+    scim.send("PUT", &path, Some(put.clone()), &[("if-match", &v1)])
+        .await
+        .error(412);
+    scim.send("DELETE", &path, None, &[("if-match", &v1)])
+        .await
+        .error(412);
     assert_eq!(scim.get(&path).await.body["title"], "Lead");
     // If-None-Match with the current version: 304.
-    let r = scim.send("GET", &path, None, &[("if-none-match", &v2)]).await;
+    let r = scim
+        .send("GET", &path, None, &[("if-none-match", &v2)])
+        .await;
     assert_eq!(r.status, 304);
     // PUT replaces: title cleared, active kept when not asserted.
-    let r = scim.send("PUT", &path, Some(put), &[("if-match", &v2)]).await;
+    let r = scim
+        .send("PUT", &path, Some(put), &[("if-match", &v2)])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.get("title").is_none());
     assert_eq!(r.body["active"], true);
     let v3 = r.header("etag").unwrap();
-    assert_eq!(scim.send("DELETE", &path, None, &[("if-match", &v3)]).await.status, 204);
+    assert_eq!(
+        scim.send("DELETE", &path, None, &[("if-match", &v3)])
+            .await
+            .status,
+        204
+    );
 }
 
 #[tokio::test]
@@ -527,27 +761,55 @@ async fn another_workspaces_resources_are_not_found() {
         let (_, _, acme) = workspace(&srv, "acme", "ann@acme.test").await;
         let (_, _, beta) = workspace(&srv, "beta", "bob@beta.test").await;
         let user = acme.create_user("gus@corp.test", json!({})).await;
-        let r = acme.post("/Groups", json!({"schemas": [GROUP], "displayName": "Eng", "members": [{"value": user}]})).await;
+        let r = acme
+            .post(
+                "/Groups",
+                json!({"schemas": [GROUP], "displayName": "Eng", "members": [{"value": user}]}),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         let group = r.body["id"].as_str().unwrap().to_string();
 
-        for (method, path) in [("GET", format!("/Users/{user}")), ("DELETE", format!("/Users/{user}")),
-                               ("GET", format!("/Groups/{group}")), ("DELETE", format!("/Groups/{group}"))] {
+        for (method, path) in [
+            ("GET", format!("/Users/{user}")),
+            ("DELETE", format!("/Users/{user}")),
+            ("GET", format!("/Groups/{group}")),
+            ("DELETE", format!("/Groups/{group}")),
+        ] {
             beta.send(method, &path, None, &[]).await.error(404);
         }
-        beta.patch(&format!("/Users/{user}"), json!([{"op": "replace", "path": "active", "value": false}]))
-            .await
-            .error(404);
-        beta.send("PUT", &format!("/Groups/{group}"), Some(json!({"schemas": [GROUP], "displayName": "Mine"})), &[])
-            .await
-            .error(404);
+        beta.patch(
+            &format!("/Users/{user}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await
+        .error(404);
+        beta.send(
+            "PUT",
+            &format!("/Groups/{group}"),
+            Some(json!({"schemas": [GROUP], "displayName": "Mine"})),
+            &[],
+        )
+        .await
+        .error(404);
         // Nor can beta put acme's user in its group, or find it.
-        let r = beta.post("/Groups", json!({"schemas": [GROUP], "displayName": "Steal", "members": [{"value": user}]})).await;
+        let r = beta
+            .post(
+                "/Groups",
+                json!({"schemas": [GROUP], "displayName": "Steal", "members": [{"value": user}]}),
+            )
+            .await;
         assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
         assert_eq!(beta.find(&q(r#"userName eq "gus@corp.test""#)).await.0, 0);
         // acme's view is intact.
-        assert_eq!(acme.get(&format!("/Users/{user}")).await.body["active"], true);
-        assert_eq!(acme.get(&format!("/Groups/{group}")).await.body["displayName"], "Eng");
+        assert_eq!(
+            acme.get(&format!("/Users/{user}")).await.body["active"],
+            true
+        );
+        assert_eq!(
+            acme.get(&format!("/Groups/{group}")).await.body["displayName"],
+            "Eng"
+        );
         srv.stop().await;
     }
 }
@@ -569,16 +831,34 @@ async fn groups_follow_okta_and_entra_and_deleting_one_keeps_its_members() {
         let r = scim.patch(&path, json!([{"op": "add", "path": "members", "value": [{"value": u1, "display": "u1@corp.test"}, {"value": u2}]}])).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["members"].as_array().unwrap().len(), 2);
-        let r = scim.patch(&path, json!([{"op": "remove", "path": format!("members[value eq \"{u1}\"]")}])).await;
-        assert_eq!(r.body["members"], json!([{"value": u2, "$ref": format!("{}/scim/v2/Users/{u2}", srv.base), "type": "User"}]));
+        let r = scim
+            .patch(
+                &path,
+                json!([{"op": "remove", "path": format!("members[value eq \"{u1}\"]")}]),
+            )
+            .await;
+        assert_eq!(
+            r.body["members"],
+            json!([{"value": u2, "$ref": format!("{}/scim/v2/Users/{u2}", srv.base), "type": "User"}])
+        );
         // Okta renames with a path-less replace that repeats the id.
-        let r = scim.patch(&path, json!([{"op": "replace", "value": {"id": g, "displayName": "Eng"}}])).await;
+        let r = scim
+            .patch(
+                &path,
+                json!([{"op": "replace", "value": {"id": g, "displayName": "Eng"}}]),
+            )
+            .await;
         assert_eq!(r.body["displayName"], "Eng");
         // Entra ID: capitalised ops, Remove with a value list.
-        let r = scim.patch(&path, json!([
+        let r = scim
+            .patch(
+                &path,
+                json!([
             {"op": "Add", "path": "members", "value": [{"value": u3}]},
             {"op": "Remove", "path": "members", "value": [{"value": u2}]},
-            {"op": "Replace", "path": "externalId", "value": "entra-g1"}])).await;
+            {"op": "Replace", "path": "externalId", "value": "entra-g1"}]),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.body["members"][0]["value"], json!(u3));
         assert_eq!(r.body["members"].as_array().unwrap().len(), 1);
@@ -587,22 +867,51 @@ async fn groups_follow_okta_and_entra_and_deleting_one_keeps_its_members() {
         let user = scim.get(&format!("/Users/{u3}")).await;
         assert_eq!(user.body["groups"][0]["value"], json!(g));
         assert_eq!(user.body["groups"][0]["display"], "Eng");
-        let r = scim.get(&format!("/Groups?{}&excludedAttributes=members", q(&format!("id eq \"{g}\" and members[value eq \"{u3}\"]")))).await;
+        let r = scim
+            .get(&format!(
+                "/Groups?{}&excludedAttributes=members",
+                q(&format!("id eq \"{g}\" and members[value eq \"{u3}\"]"))
+            ))
+            .await;
         assert_eq!(r.body["totalResults"], 1);
         assert!(r.body["Resources"][0].get("members").is_none());
-        assert_eq!(scim.get(&format!("/Groups?{}", q("displayName eq \"eng\""))).await.body["totalResults"], 1);
+        assert_eq!(
+            scim.get(&format!("/Groups?{}", q("displayName eq \"eng\"")))
+                .await
+                .body["totalResults"],
+            1
+        );
 
         // The group is a user group with the default role; visible in the API.
-        let (_, api_group) = owner.call("GET", &format!("/api/v1/workspaces/acme/groups/{g}"), None).await;
+        let (_, api_group) = owner
+            .call("GET", &format!("/api/v1/workspaces/acme/groups/{g}"), None)
+            .await;
         assert_eq!(api_group["name"], "Eng");
-        assert_eq!(api_group["policies"], json!([{"role": "minimal_access", "scope": null}]));
+        assert_eq!(
+            api_group["policies"],
+            json!([{"role": "minimal_access", "scope": null}])
+        );
 
         // Unique names, any case; members must be users of the workspace.
-        let r = scim.post("/Groups", json!({"schemas": [GROUP], "displayName": "Eng"})).await;
+        let r = scim
+            .post("/Groups", json!({"schemas": [GROUP], "displayName": "Eng"}))
+            .await;
         assert_eq!(r.error(409).as_deref(), Some("uniqueness"));
-        let r = scim.patch(&path, json!([{"op": "add", "path": "members", "value": [{"value": "no-such-user"}]}])).await;
+        let r = scim
+            .patch(
+                &path,
+                json!([{"op": "add", "path": "members", "value": [{"value": "no-such-user"}]}]),
+            )
+            .await;
         assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
-        assert_eq!(scim.get(&path).await.body["members"].as_array().unwrap().len(), 1, "nothing applied");
+        assert_eq!(
+            scim.get(&path).await.body["members"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "nothing applied"
+        );
         let r = scim.post("/Groups", json!({"schemas": [GROUP], "displayName": "Nested", "members": [{"value": g, "type": "Group"}]})).await;
         assert_eq!(r.error(400).as_deref(), Some("invalidValue"));
 
@@ -616,15 +925,33 @@ async fn groups_follow_okta_and_entra_and_deleting_one_keeps_its_members() {
         assert_eq!(scim.send("DELETE", &path, None, &[]).await.status, 204);
         scim.get(&path).await.error(404);
         for u in [&u1, &u2, &u3] {
-            assert!(srv.store().effective_access(&acme, u).await.unwrap().is_some());
+            assert!(srv
+                .store()
+                .effective_access(&acme, u)
+                .await
+                .unwrap()
+                .is_some());
         }
-        let (_, events) = owner.call("GET", "/api/v1/workspaces/acme/audit-events?limit=200", None).await;
-        let group_actions: Vec<&str> = events["items"].as_array().unwrap().iter()
+        let (_, events) = owner
+            .call(
+                "GET",
+                "/api/v1/workspaces/acme/audit-events?limit=200",
+                None,
+            )
+            .await;
+        let group_actions: Vec<&str> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
             .filter(|e| e["actor"]["type"] == "scim")
             .map(|e| e["action"].as_str().unwrap())
             .filter(|a| a.starts_with("scim.group."))
             .collect();
-        for a in ["scim.group.created", "scim.group.updated", "scim.group.deleted"] {
+        for a in [
+            "scim.group.created",
+            "scim.group.updated",
+            "scim.group.deleted",
+        ] {
             assert!(group_actions.contains(&a), "{a}");
         }
         srv.stop().await;
@@ -671,38 +998,68 @@ async fn entra_and_okta_user_shapes() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["displayName"], "Tess User");
-    assert_eq!(r.body["emails"], json!([{"primary": true, "type": "work", "value": "tess@corp.test"}]));
+    assert_eq!(
+        r.body["emails"],
+        json!([{"primary": true, "type": "work", "value": "tess@corp.test"}])
+    );
     assert_eq!(r.body["name"]["familyName"], "User");
     assert_eq!(r.body["title"], "Engineer");
-    assert_eq!(r.body[ENTERPRISE], json!({"department": "Ops", "manager": {"value": "boss-id"}}));
-    assert_eq!(r.body["phoneNumbers"], json!([{"type": "mobile", "value": "+1 555 0100"}]));
-    assert_eq!(srv.store().user_by_id(&id).await.unwrap().unwrap().name, "Tess User");
+    assert_eq!(
+        r.body[ENTERPRISE],
+        json!({"department": "Ops", "manager": {"value": "boss-id"}})
+    );
+    assert_eq!(
+        r.body["phoneNumbers"],
+        json!([{"type": "mobile", "value": "+1 555 0100"}])
+    );
+    assert_eq!(
+        srv.store().user_by_id(&id).await.unwrap().unwrap().name,
+        "Tess User"
+    );
     // Entra's existence check before creating.
-    let (total, _) = scim.find(&q("userName eq \"test_user_ab6490ee@corp.test\"")).await;
+    let (total, _) = scim
+        .find(&q("userName eq \"test_user_ab6490ee@corp.test\""))
+        .await;
     assert_eq!(total, 1);
-    let (total, _) = scim.find(&q("externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"")).await;
+    let (total, _) = scim
+        .find(&q("externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\""))
+        .await;
     assert_eq!(total, 1);
 
     // Okta: create, full PUT (with its password field), deactivate by PUT.
     let r = scim
-        .post("/Users", json!({
-            "schemas": [USER], "userName": "okta.user@corp.test",
-            "name": {"givenName": "Okta", "familyName": "User"},
-            "emails": [{"primary": true, "value": "okta.user@corp.test", "type": "work"}],
-            "displayName": "Okta User", "locale": "en-US", "externalId": "00u1", "groups": [],
-            "password": "1mz050nq", "active": true
-        }))
+        .post(
+            "/Users",
+            json!({
+                "schemas": [USER], "userName": "okta.user@corp.test",
+                "name": {"givenName": "Okta", "familyName": "User"},
+                "emails": [{"primary": true, "value": "okta.user@corp.test", "type": "work"}],
+                "displayName": "Okta User", "locale": "en-US", "externalId": "00u1", "groups": [],
+                "password": "1mz050nq", "active": true
+            }),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let okta = r.body["id"].as_str().unwrap().to_string();
     let mut full = r.body.clone();
     full["name"]["givenName"] = json!("Okay");
     full["active"] = json!(false);
-    let r = scim.send("PUT", &format!("/Users/{okta}"), Some(full), &[]).await;
+    let r = scim
+        .send("PUT", &format!("/Users/{okta}"), Some(full), &[])
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["name"]["givenName"], "Okay");
     assert_eq!(r.body["active"], false);
-    assert!(srv.store().user_by_id(&okta).await.unwrap().unwrap().password_hash.is_none(), "no password set");
+    assert!(
+        srv.store()
+            .user_by_id(&okta)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .is_none(),
+        "no password set"
+    );
     let (total, names) = scim.find(&q("active eq false")).await;
     assert_eq!((total, names), (1, vec!["okta.user@corp.test".to_string()]));
 }
@@ -713,12 +1070,33 @@ async fn the_last_owner_cannot_be_deprovisioned() {
     let (acme, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     let r = scim.find(&q("userName eq \"ann@acme.test\"")).await;
     assert_eq!(r.0, 1);
-    let ann = srv.store().user_by_email("ann@acme.test").await.unwrap().unwrap().id;
-    let r = scim.patch(&format!("/Users/{ann}"), json!([{"op": "replace", "path": "active", "value": false}])).await;
+    let ann = srv
+        .store()
+        .user_by_email("ann@acme.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let r = scim
+        .patch(
+            &format!("/Users/{ann}"),
+            json!([{"op": "replace", "path": "active", "value": false}]),
+        )
+        .await;
     assert_eq!(r.error(409), None);
-    scim.send("DELETE", &format!("/Users/{ann}"), None, &[]).await.error(409);
-    assert!(srv.store().effective_access(&acme, &ann).await.unwrap().is_some());
-    assert_eq!(scim.get(&format!("/Users/{ann}")).await.body["active"], true);
+    scim.send("DELETE", &format!("/Users/{ann}"), None, &[])
+        .await
+        .error(409);
+    assert!(srv
+        .store()
+        .effective_access(&acme, &ann)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        scim.get(&format!("/Users/{ann}")).await.body["active"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -726,14 +1104,28 @@ async fn the_cli_mints_a_working_scim_token() {
     let srv = TestServer::start(matrix()[0]).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_iam-gateway"))
-        .args(["scim-token", "create", "--workspace", "acme", "--description", "okta"])
+        .args([
+            "scim-token",
+            "create",
+            "--workspace",
+            "acme",
+            "--description",
+            "okta",
+        ])
         .env("IAMGW_DATABASE_URL", &srv.database_url)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("iamgw_scim_") && !token.contains(' '));
-    let scim = Scim { base: srv.base.clone(), token };
+    let scim = Scim {
+        base: srv.base.clone(),
+        token,
+    };
     assert_eq!(scim.get("/Users").await.status, 200);
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_iam-gateway"))
         .args(["scim-token", "create", "--workspace", "nope"])
