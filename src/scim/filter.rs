@@ -50,7 +50,10 @@ fn valid_name(s: &str) -> bool {
 /// Parses `[URN:]attr[.sub]`. A URN's last `:` separates it from the
 /// attribute (attribute names have no `:`).
 pub fn parse_attr_path(text: &str) -> Result<AttrPath, String> {
-    let (urn, rest) = if text.len() > 4 && text[..4].eq_ignore_ascii_case("urn:") {
+    let (urn, rest) = if text
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+    {
         match text.rsplit_once(':') {
             Some((u, r)) => (Some(u.to_string()), r),
             None => return Err(format!("`{text}` is not an attribute path")),
@@ -877,10 +880,13 @@ pub fn to_user_cond(c: &Compiled) -> (UserCond, bool) {
                 }
                 ("id", None, CLit::Str(s)) => text(TextCol::Id, s, false),
                 ("externalId", None, CLit::Str(s)) => text(TextCol::ExternalId, s, false),
-                ("active", None, CLit::Bool(b)) => match op {
-                    Op::Eq if !*b => (UserCond::Member(false), true),
-                    Op::Ne if *b => (UserCond::Member(false), true),
-                    _ => (UserCond::Member(true), false),
+                // Inactive is exactly "not a member"; active members may
+                // show `active` unassigned, which only Rust sees.
+                ("active", None, CLit::Bool(b)) => match (op, b) {
+                    (Op::Eq, false) => (UserCond::Member(false), true),
+                    (Op::Ne, false) => (UserCond::Member(true), true),
+                    (Op::Eq, true) => (UserCond::Member(true), false),
+                    _ => loose,
                 },
                 ("meta", Some(which @ ("created" | "lastModified")), CLit::Time(n)) => {
                     let col = if which == "created" {
@@ -984,6 +990,8 @@ mod tests {
             "emails[type[value eq \"x\"] eq \"y\"]",
             "userName eq \"a\" and",
             "1abc eq \"a\"",
+            "é eq \"a\"",
+            "abcé eq \"a\"",
             "userName eq \"a\" userName eq \"b\"",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
@@ -1086,5 +1094,8 @@ mod tests {
             }
         );
         assert_eq!(t("active eq false"), (UserCond::Member(false), true));
+        assert_eq!(t("active ne false"), (UserCond::Member(true), true));
+        assert_eq!(t("active eq true"), (UserCond::Member(true), false));
+        assert_eq!(t("active ne true"), (UserCond::All, false));
     }
 }

@@ -375,6 +375,16 @@ async fn deactivation_ends_that_workspace_at_once_and_reactivation_restores_the_
             200,
             "other workspace untouched"
         );
+        // On every instance: a second gateway on the same stores agrees.
+        let other = TestServer::start_with(Options {
+            database_url: Some(srv.database_url.clone()),
+            dir: Some(srv.dir.clone()),
+            ..Options::new(backend)
+        })
+        .await;
+        assert_eq!(br.verify(&other, "workspace=acme").await.status, 403);
+        assert_eq!(br.verify(&other, "workspace=beta").await.status, 200);
+        other.stop().await;
         assert_eq!(
             scim.get(&format!("/Users/{bob}")).await.body["active"],
             false
