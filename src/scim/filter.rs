@@ -208,7 +208,11 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
 struct Parser {
     toks: Vec<Tok>,
     at: usize,
+    /// Open parentheses, bounded so a hostile filter cannot exhaust the stack.
+    depth: usize,
 }
+
+const MAX_DEPTH: usize = 32;
 
 impl Parser {
     fn peek(&self) -> Option<&Tok> {
@@ -256,7 +260,12 @@ impl Parser {
     fn primary(&mut self, nested: bool) -> Result<Filter, String> {
         match self.next() {
             Some(Tok::LParen) => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err("the filter nests too deeply".into());
+                }
                 let inner = self.or(nested)?;
+                self.depth -= 1;
                 match self.next() {
                     Some(Tok::RParen) => Ok(inner),
                     _ => Err("a `(` is not closed".into()),
@@ -333,7 +342,11 @@ pub fn parse(text: &str) -> Result<Filter, String> {
     if toks.is_empty() {
         return Err("the filter is empty".into());
     }
-    let mut p = Parser { toks, at: 0 };
+    let mut p = Parser {
+        toks,
+        at: 0,
+        depth: 0,
+    };
     let f = p.or(false)?;
     if let Some(t) = p.peek() {
         return Err(format!("unexpected {} after the filter", describe(t)));
@@ -996,6 +1009,18 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let deep = format!("{}userName pr{}", "(".repeat(3000), ")".repeat(3000));
+        assert!(parse(&deep).unwrap_err().contains("too long"));
+        let deep = format!("{}userName pr{}", "(".repeat(1000), ")".repeat(1000));
+        assert!(parse(&deep).unwrap_err().contains("nests too deeply"));
+        let nots = format!("{}userName pr{}", "not (".repeat(500), ")".repeat(500));
+        assert!(parse(&nots).is_err());
+        let ok = format!("{}userName pr{}", "(".repeat(30), ")".repeat(30));
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]
