@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod postgres;
+pub mod scim;
 pub mod sql;
 pub mod sql_access;
 pub mod sql_sso;
@@ -65,10 +66,11 @@ pub struct WorkspaceAccess {
 }
 
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
+pub use scim::ScimStore;
 pub use sso::{Domain, SsoConnection, SsoStore};
 
 #[async_trait]
-pub trait Store: AccessStore + SsoStore + Send + Sync + 'static {
+pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

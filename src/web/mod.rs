@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .merge(api::routes())
+        .merge(crate::scim::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

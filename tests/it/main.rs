@@ -8,6 +8,7 @@ mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;
 mod saml;
+mod scim;
 mod session_conformance;
 mod signin;
 mod smtp_sink;
