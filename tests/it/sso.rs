@@ -630,3 +630,70 @@ async fn oidc_sso_signs_in_through_discovery_as_a_member_of_the_workspace() {
     assert_eq!(v.status, 200);
     assert_eq!(v.header("x-auth-method"), Some(format!("sso:{id}")));
 }
+
+#[tokio::test]
+async fn idp_groups_map_to_user_groups_and_follow_the_idp() {
+    let mut s = saml_setup(false).await;
+    let (_, g) = s.owner.call("POST", "/api/v1/workspaces/acme/groups", Some(json!({"name": "Engineering", "policies": [{"role": "function_admin", "scope": {"type": "all"}}]}))).await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let (st, c) = s
+        .owner
+        .call(
+            "PATCH",
+            &format!("/api/v1/workspaces/acme/sso/connections/{}", s.conn),
+            Some(json!({"group_mappings": {"engineering": gid}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["group_mappings"]["engineering"], gid.as_str());
+    let (st, _) = s
+        .owner
+        .call(
+            "PATCH",
+            &format!("/api/v1/workspaces/acme/sso/connections/{}", s.conn),
+            Some(json!({"group_mappings": {"x": "no-such-group"}})),
+        )
+        .await;
+    assert_eq!(st, 400, "mappings must name this workspace's groups");
+    // The default response asserts groups [engineering, admins].
+    let mut br = Browser::new();
+    let (relay, req) = start(&mut br, &s, "/").await;
+    assert_eq!(
+        post_acs(
+            &mut br,
+            &s,
+            &response(&s, Some(&req), "hana@corp.test").signed(Sign::Assertion),
+            Some(&relay)
+        )
+        .await
+        .status,
+        303
+    );
+    assert_eq!(
+        br.verify(&s.srv, "workspace=acme&role=function_admin&resource=f1")
+            .await
+            .status,
+        200,
+        "through the mapped group"
+    );
+    // Next sign-in without the group: removed from the mapped group.
+    let mut br = Browser::new();
+    let (relay, req) = start(&mut br, &s, "/").await;
+    let resp = Resp {
+        attributes: vec![("groups".into(), vec!["sales".into()])],
+        ..response(&s, Some(&req), "hana@corp.test")
+    };
+    assert_eq!(
+        post_acs(&mut br, &s, &resp.signed(Sign::Assertion), Some(&relay))
+            .await
+            .status,
+        303
+    );
+    assert_eq!(
+        br.verify(&s.srv, "workspace=acme&role=function_admin&resource=f1")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(br.verify(&s.srv, "workspace=acme").await.status, 200);
+}
