@@ -410,3 +410,70 @@ async fn demo_prints_its_credentials_works_end_to_end_and_is_idempotent() {
         "idempotent: the same data and output the second time"
     );
 }
+
+#[tokio::test]
+async fn serve_speaks_https_with_tls_configured_and_cookies_become_host_prefixed_and_secure() {
+    let dir = temp_dir();
+    let port = free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IAMGW_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(&dir)
+        .env("IAMGW_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IAMGW_PUBLIC_URL", &base)
+        .env("IAMGW_TWILIO__MODE", "off")
+        .env("IAMGW_TLS__CERT", certs.join("dev-only-localhost.crt"))
+        .env("IAMGW_TLS__KEY", certs.join("dev-only-localhost.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(
+        &std::fs::read(certs.join("dev-only-localhost.crt")).unwrap(),
+    )
+    .unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut ok = false;
+    let mut last = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        match https.get(format!("{base}/healthz")).send().await {
+            Ok(r) => {
+                ok = r.status() == 200;
+                break;
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+    }
+    assert!(ok, "healthz over https: {last}");
+    let login = https.get(format!("{base}/login")).send().await.unwrap();
+    let set = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.starts_with("__Host-iamgw_csrf=") && set.contains("; Secure") && set.contains("Path=/"),
+        "{set}"
+    );
+    // Plain HTTP to the TLS port gets nothing useful.
+    assert!(client()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true));
+    unsafe_kill(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+}
