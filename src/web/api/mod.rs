@@ -375,10 +375,15 @@ pub async fn workspace_ctx(
     })
 }
 
-/// Parses a JSON body into `T`, answering 400 (problem+json) with the reason.
+/// Parses a JSON object body into `T`, answering 400 (problem+json) with
+/// the reason. Only an object is accepted (serde would otherwise also read a
+/// struct from an array of its fields in order).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(DomainError::Invalid("a JSON body is required".into()).into());
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DomainError::Invalid("the body must be a JSON object".into()).into());
     }
     serde_json::from_slice(body)
         .map_err(|e| DomainError::Invalid(format!("invalid JSON body: {e}")).into())

@@ -453,7 +453,7 @@ fn settings_fields(nullable: bool) -> Vec<(&'static str, Value)> {
         json!({
             "type": ["string", "null"],
             "pattern": "^[0-9]*[1-9][0-9]*[smhd]$",
-            "description": format!("{what}: a whole number and s, m, h or d (`30m`, `12h`, `7d`); null: the deployment's default."),
+            "description": format!("{what}: a whole number and s, m, h or d (`30m`, `12h`, `7d`), at most {}d; null: the deployment's default.", crate::web::api::settings::MAX_DURATION_DAYS),
         })
     };
     vec![
