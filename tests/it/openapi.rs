@@ -268,3 +268,68 @@ async fn settings_durations_are_bounded_so_expiry_times_stay_dates() {
         "{expires}"
     );
 }
+
+/// Found by schemathesis (positive data): `?cursor=` (empty, as SPEC writes
+/// `?cursor=&limit=`) answered 400 "malformed cursor"; it is the first page.
+#[tokio::test]
+async fn an_empty_cursor_is_the_first_page() {
+    let (srv, token, _) = setup().await;
+    // An audit event, so both lists have an item.
+    let g = send(
+        &srv,
+        &token,
+        "POST",
+        "/api/v1/workspaces/acme/groups",
+        json_body(json!({"name": "Eng"})),
+    )
+    .await;
+    assert_eq!(g.status, 201);
+    for path in [
+        "/api/v1/workspaces/acme/members",
+        "/api/v1/workspaces/acme/audit-events",
+    ] {
+        let first = send(&srv, &token, "GET", &format!("{path}?limit=1"), None).await;
+        let empty = send(
+            &srv,
+            &token,
+            "GET",
+            &format!("{path}?cursor=&limit=1"),
+            None,
+        )
+        .await;
+        assert_eq!(empty.status, 200, "{path}: {:?}", empty.body);
+        assert_eq!(empty.body["items"].as_array().unwrap().len(), 1, "{path}");
+        assert_eq!(empty.body["items"], first.body["items"], "{path}");
+        let bad = send(&srv, &token, "GET", &format!("{path}?cursor=%25%25"), None).await;
+        assert_problem(&bad, 400, "a cursor that is not one");
+    }
+}
+
+/// Found by schemathesis (positive data): resource `id`, `kind`, `name` and
+/// labels were limited in bytes while the document (JSON Schema maxLength)
+/// counts characters; they are now counted in characters.
+#[tokio::test]
+async fn resource_text_limits_count_characters() {
+    let (srv, token, _) = setup().await;
+    let path = "/api/v1/workspaces/acme/resources";
+    let ok = json!({
+        "id": "é".repeat(200),
+        "kind": "é".repeat(50),
+        "name": "é".repeat(200),
+        "labels": [format!("k:{}", "é".repeat(198))],
+    });
+    let a = send(&srv, &token, "POST", path, json_body(ok.clone())).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    assert_eq!(a.body, ok);
+    for (field, value) in [
+        ("id", json!("é".repeat(201))),
+        ("kind", json!("é".repeat(51))),
+        ("name", json!("é".repeat(201))),
+        ("labels", json!([format!("k:{}", "é".repeat(199))])),
+    ] {
+        let mut body = ok.clone();
+        body[field] = value;
+        let a = send(&srv, &token, "POST", path, json_body(body)).await;
+        assert_problem(&a, 400, field);
+    }
+}

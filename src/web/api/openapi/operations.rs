@@ -10,7 +10,7 @@ fn string() -> Value {
 }
 
 fn cursor() -> Value {
-    json!({"type": "string", "description": "`next_cursor` of the previous page."})
+    json!({"type": "string", "description": "`next_cursor` of the previous page (opaque); empty: the first page."})
 }
 
 fn limit() -> Value {
@@ -18,7 +18,15 @@ fn limit() -> Value {
 }
 
 fn instant() -> Value {
-    json!({"type": "string", "description": "RFC 3339 (`2026-01-31T12:00:00Z`) or Unix seconds."})
+    json!({
+        "type": "string",
+        "anyOf": [
+            {"format": "date-time"},
+            {"pattern": "^[+-]?[0-9]{1,18}$"},
+            {"maxLength": 0},
+        ],
+        "description": "RFC 3339 (`2026-01-31T12:00:00Z`) or Unix seconds; empty: no bound.",
+    })
 }
 
 const CURSOR: Param = Param {

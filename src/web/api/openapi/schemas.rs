@@ -594,7 +594,7 @@ fn resource() -> Value {
             "minLength": 1,
             "maxLength": max,
             "pattern": NOT_BLANK_PRINTABLE,
-            "description": format!("Not blank, no control characters, at most {max} bytes in UTF-8."),
+            "description": format!("Not blank, no control characters, at most {max} characters."),
         })
     };
     let mut out = object(
