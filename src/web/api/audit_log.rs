@@ -77,7 +77,7 @@ pub async fn list(
         .list_audit(
             &ctx.ws.id,
             &q.filter()?,
-            q.cursor.as_deref().filter(|c| !c.is_empty()),
+            super::cursor(q.cursor.as_deref())?,
             limit + 1,
         )
         .await?;

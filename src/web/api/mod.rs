@@ -170,6 +170,7 @@ pub fn routes() -> Router<AppState> {
     router
         // Anything else under /api/v1 is a JSON 404, not the HTML fallback.
         .route("/api/v1/{*rest}", any(unrouted))
+        .route_layer(middleware::from_fn(refuse_nul_in_uri))
         .route_layer(middleware::map_response(problem_rejections))
 }
 
@@ -382,11 +383,55 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(DomainError::Invalid("a JSON body is required".into()).into());
     }
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    let invalid = |e: serde_json::Error| DomainError::Invalid(format!("invalid JSON body: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !value.is_object() {
         return Err(DomainError::Invalid("the body must be a JSON object".into()).into());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| DomainError::Invalid(format!("invalid JSON body: {e}")).into())
+    if has_nul(&value) {
+        return Err(DomainError::Invalid(NUL_REFUSED.into()).into());
+    }
+    // Parsed again from the bytes, so errors say where they are.
+    Ok(serde_json::from_slice(body).map_err(invalid)?)
+}
+
+/// Why text with a NUL character is refused: PostgreSQL cannot store it,
+/// and no name, id or description needs one.
+const NUL_REFUSED: &str = "text must not contain NUL (\\u0000) characters";
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A `?cursor=` as the handlers pass it to the store: none when absent or
+/// empty (the first page); 400 when it cannot be one the API handed out.
+pub fn cursor(raw: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let Some(c) = raw.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let readable = crate::crypto::b64url_decode(c)
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|text| !text.contains('\0'));
+    if !readable {
+        return Err(DomainError::Invalid("malformed cursor".into()).into());
+    }
+    Ok(Some(c))
+}
+
+/// Refuses a path or query with a percent-encoded NUL before any handler
+/// passes it to the database.
+async fn refuse_nul_in_uri(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let uri = req.uri();
+    let nul = |s: &str| s.contains("%00");
+    if nul(uri.path()) || uri.query().is_some_and(nul) {
+        return errors::problem(StatusCode::BAD_REQUEST, NUL_REFUSED);
+    }
+    next.run(req).await
 }
 
 /// Validates a list of policies against the catalog.
