@@ -74,7 +74,12 @@ pub async fn list(
     .limit()?;
     let rows = state
         .store
-        .list_audit(&ctx.ws.id, &q.filter()?, q.cursor.as_deref(), limit + 1)
+        .list_audit(
+            &ctx.ws.id,
+            &q.filter()?,
+            super::cursor(q.cursor.as_deref())?,
+            limit + 1,
+        )
         .await?;
     let more = rows.len() as i64 > limit;
     let page: Vec<_> = rows.into_iter().take(limit as usize).collect();

@@ -67,7 +67,7 @@ pub async fn list(
         .list_members(
             &ctx.ws.id,
             &filter,
-            q.cursor.as_deref(),
+            super::cursor(q.cursor.as_deref())?,
             limit + 1,
             state.clock.now(),
         )

@@ -14,7 +14,7 @@ pub mod sso;
 pub mod tokens;
 
 use super::csrf;
-use super::errors::ApiError;
+use super::errors::{self, ApiError};
 use super::http::{client_ip, current_session};
 use super::AppState;
 use crate::audit;
@@ -24,108 +24,207 @@ use crate::domain::model::{Actor, ApiToken, User, Workspace};
 use crate::domain::roles::{self, Policy};
 use crate::domain::DomainError;
 use crate::session::Session;
-use axum::http::{HeaderMap, Method};
-use axum::routing::{delete, get, post};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{any, on, MethodFilter, MethodRouter};
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
+/// `/api/v1/workspaces/{slug}` followed by the rest of a path, as a
+/// `&'static str` usable in both the route table and the OpenAPI table.
+macro_rules! ws_path {
+    ($rest:literal) => {
+        concat!("/api/v1/workspaces/{slug}", $rest)
+    };
+}
+pub(crate) use ws_path;
+
+/// The HTTP methods the API routes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    /// Lower case, as OpenAPI writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::Post => "post",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+        }
+    }
+
+    /// Whether a session caller must send `X-CSRF-Token`.
+    pub fn is_unsafe(self) -> bool {
+        !matches!(self, Verb::Get)
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One route of the API: method, path template and handler.
+pub struct Endpoint {
+    pub verb: Verb,
+    pub path: &'static str,
+    pub router: MethodRouter<AppState>,
+}
+
+fn at<H, T>(verb: Verb, path: &'static str, handler: H) -> Endpoint
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Endpoint {
+        verb,
+        path,
+        router: on(verb.filter(), handler),
+    }
+}
+
+/// The route table. Every entry has an operation in
+/// [`openapi::OPERATIONS`] and the other way round (checked by tests), so
+/// adding a route means adding a line here and an operation there.
+pub fn endpoints() -> Vec<Endpoint> {
+    use Verb::{Delete, Get, Patch, Post};
+    vec![
+        at(Get, "/api/v1/openapi.json", openapi::document),
+        at(Get, "/api/v1/me", me::me),
+        at(Get, "/api/v1/workspaces", me::list_workspaces),
+        at(Post, "/api/v1/workspaces", me::create_workspace),
+        at(Get, ws_path!("/settings"), settings::get_settings),
+        at(Patch, ws_path!("/settings"), settings::patch_settings),
+        at(Get, ws_path!("/roles"), me::roles),
+        at(Get, ws_path!("/members"), members::list),
+        at(Get, ws_path!("/members.csv"), members::csv),
+        at(Get, ws_path!("/members/{user_id}"), members::show),
+        at(Patch, ws_path!("/members/{user_id}"), members::update),
+        at(Delete, ws_path!("/members/{user_id}"), members::remove),
+        at(
+            Delete,
+            ws_path!("/members/{user_id}/mfa"),
+            settings::reset_member_mfa,
+        ),
+        at(Get, ws_path!("/groups"), groups::list),
+        at(Post, ws_path!("/groups"), groups::create),
+        at(Get, ws_path!("/groups/{id}"), groups::show),
+        at(Patch, ws_path!("/groups/{id}"), groups::update),
+        at(Delete, ws_path!("/groups/{id}"), groups::remove),
+        at(
+            Post,
+            ws_path!("/groups/{id}/members/{user_id}"),
+            groups::add_member,
+        ),
+        at(
+            Delete,
+            ws_path!("/groups/{id}/members/{user_id}"),
+            groups::remove_member,
+        ),
+        at(Get, ws_path!("/invitations"), invitations::list),
+        at(Post, ws_path!("/invitations"), invitations::create),
+        at(Delete, ws_path!("/invitations/{id}"), invitations::revoke),
+        at(
+            Post,
+            ws_path!("/invitations/{id}/resend"),
+            invitations::resend,
+        ),
+        at(Get, ws_path!("/tokens"), tokens::list),
+        at(Post, ws_path!("/tokens"), tokens::create),
+        at(Delete, ws_path!("/tokens/{id}"), tokens::revoke),
+        at(Get, ws_path!("/scim-tokens"), tokens::list_scim),
+        at(Post, ws_path!("/scim-tokens"), tokens::create_scim),
+        at(Delete, ws_path!("/scim-tokens/{id}"), tokens::revoke_scim),
+        at(Get, ws_path!("/resources"), resources::list),
+        at(Post, ws_path!("/resources"), resources::put),
+        at(Get, ws_path!("/resources/{id}"), resources::show),
+        at(Delete, ws_path!("/resources/{id}"), resources::remove),
+        at(Get, ws_path!("/sso/connections"), sso::list),
+        at(Post, ws_path!("/sso/connections"), sso::create),
+        at(Get, ws_path!("/sso/connections/{id}"), sso::show),
+        at(Patch, ws_path!("/sso/connections/{id}"), sso::update),
+        at(Delete, ws_path!("/sso/connections/{id}"), sso::remove),
+        at(Get, ws_path!("/domains"), sso::list_domains),
+        at(Post, ws_path!("/domains"), sso::create_domain),
+        at(Delete, ws_path!("/domains/{domain}"), sso::delete_domain),
+        at(
+            Post,
+            ws_path!("/domains/{domain}/verify"),
+            sso::verify_domain,
+        ),
+        at(Get, ws_path!("/audit-events"), audit_log::list),
+        at(Get, ws_path!("/audit-events.csv"), audit_log::csv),
+    ]
+}
+
+/// The (method, path template) pairs the API routes.
+pub fn route_table() -> Vec<(Verb, &'static str)> {
+    endpoints().iter().map(|e| (e.verb, e.path)).collect()
+}
+
 pub fn routes() -> Router<AppState> {
-    let ws = "/api/v1/workspaces/{slug}";
-    Router::new()
-        .route("/api/v1/openapi.json", get(openapi::document))
-        .route("/api/v1/me", get(me::me))
-        .route(
-            "/api/v1/workspaces",
-            get(me::list_workspaces).post(me::create_workspace),
-        )
-        .route(
-            &format!("{ws}/settings"),
-            get(settings::get_settings).patch(settings::patch_settings),
-        )
-        .route(&format!("{ws}/roles"), get(me::roles))
-        .route(&format!("{ws}/members"), get(members::list))
-        .route(&format!("{ws}/members.csv"), get(members::csv))
-        .route(
-            &format!("{ws}/members/{{user_id}}"),
-            get(members::show)
-                .patch(members::update)
-                .delete(members::remove),
-        )
-        .route(
-            &format!("{ws}/members/{{user_id}}/mfa"),
-            delete(settings::reset_member_mfa),
-        )
-        .route(
-            &format!("{ws}/groups"),
-            get(groups::list).post(groups::create),
-        )
-        .route(
-            &format!("{ws}/groups/{{id}}"),
-            get(groups::show)
-                .patch(groups::update)
-                .delete(groups::remove),
-        )
-        .route(
-            &format!("{ws}/groups/{{id}}/members/{{user_id}}"),
-            post(groups::add_member).delete(groups::remove_member),
-        )
-        .route(
-            &format!("{ws}/invitations"),
-            get(invitations::list).post(invitations::create),
-        )
-        .route(
-            &format!("{ws}/invitations/{{id}}"),
-            delete(invitations::revoke),
-        )
-        .route(
-            &format!("{ws}/invitations/{{id}}/resend"),
-            post(invitations::resend),
-        )
-        .route(
-            &format!("{ws}/tokens"),
-            get(tokens::list).post(tokens::create),
-        )
-        .route(&format!("{ws}/tokens/{{id}}"), delete(tokens::revoke))
-        .route(
-            &format!("{ws}/scim-tokens"),
-            get(tokens::list_scim).post(tokens::create_scim),
-        )
-        .route(
-            &format!("{ws}/scim-tokens/{{id}}"),
-            delete(tokens::revoke_scim),
-        )
-        .route(
-            &format!("{ws}/resources"),
-            get(resources::list).post(resources::put),
-        )
-        .route(
-            &format!("{ws}/resources/{{id}}"),
-            get(resources::show).delete(resources::remove),
-        )
-        .route(
-            &format!("{ws}/sso/connections"),
-            get(sso::list).post(sso::create),
-        )
-        .route(
-            &format!("{ws}/sso/connections/{{id}}"),
-            get(sso::show).patch(sso::update).delete(sso::remove),
-        )
-        .route(
-            &format!("{ws}/domains"),
-            get(sso::list_domains).post(sso::create_domain),
-        )
-        .route(
-            &format!("{ws}/domains/{{domain}}"),
-            delete(sso::delete_domain),
-        )
-        .route(
-            &format!("{ws}/domains/{{domain}}/verify"),
-            post(sso::verify_domain),
-        )
-        .route(&format!("{ws}/audit-events"), get(audit_log::list))
-        .route(&format!("{ws}/audit-events.csv"), get(audit_log::csv))
+    let mut router = Router::new();
+    for e in endpoints() {
+        router = router.route(e.path, e.router);
+    }
+    router
+        // Anything else under /api/v1 is a JSON 404, not the HTML fallback.
+        .route("/api/v1/{*rest}", any(unrouted))
+        .route_layer(middleware::from_fn(refuse_nul_in_uri))
+        .route_layer(middleware::map_response(problem_rejections))
+}
+
+/// What a request to no API route gets.
+pub const NO_SUCH_ROUTE: &str = "No such API route.";
+
+async fn unrouted() -> Response {
+    errors::problem(StatusCode::NOT_FOUND, NO_SUCH_ROUTE)
+}
+
+/// Turns every error response that is not already problem+json (axum's
+/// rejections of a path, query or body it cannot read, 405, 413) into
+/// problem+json, keeping its status and headers (e.g. `Allow`).
+async fn problem_rejections(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|t| !t.is_empty() && !status.is_server_error());
+    let detail = text.unwrap_or_else(|| match status {
+        StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed here.".to_string(),
+        s => s.canonical_reason().unwrap_or("Error").to_string(),
+    });
+    let fresh = errors::problem(status, &detail);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    Response::from_parts(parts, fresh.into_body())
 }
 
 /// Who is calling.
@@ -291,13 +390,62 @@ pub async fn workspace_ctx(
     })
 }
 
-/// Parses a JSON body into `T`, answering 400 (problem+json) with the reason.
+/// Parses a JSON object body into `T`, answering 400 (problem+json) with
+/// the reason. Only an object is accepted (serde would otherwise also read a
+/// struct from an array of its fields in order).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(DomainError::Invalid("a JSON body is required".into()).into());
     }
-    serde_json::from_slice(body)
-        .map_err(|e| DomainError::Invalid(format!("invalid JSON body: {e}")).into())
+    let invalid = |e: serde_json::Error| DomainError::Invalid(format!("invalid JSON body: {e}"));
+    let value: Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !value.is_object() {
+        return Err(DomainError::Invalid("the body must be a JSON object".into()).into());
+    }
+    if has_nul(&value) {
+        return Err(DomainError::Invalid(NUL_REFUSED.into()).into());
+    }
+    // Parsed again from the bytes, so errors say where they are.
+    Ok(serde_json::from_slice(body).map_err(invalid)?)
+}
+
+/// Why text with a NUL character is refused: PostgreSQL cannot store it,
+/// and no name, id or description needs one.
+const NUL_REFUSED: &str = "text must not contain NUL (\\u0000) characters";
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A `?cursor=` as the handlers pass it to the store: none when absent or
+/// empty (the first page); 400 when it cannot be one the API handed out.
+pub fn cursor(raw: Option<&str>) -> Result<Option<&str>, ApiError> {
+    let Some(c) = raw.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let readable = crate::crypto::b64url_decode(c)
+        .and_then(|b| String::from_utf8(b).ok())
+        .is_some_and(|text| !text.contains('\0'));
+    if !readable {
+        return Err(DomainError::Invalid("malformed cursor".into()).into());
+    }
+    Ok(Some(c))
+}
+
+/// Refuses a path or query with a percent-encoded NUL before any handler
+/// passes it to the database.
+async fn refuse_nul_in_uri(req: axum::extract::Request, next: middleware::Next) -> Response {
+    let uri = req.uri();
+    let nul = |s: &str| s.contains("%00");
+    if nul(uri.path()) || uri.query().is_some_and(nul) {
+        return errors::problem(StatusCode::BAD_REQUEST, NUL_REFUSED);
+    }
+    next.run(req).await
 }
 
 /// Validates a list of policies against the catalog.

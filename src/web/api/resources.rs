@@ -12,16 +12,18 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 
 fn check(r: &Resource) -> Result<(), ApiError> {
+    // Lengths in characters, as JSON Schema's maxLength counts them.
+    let chars = |s: &str| s.chars().count();
     let ok_text = |s: &str, max: usize| {
-        !s.trim().is_empty() && s.len() <= max && !s.chars().any(char::is_control)
+        !s.trim().is_empty() && chars(s) <= max && !s.chars().any(char::is_control)
     };
-    if !ok_text(&r.id, 200) || !ok_text(&r.kind, 50) || r.name.len() > 200 {
+    if !ok_text(&r.id, 200) || !ok_text(&r.kind, 50) || chars(&r.name) > 200 {
         return Err(DomainError::Invalid(
             "id (≤200) and kind (≤50) are required; name ≤200 characters".into(),
         )
         .into());
     }
-    if r.labels.iter().any(|l| !l.contains(':') || l.len() > 200) {
+    if r.labels.iter().any(|l| !l.contains(':') || chars(l) > 200) {
         return Err(DomainError::Invalid("labels are written key:value".into()).into());
     }
     Ok(())

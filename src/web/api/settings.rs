@@ -56,6 +56,12 @@ pub struct SettingsPatch {
     pub audit_retention: Option<Option<String>>,
 }
 
+/// The longest timeout, invitation lifetime or retention a workspace may
+/// set: longer ones would put expiry times past what can be written as a
+/// date (or overflow the arithmetic on them).
+pub const MAX_DURATION_DAYS: u64 = 3650;
+const MAX_DURATION_SECS: u64 = MAX_DURATION_DAYS * 86_400;
+
 fn double_option<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<String>>, D::Error> {
@@ -128,7 +134,14 @@ pub async fn patch_settings(
     ] {
         if let Some(v) = value {
             if let Some(text) = &v {
-                duration::parse(text).map_err(|e| DomainError::Invalid(format!("{name}: {e}")))?;
+                let d = duration::parse(text)
+                    .map_err(|e| DomainError::Invalid(format!("{name}: {e}")))?;
+                if d.as_secs() > MAX_DURATION_SECS {
+                    return Err(DomainError::Invalid(format!(
+                        "{name}: at most {MAX_DURATION_DAYS}d"
+                    ))
+                    .into());
+                }
             }
             *slot = v;
         }
