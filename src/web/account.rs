@@ -5,7 +5,9 @@ use super::errors::PageError;
 use super::http::{client_ip, current_session};
 use super::login::{csrf_refused, see_other, throttled_page, with_cookie};
 use super::mfa::check_second_factor;
-use super::views::{self, AccountPage, Chrome, MessagePage, MfaSetupPage, RecoveryCodesPage};
+use super::views::{
+    self, AccountPage, Chrome, MessagePage, MfaSetupPage, RecoveryCodesPage, SessionRow,
+};
 use super::AppState;
 use crate::audit;
 use crate::crypto;
@@ -54,6 +56,8 @@ struct SignedIn {
     cookie: String,
     session: Session,
     user: User,
+    /// The page frame: CSRF token and the header's workspace switcher.
+    chrome: Chrome,
 }
 
 /// The signed-in person, or a redirect to sign in.
@@ -67,18 +71,17 @@ async fn signed_in(
     let Some(user) = state.store.user_by_id(&session.uid).await? else {
         return Ok(Err(see_other("/login")));
     };
+    let chrome = super::pages::signed_in_chrome(state, &session, &user, None).await?;
     Ok(Ok(SignedIn {
         cookie,
         session,
         user,
+        chrome,
     }))
 }
 
-fn chrome(state: &AppState, me: &SignedIn) -> Chrome {
-    Chrome {
-        csrf: csrf::token_for_session(state, &me.session),
-        user_email: Some(me.user.email.clone()),
-    }
+fn chrome(_state: &AppState, me: &SignedIn) -> Chrome {
+    me.chrome.clone()
 }
 
 fn message(
@@ -113,6 +116,31 @@ async fn audit_self(state: &AppState, me: &SignedIn, action: &str, ip: String) {
     .await;
 }
 
+/// The provider name under which a linked Twilio account is stored
+/// (`AccessStore::link_identity`).
+pub const TWILIO_PROVIDER: &str = "twilio";
+
+/// The subject of the person's linked Twilio account, if any.
+pub async fn twilio_link(state: &AppState, user: &User) -> Result<Option<String>, DomainError> {
+    Ok(state
+        .store
+        .identities_of(&user.id)
+        .await?
+        .into_iter()
+        .find(|(provider, _)| provider == TWILIO_PROVIDER)
+        .map(|(_, subject)| subject))
+}
+
+/// How a session was started, in words.
+fn method_text(m: &crate::domain::model::AuthMethod) -> String {
+    use crate::domain::model::AuthMethod;
+    match m {
+        AuthMethod::Password => "Password".into(),
+        AuthMethod::Twilio => "Twilio".into(),
+        AuthMethod::Sso(id) => format!("SSO ({id})"),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct Notice {
     pub done: Option<String>,
@@ -131,8 +159,31 @@ pub async fn page(
         Some("profile") => Some("Your name is saved."),
         Some("password") => Some("Your password is changed. Your other sessions were signed out."),
         Some("mfa_off") => Some("Two-factor authentication is off."),
+        Some("twilio_linked") => {
+            Some("Your Twilio account is linked. From now on, sign in with Twilio.")
+        }
+        Some("twilio_unlinked") => {
+            Some("Your Twilio account is unlinked. Sign in with your password from now on.")
+        }
         _ => None,
     };
+    let mut sessions: Vec<SessionRow> = state
+        .sessions
+        .sessions_of(&me.user.id)
+        .await?
+        .into_iter()
+        .map(|s| SessionRow {
+            current: s.key == me.session.key,
+            method: method_text(&s.method),
+            started: super::pages::access::when(s.created),
+            last_seen: super::pages::access::when(s.seen),
+        })
+        .collect();
+    sessions.sort_by(|a, b| {
+        b.current
+            .cmp(&a.current)
+            .then(b.last_seen.cmp(&a.last_seen))
+    });
     let page = AccountPage {
         chrome: chrome(&state, &me),
         name: me.user.name.clone(),
@@ -140,9 +191,11 @@ pub async fn page(
         has_password: me.user.password_hash.is_some(),
         mfa_enabled: me.user.mfa_enabled(),
         recovery_left: state.store.unused_recovery_codes(&me.user.id).await?,
-        sessions: state.sessions.sessions_of(&me.user.id).await?.len(),
-        method: me.session.method.as_header(),
+        sessions,
+        method: method_text(&me.session.method),
         notice: notice.map(str::to_string),
+        twilio_enabled: state.cfg.twilio.mode != crate::config::TwilioMode::Off,
+        twilio_linked: twilio_link(&state, &me.user).await?,
     };
     Ok(views::render(&page))
 }
@@ -403,7 +456,7 @@ pub async fn mfa_confirm(
     let page = RecoveryCodesPage {
         chrome: Chrome {
             csrf: csrf::token_for_session(&state, &fresh),
-            user_email: Some(me.user.email.clone()),
+            ..me.chrome.clone()
         },
         codes,
     };

@@ -86,6 +86,11 @@ pub fn csrf_refused() -> Response {
     (StatusCode::FORBIDDEN, views::render(&page)).into_response()
 }
 
+/// Whether the sign-in page offers "Continue with Twilio".
+pub fn twilio_on(state: &AppState) -> bool {
+    state.cfg.twilio.mode != crate::config::TwilioMode::Off
+}
+
 pub async fn home() -> Response {
     see_other("/workspaces")
 }
@@ -101,11 +106,13 @@ pub async fn login_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         return_to: return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins),
         email: String::new(),
         error: None,
         notice: None,
+        twilio: twilio_on(&state),
     };
     Ok(with_cookie(views::render(&page), set))
 }
@@ -134,11 +141,13 @@ pub async fn login_email(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             return_to,
             email,
             error: Some("Enter a valid email address, like name@company.com.".into()),
             notice: None,
+            twilio: twilio_on(&state),
         };
         return Ok(with_cookie(
             (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
@@ -149,6 +158,7 @@ pub async fn login_email(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         return_to,
         email,
@@ -242,6 +252,7 @@ pub async fn login_password(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             return_to: return_to.clone(),
             email: email.clone(),
@@ -356,10 +367,7 @@ pub async fn workspaces(
         })
         .collect();
     let page = WorkspacesPage {
-        chrome: Chrome {
-            csrf: csrf::token_for_session(&state, &session),
-            user_email: Some(user.email.clone()),
-        },
+        chrome: super::pages::signed_in_chrome(&state, &session, &user, None).await?,
         name: if user.name.is_empty() {
             user.email.clone()
         } else {
@@ -398,6 +406,7 @@ async fn link_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         email: user.email,
         error: None,
@@ -426,6 +435,7 @@ async fn link_submit(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             email: user.email,
             error: Some(why),
@@ -476,11 +486,13 @@ async fn link_submit(
         chrome: Chrome {
             csrf: csrf::page_token(state, headers, None).0,
             user_email: None,
+            ..Chrome::default()
         },
         return_to: return_to::DEFAULT.into(),
         email: user.email,
         error: None,
         notice: Some("Your password is set. Sign in with it now.".into()),
+        twilio: twilio_on(state),
     };
     Ok(views::render(&page))
 }
@@ -532,6 +544,7 @@ pub async fn forgot_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         sent: false,
     };
@@ -593,6 +606,7 @@ pub async fn forgot_submit(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         sent: true,
     };

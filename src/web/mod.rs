@@ -11,6 +11,7 @@ pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod ops;
+pub mod pages;
 pub mod views;
 
 use crate::clock::Clock;
@@ -97,10 +98,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .merge(api::routes())
+        .merge(pages::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::stylesheet))
+        .route("/static/app.js", get(ops::script))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(ops::not_found)
         .layer(middleware::from_fn(security_headers))
