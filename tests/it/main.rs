@@ -6,6 +6,7 @@ mod credentials;
 mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;
+mod pages;
 mod saml;
 mod session_conformance;
 mod signin;

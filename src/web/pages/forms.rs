@@ -109,13 +109,15 @@ impl PolicyInput {
             .collect();
         let scope = match (def.scopable, self.scope.as_str()) {
             (false, "" | "all") => None,
-            (false, _) => return Err((
-                "scope",
-                format!(
+            (false, _) => {
+                return Err((
+                    "scope",
+                    format!(
                     "{} applies to the whole workspace; it cannot be limited to some resources.",
                     def.name
                 ),
-            )),
+                ))
+            }
             (true, "" | "all") => Some(Scope::All),
             (true, "ids") if values.is_empty() => {
                 return Err((
