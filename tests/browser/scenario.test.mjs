@@ -8,6 +8,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -62,6 +63,19 @@ async function signIn(page, email, password) {
   await page.fill('#password', password);
   await page.click('button:has-text("Sign in")');
   await page.waitForURL(`${gw.base}/workspaces`);
+}
+
+/** The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret. */
+function totp(secret) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000).padStart(6, '0');
 }
 
 async function noticeText(page) {
@@ -238,6 +252,33 @@ test('an owner runs the workspace from the browser', async (t) => {
     await nojs.page.waitForURL(/\/access\/groups\/[^/?]+\?done=created$/);
     assert.match(await nojs.page.locator('#group-roles').textContent(), /Billing Admin/);
     await nojs.ctx.close();
+  });
+
+  await t.test('two-factor enrolment, recovery codes and the MFA sign-in step', async () => {
+    await page.goto(`${gw.base}/account`);
+    await page.click('button:has-text("Set up two-factor authentication")');
+    const secret = (await page.locator('#totp-secret').textContent()).trim();
+    await shot(page, '13-mfa-setup');
+    await page.fill('#code', totp(secret));
+    await page.click('button:has-text("Turn on")');
+    const codes = await page.locator('#recovery-codes code').allTextContents();
+    assert.equal(codes.length, 10);
+    await shot(page, '14-recovery-codes');
+    const again = await context();
+    await again.page.goto(`${gw.base}/login`);
+    await again.page.fill('#email', OWNER);
+    await again.page.click('button:has-text("Continue")');
+    await again.page.fill('#password', PASSWORD);
+    await again.page.click('button:has-text("Sign in")');
+    await again.page.waitForURL(`${gw.base}/login/mfa`);
+    await again.page.fill('#code', '000000');
+    await again.page.click('button:has-text("Verify")');
+    assert.ok(await again.page.locator('#code-error').isVisible());
+    await shot(again.page, '15-sign-in-mfa-error');
+    await again.page.fill('#code', codes[0]);
+    await again.page.click('button:has-text("Verify")');
+    await again.page.waitForURL(`${gw.base}/workspaces`);
+    await again.ctx.close();
   });
 
   await t.test('no page requested anything outside the gateway', async () => {
