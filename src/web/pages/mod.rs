@@ -15,6 +15,7 @@ pub mod groups;
 pub mod member;
 pub mod sso;
 pub mod sso_backend;
+pub mod sso_idp;
 pub mod tokens;
 pub mod users;
 
@@ -102,20 +103,23 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             &format!("{w}/settings/sso/connections"),
-            post(sso::add_connection),
+            post(sso_idp::add_connection),
         )
         .route(
             &format!("{w}/settings/sso/connections/{{id}}/delete"),
-            post(sso::delete_connection),
+            post(sso_idp::delete_connection),
         )
-        .route(&format!("{w}/settings/sso/domains"), post(sso::add_domain))
+        .route(
+            &format!("{w}/settings/sso/domains"),
+            post(sso_idp::add_domain),
+        )
         .route(
             &format!("{w}/settings/sso/domains/{{domain}}/verify"),
-            post(sso::verify_domain),
+            post(sso_idp::verify_domain),
         )
         .route(
             &format!("{w}/settings/sso/domains/{{domain}}/delete"),
-            post(sso::delete_domain),
+            post(sso_idp::delete_domain),
         )
         .route(
             &format!("{w}/settings/sso/scim-tokens"),
