@@ -125,6 +125,21 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let throttle = crate::throttle::Throttle::new(sessions.kv().clone(), clock.clone(), &secret);
     let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let twilio = twilio_connector(&cfg, &secret, clock.clone())?;
+    let fast = Arc::new(crate::web::fastpath::FastPath::default());
+    let invalidate = match cfg.session.store {
+        SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
+            redis::Client::open(cfg.session.redis_url.as_str())
+                .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
+        ),
+        SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
+            crate::invalidation::Channel::Postgres {
+                pool: sql.pool().clone(),
+            }
+        }
+        _ => crate::invalidation::Channel::Local,
+    };
+    invalidate.spawn_listener(fast.clone(), Some(cfg.database_url.clone()));
     let state = AppState(Arc::new(Inner {
         cfg,
         store,
@@ -134,10 +149,47 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         metrics: Default::default(),
         throttle,
         mailer,
+        twilio,
+        sso_oidc: Default::default(),
+        fast,
+        invalidate,
         clock,
         secret,
     }));
     Ok(Gateway { state, sql })
+}
+
+/// The gateway's Twilio relying party: the embedded issuer's public URL (or
+/// `twilio.issuer_url` when external), reached over HTTP through discovery.
+fn twilio_connector(
+    cfg: &Config,
+    secret: &[u8],
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Arc<crate::connectors::oidc::OidcConnector>>, StartError> {
+    use crate::config::TwilioMode;
+    use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
+    let issuer_url = match cfg.twilio.mode {
+        TwilioMode::Off => return Ok(None),
+        TwilioMode::Embedded => cfg.twilio_issuer.public_url.clone(),
+        TwilioMode::External => cfg.twilio.issuer_url.clone(),
+    };
+    let client_secret = if cfg.twilio.client_secret.is_empty() {
+        twilio_issuer::embedded_client_secret(secret)
+    } else {
+        cfg.twilio.client_secret.clone()
+    };
+    let rp = OidcConnector::new(
+        OidcClientConfig {
+            issuer_url,
+            client_id: cfg.twilio.client_id.clone(),
+            client_secret,
+            redirect_uri: format!("{}/auth/twilio/callback", cfg.public_url),
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+        },
+        clock,
+    )
+    .map_err(|e| StartError::Config(format!("twilio: {}", e.reason())))?;
+    Ok(Some(Arc::new(rp)))
 }
 
 /// Once an hour, deletes audit events older than each workspace's
@@ -366,4 +418,146 @@ pub async fn run_issuer(cfg: Config) -> Result<(), StartError> {
         .map_err(|e| StartError::Other(e.to_string()))?;
     sql.close().await;
     Ok(())
+}
+
+/// Demo data for `iam-gateway demo` (idempotent): workspace `acme` with an
+/// owner, a member, a group, and a Twilio account linked to the owner.
+/// Returns the lines to print (every URL and credential).
+pub async fn seed_demo(cfg: &Config) -> Result<Vec<String>, StartError> {
+    use crate::domain::roles::Policy;
+    use crate::store::{AccessStore, NewUser, Store};
+    const OWNER: &str = "owner@acme.test";
+    const MEMBER: &str = "member@acme.test";
+    // Dev-only demo passphrase, printed below; the demo is not for production.
+    const PASSWORD: &str = "acme demo passphrase for local use";
+    let store = crate::store::open(&cfg.database_url).await?;
+    let hasher = Hasher::new(1)
+        .await
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    let now = crate::clock::SystemClock.now();
+    let hash = || async {
+        hasher
+            .hash(PASSWORD)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))
+    };
+    let ws = match store.workspace_by_slug("acme").await? {
+        Some(ws) => ws,
+        None => {
+            store
+                .bootstrap_workspace(
+                    "acme",
+                    "Acme Inc",
+                    &NewUser {
+                        email: OWNER.into(),
+                        name: "Olivia Owner".into(),
+                        password_hash: Some(hash().await?),
+                    },
+                    now,
+                )
+                .await?
+                .0
+        }
+    };
+    let owner = store
+        .user_by_email(OWNER)
+        .await?
+        .ok_or_else(|| StartError::Other("demo owner missing".into()))?;
+    let member = match store.user_by_email(MEMBER).await? {
+        Some(u) => u,
+        None => {
+            store
+                .create_user(
+                    &NewUser {
+                        email: MEMBER.into(),
+                        name: "Max Member".into(),
+                        password_hash: Some(hash().await?),
+                    },
+                    now,
+                )
+                .await?
+        }
+    };
+    if store.membership(&ws.id, &member.id).await?.is_none() {
+        store
+            .add_member(
+                &ws.id,
+                &member.id,
+                &[Policy::workspace(crate::domain::roles::WORKSPACE_MEMBER)],
+                now,
+            )
+            .await?;
+    }
+    let groups = store.list_groups(&ws.id).await?;
+    let group = match groups.into_iter().find(|g| g.name == "Analysts") {
+        Some(g) => g,
+        None => {
+            store
+                .create_group(
+                    &ws.id,
+                    "Analysts",
+                    "Read-only access to warehouses",
+                    &[Policy::workspace("warehouse_read_only")],
+                    now,
+                )
+                .await?
+        }
+    };
+    store
+        .add_group_member(&ws.id, &group.id, &member.id)
+        .await?;
+    let mut lines = vec![
+        format!("gateway:        {}/login", cfg.public_url),
+        format!("workspace:      acme — {}/w/acme/access", cfg.public_url),
+        format!("member:         {MEMBER} / {PASSWORD} (in group Analysts)"),
+    ];
+    if cfg.twilio.mode == TwilioMode::Embedded {
+        let sub = match twilio_issuer::accounts::by_email(store.pool(), OWNER)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?
+        {
+            Some(a) => a.sub,
+            None => {
+                twilio_issuer::accounts::create(
+                    store.pool(),
+                    &hasher,
+                    now,
+                    OWNER,
+                    "Olivia Owner",
+                    Some(PASSWORD),
+                )
+                .await
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .sub
+            }
+        };
+        if store
+            .identity_user(crate::web::twilio::PROVIDER, &sub)
+            .await?
+            .is_none()
+        {
+            store
+                .link_identity(
+                    crate::web::twilio::PROVIDER,
+                    &sub,
+                    &owner.id,
+                    Some(OWNER),
+                    now,
+                )
+                .await?;
+            // Linked accounts sign in with Twilio only.
+            store.clear_password(&owner.id).await?;
+        }
+        lines.push(format!(
+            "owner:          {OWNER} — signs in with Twilio: {OWNER} / {PASSWORD}"
+        ));
+        lines.push(format!(
+            "twilio console: {}/console (pick Segment in the product switcher)",
+            cfg.twilio_issuer.public_url
+        ));
+    } else {
+        lines.push(format!("owner:          {OWNER} / {PASSWORD}"));
+    }
+    store.close().await;
+    Ok(lines)
 }

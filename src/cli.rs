@@ -31,6 +31,13 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the gateway with demo data (workspace `acme`, an owner, a member,
+    /// a group, a Twilio account linked to the owner); prints every URL and
+    /// credential. Idempotent.
+    Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Apply database migrations and exit.
     Migrate {
         #[arg(long)]
@@ -69,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// SCIM tokens for a workspace's identity provider.
+    ScimToken {
+        #[command(subcommand)]
+        action: ScimTokenAction,
+    },
     /// Run only the simulated Twilio issuer, or manage its accounts.
     TwilioIssuer {
         #[arg(long)]
@@ -86,6 +98,19 @@ pub enum TokenAction {
         workspace: String,
         #[arg(long)]
         role: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScimTokenAction {
+    /// Mint a SCIM token for the workspace and print only its secret.
+    Create {
+        #[arg(long)]
+        workspace: String,
         #[arg(long, default_value = "")]
         description: String,
         #[arg(long)]
@@ -168,6 +193,13 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Demo { config } => {
+            let cfg = load(config.as_ref())?;
+            for line in app::seed_demo(&cfg).await? {
+                println!("{line}");
+            }
+            Ok(app::run(cfg).await?)
+        }
         Command::ExportMembers { workspace, config } => {
             export_members(load(config.as_ref())?, &workspace).await
         }
@@ -180,6 +212,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     config,
                 },
         } => token_create(load(config.as_ref())?, &workspace, &role, &description).await,
+        Command::ScimToken {
+            action:
+                ScimTokenAction::Create {
+                    workspace,
+                    description,
+                    config,
+                },
+        } => scim_token_create(load(config.as_ref())?, &workspace, &description).await,
         Command::TwilioIssuer { config, action } => match action {
             None => Ok(app::run_issuer(load(config.as_ref())?).await?),
             Some(IssuerCommand::AddAccount {
@@ -359,6 +399,47 @@ async fn token_create(
             target: Some(&t.id),
             ip: None,
             details: serde_json::json!({"description": t.description, "policies": t.policies, "via": "cli"}),
+        },
+    )
+    .await;
+    println!("{secret}");
+    store.close().await;
+    Ok(())
+}
+
+/// `scim-token create`: like `POST /api/v1/workspaces/{slug}/scim-tokens`;
+/// prints only the secret.
+async fn scim_token_create(cfg: Config, slug: &str, description: &str) -> Result<(), Failure> {
+    if description.chars().count() > 200 {
+        return Err(Failure("--description: at most 200 characters".into()));
+    }
+    let (store, ws) = open_workspace(&cfg, slug).await?;
+    let secret =
+        crate::tokens::mint(crate::tokens::SCIM_PREFIX).map_err(|e| Failure(e.to_string()))?;
+    let now = SystemClock.now();
+    let t = crate::domain::model::ApiToken {
+        id: uuid::Uuid::new_v4().to_string(),
+        workspace_id: ws.id.clone(),
+        kind: "scim".into(),
+        description: description.trim().to_string(),
+        policies: Vec::new(),
+        created_by: None,
+        created_at: now,
+        last_used_at: None,
+    };
+    store
+        .create_token(&t, &crate::tokens::hash(&secret))
+        .await?;
+    crate::audit::record(
+        store.as_ref(),
+        now,
+        crate::audit::Entry {
+            workspace_id: Some(&ws.id),
+            actor: crate::domain::model::Actor::system(),
+            action: "scim_token.created",
+            target: Some(&t.id),
+            ip: None,
+            details: serde_json::json!({"description": t.description, "via": "cli"}),
         },
     )
     .await;

@@ -8,6 +8,7 @@
 //! * [`session`]: key-value-with-TTL backends and the session manager.
 //! * [`connectors`]: upstream identity sources (OIDC) returning one `ExternalIdentity`.
 //! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
+//! * [`scim`]: SCIM 2.0 provisioning of users and groups per workspace.
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
 //! * [`twilio_issuer`]: the simulated Twilio Unified Login OIDC provider.
 //! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
@@ -21,11 +22,16 @@ pub mod clock;
 pub mod config;
 pub mod connectors;
 pub mod crypto;
+pub mod dns;
 pub mod domain;
+pub mod invalidation;
 pub mod jwt;
 pub mod mail;
+pub mod mapping;
 pub mod password;
+pub mod scim;
 pub mod session;
+pub mod sso_config;
 pub mod store;
 pub mod throttle;
 pub mod tokens;

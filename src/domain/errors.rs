@@ -8,6 +8,9 @@ pub enum DomainError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but unusable (422), e.g. IdP metadata without a signing certificate.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("not signed in")]
     Unauthenticated,
     #[error("{0}")]

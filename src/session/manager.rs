@@ -185,6 +185,12 @@ impl SessionManager {
         Ok(Some(s))
     }
 
+    /// Whether the session with this storage key still exists (cheap: no
+    /// expiry logic, no write). Errors when the store cannot answer.
+    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.kv.get(&skey(key)).await?.is_some())
+    }
+
     /// Ends the session of this cookie value, if any.
     pub async fn revoke(&self, cookie_value: &str) -> Result<(), KvError> {
         let key = crypto::sha256_hex(cookie_value.as_bytes());

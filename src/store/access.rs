@@ -171,6 +171,19 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     async fn unlink_identity(&self, provider: &str, user_id: &str) -> StoreResult<()>;
     async fn set_last_auth_method(&self, user_id: &str, method: &str) -> StoreResult<()>;
+    /// Creates a user already linked to an external identity, all or nothing.
+    async fn create_user_with_identity(
+        &self,
+        new: &super::NewUser,
+        provider: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<crate::domain::model::User>;
+    /// Changes a user's email (Conflict when another user has it).
+    async fn set_user_email(&self, user_id: &str, email: &str) -> StoreResult<()>;
+    /// Removes the password: the account signs in only through its linked
+    /// identity from now on.
+    async fn clear_password(&self, user_id: &str) -> StoreResult<()>;
 
     async fn list_audit(
         &self,

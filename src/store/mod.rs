@@ -3,9 +3,12 @@
 
 pub mod access;
 pub mod postgres;
+pub mod scim;
 pub mod sql;
 pub mod sql_access;
+pub mod sql_sso;
 pub mod sqlite;
+pub mod sso;
 
 use crate::domain::model::{AuditEvent, Membership, User, Workspace, WorkspaceSettings};
 use crate::domain::roles::Policy;
@@ -63,9 +66,11 @@ pub struct WorkspaceAccess {
 }
 
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
+pub use scim::ScimStore;
+pub use sso::{Domain, SsoConnection, SsoStore};
 
 #[async_trait]
-pub trait Store: AccessStore + Send + Sync + 'static {
+pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -376,10 +376,15 @@ impl Store for SqlStore {
         row.try_get("n").map_err(map_err)
     }
 
-    async fn sso_connection_workspace(&self, _connection_id: &str) -> StoreResult<Option<String>> {
-        // SSO connections arrive with the SSO feature; until then no session
-        // can come from one.
-        Ok(None)
+    async fn sso_connection_workspace(&self, connection_id: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT workspace_id FROM sso_connections WHERE id = $1")
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| r.try_get("workspace_id"))
+            .transpose()
+            .map_err(map_err)
     }
 
     async fn set_workspace_settings(

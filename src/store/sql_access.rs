@@ -16,12 +16,12 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, Row, Transaction};
 
 /// A value to bind to a dynamically built statement.
-enum Bind {
+pub(crate) enum Bind {
     S(String),
     I(i64),
 }
 
-fn bind_all<'q>(
+pub(crate) fn bind_all<'q>(
     mut q: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
     binds: &'q [Bind],
 ) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
@@ -48,7 +48,7 @@ fn role_pattern(role: &str) -> String {
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE with `ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
+pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
@@ -56,7 +56,10 @@ fn like_escape(s: &str) -> String {
 
 /// Serialises the row lock on a workspace, so owner counts are decided
 /// one change at a time (portable: an UPDATE instead of FOR UPDATE).
-async fn lock_workspace(tx: &mut Transaction<'_, Any>, workspace_id: &str) -> StoreResult<()> {
+pub(crate) async fn lock_workspace(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+) -> StoreResult<()> {
     exec_one(
         sqlx::query("UPDATE workspaces SET settings = settings WHERE id = $1").bind(workspace_id),
         &mut **tx,
@@ -80,7 +83,10 @@ async fn owners_in(ex: &mut sqlx::AnyConnection, workspace_id: &str) -> StoreRes
     row.try_get("n").map_err(map_err)
 }
 
-async fn ensure_owner_left(tx: &mut Transaction<'_, Any>, workspace_id: &str) -> StoreResult<()> {
+pub(crate) async fn ensure_owner_left(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+) -> StoreResult<()> {
     if owners_in(tx, workspace_id).await? == 0 {
         return Err(StoreError::Conflict(
             "the workspace must keep at least one owner".into(),
@@ -1040,6 +1046,47 @@ impl AccessStore for SqlStore {
             sqlx::query("DELETE FROM identity_links WHERE provider = $1 AND user_id = $2")
                 .bind(provider)
                 .bind(user_id),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        new: &NewUser,
+        provider: &str,
+        subject: &str,
+        now: i64,
+    ) -> StoreResult<User> {
+        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let user = insert_user(&mut *tx, new, now).await?;
+        sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(provider)
+            .bind(subject)
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(user)
+    }
+
+    async fn set_user_email(&self, user_id: &str, email: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET email = $1, email_norm = $2 WHERE id = $3")
+                .bind(email.trim())
+                .bind(normalize_email(email))
+                .bind(user_id),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn clear_password(&self, user_id: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id),
             self.pool(),
         )
         .await

@@ -126,17 +126,7 @@ pub struct SetPasswordPage {
     pub error: Option<String>,
 }
 
-fn status_of(e: &DomainError) -> StatusCode {
-    match e {
-        DomainError::Invalid(_) => StatusCode::BAD_REQUEST,
-        DomainError::NotFound => StatusCode::NOT_FOUND,
-        DomainError::Conflict(_) => StatusCode::CONFLICT,
-        DomainError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
-        DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
+use crate::web::errors::status_of;
 
 /// What may be shown to the person.
 pub fn public_detail(e: &DomainError) -> String {

@@ -116,21 +116,6 @@ async fn audit_self(state: &AppState, me: &SignedIn, action: &str, ip: String) {
     .await;
 }
 
-/// The provider name under which a linked Twilio account is stored
-/// (`AccessStore::link_identity`).
-pub const TWILIO_PROVIDER: &str = "twilio";
-
-/// The subject of the person's linked Twilio account, if any.
-pub async fn twilio_link(state: &AppState, user: &User) -> Result<Option<String>, DomainError> {
-    Ok(state
-        .store
-        .identities_of(&user.id)
-        .await?
-        .into_iter()
-        .find(|(provider, _)| provider == TWILIO_PROVIDER)
-        .map(|(_, subject)| subject))
-}
-
 /// How a session was started, in words.
 fn method_text(m: &crate::domain::model::AuthMethod) -> String {
     use crate::domain::model::AuthMethod;
@@ -160,10 +145,10 @@ pub async fn page(
         Some("password") => Some("Your password is changed. Your other sessions were signed out."),
         Some("mfa_off") => Some("Two-factor authentication is off."),
         Some("twilio_linked") => {
-            Some("Your Twilio account is linked. From now on, sign in with Twilio.")
+            Some("Your Twilio account is linked. From now on you sign in with Twilio.")
         }
         Some("twilio_unlinked") => {
-            Some("Your Twilio account is unlinked. Sign in with your password from now on.")
+            Some("Your Twilio account is unlinked. Sign in with your new password.")
         }
         _ => None,
     };
@@ -194,8 +179,14 @@ pub async fn page(
         sessions,
         method: method_text(&me.session.method),
         notice: notice.map(str::to_string),
-        twilio_enabled: state.cfg.twilio.mode != crate::config::TwilioMode::Off,
-        twilio_linked: twilio_link(&state, &me.user).await?,
+        twilio_available: state.twilio.is_some(),
+        twilio_subject: state
+            .store
+            .identities_of(&me.user.id)
+            .await?
+            .into_iter()
+            .find(|(p, _)| p == crate::web::twilio::PROVIDER)
+            .map(|(_, s)| s),
     };
     Ok(views::render(&page))
 }

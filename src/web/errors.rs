@@ -7,11 +7,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-fn status_of(e: &DomainError) -> StatusCode {
+/// The HTTP status of a domain error (one mapping for every adapter).
+pub fn status_of(e: &DomainError) -> StatusCode {
     match e {
         DomainError::Invalid(_) => StatusCode::BAD_REQUEST,
         DomainError::NotFound => StatusCode::NOT_FOUND,
         DomainError::Conflict(_) => StatusCode::CONFLICT,
+        DomainError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::Unauthenticated => StatusCode::UNAUTHORIZED,
         DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
         DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

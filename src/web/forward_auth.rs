@@ -6,7 +6,8 @@ use super::http::{current_session, original_url, OriginalUrl};
 use super::AppState;
 use crate::domain::access::{self, Requirement};
 use crate::domain::roles;
-use axum::extract::{ConnectInfo, Query, State};
+use crate::web::fastpath::{Allowed, FastPath};
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -25,7 +26,8 @@ pub struct Params {
 
 /// The decision, before it is shaped for one proxy style.
 enum Outcome {
-    Allow(Vec<(&'static str, String)>),
+    /// Identity headers, and until when (injected clock) this may be reused.
+    Allow(Vec<(&'static str, String)>, i64),
     Unauthenticated,
     /// Valid session, but this workspace wants more (`mfa_required`).
     Challenge {
@@ -40,7 +42,7 @@ enum Outcome {
 impl Outcome {
     fn label(&self) -> &'static str {
         match self {
-            Outcome::Allow(_) => "allow",
+            Outcome::Allow(..) => "allow",
             Outcome::Unauthenticated => "unauthenticated",
             Outcome::Challenge { reason, .. } => reason,
             Outcome::Forbidden => "forbidden",
@@ -50,7 +52,12 @@ impl Outcome {
     }
 }
 
-async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outcome {
+async fn decide(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    original: Option<&str>,
+) -> Outcome {
     let session = match current_session(state, headers).await {
         Ok(Some((_, s))) => s,
         Ok(None) => return Outcome::Unauthenticated,
@@ -108,6 +115,32 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
     if outlived_workspace_timeouts(&workspace.settings, &session, now) {
         return Outcome::Unauthenticated;
     }
+    if workspace.settings.require_sso && !workspace.settings.sso_exempt_user_ids.contains(&user.id)
+    {
+        let from_here = match &session.method {
+            crate::domain::model::AuthMethod::Sso(conn) => {
+                match state.store.sso_connection_workspace(conn).await {
+                    Ok(ws) => ws.as_deref() == Some(workspace.id.as_str()),
+                    Err(_) => return Outcome::Unavailable,
+                }
+            }
+            _ => false,
+        };
+        if !from_here {
+            let back = original
+                .map(|u| format!("?return_to={}", urlencode(u)))
+                .unwrap_or_default();
+            let location = match crate::web::sso::first_enabled(state, &workspace.id).await {
+                Ok(Some(c)) => format!("{}/sso/{}/start{back}", state.cfg.public_url, c.id),
+                Ok(None) => format!("{}/login{back}", state.cfg.public_url),
+                Err(_) => return Outcome::Unavailable,
+            };
+            return Outcome::Challenge {
+                reason: "sso_required",
+                location,
+            };
+        }
+    }
     if workspace.settings.require_mfa && !satisfies_mfa(&session) {
         return Outcome::Challenge {
             reason: "mfa_required",
@@ -135,15 +168,37 @@ async fn decide(state: &AppState, params: &Params, headers: &HeaderMap) -> Outco
             return Outcome::Unavailable;
         }
     };
-    Outcome::Allow(vec![
-        ("x-auth-user-id", user.id),
-        ("x-auth-email", user.email),
-        ("x-auth-name", user.name),
-        ("x-auth-workspace", workspace.slug),
-        ("x-auth-roles", roles.join(",")),
-        ("x-auth-method", session.method.as_header()),
-        ("x-auth-assertion", assertion),
-    ])
+    // Reusable for half the assertion's life, never past the session's or
+    // the workspace's own timeouts.
+    let secs = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(|t| crate::domain::duration::parse(t).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(i64::MAX / 4)
+    };
+    let until = (now + ASSERTION_TTL / 2)
+        .min(
+            session.seen
+                + (state.cfg.session.idle_timeout.as_secs() as i64)
+                    .min(secs(&workspace.settings.idle_timeout)),
+        )
+        .min(
+            session.created
+                + (state.cfg.session.absolute_timeout.as_secs() as i64)
+                    .min(secs(&workspace.settings.absolute_timeout)),
+        );
+    Outcome::Allow(
+        vec![
+            ("x-auth-user-id", user.id),
+            ("x-auth-email", user.email),
+            ("x-auth-name", user.name),
+            ("x-auth-workspace", workspace.slug),
+            ("x-auth-roles", roles.join(",")),
+            ("x-auth-method", session.method.as_header()),
+            ("x-auth-assertion", assertion),
+        ],
+        until,
+    )
 }
 
 /// Password sessions need a second factor; SSO sessions follow their IdP;
@@ -186,17 +241,67 @@ fn status_only(status: StatusCode, reason: Option<&str>) -> Response {
     resp
 }
 
+/// The decision, from the cache when this session was allowed the same
+/// request moments ago (and nothing was revoked since).
+async fn cached_decide(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    original: Option<&str>,
+    query: &str,
+) -> Outcome {
+    let session_key = crate::web::http::cookie(headers, state.sessions.cookie_name())
+        .map(|v| crate::crypto::sha256_hex(v.as_bytes()));
+    let key = session_key.as_deref().map(|s| FastPath::key(s, query));
+    let now = state.clock.now();
+    if let Some(hit) = key.as_deref().and_then(|k| state.fast.get(k, now)) {
+        // The session must still exist: a logout anywhere, or a session
+        // store that cannot answer, is seen on the very next request.
+        match state.sessions.exists(&hit.session_key).await {
+            Ok(true) => return Outcome::Allow(hit.headers, hit.until),
+            Ok(false) => return Outcome::Unauthenticated,
+            Err(_) => return Outcome::Unavailable,
+        }
+    }
+    let generation = state.fast.generation();
+    let outcome = decide(state, params, headers, original).await;
+    if let (Some(k), Some(sk), Outcome::Allow(h, until)) = (key, session_key, &outcome) {
+        state.fast.put(
+            k,
+            generation,
+            Allowed {
+                session_key: sk,
+                headers: h.clone(),
+                until: *until,
+            },
+        );
+    }
+    outcome
+}
+
 pub async fn verify(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
-    if let OriginalUrl::Malformed = original_url(&state, peer, &headers) {
-        state.metrics.forward_auth("malformed");
-        return status_only(StatusCode::UNAUTHORIZED, None);
-    }
-    let outcome = decide(&state, &params, &headers).await;
+    let original = match original_url(&state, peer, &headers) {
+        OriginalUrl::Malformed => {
+            state.metrics.forward_auth("malformed");
+            return status_only(StatusCode::UNAUTHORIZED, None);
+        }
+        OriginalUrl::Valid(u) => Some(u.to_string()),
+        OriginalUrl::Unknown => None,
+    };
+    let outcome = cached_decide(
+        &state,
+        &params,
+        &headers,
+        original.as_deref(),
+        query.as_deref().unwrap_or_default(),
+    )
+    .await;
     state.metrics.forward_auth(outcome.label());
     shape(outcome, None)
 }
@@ -204,6 +309,7 @@ pub async fn verify(
 pub async fn forward(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
     Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
@@ -219,7 +325,14 @@ pub async fn forward(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    let outcome = decide(&state, &params, &headers).await;
+    let outcome = cached_decide(
+        &state,
+        &params,
+        &headers,
+        original.as_deref(),
+        query.as_deref().unwrap_or_default(),
+    )
+    .await;
     state.metrics.forward_auth(outcome.label());
     let login = wants_html.then(|| match &original {
         Some(u) => format!("{}/login?return_to={}", state.cfg.public_url, urlencode(u)),
@@ -230,7 +343,7 @@ pub async fn forward(
 
 fn shape(outcome: Outcome, login_redirect: Option<String>) -> Response {
     match outcome {
-        Outcome::Allow(h) => allow_response(h),
+        Outcome::Allow(h, _) => allow_response(h),
         Outcome::Unauthenticated => match login_redirect {
             Some(to) => (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
             None => status_only(StatusCode::UNAUTHORIZED, None),

@@ -131,12 +131,26 @@ fn page(
     with_cookie((status, views::render(&p)).into_response(), set)
 }
 
+/// A workspace that requires SSO takes its invitations through its IdP:
+/// signing in there accepts the open invitation for that email.
+async fn through_idp(state: &AppState, o: &Opened) -> Result<Option<Response>, PageError> {
+    if !o.ws.settings.require_sso {
+        return Ok(None);
+    }
+    Ok(super::sso::first_enabled(state, &o.ws.id)
+        .await?
+        .map(|c| see_other(&format!("/sso/{}/start?return_to=%2Fworkspaces", c.id))))
+}
+
 pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
     let o = open_invitation(&state, &token).await?;
+    if let Some(r) = through_idp(&state, &o).await? {
+        return Ok(r);
+    }
     let (m, session) = mode(&state, &headers, &o.inv).await?;
     Ok(page(&state, &headers, &o, &m, session.as_ref(), None))
 }
@@ -158,6 +172,9 @@ pub async fn accept(
     Form(f): Form<AcceptForm>,
 ) -> Result<Response, PageError> {
     let o = open_invitation(&state, &token).await?;
+    if let Some(r) = through_idp(&state, &o).await? {
+        return Ok(r);
+    }
     let (m, session) = mode(&state, &headers, &o.inv).await?;
     if !csrf::verify(&state, &headers, session.as_ref(), f.csrf_token.as_deref()) {
         return Ok(csrf_refused());

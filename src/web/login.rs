@@ -64,6 +64,26 @@ pub struct NewPasswordForm {
     pub csrf_token: Option<String>,
 }
 
+/// The SSO connection for an email whose domain a workspace verified and
+/// whose workspace has an enabled connection.
+pub async fn sso_for_email(state: &AppState, email: &str) -> Result<Option<String>, DomainError> {
+    let domain = crate::domain::model::normalize_email(email)
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default();
+    let Some(d) = state
+        .store
+        .get_domain(&domain)
+        .await?
+        .filter(|d| d.verified_at.is_some())
+    else {
+        return Ok(None);
+    };
+    Ok(super::sso::first_enabled(state, &d.workspace_id)
+        .await?
+        .map(|c| c.id))
+}
+
 /// A 303 redirect.
 pub fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
@@ -86,11 +106,6 @@ pub fn csrf_refused() -> Response {
     (StatusCode::FORBIDDEN, views::render(&page)).into_response()
 }
 
-/// Whether the sign-in page offers "Continue with Twilio".
-pub fn twilio_on(state: &AppState) -> bool {
-    state.cfg.twilio.mode != crate::config::TwilioMode::Off
-}
-
 pub async fn home() -> Response {
     see_other("/workspaces")
 }
@@ -103,6 +118,7 @@ pub async fn login_page(
     let session = current_session(&state, &headers).await?;
     let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
     let page = LoginEmailPage {
+        twilio: state.twilio.is_some(),
         chrome: Chrome {
             csrf,
             user_email: None,
@@ -112,7 +128,6 @@ pub async fn login_page(
         email: String::new(),
         error: None,
         notice: None,
-        twilio: twilio_on(&state),
     };
     Ok(with_cookie(views::render(&page), set))
 }
@@ -138,6 +153,7 @@ pub async fn login_email(
     let email = f.email.trim().to_string();
     if !valid_email(&email) {
         let page = LoginEmailPage {
+            twilio: state.twilio.is_some(),
             chrome: Chrome {
                 csrf,
                 user_email: None,
@@ -147,12 +163,19 @@ pub async fn login_email(
             email,
             error: Some("Enter a valid email address, like name@company.com.".into()),
             notice: None,
-            twilio: twilio_on(&state),
         };
         return Ok(with_cookie(
             (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
             set,
         ));
+    }
+    // Home-realm discovery: a verified domain with SSO goes to its IdP.
+    if let Some(conn_id) = sso_for_email(&state, &email).await? {
+        let to = format!(
+            "/sso/{conn_id}/start?return_to={}",
+            super::forward_auth::urlencode(&return_to)
+        );
+        return Ok(with_cookie(see_other(&to), set));
     }
     let page = LoginPasswordPage {
         chrome: Chrome {
@@ -483,6 +506,7 @@ async fn link_submit(
     .await;
     tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
     let page = LoginEmailPage {
+        twilio: state.twilio.is_some(),
         chrome: Chrome {
             csrf: csrf::page_token(state, headers, None).0,
             user_email: None,
@@ -492,7 +516,6 @@ async fn link_submit(
         email: user.email,
         error: None,
         notice: Some("Your password is set. Sign in with it now.".into()),
-        twilio: twilio_on(state),
     };
     Ok(views::render(&page))
 }

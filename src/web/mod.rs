@@ -4,6 +4,8 @@ pub mod account;
 pub mod api;
 pub mod csrf;
 pub mod errors;
+pub mod fastpath;
+pub mod federation;
 pub mod forward_auth;
 pub mod http;
 pub mod invitations;
@@ -12,6 +14,8 @@ pub mod metrics;
 pub mod mfa;
 pub mod ops;
 pub mod pages;
+pub mod sso;
+pub mod twilio;
 pub mod views;
 
 use crate::clock::Clock;
@@ -40,6 +44,16 @@ pub struct Inner {
     pub metrics: metrics::Metrics,
     pub throttle: crate::throttle::Throttle,
     pub mailer: crate::mail::Mailer,
+    /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
+    pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
+    /// The forward-auth cache and how revocations reach every instance.
+    pub fast: Arc<fastpath::FastPath>,
+    pub invalidate: crate::invalidation::Channel,
+    /// OIDC SSO relying parties by connection id (with the connection's
+    /// `updated_at`, so a change rebuilds it).
+    pub sso_oidc: std::sync::Mutex<
+        std::collections::HashMap<String, (i64, Arc<crate::connectors::oidc::OidcConnector>)>,
+    >,
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
     pub secret: Vec<u8>,
@@ -55,6 +69,10 @@ impl Deref for AppState {
     }
 }
 
+/// Unsafe routes that can only grant access (sign-in steps), so they need
+/// not flush the forward-auth caches.
+const GRANT_ONLY_ROUTES: &[&str] = &["/login", "/login/password", "/login/mfa", "/login/forgot"];
+
 /// Largest request body accepted (forms and JSON).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -63,6 +81,15 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(login::home))
         .route("/login", get(login::login_page).post(login::login_email))
         .route("/login/password", post(login::login_password))
+        .route("/login/twilio", get(twilio::start))
+        .route("/auth/twilio/callback", get(twilio::callback))
+        .route("/auth/twilio/confirm", post(twilio::confirm))
+        .route("/account/twilio/link", post(twilio::link))
+        .route("/account/twilio/unlink", post(twilio::unlink))
+        .route("/sso/{id}/start", get(sso::start))
+        .route("/sso/saml/{id}/acs", post(sso::saml::acs))
+        .route("/sso/saml/{id}/metadata", get(sso::saml::metadata))
+        .route("/sso/oidc/{id}/callback", get(sso::oidc::callback))
         .route("/login/mfa", get(mfa::mfa_page).post(mfa::mfa_submit))
         .route(
             "/login/forgot",
@@ -99,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(ops::jwks))
         .merge(api::routes())
         .merge(pages::routes())
+        .merge(crate::scim::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -130,8 +158,18 @@ async fn observe(
         .unwrap_or_default();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let mut resp = next.run(req).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
     let status = resp.status().as_u16();
+    // A successful write may have taken access away: every instance drops
+    // its forward-auth cache before this answer leaves.
+    if !matches!(
+        method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    ) && status < 400
+        && !GRANT_ONLY_ROUTES.contains(&route.as_str())
+    {
+        state.invalidate.publish(&state.fast).await;
+    }
+    let elapsed = started.elapsed();
     state
         .metrics
         .observe_request(&route, method.as_str(), status, elapsed);

@@ -48,12 +48,12 @@ pub fn render<T: Template>(page: &T) -> Response {
 #[template(path = "login_email.html")]
 pub struct LoginEmailPage {
     pub chrome: Chrome,
+    /// Show "Continue with Twilio".
+    pub twilio: bool,
     pub return_to: String,
     pub email: String,
     pub error: Option<String>,
     pub notice: Option<String>,
-    /// Shows "Continue with Twilio" (`twilio.mode` is not off).
-    pub twilio: bool,
 }
 
 /// Shown instead of an immediate redirect when sign-in must continue at a
@@ -137,10 +137,10 @@ pub struct AccountPage {
     pub sessions: Vec<SessionRow>,
     pub method: String,
     pub notice: Option<String>,
-    /// Whether Twilio sign-in is configured at all (`twilio.mode` not off).
-    pub twilio_enabled: bool,
+    /// Twilio sign-in is configured on this gateway.
+    pub twilio_available: bool,
     /// The linked Twilio account's subject, if any.
-    pub twilio_linked: Option<String>,
+    pub twilio_subject: Option<String>,
 }
 
 pub struct SessionRow {
@@ -178,5 +178,15 @@ pub struct InvitationPage {
     pub mode: String,
     pub signed_in_as: Option<String>,
     pub login_link: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "twilio_confirm.html")]
+pub struct TwilioConfirmPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub token: String,
+    pub has_password: bool,
     pub error: Option<String>,
 }

@@ -295,3 +295,118 @@ fn unsafe_kill(pid: u32, sig: &str) {
         .status()
         .unwrap();
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn demo_prints_its_credentials_works_end_to_end_and_is_idempotent() {
+    let dir = temp_dir();
+    let (gp, ip) = (free_port(), free_port());
+    let gw = format!("http://127.0.0.1:{gp}");
+    let iss = format!("http://127.0.0.1:{ip}");
+    let start = || {
+        let mut cmd = Command::new(BIN);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IAMGW_")) {
+            cmd.env_remove(k);
+        }
+        cmd.arg("demo")
+            .current_dir(&dir)
+            .env("IAMGW_LISTEN", format!("127.0.0.1:{gp}"))
+            .env("IAMGW_PUBLIC_URL", &gw)
+            .env("IAMGW_TWILIO_ISSUER__LISTEN", format!("127.0.0.1:{ip}"))
+            .env("IAMGW_TWILIO_ISSUER__PUBLIC_URL", &iss)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let wait_ready = |url: String| async move {
+        for _ in 0..150 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Ok(r) = client().get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+        }
+        panic!("{url} not ready");
+    };
+    let mut outputs = Vec::new();
+    for round in 0..2 {
+        let mut child = start();
+        wait_ready(format!("{gw}/readyz")).await;
+        wait_ready(format!("{iss}/healthz")).await;
+        if round == 0 {
+            // The member signs in with the printed password.
+            let mut member = Browser::new();
+            let page = member.get(&format!("{gw}/login")).await;
+            let step = member
+                .post_form(
+                    &format!("{gw}/login"),
+                    &[("email", "member@acme.test"), ("csrf_token", &page.csrf())],
+                )
+                .await;
+            let done = member
+                .post_form(
+                    &format!("{gw}/login/password"),
+                    &[
+                        ("email", "member@acme.test"),
+                        ("password", "acme demo passphrase for local use"),
+                        ("csrf_token", &step.csrf()),
+                    ],
+                )
+                .await;
+            assert_eq!(done.status, 303, "{}", done.body);
+            // The owner goes through the Twilio console's product switcher.
+            let mut owner = Browser::new();
+            let login = owner
+                .get(&format!("{iss}/login?return_to=%2Fconsole"))
+                .await;
+            owner
+                .post_form(
+                    &format!("{iss}/login"),
+                    &[
+                        ("email", "owner@acme.test"),
+                        ("password", "acme demo passphrase for local use"),
+                        ("csrf_token", &login.csrf()),
+                        ("return_to", "/console"),
+                    ],
+                )
+                .await;
+            let mut url =
+                url::Url::parse(&format!("{gw}/login/twilio?return_to=%2Fworkspaces")).unwrap();
+            let mut page = owner.get(url.as_str()).await;
+            while (300..400).contains(&page.status) {
+                url = url.join(&page.header("location").unwrap()).unwrap();
+                page = owner.get(url.as_str()).await;
+            }
+            assert_eq!(url.as_str(), format!("{gw}/workspaces"));
+            assert!(page.body.contains("Workspace Owner"), "{}", page.body);
+        }
+        unsafe_kill(child.id(), "TERM");
+        assert!(child.wait().unwrap().success());
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        assert!(
+            out.contains("member@acme.test / acme demo passphrase for local use"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{iss}/console")), "{out}");
+        outputs.push(
+            out.lines()
+                .filter(|l| !l.contains("listening"))
+                .map(str::to_string)
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(
+        outputs[0], outputs[1],
+        "idempotent: the same data and output the second time"
+    );
+}

@@ -139,7 +139,7 @@ async fn members_get_403_outside_their_workspace_or_role() {
             400
         );
         assert_eq!(mia.verify(&srv, "").await.status, 400);
-        // Removal ends access to that workspace at once.
+        // Removal (by an owner, through the API) ends access at once.
         let mia_id = srv
             .store()
             .user_by_email("mia@acme.test")
@@ -147,7 +147,18 @@ async fn members_get_403_outside_their_workspace_or_role() {
             .unwrap()
             .unwrap()
             .id;
-        srv.store().remove_member(&acme, &mia_id).await.unwrap();
+        let mut owner = crate::access::Api::sign_in(&srv, "ann@acme.test").await;
+        assert_eq!(
+            owner
+                .call(
+                    "DELETE",
+                    &format!("/api/v1/workspaces/acme/members/{mia_id}"),
+                    None
+                )
+                .await
+                .0,
+            204
+        );
         assert_eq!(
             mia.verify(&srv, "workspace=acme").await.status,
             403,
@@ -456,5 +467,95 @@ async fn metrics_count_requests_signins_and_decisions() {
         "iamgw_http_request_duration_seconds_bucket{route=\"/login/password\"",
     ] {
         assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn allowed_decisions_are_reused_briefly_and_any_revocation_drops_them() {
+    for b in matrix() {
+        let srv = TestServer::start(b).await;
+        let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
+        let mia = srv
+            .add_member(&acme, "mia@acme.test", &["source_admin"])
+            .await;
+        let mut br = Browser::new();
+        br.sign_in(&srv, "mia@acme.test", PASSWORD, "/").await;
+        // Wait until the invalidation channel is up (the cache is bypassed before).
+        for _ in 0..50 {
+            if srv.state.fast.is_healthy() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            srv.state.fast.is_healthy(),
+            "{b:?}: invalidation channel up"
+        );
+        let first = br.verify(&srv, "workspace=acme&role=source_admin").await;
+        let hits = srv
+            .state
+            .fast
+            .hits
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let second = br.verify(&srv, "workspace=acme&role=source_admin").await;
+        assert_eq!(second.status, 200);
+        assert_eq!(
+            srv.state
+                .fast
+                .hits
+                .load(std::sync::atomic::Ordering::SeqCst),
+            hits + 1,
+            "{b:?}: served from the cache"
+        );
+        assert_eq!(
+            first.header("x-auth-assertion"),
+            second.header("x-auth-assertion"),
+            "assertion reused within half its life"
+        );
+        srv.clock.advance(std::time::Duration::from_secs(31));
+        let third = br.verify(&srv, "workspace=acme&role=source_admin").await;
+        assert_ne!(
+            third.header("x-auth-assertion"),
+            second.header("x-auth-assertion"),
+            "{b:?}: a fresh assertion after 30 s"
+        );
+        // A role change through the API is seen on the next request.
+        let mut owner = crate::access::Api::sign_in(&srv, "ann@acme.test").await;
+        let (s, _) = owner
+            .call(
+                "PATCH",
+                &format!("/api/v1/workspaces/acme/members/{mia}"),
+                Some(serde_json::json!({"policies": [{"role": "source_read_only"}]})),
+            )
+            .await;
+        assert_eq!(s, 200);
+        assert_eq!(
+            br.verify(&srv, "workspace=acme&role=source_admin")
+                .await
+                .status,
+            403,
+            "{b:?}: demotion seen at once"
+        );
+        // Logout is seen at once too (the session is checked on every hit).
+        br.verify(&srv, "workspace=acme&role=source_read_only")
+            .await;
+        let me: serde_json::Value =
+            serde_json::from_str(&br.get(&srv.url("/api/v1/me")).await.body).unwrap();
+        let stale = br.session_cookie().unwrap();
+        br.post_form(
+            &srv.url("/logout"),
+            &[("csrf_token", me["csrf_token"].as_str().unwrap())],
+        )
+        .await;
+        let mut old = Browser::new();
+        old.cookies.insert("iamgw_session".into(), stale);
+        assert_eq!(
+            old.verify(&srv, "workspace=acme&role=source_read_only")
+                .await
+                .status,
+            401,
+            "{b:?}"
+        );
+        srv.stop().await;
     }
 }

@@ -200,6 +200,8 @@ struct Shared {
     last_authorize: Mutex<HashMap<String, String>>,
     /// The last access token and ID token issued.
     last_tokens: Mutex<Option<(String, String)>>,
+    /// The redirect URI the authorize endpoint accepts.
+    redirect_uri: Mutex<String>,
 }
 
 impl Shared {
@@ -243,6 +245,7 @@ impl Fixture {
             first_nonce: Mutex::new(None),
             last_authorize: Mutex::new(HashMap::new()),
             last_tokens: Mutex::new(None),
+            redirect_uri: Mutex::new(REDIRECT_URI.to_string()),
         });
         let app = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
@@ -268,6 +271,11 @@ impl Fixture {
                 .unwrap(),
             stop: Some(tx),
         }
+    }
+
+    /// Accepts another redirect URI (a whole gateway as the client).
+    pub fn set_redirect_uri(&self, uri: &str) {
+        *self.shared.redirect_uri.lock().unwrap() = uri.to_string();
     }
 
     /// Changes the fault from now on.
@@ -416,7 +424,10 @@ async fn authorize(
     let problems: Vec<&str> = [
         (get("client_id") != CLIENT_ID, "client_id"),
         (get("response_type") != "code", "response_type"),
-        (get("redirect_uri") != REDIRECT_URI, "redirect_uri"),
+        (
+            get("redirect_uri") != *s.redirect_uri.lock().unwrap(),
+            "redirect_uri",
+        ),
         (
             get("code_challenge_method") != "S256",
             "code_challenge_method",

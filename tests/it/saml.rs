@@ -4,8 +4,8 @@
 //! SECURITY-CASES 1–5 and 7–12 (case 6, the replay cache, is the caller's).
 
 mod accept;
-mod idp;
+pub mod idp;
 mod metadata;
 mod refuse;
-mod template;
+pub mod template;
 mod wrapping;

@@ -108,6 +108,8 @@ pub struct Options {
     /// Reuse this database (two instances on one store).
     pub database_url: Option<String>,
     pub dir: Option<PathBuf>,
+    /// A listener bound in advance (when another server must know the URL).
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 impl Options {
@@ -117,6 +119,7 @@ impl Options {
             env: Vec::new(),
             database_url: None,
             dir: None,
+            listener: None,
         }
     }
 
@@ -155,7 +158,10 @@ impl TestServer {
             Some(u) => u,
             None => fresh_database_url(opts.backend.db, &dir).await,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match opts.listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
         let mut env: Vec<(String, String)> = vec![
@@ -484,6 +490,29 @@ impl IssuerServer {
 
     /// The issuer on an existing database (e.g. one the CLI wrote).
     pub async fn start_on(backend: Backend, dir: PathBuf, database_url: String) -> IssuerServer {
+        let client = ClientRegistration {
+            client_id: ISSUER_CLIENT_ID.into(),
+            client_secret: ISSUER_CLIENT_SECRET.into(),
+            redirect_uris: vec![ISSUER_REDIRECT_URI.into()],
+        };
+        Self::start_with_client(
+            backend,
+            dir,
+            database_url,
+            client,
+            ISSUER_HANDOFF_URL.into(),
+        )
+        .await
+    }
+
+    /// The issuer with one registered client and hand-off URL (a gateway).
+    pub async fn start_with_client(
+        backend: Backend,
+        dir: PathBuf,
+        database_url: String,
+        client: ClientRegistration,
+        handoff_url: String,
+    ) -> IssuerServer {
         let sql = iam_gateway::store::open(&database_url).await.unwrap();
         let kv: Arc<dyn KvStore> = match backend.sessions {
             Sessions::Database => Arc::new(DbKv::new(sql.pool().clone())),
@@ -501,12 +530,8 @@ impl IssuerServer {
             secret,
             IssuerOptions {
                 public_url: base.clone(),
-                clients: vec![ClientRegistration {
-                    client_id: ISSUER_CLIENT_ID.into(),
-                    client_secret: ISSUER_CLIENT_SECRET.into(),
-                    redirect_uris: vec![ISSUER_REDIRECT_URI.into()],
-                }],
-                handoff_url: ISSUER_HANDOFF_URL.into(),
+                clients: vec![client],
+                handoff_url,
             },
         )
         .await

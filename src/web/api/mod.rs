@@ -10,6 +10,7 @@ pub mod members;
 pub mod openapi;
 pub mod resources;
 pub mod settings;
+pub mod sso;
 pub mod tokens;
 
 use super::csrf;
@@ -102,6 +103,26 @@ pub fn routes() -> Router<AppState> {
         .route(
             &format!("{ws}/resources/{{id}}"),
             get(resources::show).delete(resources::remove),
+        )
+        .route(
+            &format!("{ws}/sso/connections"),
+            get(sso::list).post(sso::create),
+        )
+        .route(
+            &format!("{ws}/sso/connections/{{id}}"),
+            get(sso::show).patch(sso::update).delete(sso::remove),
+        )
+        .route(
+            &format!("{ws}/domains"),
+            get(sso::list_domains).post(sso::create_domain),
+        )
+        .route(
+            &format!("{ws}/domains/{{domain}}"),
+            delete(sso::delete_domain),
+        )
+        .route(
+            &format!("{ws}/domains/{{domain}}/verify"),
+            post(sso::verify_domain),
         )
         .route(&format!("{ws}/audit-events"), get(audit_log::list))
         .route(&format!("{ws}/audit-events.csv"), get(audit_log::csv))

@@ -1,0 +1,158 @@
+//! From an identity asserted by a workspace's IdP to a gateway user who is a
+//! member of that workspace: link, JIT-provision, accept an open invitation,
+//! sync mapped groups. Refusals create nothing.
+
+use crate::domain::model::{normalize_email, User, Workspace};
+use crate::domain::roles::Policy;
+use crate::domain::DomainError;
+use crate::store::{NewUser, SsoConnection, Store};
+use std::collections::BTreeMap;
+
+/// What the connector established.
+#[derive(Debug, Clone)]
+pub struct SsoIdentity {
+    /// NameID (or the email when the NameID is transient); OIDC `sub`.
+    pub subject: String,
+    pub email: Option<String>,
+    /// SAML: the IdP vouches for the email; OIDC: `email_verified`.
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// A refusal by policy (403) with the reason in plain words.
+#[derive(Debug)]
+pub enum MapError {
+    Refused(String),
+    Store(DomainError),
+}
+
+impl From<crate::store::StoreError> for MapError {
+    fn from(e: crate::store::StoreError) -> Self {
+        MapError::Store(e.into())
+    }
+}
+
+fn domain_of(email: &str) -> String {
+    normalize_email(email)
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default()
+}
+
+async fn domain_verified_by(
+    store: &dyn Store,
+    email: &str,
+    workspace_id: &str,
+) -> Result<bool, MapError> {
+    Ok(store
+        .get_domain(&domain_of(email))
+        .await?
+        .is_some_and(|d| d.workspace_id == workspace_id && d.verified_at.is_some()))
+}
+
+/// Finds or makes the user for `id` and makes them a member of `ws`.
+pub async fn provision(
+    store: &dyn Store,
+    ws: &Workspace,
+    conn: &SsoConnection,
+    id: &SsoIdentity,
+    mappings: &BTreeMap<String, String>,
+    now: i64,
+) -> Result<User, MapError> {
+    let provider = format!("sso:{}", conn.id);
+    let user = match store.identity_user(&provider, &id.subject).await? {
+        Some(uid) => store
+            .user_by_id(&uid)
+            .await?
+            .ok_or_else(|| MapError::Refused("the linked account no longer exists".into()))?,
+        None => {
+            let Some(email) = id
+                .email
+                .as_deref()
+                .filter(|e| crate::domain::model::valid_email(e))
+            else {
+                return Err(MapError::Refused(
+                    "your identity provider did not send an email address".into(),
+                ));
+            };
+            let on_verified_domain = domain_verified_by(store, email, &ws.id).await?;
+            if !id.email_verified && !on_verified_domain {
+                return Err(MapError::Refused(format!("the email {email} is not verified by your identity provider and its domain is not verified by this workspace")));
+            }
+            match store.user_by_email(email).await? {
+                Some(existing) => {
+                    if !on_verified_domain {
+                        return Err(MapError::Refused(format!(
+                            "an account for {email} already exists, and this workspace has not verified the domain {}, so it cannot be linked",
+                            domain_of(email)
+                        )));
+                    }
+                    store
+                        .link_identity(&provider, &id.subject, &existing.id, Some(email), now)
+                        .await?;
+                    existing
+                }
+                None => {
+                    let new = NewUser {
+                        email: email.to_string(),
+                        name: id.name.clone().unwrap_or_default(),
+                        password_hash: None,
+                    };
+                    store
+                        .create_user_with_identity(&new, &provider, &id.subject, now)
+                        .await?
+                }
+            }
+        }
+    };
+    if store.membership(&ws.id, &user.id).await?.is_none() {
+        let invitation = store
+            .list_invitations(&ws.id, now)
+            .await?
+            .into_iter()
+            .find(|i| normalize_email(&i.email) == normalize_email(&user.email));
+        match invitation {
+            Some(inv) => store.accept_invitation(&inv.id, &user.id, now).await?,
+            None => {
+                store
+                    .add_member(
+                        &ws.id,
+                        &user.id,
+                        &[Policy::workspace(&ws.settings.default_role)],
+                        now,
+                    )
+                    .await?
+            }
+        }
+    }
+    sync_groups(store, ws, &user, &id.groups, mappings).await?;
+    Ok(user)
+}
+
+/// Mapped groups follow the IdP: member of each mapped group whose value the
+/// IdP asserted, not of the others. Unmapped groups are left alone.
+async fn sync_groups(
+    store: &dyn Store,
+    ws: &Workspace,
+    user: &User,
+    asserted: &[String],
+    mappings: &BTreeMap<String, String>,
+) -> Result<(), MapError> {
+    for (value, group_id) in mappings {
+        let want = asserted.iter().any(|g| g == value);
+        let result = if want {
+            store.add_group_member(&ws.id, group_id, &user.id).await
+        } else {
+            store.remove_group_member(&ws.id, group_id, &user.id).await
+        };
+        match result {
+            Ok(()) | Err(crate::store::StoreError::NotFound) => {}
+            Err(crate::store::StoreError::Conflict(m)) => {
+                tracing::warn!(group = %group_id, reason = %m, "group mapping not applied")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! [`SsoStore`] for both SQL backends.
+
+use super::sql::{exec_one, map_err, SqlStore};
+use super::sso::*;
+use super::{StoreError, StoreResult};
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+const CONN_COLS: &str =
+    "id, workspace_id, kind, name, enabled_at, allow_idp_initiated, config, created_at, updated_at";
+
+fn connection_from(r: &AnyRow) -> StoreResult<SsoConnection> {
+    let config: String = r.try_get("config").map_err(map_err)?;
+    let enabled: Option<i64> = r.try_get("enabled_at").map_err(map_err)?;
+    let idp: Option<i64> = r.try_get("allow_idp_initiated").map_err(map_err)?;
+    Ok(SsoConnection {
+        id: r.try_get("id").map_err(map_err)?,
+        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
+        kind: r.try_get("kind").map_err(map_err)?,
+        name: r.try_get("name").map_err(map_err)?,
+        enabled: enabled.is_some(),
+        allow_idp_initiated: idp.is_some(),
+        config: serde_json::from_str(&config)
+            .map_err(|e| StoreError::Other(format!("connection config unreadable: {e}")))?,
+        created_at: r.try_get("created_at").map_err(map_err)?,
+        updated_at: r.try_get("updated_at").map_err(map_err)?,
+    })
+}
+
+fn domain_from(r: &AnyRow) -> StoreResult<Domain> {
+    Ok(Domain {
+        domain: r.try_get("domain").map_err(map_err)?,
+        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
+        token: r.try_get("token").map_err(map_err)?,
+        verified_at: r.try_get("verified_at").map_err(map_err)?,
+        created_at: r.try_get("created_at").map_err(map_err)?,
+    })
+}
+
+fn flag(on: bool, at: i64) -> Option<i64> {
+    on.then_some(at)
+}
+
+#[async_trait]
+impl SsoStore for SqlStore {
+    async fn create_connection(&self, c: &SsoConnection) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO sso_connections ({CONN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&c.id)
+        .bind(&c.workspace_id)
+        .bind(&c.kind)
+        .bind(&c.name)
+        .bind(flag(c.enabled, c.updated_at))
+        .bind(flag(c.allow_idp_initiated, c.updated_at))
+        .bind(c.config.to_string())
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(self.pool())
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn update_connection(&self, c: &SsoConnection) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("UPDATE sso_connections SET name = $1, enabled_at = $2, allow_idp_initiated = $3, config = $4, updated_at = $5 WHERE id = $6 AND workspace_id = $7")
+                .bind(&c.name)
+                .bind(flag(c.enabled, c.updated_at))
+                .bind(flag(c.allow_idp_initiated, c.updated_at))
+                .bind(c.config.to_string())
+                .bind(c.updated_at)
+                .bind(&c.id)
+                .bind(&c.workspace_id),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<SsoConnection>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONN_COLS} FROM sso_connections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(connection_from).transpose()
+    }
+
+    async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>> {
+        let rows = sqlx::query(&format!("SELECT {CONN_COLS} FROM sso_connections WHERE workspace_id = $1 ORDER BY created_at, id"))
+            .bind(workspace_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(connection_from).collect()
+    }
+
+    async fn delete_connection(&self, workspace_id: &str, id: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("DELETE FROM sso_connections WHERE workspace_id = $1 AND id = $2")
+                .bind(workspace_id)
+                .bind(id),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn create_domain(&self, d: &Domain) -> StoreResult<()> {
+        sqlx::query("INSERT INTO domains (domain, workspace_id, token, verified_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&d.domain)
+            .bind(&d.workspace_id)
+            .bind(&d.token)
+            .bind(d.verified_at)
+            .bind(d.created_at)
+            .execute(self.pool())
+            .await
+            .map_err(|e| match map_err(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("this domain is already claimed by a workspace".into()),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn get_domain(&self, domain: &str) -> StoreResult<Option<Domain>> {
+        let row = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE domain = $1").bind(domain).fetch_optional(self.pool()).await.map_err(map_err)?;
+        row.as_ref().map(domain_from).transpose()
+    }
+
+    async fn list_domains(&self, workspace_id: &str) -> StoreResult<Vec<Domain>> {
+        let rows = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE workspace_id = $1 ORDER BY domain")
+            .bind(workspace_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(domain_from).collect()
+    }
+
+    async fn mark_domain_verified(&self, domain: &str, now: i64) -> StoreResult<()> {
+        exec_one(
+            sqlx::query(
+                "UPDATE domains SET verified_at = COALESCE(verified_at, $1) WHERE domain = $2",
+            )
+            .bind(now)
+            .bind(domain),
+            self.pool(),
+        )
+        .await
+    }
+
+    async fn delete_domain(&self, workspace_id: &str, domain: &str) -> StoreResult<()> {
+        exec_one(
+            sqlx::query("DELETE FROM domains WHERE workspace_id = $1 AND domain = $2")
+                .bind(workspace_id)
+                .bind(domain),
+            self.pool(),
+        )
+        .await
+    }
+}

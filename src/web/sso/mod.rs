@@ -1,0 +1,211 @@
+//! Workspace SSO in the browser: SP-initiated start, the SAML ACS and SP
+//! metadata, the OIDC callback, and what they share.
+
+pub mod oidc;
+pub mod saml;
+
+use super::errors::PageError;
+use super::federation::{self, refused};
+use super::http::cookie;
+use super::login::{see_other, with_cookie};
+use super::AppState;
+use crate::audit;
+use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
+use crate::domain::model::{Actor, AuthMethod, Workspace};
+use crate::domain::{return_to, DomainError};
+use crate::mapping::{self, MapError, SsoIdentity};
+use crate::sso_config;
+use crate::store::SsoConnection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The cookie that binds an SSO round trip to the browser that started it.
+pub const PRE_COOKIE: &str = "iamgw_sso";
+
+/// An enabled connection and its workspace, or a refusal page.
+pub async fn enabled_connection(
+    state: &AppState,
+    id: &str,
+) -> Result<Result<(SsoConnection, Workspace), Response>, PageError> {
+    let gone = || {
+        refused(
+            404,
+            "Unknown sign-in",
+            "This single sign-on connection does not exist or is turned off.",
+        )
+    };
+    let Some(conn) = state.store.get_connection(id).await?.filter(|c| c.enabled) else {
+        return Ok(Err(gone()));
+    };
+    let Some(ws) = state.store.workspace_by_id(&conn.workspace_id).await? else {
+        return Ok(Err(gone()));
+    };
+    Ok(Ok((conn, ws)))
+}
+
+/// The OIDC relying party of a connection, kept while the connection is
+/// unchanged (it caches discovery and keys).
+pub fn oidc_connector(
+    state: &AppState,
+    conn: &SsoConnection,
+) -> Result<Arc<OidcConnector>, DomainError> {
+    if let Ok(cache) = state.sso_oidc.lock() {
+        if let Some((at, rp)) = cache.get(&conn.id) {
+            if *at == conn.updated_at {
+                return Ok(rp.clone());
+            }
+        }
+    }
+    let cfg = sso_config::oidc(&conn.config)?;
+    let rp = Arc::new(
+        OidcConnector::new(
+            OidcClientConfig {
+                issuer_url: cfg.issuer.clone(),
+                client_id: cfg.client_id.clone(),
+                client_secret: cfg.client_secret(&state.secret)?,
+                redirect_uri: sso_config::oidc_redirect_uri(&state.cfg.public_url, &conn.id),
+                scopes: cfg.scopes.clone(),
+            },
+            state.clock.clone(),
+        )
+        .map_err(|e| DomainError::Internal(e.reason()))?,
+    );
+    if let Ok(mut cache) = state.sso_oidc.lock() {
+        cache.insert(conn.id.clone(), (conn.updated_at, rp.clone()));
+    }
+    Ok(rp)
+}
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    pub return_to: Option<String>,
+}
+
+/// `GET /sso/{connection_id}/start?return_to=…`: SP-initiated sign-in.
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<StartQuery>,
+) -> Result<Response, PageError> {
+    let (conn, _ws) = match enabled_connection(&state, &id).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
+    match conn.kind.as_str() {
+        "saml" => saml::begin(&state, &headers, &conn, return_to).await,
+        _ => oidc::begin(&state, &headers, &conn, return_to).await,
+    }
+}
+
+/// Records a refused SSO sign-in and answers with its page (no cookie).
+pub async fn refuse(
+    state: &AppState,
+    conn: &SsoConnection,
+    ip: IpAddr,
+    status: u16,
+    reason: &str,
+) -> Response {
+    state.metrics.signin("sso", "refused");
+    tracing::info!(connection = %conn.id, status, reason, "SSO sign-in refused");
+    audit::record(
+        state.store.as_ref(),
+        state.clock.now(),
+        audit::Entry {
+            workspace_id: Some(&conn.workspace_id),
+            actor: Actor::system(),
+            action: "sso.refused",
+            target: Some(&conn.id),
+            ip: Some(ip.to_string()),
+            details: serde_json::json!({"reason": reason, "status": status}),
+        },
+    )
+    .await;
+    refused(status, "Single sign-on refused", reason)
+}
+
+/// Provisions the person in the connection's workspace and starts the
+/// session (method `sso:<connection id>`).
+pub async fn complete(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &SsoConnection,
+    ws: &Workspace,
+    identity: SsoIdentity,
+    return_to: &str,
+    ip: IpAddr,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    // Both kinds keep `group_mappings` (IdP value → group id) in their config.
+    let mappings: BTreeMap<String, String> = conn
+        .config
+        .get("group_mappings")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let user =
+        match mapping::provision(state.store.as_ref(), ws, conn, &identity, &mappings, now).await {
+            Ok(u) => u,
+            Err(MapError::Refused(reason)) => {
+                return Ok(refuse(
+                    state,
+                    conn,
+                    ip,
+                    403,
+                    &format!("You cannot sign in here: {reason}."),
+                )
+                .await)
+            }
+            Err(MapError::Store(e)) => return Err(PageError(e)),
+        };
+    let previous = cookie(headers, state.sessions.cookie_name());
+    let method = AuthMethod::Sso(conn.id.clone());
+    let (value, _) = state
+        .sessions
+        .login(&user.id, method.clone(), false, previous)
+        .await?;
+    state.store.record_login(&user.id, now).await?;
+    state
+        .store
+        .set_last_auth_method(&user.id, &method.as_header())
+        .await?;
+    state.metrics.signin("sso", "success");
+    audit::record(
+        state.store.as_ref(),
+        now,
+        audit::Entry {
+            workspace_id: Some(&ws.id),
+            actor: Actor::user(&user.id, &user.email),
+            action: "sso.signed_in",
+            target: Some(&conn.id),
+            ip: Some(ip.to_string()),
+            details: serde_json::json!({"connection": conn.id, "kind": conn.kind, "groups": identity.groups}),
+        },
+    )
+    .await;
+    Ok(with_cookie(
+        see_other(return_to),
+        Some(state.sessions.set_cookie_header(&value)),
+    ))
+}
+
+/// The first enabled connection of a workspace (where Require SSO and
+/// home-realm discovery send people).
+pub async fn first_enabled(
+    state: &AppState,
+    workspace_id: &str,
+) -> Result<Option<SsoConnection>, DomainError> {
+    Ok(state
+        .store
+        .list_connections(workspace_id)
+        .await?
+        .into_iter()
+        .find(|c| c.enabled))
+}
+
+pub use federation::stash;
