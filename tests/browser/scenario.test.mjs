@@ -223,12 +223,25 @@ test('an owner runs the workspace from the browser', async (t) => {
 
   await t.test('SSO settings and account pages', async () => {
     await page.goto(`${gw.base}/w/${SLUG}/settings/sso`);
-    assert.ok(await page.locator('#connections-unavailable').isVisible());
+    // Pasted metadata that is not metadata: the error sits by the field.
     await page.click('#add-connection summary');
-    await page.fill('#conn-name', 'Okta');
-    await page.fill('#conn-metadata-url', 'https://idp.example.com/metadata');
+    await page.fill('#conn-name', 'Corp SAML');
+    await page.fill('#conn-metadata-xml', '<not-metadata/>');
     await page.click('button:has-text("Add connection")');
-    assert.match(await page.locator('#form-error').textContent(), /not available/);
+    assert.ok(await page.locator('#conn-metadata-xml-error').isVisible());
+    // OIDC by issuer: listed with the redirect URI to give the provider.
+    await page.check('input[name=kind][value=oidc]');
+    await page.fill('#conn-name', 'Okta');
+    await page.fill('#conn-issuer', 'https://idp.example.com');
+    await page.fill('#conn-client-id', 'gateway');
+    await page.fill('#conn-client-secret', 'a client secret');
+    await page.click('button:has-text("Add connection")');
+    assert.match(await noticeText(page), /Connection saved/);
+    assert.match(await page.locator('article[data-connection="Okta"]').textContent(), /idp\.example\.com/);
+    assert.match(await page.inputValue('article[data-connection="Okta"] input[id^=redirect-]'), /\/sso\/oidc\/[^/]+\/callback$/);
+    await page.fill('#domain', 'corp.test');
+    await page.click('button:has-text("Add domain")');
+    assert.match(await page.locator('#domain-list').textContent(), /iamgw-verification=/);
     await page.fill('#scim-description', 'Okta provisioning');
     await page.click('button:has-text("Create SCIM token")');
     assert.match(await page.inputValue('#scim-secret'), /^iamgw_scim_|^iamgw/);

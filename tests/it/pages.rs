@@ -2,6 +2,7 @@
 //! members (saying why), 404 for non-members, and forms whose bad input
 //! comes back with the error next to the field and changes nothing.
 
+use crate::dns_server::DnsServer;
 use crate::support::*;
 use iam_gateway::clock::Clock;
 use iam_gateway::store::MemberFilter;
@@ -364,7 +365,8 @@ async fn bad_input_comes_back_next_to_its_field_and_changes_nothing() {
         .settings;
     assert_eq!(before, after);
 
-    // Connections and domains are not wired yet: an honest refusal.
+    // A connection form with bad input: the error by the field, nothing
+    // stored, and the secret never echoed.
     let r = submit(
         &mut ann,
         srv,
@@ -373,15 +375,38 @@ async fn bad_input_comes_back_next_to_its_field_and_changes_nothing() {
         &[
             ("kind", "oidc"),
             ("name", "Okta"),
-            ("issuer", "https://idp.example.com"),
+            ("issuer", "not a url"),
             ("client_id", "abc"),
-            ("client_secret", "shh"),
+            ("client_secret", "shh-very-secret"),
         ],
     )
     .await;
-    assert_eq!(r.status, 501);
-    assert!(r.body.contains("not available"));
-    assert!(!r.body.contains("shh"), "a secret is never echoed");
+    assert_eq!(r.status, 400);
+    error_next_to(&r, "conn-issuer");
+    assert!(
+        !r.body.contains("shh-very-secret"),
+        "a secret is never echoed"
+    );
+    let r = submit(
+        &mut ann,
+        srv,
+        "/w/acme/settings/sso",
+        "/w/acme/settings/sso/connections",
+        &[
+            ("kind", "saml"),
+            ("name", "Corp"),
+            ("metadata_xml", "<not-metadata/>"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    error_next_to(&r, "conn-metadata-xml");
+    assert!(srv
+        .store()
+        .list_connections(&a.ws_id)
+        .await
+        .unwrap()
+        .is_empty());
     let r = submit(
         &mut ann,
         srv,
@@ -392,6 +417,100 @@ async fn bad_input_comes_back_next_to_its_field_and_changes_nothing() {
     .await;
     assert_eq!(r.status, 400);
     error_next_to(&r, "domain");
+    assert!(srv.store().list_domains(&a.ws_id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_sso_page_adds_connections_and_verifies_domains_with_the_api_rules() {
+    let dns = DnsServer::start().await;
+    let srv = TestServer::start_with(
+        Options::new(matrix()[0]).env("IAMGW_DNS__RESOLVER", &dns.addr.to_string()),
+    )
+    .await;
+    let (ws_id, _) = srv.bootstrap("acme", "ann@acme.test").await;
+    let mut ann = signed_in(&srv, "ann@acme.test").await;
+    let page = "/w/acme/settings/sso";
+    let r = submit(
+        &mut ann,
+        &srv,
+        page,
+        "/w/acme/settings/sso/connections",
+        &[
+            ("kind", "oidc"),
+            ("name", "Okta"),
+            ("issuer", "https://idp.example.com"),
+            ("client_id", "abc"),
+            ("client_secret", "shh-very-secret"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let conns = srv.store().list_connections(&ws_id).await.unwrap();
+    assert_eq!(conns.len(), 1);
+    let shown = ann.get(&srv.url(page)).await;
+    assert!(shown.body.contains("data-connection=\"Okta\""));
+    assert!(shown
+        .body
+        .contains(&format!("{}/sso/oidc/{}/callback", srv.base, conns[0].id)));
+    assert!(!shown.body.contains("shh-very-secret"));
+
+    let r = submit(
+        &mut ann,
+        &srv,
+        page,
+        "/w/acme/settings/sso/domains",
+        &[("domain", "Corp.Test")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let d = srv.store().list_domains(&ws_id).await.unwrap();
+    let record = format!("iamgw-verification={}", d[0].token);
+    let shown = ann.get(&srv.url(page)).await;
+    assert!(shown.body.contains(&record), "the TXT record to publish");
+    assert!(shown.body.contains("Not verified"));
+    // Not published yet: the reason, and still unverified.
+    let verify = "/w/acme/settings/sso/domains/corp.test/verify";
+    let r = submit(&mut ann, &srv, page, verify, &[]).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("id=\"form-error\""));
+    assert!(r.body.contains("No TXT record"));
+    dns.set_txt("corp.test", &[&record]);
+    let r = submit(&mut ann, &srv, page, verify, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let shown = ann.get(&srv.url(page)).await;
+    assert!(shown
+        .body
+        .contains("<span class=\"pill ok\">Verified</span>"));
+
+    let r = submit(
+        &mut ann,
+        &srv,
+        page,
+        &format!("/w/acme/settings/sso/connections/{}/delete", conns[0].id),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(srv
+        .store()
+        .list_connections(&ws_id)
+        .await
+        .unwrap()
+        .is_empty());
+    let events = srv
+        .store()
+        .list_audit(&ws_id, &Default::default(), None, 50)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    for want in [
+        "sso.connection_created",
+        "domain.added",
+        "domain.verified",
+        "sso.connection_deleted",
+    ] {
+        assert!(actions.contains(&want), "{want} in {actions:?}");
+    }
 }
 
 #[tokio::test]

@@ -148,9 +148,10 @@ impl PolicyInput {
 /// unavailability stay errors (the page reports them as such).
 pub fn refusal(e: ApiError) -> Result<String, DomainError> {
     match e.0 {
-        DomainError::Invalid(m) | DomainError::Conflict(m) | DomainError::Forbidden(m) => {
-            Ok(sentence(&m))
-        }
+        DomainError::Invalid(m)
+        | DomainError::Unprocessable(m)
+        | DomainError::Conflict(m)
+        | DomainError::Forbidden(m) => Ok(sentence(&m)),
         DomainError::NotFound => Ok("That no longer exists; reload the page.".into()),
         other => Err(other),
     }

@@ -1,9 +1,8 @@
 //! `/w/{slug}/settings/sso`: SSO connections (with the SP metadata to give
 //! the IdP), email domains and their TXT records, Require SSO with
 //! exemptions, the default role, and SCIM tokens. The connection and domain
-//! forms are in `sso_idp.rs` and go through `sso_backend` (not wired yet:
-//! the page says so); the rest uses the workspace settings and token
-//! functions the API uses.
+//! forms are in `sso_idp.rs` and go through `sso_backend`; the rest uses the
+//! workspace settings and token functions the API uses.
 
 use super::access::when;
 use super::forms::{refusal, Errors, Fields};
@@ -26,8 +25,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-/// What the page says while connections and domains are not wired.
-pub const NOT_AVAILABLE: &str = "SSO connections and domain verification are not available in this version of the gateway yet. Nothing was saved.";
+/// What the page says when SSO is not available on this gateway.
+pub const NOT_AVAILABLE: &str =
+    "SSO connections and domain verification are not available on this gateway. Nothing was saved.";
 
 pub struct ConnectionRow {
     pub c: ConnectionView,

@@ -1,7 +1,6 @@
 //! The SSO page's connection and domain forms. They check their input,
-//! then go through `sso_backend`; its refusals come back on the page (next
-//! to the field at fault when it names one), and while it is not wired the
-//! forms answer 501 with an honest "not available yet".
+//! then go through `sso_backend` (the API's own functions); its refusals
+//! come back on the page, next to the field at fault when it names one.
 
 use super::forms::{Errors, Fields};
 use super::sso::{build, here, open_post, render, SsoInput, NOT_AVAILABLE};
@@ -161,11 +160,7 @@ pub async fn add_domain(
         domain: domain.clone(),
         ..SsoInput::default()
     };
-    let looks_like_domain = domain.contains('.')
-        && domain.len() <= 253
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let looks_like_domain = crate::web::api::sso::valid_domain(domain.trim_end_matches('.'));
     if !looks_like_domain {
         let mut page = build(&state, &wp).await?;
         page.input = input;
