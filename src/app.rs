@@ -326,6 +326,19 @@ pub async fn serve(
         .await
 }
 
+/// Serves over TLS until `shutdown` completes, then drains.
+pub async fn serve_tls(
+    state: AppState,
+    listener: crate::tls::TlsListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener.tap_io(|_| {}), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// SIGTERM or Ctrl-C.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -353,9 +366,10 @@ pub async fn shutdown_signal() {
 /// Twilio issuer on its own listener (same database, same session backend,
 /// same shutdown).
 pub async fn run(cfg: Config) -> Result<(), StartError> {
-    if cfg.tls.is_some() {
-        return Err(StartError::Config("tls: serving TLS directly is not available in this version; terminate TLS at your proxy and leave [tls] unset".into()));
-    }
+    let tls = match &cfg.tls {
+        Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key).map_err(StartError::Config)?),
+        None => None,
+    };
     let listen = cfg.listen;
     let public = cfg.public_url.clone();
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
@@ -380,7 +394,19 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     println!("open {public}/login to sign in");
     tracing::info!(%listen, "listening");
     let stop = shared_shutdown();
-    let gateway = serve(gw.state.clone(), listener, stop());
+    let gateway = async {
+        match tls {
+            Some(acceptor) => {
+                serve_tls(
+                    gw.state.clone(),
+                    crate::tls::TlsListener::new(listener, acceptor)?,
+                    stop(),
+                )
+                .await
+            }
+            None => serve(gw.state.clone(), listener, stop()).await,
+        }
+    };
     let result = match issuer {
         Some((state, issuer_listener)) => {
             let cfg = &gw.state.cfg;

@@ -34,6 +34,7 @@ pub mod session;
 pub mod sso_config;
 pub mod store;
 pub mod throttle;
+pub mod tls;
 pub mod tokens;
 pub mod totp;
 pub mod twilio_issuer;

@@ -457,6 +457,42 @@ pub async fn mfa_confirm(
     ))
 }
 
+/// The signed-in person after a valid CSRF token and a second factor (a
+/// current TOTP code or a recovery code), throttled like a sign-in; or the
+/// page to answer with (`refused_title` when the code is wrong).
+async fn with_second_factor(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    f: &CodeForm,
+    refused_title: &str,
+) -> Result<Result<(SignedIn, std::net::IpAddr), Response>, PageError> {
+    let me = match signed_in(state, headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !csrf::verify(state, headers, Some(&me.session), f.csrf_token.as_deref()) {
+        return Ok(Err(csrf_refused()));
+    }
+    let ip = client_ip(state, peer, headers);
+    if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
+        return Ok(Err(throttled_page(wait)));
+    }
+    if !check_second_factor(state, &me.user, &f.code).await? {
+        if let Gate::Locked(wait) = state.throttle.failure(&me.user.email, ip).await? {
+            return Ok(Err(throttled_page(wait)));
+        }
+        return Ok(Err(message(
+            state,
+            &me,
+            StatusCode::UNAUTHORIZED,
+            refused_title,
+            "That code didn't work.",
+        )));
+    }
+    Ok(Ok((me, ip)))
+}
+
 /// Turning 2FA off needs a current code or a recovery code.
 pub async fn mfa_disable(
     State(state): State<AppState>,
@@ -464,29 +500,18 @@ pub async fn mfa_disable(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
-        Ok(m) => m,
+    let (me, ip) = match with_second_factor(
+        &state,
+        peer,
+        &headers,
+        &f,
+        "Two-factor authentication is still on",
+    )
+    .await?
+    {
+        Ok(x) => x,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
-    let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
-        return Ok(throttled_page(wait));
-    }
-    if !check_second_factor(&state, &me.user, &f.code).await? {
-        if let Gate::Locked(wait) = state.throttle.failure(&me.user.email, ip).await? {
-            return Ok(throttled_page(wait));
-        }
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::UNAUTHORIZED,
-            "Still on",
-            "That code didn't work, so two-factor authentication is still on.",
-        ));
-    }
     state.store.disable_totp(&me.user.id).await?;
     audit_self(&state, &me, "user.mfa_disabled", ip.to_string()).await;
     Ok(see_other("/account?done=mfa_off"))
@@ -499,29 +524,10 @@ pub async fn mfa_new_recovery_codes(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
-        Ok(m) => m,
+    let (me, ip) = match with_second_factor(&state, peer, &headers, &f, "No new codes").await? {
+        Ok(x) => x,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
-    let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
-        return Ok(throttled_page(wait));
-    }
-    if !check_second_factor(&state, &me.user, &f.code).await? {
-        if let Gate::Locked(wait) = state.throttle.failure(&me.user.email, ip).await? {
-            return Ok(throttled_page(wait));
-        }
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::UNAUTHORIZED,
-            "No new codes",
-            "That code didn't work.",
-        ));
-    }
     let (codes, hashes) = new_recovery_codes()?;
     state
         .store

@@ -410,3 +410,136 @@ async fn demo_prints_its_credentials_works_end_to_end_and_is_idempotent() {
         "idempotent: the same data and output the second time"
     );
 }
+
+#[tokio::test]
+async fn serve_speaks_https_with_tls_configured_and_cookies_become_host_prefixed_and_secure() {
+    let dir = temp_dir();
+    let port = free_port();
+    let base = format!("https://127.0.0.1:{port}");
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IAMGW_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(&dir)
+        .env("IAMGW_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IAMGW_PUBLIC_URL", &base)
+        .env("IAMGW_TWILIO__MODE", "off")
+        .env("IAMGW_TLS__CERT", certs.join("dev-only-localhost.crt"))
+        .env("IAMGW_TLS__KEY", certs.join("dev-only-localhost.key"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(
+        &std::fs::read(certs.join("dev-only-localhost.crt")).unwrap(),
+    )
+    .unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut ok = false;
+    let mut last = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        match https.get(format!("{base}/healthz")).send().await {
+            Ok(r) => {
+                ok = r.status() == 200;
+                break;
+            }
+            Err(e) => last = format!("{e:?}"),
+        }
+    }
+    assert!(ok, "healthz over https: {last}");
+    let login = https.get(format!("{base}/login")).send().await.unwrap();
+    let set = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.starts_with("__Host-iamgw_csrf=") && set.contains("; Secure") && set.contains("Path=/"),
+        "{set}"
+    );
+    // Plain HTTP to the TLS port gets nothing useful.
+    assert!(client()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true));
+    unsafe_kill(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn logs_are_json_lines_with_iamgw_log_format_json_and_carry_no_secrets() {
+    let dir = temp_dir();
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("IAMGW_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
+        .arg("serve")
+        .current_dir(&dir)
+        .env("IAMGW_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IAMGW_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("IAMGW_TWILIO__MODE", "off")
+        .env("IAMGW_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if client().get(format!("{base}/readyz")).send().await.is_ok() {
+            break;
+        }
+    }
+    // A sign-in attempt with a password and a return_to in the query.
+    let mut br = Browser::new();
+    let p = br
+        .get(&format!("{base}/login?return_to=%2Fsecret-path"))
+        .await;
+    br.post_form(
+        &format!("{base}/login/password"),
+        &[
+            ("email", "x@y.test"),
+            ("password", "hunter2-very-secret"),
+            ("csrf_token", &p.csrf()),
+        ],
+    )
+    .await;
+    unsafe_kill(child.id(), "TERM");
+    child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{err}");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+    }
+    assert!(
+        err.contains("\"route\":\"/login/password\"") || err.contains("/login/password"),
+        "requests are logged: {err}"
+    );
+    assert!(
+        !err.contains("hunter2-very-secret")
+            && !err.contains("csrf")
+            && !err.contains("secret-path"),
+        "no secrets or query strings in logs"
+    );
+}
