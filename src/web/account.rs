@@ -5,7 +5,9 @@ use super::errors::PageError;
 use super::http::{client_ip, current_session};
 use super::login::{csrf_refused, see_other, throttled_page, with_cookie};
 use super::mfa::check_second_factor;
-use super::views::{self, AccountPage, Chrome, MessagePage, MfaSetupPage, RecoveryCodesPage};
+use super::views::{
+    self, AccountPage, Chrome, MessagePage, MfaSetupPage, RecoveryCodesPage, SessionRow,
+};
 use super::AppState;
 use crate::audit;
 use crate::crypto;
@@ -54,6 +56,8 @@ struct SignedIn {
     cookie: String,
     session: Session,
     user: User,
+    /// The page frame: CSRF token and the header's workspace switcher.
+    chrome: Chrome,
 }
 
 /// The signed-in person, or a redirect to sign in.
@@ -67,18 +71,17 @@ async fn signed_in(
     let Some(user) = state.store.user_by_id(&session.uid).await? else {
         return Ok(Err(see_other("/login")));
     };
+    let chrome = super::pages::signed_in_chrome(state, &session, &user, None).await?;
     Ok(Ok(SignedIn {
         cookie,
         session,
         user,
+        chrome,
     }))
 }
 
-fn chrome(state: &AppState, me: &SignedIn) -> Chrome {
-    Chrome {
-        csrf: csrf::token_for_session(state, &me.session),
-        user_email: Some(me.user.email.clone()),
-    }
+fn chrome(_state: &AppState, me: &SignedIn) -> Chrome {
+    me.chrome.clone()
 }
 
 fn message(
@@ -113,6 +116,16 @@ async fn audit_self(state: &AppState, me: &SignedIn, action: &str, ip: String) {
     .await;
 }
 
+/// How a session was started, in words.
+fn method_text(m: &crate::domain::model::AuthMethod) -> String {
+    use crate::domain::model::AuthMethod;
+    match m {
+        AuthMethod::Password => "Password".into(),
+        AuthMethod::Twilio => "Twilio".into(),
+        AuthMethod::Sso(id) => format!("SSO ({id})"),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct Notice {
     pub done: Option<String>,
@@ -139,6 +152,23 @@ pub async fn page(
         }
         _ => None,
     };
+    let mut sessions: Vec<SessionRow> = state
+        .sessions
+        .sessions_of(&me.user.id)
+        .await?
+        .into_iter()
+        .map(|s| SessionRow {
+            current: s.key == me.session.key,
+            method: method_text(&s.method),
+            started: super::pages::access::when(s.created),
+            last_seen: super::pages::access::when(s.seen),
+        })
+        .collect();
+    sessions.sort_by(|a, b| {
+        b.current
+            .cmp(&a.current)
+            .then(b.last_seen.cmp(&a.last_seen))
+    });
     let page = AccountPage {
         chrome: chrome(&state, &me),
         name: me.user.name.clone(),
@@ -146,8 +176,8 @@ pub async fn page(
         has_password: me.user.password_hash.is_some(),
         mfa_enabled: me.user.mfa_enabled(),
         recovery_left: state.store.unused_recovery_codes(&me.user.id).await?,
-        sessions: state.sessions.sessions_of(&me.user.id).await?.len(),
-        method: me.session.method.as_header(),
+        sessions,
+        method: method_text(&me.session.method),
         notice: notice.map(str::to_string),
         twilio_available: state.twilio.is_some(),
         twilio_subject: state
@@ -417,7 +447,7 @@ pub async fn mfa_confirm(
     let page = RecoveryCodesPage {
         chrome: Chrome {
             csrf: csrf::token_for_session(&state, &fresh),
-            user_email: Some(me.user.email.clone()),
+            ..me.chrome.clone()
         },
         codes,
     };

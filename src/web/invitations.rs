@@ -116,6 +116,7 @@ fn page(
             user_email: signed_in_as
                 .clone()
                 .or_else(|| session.map(|_| inv.email.clone())),
+            ..Chrome::default()
         },
         workspace: ws.name.clone(),
         email: inv.email.clone(),

@@ -122,6 +122,7 @@ pub async fn login_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         return_to: return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins),
         email: String::new(),
@@ -156,6 +157,7 @@ pub async fn login_email(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             return_to,
             email,
@@ -179,6 +181,7 @@ pub async fn login_email(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         return_to,
         email,
@@ -272,6 +275,7 @@ pub async fn login_password(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             return_to: return_to.clone(),
             email: email.clone(),
@@ -386,10 +390,7 @@ pub async fn workspaces(
         })
         .collect();
     let page = WorkspacesPage {
-        chrome: Chrome {
-            csrf: csrf::token_for_session(&state, &session),
-            user_email: Some(user.email.clone()),
-        },
+        chrome: super::pages::signed_in_chrome(&state, &session, &user, None).await?,
         name: if user.name.is_empty() {
             user.email.clone()
         } else {
@@ -428,6 +429,7 @@ async fn link_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         email: user.email,
         error: None,
@@ -456,6 +458,7 @@ async fn link_submit(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             email: user.email,
             error: Some(why),
@@ -507,6 +510,7 @@ async fn link_submit(
         chrome: Chrome {
             csrf: csrf::page_token(state, headers, None).0,
             user_email: None,
+            ..Chrome::default()
         },
         return_to: return_to::DEFAULT.into(),
         email: user.email,
@@ -563,6 +567,7 @@ pub async fn forgot_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         sent: false,
     };
@@ -624,6 +629,7 @@ pub async fn forgot_submit(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         sent: true,
     };

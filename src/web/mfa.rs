@@ -94,6 +94,7 @@ pub async fn mfa_page(
         chrome: Chrome {
             csrf,
             user_email: None,
+            ..Chrome::default()
         },
         email: p.email,
         error: None,
@@ -158,6 +159,7 @@ pub async fn mfa_submit(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             email: p.email,
             error: Some(

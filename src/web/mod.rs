@@ -13,6 +13,7 @@ pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod ops;
+pub mod pages;
 pub mod sso;
 pub mod twilio;
 pub mod views;
@@ -124,11 +125,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .merge(api::routes())
+        .merge(pages::routes())
         .merge(crate::scim::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::stylesheet))
+        .route("/static/app.js", get(ops::script))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(ops::not_found)
         .layer(middleware::from_fn(security_headers))

@@ -70,6 +70,19 @@ pub async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// The pages' one script: small enhancements; every form works without it.
+pub async fn script() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.js"),
+    )
+        .into_response()
+}
+
 pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,

@@ -320,6 +320,7 @@ async fn sign_in(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             email: existing.email,
             token,
@@ -396,6 +397,7 @@ pub async fn confirm(
             chrome: Chrome {
                 csrf,
                 user_email: None,
+                ..Chrome::default()
             },
             email: c.email.clone(),
             token: f.token.clone(),

@@ -9,6 +9,18 @@ use axum::response::{Html, IntoResponse, Response};
 pub struct Chrome {
     pub csrf: String,
     pub user_email: Option<String>,
+    /// The signed-in person's workspaces, for the header's switcher.
+    pub workspaces: Vec<NavWorkspace>,
+    /// The workspace the page is about, if any.
+    pub current_workspace: Option<String>,
+}
+
+/// One entry of the header's workspace switcher.
+#[derive(Debug, Clone, Default)]
+pub struct NavWorkspace {
+    pub slug: String,
+    pub name: String,
+    pub current: bool,
 }
 
 impl Chrome {
@@ -42,6 +54,18 @@ pub struct LoginEmailPage {
     pub email: String,
     pub error: Option<String>,
     pub notice: Option<String>,
+}
+
+/// Shown instead of an immediate redirect when sign-in must continue at a
+/// workspace's identity provider (e.g. Require SSO blocked another method).
+#[derive(Template)]
+#[template(path = "login_sso.html")]
+pub struct SsoNoticePage {
+    pub chrome: Chrome,
+    pub workspace: String,
+    /// Where to continue: `/sso/{connection_id}/start?return_to=…`.
+    pub continue_url: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Template)]
@@ -109,13 +133,21 @@ pub struct AccountPage {
     pub has_password: bool,
     pub mfa_enabled: bool,
     pub recovery_left: i64,
-    pub sessions: usize,
+    /// This person's live sessions, this one first.
+    pub sessions: Vec<SessionRow>,
     pub method: String,
     pub notice: Option<String>,
     /// Twilio sign-in is configured on this gateway.
     pub twilio_available: bool,
     /// The linked Twilio account's subject, if any.
     pub twilio_subject: Option<String>,
+}
+
+pub struct SessionRow {
+    pub current: bool,
+    pub method: String,
+    pub started: String,
+    pub last_seen: String,
 }
 
 #[derive(Template)]

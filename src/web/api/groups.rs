@@ -1,6 +1,6 @@
 //! User groups: their policies apply to their members.
 
-use super::{check_policies, parse_body, time, workspace_ctx, Need};
+use super::{check_policies, parse_body, time, workspace_ctx, Ctx, Need};
 use crate::domain::model::Group;
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
@@ -17,7 +17,7 @@ pub fn group_json(g: &Group) -> Value {
     json!({"id": g.id, "name": g.name, "description": g.description, "policies": g.policies, "member_ids": g.member_ids, "created_at": time(g.created_at)})
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub fn check_name(name: &str) -> Result<(), ApiError> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
         return Err(
@@ -42,7 +42,7 @@ pub async fn list(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     pub name: String,
@@ -50,6 +50,30 @@ pub struct NewGroup {
     pub description: String,
     #[serde(default)]
     pub policies: Vec<Policy>,
+}
+
+/// Checks and creates a group (audited).
+pub async fn create_group(state: &AppState, ctx: &Ctx, req: NewGroup) -> Result<Group, ApiError> {
+    check_name(&req.name)?;
+    check_policies(&req.policies)?;
+    let g = state
+        .store
+        .create_group(
+            &ctx.ws.id,
+            req.name.trim(),
+            &req.description,
+            &req.policies,
+            state.clock.now(),
+        )
+        .await?;
+    ctx.audit(
+        state,
+        "group.created",
+        Some(&g.id),
+        json!({"name": g.name, "policies": g.policies}),
+    )
+    .await;
+    Ok(g)
 }
 
 pub async fn create(
@@ -62,25 +86,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let req: NewGroup = parse_body(&body)?;
-    check_name(&req.name)?;
-    check_policies(&req.policies)?;
-    let g = state
-        .store
-        .create_group(
-            &ctx.ws.id,
-            &req.name,
-            &req.description,
-            &req.policies,
-            state.clock.now(),
-        )
-        .await?;
-    ctx.audit(
-        &state,
-        "group.created",
-        Some(&g.id),
-        json!({"name": g.name, "policies": g.policies}),
-    )
-    .await;
+    let g = create_group(&state, &ctx, req).await?;
     Ok((StatusCode::CREATED, Json(group_json(&g))))
 }
 
@@ -100,12 +106,50 @@ pub async fn show(
     Ok(Json(group_json(&g)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
     pub name: Option<String>,
     pub description: Option<String>,
     pub policies: Option<Vec<Policy>>,
+}
+
+/// Checks and applies a change to a group (audited); returns the group after it.
+pub async fn update_group(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    req: GroupPatch,
+) -> Result<Group, ApiError> {
+    if let Some(n) = &req.name {
+        check_name(n)?;
+    }
+    if let Some(p) = &req.policies {
+        check_policies(p)?;
+    }
+    let name = req.name.as_deref().map(str::trim);
+    state
+        .store
+        .update_group(
+            &ctx.ws.id,
+            id,
+            name,
+            req.description.as_deref(),
+            req.policies.as_deref(),
+        )
+        .await?;
+    ctx.audit(
+        state,
+        "group.updated",
+        Some(id),
+        json!({"name": name, "description": req.description, "policies": req.policies}),
+    )
+    .await;
+    Ok(state
+        .store
+        .get_group(&ctx.ws.id, id)
+        .await?
+        .ok_or(DomainError::NotFound)?)
 }
 
 pub async fn update(
@@ -118,35 +162,48 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let req: GroupPatch = parse_body(&body)?;
-    if let Some(n) = &req.name {
-        check_name(n)?;
+    let g = update_group(&state, &ctx, &id, req).await?;
+    Ok(Json(group_json(&g)))
+}
+
+/// Deletes a group (audited); its members stay with their own roles.
+pub async fn delete_group(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
+    state.store.delete_group(&ctx.ws.id, id).await?;
+    ctx.audit(state, "group.deleted", Some(id), json!({})).await;
+    Ok(())
+}
+
+/// Adds (`add`) or removes a workspace member to or from a group (audited).
+pub async fn set_group_member(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    user_id: &str,
+    add: bool,
+) -> Result<(), ApiError> {
+    if add {
+        state
+            .store
+            .add_group_member(&ctx.ws.id, id, user_id)
+            .await?;
+    } else {
+        state
+            .store
+            .remove_group_member(&ctx.ws.id, id, user_id)
+            .await?;
     }
-    if let Some(p) = &req.policies {
-        check_policies(p)?;
-    }
-    state
-        .store
-        .update_group(
-            &ctx.ws.id,
-            &id,
-            req.name.as_deref(),
-            req.description.as_deref(),
-            req.policies.as_deref(),
-        )
-        .await?;
     ctx.audit(
-        &state,
-        "group.updated",
-        Some(&id),
-        json!({"name": req.name, "description": req.description, "policies": req.policies}),
+        state,
+        if add {
+            "group.member_added"
+        } else {
+            "group.member_removed"
+        },
+        Some(id),
+        json!({"user_id": user_id}),
     )
     .await;
-    let g = state
-        .store
-        .get_group(&ctx.ws.id, &id)
-        .await?
-        .ok_or(DomainError::NotFound)?;
-    Ok(Json(group_json(&g)))
+    Ok(())
 }
 
 /// Deletes a group; its members stay in the workspace with their own roles.
@@ -158,9 +215,7 @@ pub async fn remove(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state.store.delete_group(&ctx.ws.id, &id).await?;
-    ctx.audit(&state, "group.deleted", Some(&id), json!({}))
-        .await;
+    delete_group(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -172,17 +227,7 @@ pub async fn add_member(
     Path((slug, id, user_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .add_group_member(&ctx.ws.id, &id, &user_id)
-        .await?;
-    ctx.audit(
-        &state,
-        "group.member_added",
-        Some(&id),
-        json!({"user_id": user_id}),
-    )
-    .await;
+    set_group_member(&state, &ctx, &id, &user_id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -194,16 +239,6 @@ pub async fn remove_member(
     Path((slug, id, user_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .remove_group_member(&ctx.ws.id, &id, &user_id)
-        .await?;
-    ctx.audit(
-        &state,
-        "group.member_removed",
-        Some(&id),
-        json!({"user_id": user_id}),
-    )
-    .await;
+    set_group_member(&state, &ctx, &id, &user_id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -88,17 +88,9 @@ pub struct NewInvite {
 }
 
 /// Invites someone by email with policies and/or groups (the workspace's
-/// default role when neither is given); the link is mailed.
-pub async fn create(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    let req: NewInvite = parse_body(&body)?;
+/// default role when neither is given), mails the link and audits it. The
+/// API and the Access Management page both come here.
+pub async fn invite(state: &AppState, ctx: &Ctx, req: NewInvite) -> Result<Invitation, ApiError> {
     if !valid_email(&req.email) {
         return Err(DomainError::Invalid("email: not an email address".into()).into());
     }
@@ -130,15 +122,40 @@ pub async fn create(
             expires_at: now + ctx.ws.settings.invitation_ttl_secs(),
         })
         .await?;
-    mail_invitation(&state, &ctx, &inv.email, &token).await?;
+    mail_invitation(state, ctx, &inv.email, &token).await?;
     ctx.audit(
-        &state,
+        state,
         "invitation.created",
         Some(&inv.email),
         json!({"invitation_id": inv.id, "policies": inv.policies, "group_ids": inv.group_ids}),
     )
     .await;
+    Ok(inv)
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let req: NewInvite = parse_body(&body)?;
+    let inv = invite(&state, &ctx, req).await?;
     Ok((StatusCode::CREATED, Json(invitation_json(&inv))))
+}
+
+/// Revokes an open invitation (audited).
+pub async fn revoke_open(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
+    state
+        .store
+        .revoke_invitation(&ctx.ws.id, id, state.clock.now())
+        .await?;
+    ctx.audit(state, "invitation.revoked", Some(id), json!({}))
+        .await;
+    Ok(())
 }
 
 pub async fn revoke(
@@ -149,27 +166,15 @@ pub async fn revoke(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .revoke_invitation(&ctx.ws.id, &id, state.clock.now())
-        .await?;
-    ctx.audit(&state, "invitation.revoked", Some(&id), json!({}))
-        .await;
+    revoke_open(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// A new link (the old one stops working) and a fresh expiry, mailed again.
-pub async fn resend(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+pub async fn resend_open(state: &AppState, ctx: &Ctx, id: &str) -> Result<Invitation, ApiError> {
     let inv = state
         .store
-        .get_invitation(&ctx.ws.id, &id)
+        .get_invitation(&ctx.ws.id, id)
         .await?
         .ok_or(DomainError::NotFound)?;
     if inv.accepted_at.is_some() || inv.revoked_at.is_some() {
@@ -184,23 +189,34 @@ pub async fn resend(
         .store
         .renew_invitation(
             &ctx.ws.id,
-            &id,
+            id,
             &crypto::sha256_hex(token.as_bytes()),
             expires,
         )
         .await?;
-    mail_invitation(&state, &ctx, &inv.email, &token).await?;
+    mail_invitation(state, ctx, &inv.email, &token).await?;
     ctx.audit(
-        &state,
+        state,
         "invitation.resent",
         Some(&inv.email),
         json!({"invitation_id": id}),
     )
     .await;
-    let inv = state
+    Ok(state
         .store
-        .get_invitation(&ctx.ws.id, &id)
+        .get_invitation(&ctx.ws.id, id)
         .await?
-        .ok_or(DomainError::NotFound)?;
+        .ok_or(DomainError::NotFound)?)
+}
+
+pub async fn resend(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let inv = resend_open(&state, &ctx, &id).await?;
     Ok(Json(invitation_json(&inv)))
 }

@@ -1,6 +1,6 @@
 //! Members: list (with open invitations), show, change, remove, CSV.
 
-use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Need, Page};
+use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Ctx, Need, Page};
 use crate::domain::csv;
 use crate::domain::model::{Group, MemberRow};
 use crate::domain::roles::Policy;
@@ -119,11 +119,52 @@ pub async fn show(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct MemberPatch {
     pub policies: Option<Vec<Policy>>,
     pub group_ids: Option<Vec<String>>,
+}
+
+/// Replaces a member's policies and/or groups (audited); the last owner
+/// stays (409).
+pub async fn update_member(
+    state: &AppState,
+    ctx: &Ctx,
+    user_id: &str,
+    patch: MemberPatch,
+) -> Result<(), ApiError> {
+    if let Some(p) = &patch.policies {
+        check_policies(p)?;
+    }
+    state
+        .store
+        .update_member(
+            &ctx.ws.id,
+            user_id,
+            patch.policies.as_deref(),
+            patch.group_ids.as_deref(),
+        )
+        .await?;
+    ctx.audit(
+        state,
+        "member.updated",
+        Some(user_id),
+        json!({"policies": patch.policies, "group_ids": patch.group_ids}),
+    )
+    .await;
+    Ok(())
+}
+
+/// Removes a member (audited); refuses the last owner (409).
+pub async fn remove_member(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<(), ApiError> {
+    state
+        .store
+        .remove_member_checked(&ctx.ws.id, user_id)
+        .await?;
+    ctx.audit(state, "member.removed", Some(user_id), json!({}))
+        .await;
+    Ok(())
 }
 
 /// Replaces a member's policies and/or groups; the last owner stays (409).
@@ -137,25 +178,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let patch: MemberPatch = parse_body(&body)?;
-    if let Some(p) = &patch.policies {
-        check_policies(p)?;
-    }
-    state
-        .store
-        .update_member(
-            &ctx.ws.id,
-            &user_id,
-            patch.policies.as_deref(),
-            patch.group_ids.as_deref(),
-        )
-        .await?;
-    ctx.audit(
-        &state,
-        "member.updated",
-        Some(&user_id),
-        json!({"policies": patch.policies, "group_ids": patch.group_ids}),
-    )
-    .await;
+    update_member(&state, &ctx, &user_id, patch).await?;
     let access = state
         .store
         .effective_access(&ctx.ws.id, &user_id)
@@ -176,12 +199,7 @@ pub async fn remove(
     Path((slug, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .remove_member_checked(&ctx.ws.id, &user_id)
-        .await?;
-    ctx.audit(&state, "member.removed", Some(&user_id), json!({}))
-        .await;
+    remove_member(&state, &ctx, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,6 +1,6 @@
 //! Workspace settings and the owner's reset of a member's 2FA.
 
-use super::{parse_body, workspace_ctx, Caller, Need};
+use super::{parse_body, workspace_ctx, Caller, Ctx, Need};
 use crate::domain::duration;
 use crate::domain::model::{AuthMethod, WorkspaceSettings};
 use crate::domain::roles;
@@ -38,7 +38,7 @@ pub async fn get_settings(
     Ok(Json(settings_json(&ctx.ws.settings)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub require_sso: Option<bool>,
@@ -80,6 +80,17 @@ pub async fn patch_settings(
 ) -> Result<Json<Value>, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let patch: SettingsPatch = parse_body(&body)?;
+    let next = apply_settings(&state, &ctx, patch).await?;
+    Ok(Json(settings_json(&next)))
+}
+
+/// Validates all of a settings change, then writes it (audited): nothing is
+/// written when any part is refused.
+pub async fn apply_settings(
+    state: &AppState,
+    ctx: &Ctx,
+    patch: SettingsPatch,
+) -> Result<WorkspaceSettings, ApiError> {
     let ws = &ctx.ws;
     let mut next = ws.settings.clone();
     if let Some(on) = patch.require_sso {
@@ -148,13 +159,13 @@ pub async fn patch_settings(
     }
     state.store.set_workspace_settings(&ws.id, &next).await?;
     ctx.audit(
-        &state,
+        state,
         "workspace.settings_updated",
         Some(&ws.slug),
         json!({"before": settings_json(&ws.settings), "after": settings_json(&next)}),
     )
     .await;
-    Ok(Json(settings_json(&next)))
+    Ok(next)
 }
 
 /// An owner resets a member's two-factor authentication (audited).

@@ -1,6 +1,6 @@
 //! SSO connections and domains under `/api/v1/workspaces/{slug}`.
 
-use super::{parse_body, time, workspace_ctx, Need};
+use super::{parse_body, time, workspace_ctx, Ctx, Need};
 use crate::connectors::saml::parse_idp_metadata;
 use crate::crypto;
 use crate::domain::DomainError;
@@ -267,14 +267,24 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let b: ConnectionBody = parse_body(&body)?;
+    let c = create_connection(&state, &ctx, b).await?;
+    Ok((StatusCode::CREATED, Json(connection_json(&state, &c))))
+}
+
+/// Checks and creates a connection (audited); the API and the SSO page.
+pub async fn create_connection(
+    state: &AppState,
+    ctx: &Ctx,
+    b: ConnectionBody,
+) -> Result<SsoConnection, ApiError> {
     let name = b
         .name
         .clone()
         .filter(|n| !n.trim().is_empty() && n.len() <= 100)
         .ok_or_else(|| invalid("name: 1 to 100 characters"))?;
     let config = match b.kind.as_deref() {
-        Some("saml") => serde_json::to_value(saml_config(&state, &ctx.ws.id, &b, None).await?),
-        Some("oidc") => serde_json::to_value(oidc_config(&state, &ctx.ws.id, &b, None).await?),
+        Some("saml") => serde_json::to_value(saml_config(state, &ctx.ws.id, &b, None).await?),
+        Some("oidc") => serde_json::to_value(oidc_config(state, &ctx.ws.id, &b, None).await?),
         _ => return Err(invalid("type must be saml or oidc")),
     }
     .map_err(|e| DomainError::Internal(e.to_string()))?;
@@ -292,13 +302,13 @@ pub async fn create(
     };
     state.store.create_connection(&c).await?;
     ctx.audit(
-        &state,
+        state,
         "sso.connection_created",
         Some(&c.id),
         json!({"type": c.kind, "name": c.name, "enabled": c.enabled}),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(connection_json(&state, &c))))
+    Ok(c)
 }
 
 async fn owned(state: &AppState, ws_id: &str, id: &str) -> Result<SsoConnection, ApiError> {
@@ -380,10 +390,16 @@ pub async fn remove(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state.store.delete_connection(&ctx.ws.id, &id).await?;
-    ctx.audit(&state, "sso.connection_deleted", Some(&id), json!({}))
-        .await;
+    delete_connection(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a connection of this workspace (audited).
+pub async fn delete_connection(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
+    state.store.delete_connection(&ctx.ws.id, id).await?;
+    ctx.audit(state, "sso.connection_deleted", Some(id), json!({}))
+        .await;
+    Ok(())
 }
 
 pub fn domain_json(d: &Domain) -> Value {
@@ -434,7 +450,13 @@ pub async fn create_domain(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let b: NewDomain = parse_body(&body)?;
-    let domain = b.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let d = add_domain(&state, &ctx, &b.domain).await?;
+    Ok((StatusCode::CREATED, Json(domain_json(&d))))
+}
+
+/// Claims a domain for this workspace (audited); it still has to be verified.
+pub async fn add_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<Domain, ApiError> {
+    let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
     if !valid_domain(&domain) {
         return Err(invalid("domain: not a domain name like corp.example"));
     }
@@ -446,9 +468,9 @@ pub async fn create_domain(
         created_at: state.clock.now(),
     };
     state.store.create_domain(&d).await?;
-    ctx.audit(&state, "domain.added", Some(&d.domain), json!({}))
+    ctx.audit(state, "domain.added", Some(&d.domain), json!({}))
         .await;
-    Ok((StatusCode::CREATED, Json(domain_json(&d))))
+    Ok(d)
 }
 
 /// Looks up the TXT records of the domain and marks it verified when one
@@ -461,9 +483,16 @@ pub async fn verify_domain(
     Path((slug, domain)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    let d = check_domain(&state, &ctx, &domain).await?;
+    Ok(Json(domain_json(&d)))
+}
+
+/// Verifies a domain of this workspace by its TXT record (audited); the
+/// domain as it is after the check.
+pub async fn check_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<Domain, ApiError> {
     let d = state
         .store
-        .get_domain(&domain.to_ascii_lowercase())
+        .get_domain(&domain.trim().to_ascii_lowercase())
         .await?
         .filter(|d| d.workspace_id == ctx.ws.id)
         .ok_or(DomainError::NotFound)?;
@@ -491,7 +520,7 @@ pub async fn verify_domain(
             .store
             .mark_domain_verified(&d.domain, state.clock.now())
             .await?;
-        ctx.audit(&state, "domain.verified", Some(&d.domain), json!({}))
+        ctx.audit(state, "domain.verified", Some(&d.domain), json!({}))
             .await;
     }
     let d = state
@@ -499,7 +528,7 @@ pub async fn verify_domain(
         .get_domain(&d.domain)
         .await?
         .ok_or(DomainError::NotFound)?;
-    Ok(Json(domain_json(&d)))
+    Ok(d)
 }
 
 pub async fn delete_domain(
@@ -510,11 +539,15 @@ pub async fn delete_domain(
     Path((slug, domain)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .delete_domain(&ctx.ws.id, &domain.to_ascii_lowercase())
-        .await?;
-    ctx.audit(&state, "domain.removed", Some(&domain), json!({}))
-        .await;
+    remove_domain(&state, &ctx, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a domain of this workspace (audited).
+pub async fn remove_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<(), ApiError> {
+    let domain = domain.trim().to_ascii_lowercase();
+    state.store.delete_domain(&ctx.ws.id, &domain).await?;
+    ctx.audit(state, "domain.removed", Some(&domain), json!({}))
+        .await;
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! API tokens (bearer access to this API) and SCIM tokens.
 
-use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Need};
+use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Ctx, Need};
 use crate::domain::model::ApiToken;
 use crate::domain::roles::{self, Policy};
 use crate::domain::DomainError;
@@ -85,6 +85,78 @@ pub struct NewToken {
     pub policies: Vec<Policy>,
 }
 
+/// Checks and mints an API token with the caller as creator (audited);
+/// returns the record and the secret, which is shown once.
+pub async fn create_api_token(
+    state: &AppState,
+    ctx: &Ctx,
+    req: NewToken,
+) -> Result<(ApiToken, String), ApiError> {
+    if req.description.chars().count() > 200 {
+        return Err(DomainError::Invalid("description: at most 200 characters".into()).into());
+    }
+    check_token_policies(&req.policies)?;
+    let creator = ctx.caller.actor().id;
+    let (t, secret) = mint(
+        state,
+        &ctx.ws.id,
+        "api",
+        &req.description,
+        req.policies,
+        creator,
+    )
+    .await?;
+    ctx.audit(
+        state,
+        "token.created",
+        Some(&t.id),
+        json!({"description": t.description, "policies": t.policies}),
+    )
+    .await;
+    Ok((t, secret))
+}
+
+/// Revokes an API (`kind` "api") or SCIM ("scim") token of this workspace (audited).
+pub async fn revoke_kind(
+    state: &AppState,
+    ctx: &Ctx,
+    kind: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .revoke_token(&ctx.ws.id, kind, id, state.clock.now())
+        .await?;
+    let action = if kind == "scim" {
+        "scim_token.revoked"
+    } else {
+        "token.revoked"
+    };
+    ctx.audit(state, action, Some(id), json!({})).await;
+    Ok(())
+}
+
+/// Mints a SCIM token (audited); the secret is shown once.
+pub async fn create_scim_token(
+    state: &AppState,
+    ctx: &Ctx,
+    description: &str,
+) -> Result<(ApiToken, String), ApiError> {
+    if description.chars().count() > 200 {
+        return Err(DomainError::Invalid("description: at most 200 characters".into()).into());
+    }
+    let creator = ctx.caller.actor().id;
+    let (t, secret) = mint(state, &ctx.ws.id, "scim", description, Vec::new(), creator).await?;
+    ctx.audit(
+        state,
+        "scim_token.created",
+        Some(&t.id),
+        json!({"description": t.description}),
+    )
+    .await;
+    Ok((t, secret))
+}
+
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -95,27 +167,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
     let req: NewToken = parse_body(&body)?;
-    if req.description.chars().count() > 200 {
-        return Err(DomainError::Invalid("description: at most 200 characters".into()).into());
-    }
-    check_token_policies(&req.policies)?;
-    let creator = ctx.caller.actor().id;
-    let (t, secret) = mint(
-        &state,
-        &ctx.ws.id,
-        "api",
-        &req.description,
-        req.policies,
-        creator,
-    )
-    .await?;
-    ctx.audit(
-        &state,
-        "token.created",
-        Some(&t.id),
-        json!({"description": t.description, "policies": t.policies}),
-    )
-    .await;
+    let (t, secret) = create_api_token(&state, &ctx, req).await?;
     let mut body = token_json(&t);
     body["token"] = json!(secret);
     Ok((StatusCode::CREATED, Json(body)))
@@ -129,12 +181,7 @@ pub async fn revoke(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .revoke_token(&ctx.ws.id, "api", &id, state.clock.now())
-        .await?;
-    ctx.audit(&state, "token.revoked", Some(&id), json!({}))
-        .await;
+    revoke_kind(&state, &ctx, "api", &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,23 +223,7 @@ pub async fn create_scim(
     } else {
         parse_body(&body)?
     };
-    let creator = ctx.caller.actor().id;
-    let (t, secret) = mint(
-        &state,
-        &ctx.ws.id,
-        "scim",
-        &req.description,
-        Vec::new(),
-        creator,
-    )
-    .await?;
-    ctx.audit(
-        &state,
-        "scim_token.created",
-        Some(&t.id),
-        json!({"description": t.description}),
-    )
-    .await;
+    let (t, secret) = create_scim_token(&state, &ctx, &req.description).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -209,11 +240,6 @@ pub async fn revoke_scim(
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
-    state
-        .store
-        .revoke_token(&ctx.ws.id, "scim", &id, state.clock.now())
-        .await?;
-    ctx.audit(&state, "scim_token.revoked", Some(&id), json!({}))
-        .await;
+    revoke_kind(&state, &ctx, "scim", &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,389 @@
+//! A user group's page (`/w/{slug}/access/groups/{id}`): its name, its
+//! members and its roles, with the owner's forms to change them or delete
+//! the group.
+
+use super::forms::{refusal, Errors, Fields, PolicyInput};
+use super::groups::{description_error, name_error};
+use super::{open, open_for_change, policy_rows, role_options, seg, PolicyRow, RoleOption, WsPage};
+use crate::domain::model::Group;
+use crate::domain::roles::Policy;
+use crate::domain::DomainError;
+use crate::web::api::groups::{self, GroupPatch};
+use crate::web::errors::PageError;
+use crate::web::login::see_other;
+use crate::web::views::{self, Chrome};
+use crate::web::AppState;
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+pub struct GroupMember {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Template)]
+#[template(path = "group.html")]
+pub struct GroupPage {
+    pub chrome: Chrome,
+    pub ws_name: String,
+    pub slug: String,
+    pub section: &'static str,
+    pub owner: bool,
+    pub read_only_reason: String,
+    pub notice: Option<String>,
+    pub form_error: Option<String>,
+    pub errors: Errors,
+    pub roles: Vec<RoleOption>,
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// What the rename form shows (the submitted text after a refusal).
+    pub edit_name: String,
+    pub edit_description: String,
+    pub policies: Vec<PolicyRow>,
+    pub members: Vec<GroupMember>,
+    pub new_policy: PolicyInput,
+    pub new_member: String,
+}
+
+async fn build(state: &AppState, wp: &WsPage, g: &Group) -> Result<GroupPage, DomainError> {
+    let mut members = Vec::new();
+    for uid in &g.member_ids {
+        if let Some(u) = state.store.user_by_id(uid).await? {
+            members.push(GroupMember {
+                id: u.id,
+                email: u.email,
+                name: u.name,
+            });
+        }
+    }
+    members.sort_by(|a, b| a.email.cmp(&b.email));
+    Ok(GroupPage {
+        chrome: wp.chrome.clone(),
+        ws_name: wp.ctx.ws.name.clone(),
+        slug: wp.ctx.ws.slug.clone(),
+        section: "access",
+        owner: wp.owner,
+        read_only_reason: wp.read_only_reason(),
+        notice: None,
+        form_error: None,
+        errors: Errors::default(),
+        roles: role_options(),
+        id: g.id.clone(),
+        name: g.name.clone(),
+        description: g.description.clone(),
+        edit_name: g.name.clone(),
+        edit_description: g.description.clone(),
+        policies: policy_rows(&g.policies),
+        members,
+        new_policy: PolicyInput::default(),
+        new_member: String::new(),
+    })
+}
+
+fn render(page: &GroupPage, status: StatusCode) -> Response {
+    (status, views::render(page)).into_response()
+}
+
+fn group_url(slug: &str, id: &str) -> String {
+    format!("/w/{}/access/groups/{}", seg(slug), seg(id))
+}
+
+fn no_group(wp: &WsPage) -> Response {
+    wp.message(
+        StatusCode::NOT_FOUND,
+        "Group not found",
+        "This user group does not exist (any more).",
+        &format!("/w/{}/access?tab=groups", seg(wp.slug())),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Done {
+    pub done: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    Query(q): Query<Done>,
+) -> Result<Response, PageError> {
+    let wp = match open(&state, &headers, peer, &slug, &group_url(&slug, &id)).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let Some(g) = state.store.get_group(&wp.ctx.ws.id, &id).await? else {
+        return Ok(no_group(&wp));
+    };
+    let mut page = build(&state, &wp, &g).await?;
+    page.notice = match q.done.as_deref() {
+        Some("created") => Some("Group created. Add its members below.".into()),
+        Some("saved") => {
+            Some("Saved. It applies to the group's members from their next request.".into())
+        }
+        _ => None,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// Opens the group for a change by an owner, with a valid form token.
+async fn open_group(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    id: &str,
+    f: &Fields,
+) -> Result<Result<(WsPage, Group), Response>, PageError> {
+    let back = group_url(slug, id);
+    let wp = match open_for_change(state, headers, peer, slug, &back, f.csrf()).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(Err(r)),
+    };
+    match state.store.get_group(&wp.ctx.ws.id, id).await? {
+        Some(g) => Ok(Ok((wp, g))),
+        None => Ok(Err(no_group(&wp))),
+    }
+}
+
+/// The page again after a refusal, with what the form held.
+async fn refused(
+    state: &AppState,
+    wp: &WsPage,
+    g: &Group,
+    status: StatusCode,
+    fill: impl FnOnce(&mut GroupPage),
+) -> Result<Response, PageError> {
+    let mut page = build(state, wp, g).await?;
+    fill(&mut page);
+    Ok(render(&page, status))
+}
+
+async fn apply(
+    state: &AppState,
+    wp: &WsPage,
+    g: &Group,
+    patch: GroupPatch,
+) -> Result<Response, PageError> {
+    match groups::update_group(state, &wp.ctx, &g.id, patch).await {
+        Ok(_) => Ok(see_other(&format!(
+            "{}?done=saved",
+            group_url(wp.slug(), &g.id)
+        ))),
+        Err(e) => {
+            let why = refusal(e)?;
+            refused(state, wp, g, StatusCode::CONFLICT, |p| {
+                p.form_error = Some(why)
+            })
+            .await
+        }
+    }
+}
+
+pub async fn edit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let (name, description) = (f.get("name").to_string(), f.get("description").to_string());
+    let mut errors = Errors::default();
+    if let Some(e) = name_error(&name) {
+        errors.add("name", e);
+    }
+    if let Some(e) = description_error(&description) {
+        errors.add("description", e);
+    }
+    if !errors.is_empty() {
+        return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
+            p.errors = errors;
+            p.edit_name = name;
+            p.edit_description = description;
+        })
+        .await;
+    }
+    let patch = GroupPatch {
+        name: Some(name),
+        description: Some(description),
+        policies: None,
+    };
+    apply(&state, &wp, &g, patch).await
+}
+
+pub async fn add_policy(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let input = PolicyInput::from_fields(&f);
+    let policy = match input.policy() {
+        Ok(Some(p)) => p,
+        other => {
+            let errors = match other {
+                Err((field, msg)) => Errors::one(field, msg),
+                _ => Errors::one("role", "Choose a role to add."),
+            };
+            return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
+                p.errors = errors;
+                p.new_policy = input;
+            })
+            .await;
+        }
+    };
+    let mut policies = g.policies.clone();
+    if !policies.contains(&policy) {
+        policies.push(policy);
+    }
+    let patch = GroupPatch {
+        policies: Some(policies),
+        ..GroupPatch::default()
+    };
+    apply(&state, &wp, &g, patch).await
+}
+
+pub async fn remove_policy(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let Ok(gone) = serde_json::from_str::<Policy>(f.get("policy")) else {
+        return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
+            p.form_error =
+                Some("That role could not be read; reload the page and try again.".into())
+        })
+        .await;
+    };
+    let patch = GroupPatch {
+        policies: Some(g.policies.iter().filter(|p| **p != gone).cloned().collect()),
+        ..GroupPatch::default()
+    };
+    apply(&state, &wp, &g, patch).await
+}
+
+pub async fn add_member(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    let email = f.get("email").to_string();
+    let user = match state.store.user_by_email(&email).await? {
+        Some(u)
+            if state
+                .store
+                .membership(&wp.ctx.ws.id, &u.id)
+                .await?
+                .is_some() =>
+        {
+            u
+        }
+        _ => {
+            let msg = if email.is_empty() {
+                "Enter the email of a member of this workspace."
+            } else {
+                "Nobody with this email is a member of this workspace. Invite them first."
+            };
+            return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
+                p.errors = Errors::one("email", msg);
+                p.new_member = email;
+            })
+            .await;
+        }
+    };
+    match groups::set_group_member(&state, &wp.ctx, &g.id, &user.id, true).await {
+        Ok(()) => Ok(see_other(&format!("{}?done=saved", group_url(&slug, &id)))),
+        Err(e) => {
+            let why = refusal(e)?;
+            refused(&state, &wp, &g, StatusCode::CONFLICT, |p| {
+                p.errors = Errors::one("email", why);
+                p.new_member = email;
+            })
+            .await
+        }
+    }
+}
+
+pub async fn remove_member(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    match groups::set_group_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
+        Ok(()) => Ok(see_other(&format!("{}?done=saved", group_url(&slug, &id)))),
+        Err(e) => {
+            let why = refusal(e)?;
+            refused(&state, &wp, &g, StatusCode::CONFLICT, |p| {
+                p.form_error = Some(why)
+            })
+            .await
+        }
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
+        Ok(x) => x,
+        Err(r) => return Ok(r),
+    };
+    match groups::delete_group(&state, &wp.ctx, &g.id).await {
+        Ok(()) => Ok(see_other(&format!(
+            "/w/{}/access?tab=groups&done=group_deleted",
+            seg(&slug)
+        ))),
+        Err(e) => {
+            let why = refusal(e)?;
+            refused(&state, &wp, &g, StatusCode::CONFLICT, |p| {
+                p.form_error = Some(why)
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The workspace owner's pages: Access Management (users, user groups,
+//! tokens), a member's page, a group's page and the SSO settings. Each page
+//! lives in its own file; this one holds what they share: who is looking and
+//! what they may do, form parsing, field errors, policy fields and the
+//! header's workspace switcher.
+//!
+//! The rules are the REST API's (`web::api`): pages authorise with
+//! `workspace_ctx` and change things through the same shared functions, so a
+//! page can never allow what the API refuses.
+
+pub mod access;
+pub mod forms;
+pub mod group;
+pub mod groups;
+pub mod member;
+pub mod sso;
+pub mod sso_backend;
+pub mod sso_idp;
+pub mod tokens;
+pub mod users;
+
+use super::api::{workspace_ctx, Caller, Ctx, Need};
+use super::csrf;
+use super::errors::PageError;
+use super::http::current_session;
+use super::login::{csrf_refused, see_other};
+use super::views::{self, Chrome, MessagePage, NavWorkspace};
+use super::AppState;
+use crate::domain::access::is_owner;
+use crate::domain::model::User;
+use crate::domain::roles::{self, Policy, Scope};
+use crate::domain::DomainError;
+use crate::session::Session;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    let w = "/w/{slug}";
+    Router::new()
+        .route(w, get(access::workspace_home))
+        .route(&format!("{w}/access"), get(access::page))
+        .route(&format!("{w}/access/invitations"), post(users::invite))
+        .route(
+            &format!("{w}/access/invitations/{{id}}/resend"),
+            post(users::resend),
+        )
+        .route(
+            &format!("{w}/access/invitations/{{id}}/revoke"),
+            post(users::revoke),
+        )
+        .route(&format!("{w}/access/users/{{user_id}}"), get(member::page))
+        .route(
+            &format!("{w}/access/users/{{user_id}}/policies"),
+            post(member::add_policy),
+        )
+        .route(
+            &format!("{w}/access/users/{{user_id}}/policies/remove"),
+            post(member::remove_policy),
+        )
+        .route(
+            &format!("{w}/access/users/{{user_id}}/groups"),
+            post(member::set_groups),
+        )
+        .route(
+            &format!("{w}/access/users/{{user_id}}/remove"),
+            post(member::remove),
+        )
+        .route(&format!("{w}/access/groups"), post(groups::create))
+        .route(&format!("{w}/access/groups/{{id}}"), get(group::page))
+        .route(&format!("{w}/access/groups/{{id}}/edit"), post(group::edit))
+        .route(
+            &format!("{w}/access/groups/{{id}}/policies"),
+            post(group::add_policy),
+        )
+        .route(
+            &format!("{w}/access/groups/{{id}}/policies/remove"),
+            post(group::remove_policy),
+        )
+        .route(
+            &format!("{w}/access/groups/{{id}}/members"),
+            post(group::add_member),
+        )
+        .route(
+            &format!("{w}/access/groups/{{id}}/members/remove"),
+            post(group::remove_member),
+        )
+        .route(
+            &format!("{w}/access/groups/{{id}}/delete"),
+            post(group::delete),
+        )
+        .route(&format!("{w}/access/tokens"), post(tokens::create))
+        .route(
+            &format!("{w}/access/tokens/{{id}}/revoke"),
+            post(tokens::revoke),
+        )
+        .route(&format!("{w}/settings/sso"), get(sso::page))
+        .route(
+            &format!("{w}/settings/sso/settings"),
+            post(sso::save_settings),
+        )
+        .route(
+            &format!("{w}/settings/sso/connections"),
+            post(sso_idp::add_connection),
+        )
+        .route(
+            &format!("{w}/settings/sso/connections/{{id}}/delete"),
+            post(sso_idp::delete_connection),
+        )
+        .route(
+            &format!("{w}/settings/sso/domains"),
+            post(sso_idp::add_domain),
+        )
+        .route(
+            &format!("{w}/settings/sso/domains/{{domain}}/verify"),
+            post(sso_idp::verify_domain),
+        )
+        .route(
+            &format!("{w}/settings/sso/domains/{{domain}}/delete"),
+            post(sso_idp::delete_domain),
+        )
+        .route(
+            &format!("{w}/settings/sso/scim-tokens"),
+            post(sso::create_scim_token),
+        )
+        .route(
+            &format!("{w}/settings/sso/scim-tokens/{{id}}/revoke"),
+            post(sso::revoke_scim_token),
+        )
+}
+
+/// A signed-in person looking at one workspace, authorised to read it.
+pub struct WsPage {
+    pub ctx: Ctx,
+    pub user: User,
+    pub session: Session,
+    /// Workspace Owner: may change things. Everyone else reads.
+    pub owner: bool,
+    pub chrome: Chrome,
+}
+
+impl WsPage {
+    pub fn slug(&self) -> &str {
+        &self.ctx.ws.slug
+    }
+
+    /// The text read-only pages show to say why.
+    pub fn read_only_reason(&self) -> String {
+        format!(
+            "You can look but not change anything here: only a Workspace Owner can manage access in {}. Ask an owner if you need a change.",
+            self.ctx.ws.name
+        )
+    }
+
+    /// A page saying something went wrong, in this workspace's frame.
+    pub fn message(&self, status: StatusCode, title: &str, text: &str, back: &str) -> Response {
+        let page = MessagePage {
+            chrome: self.chrome.clone(),
+            title: title.into(),
+            message: text.into(),
+            link: Some((back.into(), "Go back".into())),
+        };
+        (status, views::render(&page)).into_response()
+    }
+
+    /// 403 for a change attempted without owner rights.
+    pub fn not_owner(&self, back: &str) -> Response {
+        self.message(
+            StatusCode::FORBIDDEN,
+            "Only workspace owners can do this",
+            &self.read_only_reason(),
+            back,
+        )
+    }
+}
+
+/// The header's workspace switcher and the CSRF token, for a signed-in person.
+pub async fn signed_in_chrome(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    current: Option<&str>,
+) -> Result<Chrome, DomainError> {
+    let workspaces = state
+        .store
+        .workspaces_of_user(&user.id)
+        .await?
+        .into_iter()
+        .map(|w| NavWorkspace {
+            current: current == Some(w.workspace.slug.as_str()),
+            slug: w.workspace.slug,
+            name: w.workspace.name,
+        })
+        .collect();
+    Ok(Chrome {
+        csrf: csrf::token_for_session(state, session),
+        user_email: Some(user.email.clone()),
+        workspaces,
+        current_workspace: current.map(str::to_string),
+    })
+}
+
+/// Opens workspace `slug` for the signed-in person: `Err(response)` is a
+/// redirect to sign in; errors are 404 (not a member: the workspace is not
+/// revealed) or 403 (a member without read access, with the reason).
+pub async fn open(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    here: &str,
+) -> Result<Result<WsPage, Response>, PageError> {
+    let Some((_, session)) = current_session(state, headers).await? else {
+        return Ok(Err(see_other(&format!(
+            "/login?return_to={}",
+            super::forward_auth::urlencode(here)
+        ))));
+    };
+    let Some(user) = state.store.user_by_id(&session.uid).await? else {
+        return Ok(Err(see_other("/login")));
+    };
+    let chrome = signed_in_chrome(state, &session, &user, None).await?;
+    // Pages read with GET rules: the form's csrf_token is checked by the
+    // handler (`check_csrf`), not the API's X-CSRF-Token header.
+    let ctx = match workspace_ctx(state, headers, &Method::GET, peer, slug, Need::Read).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let (status, title) = match &e.0 {
+                DomainError::Forbidden(_) => (StatusCode::FORBIDDEN, "No access to this page"),
+                DomainError::NotFound => (StatusCode::NOT_FOUND, "Workspace not found"),
+                _ => return Err(PageError(e.0)),
+            };
+            let text = match &e.0 {
+                DomainError::Forbidden(why) => format!(
+                    "{why} Your role in this workspace does not include reading its access settings; ask a workspace owner."
+                ),
+                _ => "There is no workspace here that you are a member of.".into(),
+            };
+            let page = MessagePage {
+                chrome,
+                title: title.into(),
+                message: text,
+                link: Some(("/workspaces".into(), "Your workspaces".into())),
+            };
+            return Ok(Err((status, views::render(&page)).into_response()));
+        }
+    };
+    if !matches!(ctx.caller, Caller::User { .. }) {
+        return Err(PageError(DomainError::Unauthenticated));
+    }
+    let owner = is_owner(
+        &state
+            .store
+            .effective_access(&ctx.ws.id, &user.id)
+            .await?
+            .map(|a| a.all())
+            .unwrap_or_default(),
+    );
+    let chrome = Chrome {
+        current_workspace: Some(ctx.ws.slug.clone()),
+        workspaces: chrome
+            .workspaces
+            .into_iter()
+            .map(|mut w| {
+                w.current = w.slug == ctx.ws.slug;
+                w
+            })
+            .collect(),
+        ..chrome
+    };
+    Ok(Ok(WsPage {
+        ctx,
+        user,
+        session,
+        owner,
+        chrome,
+    }))
+}
+
+/// Opens the workspace for a form post: signed in, CSRF token valid, owner.
+/// `Err(response)` says why not (redirect, 403 expired form, 403 read-only).
+pub async fn open_for_change(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    back: &str,
+    csrf_token: Option<&str>,
+) -> Result<Result<WsPage, Response>, PageError> {
+    let wp = match open(state, headers, peer, slug, back).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !csrf::verify(state, headers, Some(&wp.session), csrf_token) {
+        return Ok(Err(csrf_refused()));
+    }
+    if !wp.owner {
+        return Ok(Err(wp.not_owner(back)));
+    }
+    Ok(Ok(wp))
+}
+
+/// Roles as `<option>`s: (id, name, description, scopable).
+pub struct RoleOption {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub scopable: bool,
+}
+
+pub fn role_options() -> Vec<RoleOption> {
+    roles::CATALOG
+        .iter()
+        .map(|r| RoleOption {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            scopable: r.scopable,
+        })
+        .collect()
+}
+
+pub fn role_name(id: &str) -> String {
+    roles::find(id)
+        .map(|d| d.name.to_string())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// "Source Admin on labels env:prod", in words.
+pub fn policy_text(p: &Policy) -> String {
+    let name = role_name(&p.role);
+    match &p.scope {
+        None => name,
+        Some(Scope::All) => format!("{name} on all resources"),
+        Some(Scope::Ids { ids }) => format!("{name} on {}", ids.join(", ")),
+        Some(Scope::Labels { labels }) => format!("{name} on labels {}", labels.join(", ")),
+    }
+}
+
+/// A policy shown in a list, with the value its remove form posts.
+pub struct PolicyRow {
+    pub text: String,
+    /// The policy's JSON, posted back to remove exactly this one.
+    pub value: String,
+    pub owner: bool,
+}
+
+pub fn policy_rows(ps: &[Policy]) -> Vec<PolicyRow> {
+    ps.iter()
+        .map(|p| PolicyRow {
+            text: policy_text(p),
+            value: serde_json::to_string(p).unwrap_or_default(),
+            owner: p.role == roles::WORKSPACE_OWNER,
+        })
+        .collect()
+}
+
+/// The roles of some policies, in words, comma-separated.
+pub fn summary(ps: &[Policy]) -> String {
+    if ps.is_empty() {
+        return "No role".into();
+    }
+    ps.iter().map(policy_text).collect::<Vec<_>>().join(", ")
+}
+
+/// `/w/{slug}/…` percent-encoded for a path segment.
+pub fn seg(s: &str) -> String {
+    super::forward_auth::urlencode(s)
+}

@@ -1,0 +1,344 @@
+//! `/w/{slug}/settings/sso`: SSO connections (with the SP metadata to give
+//! the IdP), email domains and their TXT records, Require SSO with
+//! exemptions, the default role, and SCIM tokens. The connection and domain
+//! forms are in `sso_idp.rs` and go through `sso_backend`; the rest uses the
+//! workspace settings and token functions the API uses.
+
+use super::access::when;
+use super::forms::{refusal, Errors, Fields};
+use super::sso_backend::{self as backend, ConnectionView, DomainView, SsoError};
+use super::{open, open_for_change, role_options, seg, RoleOption, WsPage};
+use crate::domain::model::AuthMethod;
+use crate::domain::{roles, DomainError};
+use crate::store::MemberFilter;
+use crate::web::api::settings::{apply_settings, SettingsPatch};
+use crate::web::api::tokens;
+use crate::web::errors::PageError;
+use crate::web::login::see_other;
+use crate::web::views::{self, Chrome};
+use crate::web::AppState;
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// What the page says when SSO is not available on this gateway.
+pub const NOT_AVAILABLE: &str =
+    "SSO connections and domain verification are not available on this gateway. Nothing was saved.";
+
+pub struct ConnectionRow {
+    pub c: ConnectionView,
+    pub entity_id: String,
+    pub acs_url: String,
+    pub redirect_uri: String,
+}
+
+pub struct ExemptRow {
+    pub id: String,
+    pub email: String,
+    pub exempt: bool,
+}
+
+pub struct ScimRow {
+    pub id: String,
+    pub description: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+/// What the connection and domain forms held.
+#[derive(Default)]
+pub struct SsoInput {
+    pub kind: String,
+    pub name: String,
+    pub metadata_xml: String,
+    pub metadata_url: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub domain: String,
+    pub scim_description: String,
+}
+
+#[derive(Template)]
+#[template(path = "sso.html")]
+pub struct SsoPage {
+    pub chrome: Chrome,
+    pub ws_name: String,
+    pub slug: String,
+    pub section: &'static str,
+    pub owner: bool,
+    pub read_only_reason: String,
+    pub notice: Option<String>,
+    pub form_error: Option<String>,
+    pub errors: Errors,
+    pub roles: Vec<RoleOption>,
+    /// None: listed; Some(why): the connections could not be listed.
+    pub connections_unavailable: Option<String>,
+    pub connections: Vec<ConnectionRow>,
+    pub domains_unavailable: Option<String>,
+    pub domains: Vec<DomainView>,
+    pub input: SsoInput,
+    pub require_sso: bool,
+    pub require_mfa: bool,
+    pub default_role: String,
+    /// Whether this session came through this workspace's SSO (needed to
+    /// turn Require SSO on).
+    pub session_from_sso: bool,
+    pub members: Vec<ExemptRow>,
+    pub scim_url: String,
+    pub scim_tokens: Vec<ScimRow>,
+    pub new_scim_secret: Option<String>,
+}
+
+fn listed<T>(r: Result<Vec<T>, SsoError>) -> Result<(Vec<T>, Option<String>), DomainError> {
+    match r {
+        Ok(v) => Ok((v, None)),
+        Err(SsoError::NotAvailable) => Ok((
+            Vec::new(),
+            Some(NOT_AVAILABLE.replace(" Nothing was saved.", "")),
+        )),
+        Err(SsoError::Invalid { message, .. }) | Err(SsoError::Refused(message)) => {
+            Ok((Vec::new(), Some(message)))
+        }
+        Err(SsoError::Failed(e)) => Err(e),
+    }
+}
+
+pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, DomainError> {
+    let ws = &wp.ctx.ws;
+    let base = state.cfg.public_url.trim_end_matches('/').to_string();
+    let (conns, connections_unavailable) = listed(backend::list_connections(state, &wp.ctx).await)?;
+    let (domains, domains_unavailable) = listed(backend::list_domains(state, &wp.ctx).await)?;
+    let connections = conns
+        .into_iter()
+        .map(|c| ConnectionRow {
+            entity_id: format!("{base}/sso/saml/{}/metadata", seg(&c.id)),
+            acs_url: format!("{base}/sso/saml/{}/acs", seg(&c.id)),
+            redirect_uri: format!("{base}/sso/oidc/{}/callback", seg(&c.id)),
+            c,
+        })
+        .collect();
+    let filter = MemberFilter::default();
+    let members = state
+        .store
+        .list_members(&ws.id, &filter, None, 200, state.clock.now())
+        .await?
+        .into_iter()
+        .map(|(_, m)| ExemptRow {
+            exempt: ws.settings.sso_exempt_user_ids.contains(&m.id),
+            id: m.id,
+            email: m.email,
+        })
+        .collect();
+    let mut scim_tokens = Vec::new();
+    if wp.owner {
+        for t in state.store.list_tokens(&ws.id, "scim").await? {
+            scim_tokens.push(ScimRow {
+                description: if t.description.is_empty() {
+                    "(no description)".into()
+                } else {
+                    t.description.clone()
+                },
+                created: when(t.created_at),
+                last_used: t.last_used_at.map(when).unwrap_or_else(|| "Never".into()),
+                id: t.id,
+            });
+        }
+    }
+    let session_from_sso = match &wp.session.method {
+        AuthMethod::Sso(conn) => {
+            state.store.sso_connection_workspace(conn).await?.as_deref() == Some(ws.id.as_str())
+        }
+        _ => false,
+    };
+    Ok(SsoPage {
+        chrome: wp.chrome.clone(),
+        ws_name: ws.name.clone(),
+        slug: ws.slug.clone(),
+        section: "sso",
+        owner: wp.owner,
+        read_only_reason: wp.read_only_reason(),
+        notice: None,
+        form_error: None,
+        errors: Errors::default(),
+        roles: role_options(),
+        connections_unavailable,
+        connections,
+        domains_unavailable,
+        domains,
+        input: SsoInput {
+            kind: "saml".into(),
+            ..SsoInput::default()
+        },
+        require_sso: ws.settings.require_sso,
+        require_mfa: ws.settings.require_mfa,
+        default_role: ws.settings.default_role.clone(),
+        session_from_sso,
+        members,
+        scim_url: format!("{base}/scim/v2"),
+        scim_tokens,
+        new_scim_secret: None,
+    })
+}
+
+pub(super) fn render(page: &SsoPage, status: StatusCode) -> Response {
+    (status, views::render(page)).into_response()
+}
+
+pub(super) fn here(slug: &str) -> String {
+    format!("/w/{}/settings/sso", seg(slug))
+}
+
+#[derive(Deserialize)]
+pub struct Done {
+    pub done: Option<String>,
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    Query(q): Query<Done>,
+) -> Result<Response, PageError> {
+    let wp = match open(&state, &headers, peer, &slug, &here(&slug)).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let mut page = build(&state, &wp).await?;
+    page.notice = match q.done.as_deref() {
+        Some("settings") => Some("Settings saved.".into()),
+        Some("connection") => Some("Connection saved.".into()),
+        Some("domain") => Some("Domain saved.".into()),
+        Some("verified") => Some("Domain verified.".into()),
+        Some("deleted") => Some("Deleted.".into()),
+        Some("scim_revoked") => Some("SCIM token revoked. It stopped working at once.".into()),
+        _ => None,
+    };
+    Ok(render(&page, StatusCode::OK))
+}
+
+/// Opens the page for an owner's form post.
+pub(super) async fn open_post(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    f: &Fields,
+) -> Result<Result<WsPage, Response>, PageError> {
+    open_for_change(state, headers, peer, slug, &here(slug), f.csrf()).await
+}
+
+/// Require SSO, its exemptions, two-factor and the default role.
+pub async fn save_settings(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let role = f.get("default_role").to_string();
+    if roles::find(&role).is_none() {
+        let mut page = build(&state, &wp).await?;
+        page.errors
+            .add("default_role", "Choose a role from the list.");
+        return Ok(render(&page, StatusCode::BAD_REQUEST));
+    }
+    let patch = SettingsPatch {
+        require_sso: Some(f.get("require_sso") == "on"),
+        sso_exempt_user_ids: Some(f.all("sso_exempt_user_ids")),
+        require_mfa: Some(f.get("require_mfa") == "on"),
+        default_role: Some(role),
+        ..SettingsPatch::default()
+    };
+    match apply_settings(&state, &wp.ctx, patch).await {
+        Ok(_) => Ok(see_other(&format!("{}?done=settings", here(&slug)))),
+        Err(e) => {
+            let forbidden = matches!(e.0, DomainError::Forbidden(_));
+            let why = refusal(e)?;
+            let mut page = build(&state, &wp).await?;
+            page.errors.add(
+                if forbidden {
+                    "require_sso"
+                } else {
+                    "default_role"
+                },
+                why,
+            );
+            let status = if forbidden {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Ok(render(&page, status))
+        }
+    }
+}
+
+pub async fn create_scim_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let description = f.get("description").to_string();
+    if description.chars().count() > 200 || description.chars().any(char::is_control) {
+        let mut page = build(&state, &wp).await?;
+        page.input.scim_description = description;
+        page.errors.add(
+            "scim_description",
+            "Use at most 200 characters on one line.",
+        );
+        return Ok(render(&page, StatusCode::BAD_REQUEST));
+    }
+    let (_, secret) = match tokens::create_scim_token(&state, &wp.ctx, &description).await {
+        Ok(x) => x,
+        Err(e) => {
+            let why = refusal(e)?;
+            let mut page = build(&state, &wp).await?;
+            page.errors.add("scim_description", why);
+            return Ok(render(&page, StatusCode::BAD_REQUEST));
+        }
+    };
+    let mut page = build(&state, &wp).await?;
+    page.new_scim_secret = Some(secret);
+    page.notice = Some("SCIM token created.".into());
+    Ok(render(&page, StatusCode::OK))
+}
+
+pub async fn revoke_scim_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((slug, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    match tokens::revoke_kind(&state, &wp.ctx, "scim", &id).await {
+        Ok(()) => Ok(see_other(&format!("{}?done=scim_revoked", here(&slug)))),
+        Err(e) => {
+            let why = refusal(e)?;
+            let mut page = build(&state, &wp).await?;
+            page.form_error = Some(why);
+            Ok(render(&page, StatusCode::NOT_FOUND))
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The one seam between the SSO settings page and the SSO connections and
+//! domains logic: it calls the same shared functions as the REST API
+//! (`api::sso`: `create_connection`, `delete_connection`, `add_domain`,
+//! `check_domain`, `remove_domain`), so the page and the API keep one set of
+//! rules and audit events, and turns their refusals into words for the form:
+//! [`SsoError::Invalid`] names the field at fault, [`SsoError::Refused`]
+//! is anything else the person should read. [`SsoError::NotAvailable`]
+//! remains for a gateway without SSO; the page then says so.
+
+use super::forms::sentence;
+use crate::domain::DomainError;
+use crate::sso_config;
+use crate::store::{Domain, SsoConnection};
+use crate::web::api::sso::{self as api, ConnectionBody};
+use crate::web::api::Ctx;
+use crate::web::errors::ApiError;
+use crate::web::AppState;
+
+/// A connection as the page lists it.
+#[derive(Debug, Clone)]
+pub struct ConnectionView {
+    pub id: String,
+    pub name: String,
+    /// "saml" or "oidc"
+    pub kind: String,
+    pub enabled: bool,
+    /// SAML: the IdP's entity ID; OIDC: the issuer.
+    pub idp: String,
+}
+
+/// A domain as the page lists it.
+#[derive(Debug, Clone)]
+pub struct DomainView {
+    pub domain: String,
+    pub verified: bool,
+    /// `iamgw-verification=<token>`, to publish as a TXT record at the domain.
+    pub verification_record: String,
+}
+
+/// What the "add connection" forms ask for (SPEC section 7's bodies).
+#[derive(Debug, Clone)]
+pub enum NewConnection {
+    Saml {
+        name: String,
+        /// Exactly one of `metadata_xml` and `metadata_url` is set.
+        metadata_xml: Option<String>,
+        metadata_url: Option<String>,
+    },
+    Oidc {
+        name: String,
+        issuer: String,
+        client_id: String,
+        client_secret: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum SsoError {
+    /// SSO is not available on this gateway.
+    NotAvailable,
+    /// A form field is at fault: the field's name as the form posts it
+    /// (`name`, `metadata_xml`, `metadata_url`, `issuer`, `client_id`,
+    /// `client_secret`, `domain`) and what to say next to it.
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// Refused for a reason the person should read (e.g. the TXT record was
+    /// not found, or the domain belongs to another workspace).
+    Refused(String),
+    /// Anything else (database down...): shown as an error page.
+    Failed(DomainError),
+}
+
+/// The form field an API message is about, from the field it names first.
+fn field_of(message: &str, fallback: &'static str) -> &'static str {
+    const FIELDS: [(&str, &str); 7] = [
+        ("name", "name"),
+        ("idp_metadata_url", "metadata_url"),
+        ("idp_metadata_xml", "metadata_xml"),
+        ("issuer", "issuer"),
+        ("client_id", "client_id"),
+        ("client_secret", "client_secret"),
+        ("domain", "domain"),
+    ];
+    FIELDS
+        .iter()
+        .find(|(api, _)| message.starts_with(api))
+        .map(|(_, form)| *form)
+        .unwrap_or(fallback)
+}
+
+/// An API refusal for the page; `fallback` is the field blamed when the
+/// message names none (e.g. the metadata the person gave).
+fn refused(e: ApiError, fallback: &'static str) -> SsoError {
+    match e.0 {
+        DomainError::Invalid(m) | DomainError::Unprocessable(m) => SsoError::Invalid {
+            field: field_of(&m, fallback),
+            message: sentence(&m),
+        },
+        DomainError::Conflict(m) | DomainError::Forbidden(m) => SsoError::Refused(sentence(&m)),
+        DomainError::NotFound => {
+            SsoError::Refused("That no longer exists; reload the page.".into())
+        }
+        other => SsoError::Failed(other),
+    }
+}
+
+fn failed(e: impl Into<DomainError>) -> SsoError {
+    SsoError::Failed(e.into())
+}
+
+fn connection_view(c: &SsoConnection) -> ConnectionView {
+    let idp = if c.kind == "saml" {
+        sso_config::saml(&c.config)
+            .map(|cfg| cfg.idp_entity_id)
+            .unwrap_or_default()
+    } else {
+        sso_config::oidc(&c.config)
+            .map(|cfg| cfg.issuer)
+            .unwrap_or_default()
+    };
+    ConnectionView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        kind: c.kind.clone(),
+        enabled: c.enabled,
+        idp,
+    }
+}
+
+fn domain_view(d: &Domain) -> DomainView {
+    DomainView {
+        domain: d.domain.clone(),
+        verified: d.verified_at.is_some(),
+        verification_record: format!("iamgw-verification={}", d.token),
+    }
+}
+
+pub async fn list_connections(
+    state: &AppState,
+    ctx: &Ctx,
+) -> Result<Vec<ConnectionView>, SsoError> {
+    let items = state
+        .store
+        .list_connections(&ctx.ws.id)
+        .await
+        .map_err(failed)?;
+    Ok(items.iter().map(connection_view).collect())
+}
+
+/// Creates a connection; the returned view carries its new id.
+pub async fn create_connection(
+    state: &AppState,
+    ctx: &Ctx,
+    new: NewConnection,
+) -> Result<ConnectionView, SsoError> {
+    let (body, fallback) = match new {
+        NewConnection::Saml {
+            name,
+            metadata_xml,
+            metadata_url,
+        } => {
+            let fallback = if metadata_xml.is_some() {
+                "metadata_xml"
+            } else {
+                "metadata_url"
+            };
+            let body = ConnectionBody {
+                kind: Some("saml".into()),
+                name: Some(name),
+                idp_metadata_xml: metadata_xml,
+                idp_metadata_url: metadata_url,
+                ..ConnectionBody::default()
+            };
+            (body, fallback)
+        }
+        NewConnection::Oidc {
+            name,
+            issuer,
+            client_id,
+            client_secret,
+        } => {
+            let body = ConnectionBody {
+                kind: Some("oidc".into()),
+                name: Some(name),
+                issuer: Some(issuer),
+                client_id: Some(client_id),
+                client_secret: Some(client_secret),
+                ..ConnectionBody::default()
+            };
+            (body, "issuer")
+        }
+    };
+    let c = api::create_connection(state, ctx, body)
+        .await
+        .map_err(|e| refused(e, fallback))?;
+    Ok(connection_view(&c))
+}
+
+pub async fn delete_connection(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), SsoError> {
+    api::delete_connection(state, ctx, id)
+        .await
+        .map_err(|e| refused(e, "name"))
+}
+
+pub async fn list_domains(state: &AppState, ctx: &Ctx) -> Result<Vec<DomainView>, SsoError> {
+    let items = state.store.list_domains(&ctx.ws.id).await.map_err(failed)?;
+    Ok(items.iter().map(domain_view).collect())
+}
+
+/// Claims a domain; the view carries the TXT record to publish.
+pub async fn add_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<DomainView, SsoError> {
+    let d = api::add_domain(state, ctx, domain)
+        .await
+        .map_err(|e| refused(e, "domain"))?;
+    Ok(domain_view(&d))
+}
+
+/// Looks the TXT record up now; `Refused(reason)` when it is not there.
+pub async fn verify_domain(
+    state: &AppState,
+    ctx: &Ctx,
+    domain: &str,
+) -> Result<DomainView, SsoError> {
+    let d = api::check_domain(state, ctx, domain)
+        .await
+        .map_err(|e| refused(e, "domain"))?;
+    Ok(domain_view(&d))
+}
+
+pub async fn delete_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<(), SsoError> {
+    api::remove_domain(state, ctx, domain)
+        .await
+        .map_err(|e| refused(e, "domain"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_of;
+
+    #[test]
+    fn api_messages_name_the_form_field() {
+        assert_eq!(field_of("name: 1 to 100 characters", "x"), "name");
+        assert_eq!(
+            field_of("idp_metadata_url answered 404", "x"),
+            "metadata_url"
+        );
+        assert_eq!(field_of("issuer: not an http(s) URL", "x"), "issuer");
+        assert_eq!(field_of("client_secret is required", "x"), "client_secret");
+        assert_eq!(
+            field_of("the metadata has no signing certificate", "metadata_xml"),
+            "metadata_xml"
+        );
+    }
+}

@@ -1,0 +1,302 @@
+// A workspace owner runs the product from the browser (Debian's headless
+// Chromium driven by playwright-core): signs in, invites a member (mail
+// caught by the SMTP sink), the member accepts in a second browser context,
+// the owner creates a group with Source Admin on one label, creates and
+// revokes a token, downloads the members CSV and reads it, removes the
+// member, and the member's next request is refused. Screenshots of each
+// page go to target/ui/; no page may request anything outside the gateway.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { REPO, startGateway, startSmtpSink } from './harness.mjs';
+
+const SLUG = 'acme';
+const OWNER = 'owner@acme.test';
+const MEMBER = 'mia@acme.test';
+const PASSWORD = 'violet harbor quantum 57 lantern';
+const MEMBER_PASSWORD = 'copper meadow falcon 93 ribbon';
+const SHOTS = path.join(REPO, 'target', 'ui');
+
+let sink;
+let gw;
+let browser;
+const requested = [];
+
+before(async () => {
+  mkdirSync(SHOTS, { recursive: true });
+  sink = await startSmtpSink();
+  gw = await startGateway({ smtpUrl: sink.url, slug: SLUG, email: OWNER, password: PASSWORD });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await gw?.stop();
+  await sink?.close();
+});
+
+/** A fresh browser context whose every request URL is recorded. */
+async function context(opts = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, ...opts });
+  ctx.setDefaultTimeout(10_000);
+  ctx.on('request', (r) => requested.push(r.url()));
+  const page = await ctx.newPage();
+  page.on('dialog', (d) => d.accept());
+  return { ctx, page };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, email, password) {
+  await page.goto(`${gw.base}/login`);
+  await page.fill('#email', email);
+  await page.click('button:has-text("Continue")');
+  await page.fill('#password', password);
+  await page.click('button:has-text("Sign in")');
+  await page.waitForURL(`${gw.base}/workspaces`);
+}
+
+/** The current RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret. */
+function totp(secret) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) bits += alphabet.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const off = mac[mac.length - 1] & 0xf;
+  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+async function noticeText(page) {
+  return (await page.locator('p.notice').textContent()).trim();
+}
+
+async function apiStatus(token) {
+  const r = await fetch(`${gw.base}/api/v1/workspaces/${SLUG}/members`, { headers: { authorization: `Bearer ${token}` } });
+  return r.status;
+}
+
+test('an owner runs the workspace from the browser', async (t) => {
+  const { page } = await context();
+  let member;
+
+  await t.test('sign-in pages', async () => {
+    await page.goto(`${gw.base}/login`);
+    assert.ok(await page.locator('a:has-text("Continue with Twilio")').isVisible());
+    await shot(page, '01-sign-in-email');
+    // Passes the browser's own check, not the gateway's.
+    await page.fill('#email', 'owner@localhost');
+    await page.click('button:has-text("Continue")');
+    assert.match(await page.locator('#email-error').textContent(), /valid email/);
+    assert.equal(await page.getAttribute('#email', 'aria-describedby'), 'email-error');
+    await page.fill('#email', OWNER);
+    await page.click('button:has-text("Continue")');
+    await page.fill('#password', 'wrong password entirely');
+    await page.click('button:has-text("Sign in")');
+    assert.match(await page.locator('#password-error').textContent(), /Incorrect email or password/);
+    await shot(page, '02-sign-in-password-error');
+    await page.fill('#password', PASSWORD);
+    await page.click('button:has-text("Sign in")');
+    await page.waitForURL(`${gw.base}/workspaces`);
+    assert.match(await page.locator('main').textContent(), /Workspace Owner/);
+    await shot(page, '03-workspaces');
+  });
+
+  await t.test('invite a member; the invitation is mailed', async () => {
+    await page.click(`main a[href="/w/${SLUG}/access"]`);
+    await page.waitForURL(`${gw.base}/w/${SLUG}/access`);
+    // Bad input: the error sits next to the field and nothing is sent.
+    await page.fill('#invite-email', 'mia at acme');
+    await page.click('button:has-text("Send invitation")');
+    assert.match(await page.locator('#invite-email-error').textContent(), /email address/);
+    assert.equal(await page.getAttribute('#invite-email', 'aria-describedby'), 'invite-email-error');
+    assert.equal(sink.messages.length, 0);
+    await page.fill('#invite-email', MEMBER);
+    await page.selectOption('#invite-role', 'workspace_member');
+    await page.click('button:has-text("Send invitation")');
+    assert.equal(await noticeText(page), 'Invitation sent.');
+    assert.ok(await page.locator(`tr[data-email="${MEMBER}"] .pill:has-text("Invited")`).isVisible());
+  });
+
+  await t.test('the member accepts in a second browser', async () => {
+    const mail = await sink.waitFor((m) => m.includes(MEMBER));
+    const link = mail.match(/http:\/\/127\.0\.0\.1:\d+\/invitations\/[A-Za-z0-9_-]+/)?.[0];
+    assert.ok(link, `an invitation link in:\n${mail}`);
+    member = await context();
+    await member.page.goto(link);
+    await shot(member.page, '04-invitation');
+    await member.page.fill('#name', 'Mia Member');
+    await member.page.fill('#password', MEMBER_PASSWORD);
+    await member.page.click('button:has-text("Create account and join")');
+    await member.page.waitForURL(`${gw.base}/workspaces`);
+    assert.match(await member.page.locator('main').textContent(), /Workspace Member/);
+    // A member without owner rights sees the pages read-only, and why.
+    await member.page.goto(`${gw.base}/w/${SLUG}/access`);
+    assert.match(await member.page.locator('#read-only').textContent(), /only a Workspace Owner can manage access/);
+    assert.equal(await member.page.locator('#invite-email').count(), 0);
+    await shot(member.page, '05-member-read-only');
+  });
+
+  await t.test('create a group with Source Admin on one label', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=groups`);
+    await page.fill('#group-name', 'Prod source admins');
+    await page.selectOption('#group-role', 'source_admin');
+    await page.check('#new-group ~ form input[name=scope][value=labels]');
+    await page.fill('#group-scope-values', 'env:prod');
+    await page.click('button:has-text("Create group")');
+    await page.waitForURL(/\/access\/groups\/[^/?]+\?done=created$/);
+    assert.match(await page.locator('#group-roles').textContent(), /Source Admin on labels env:prod/);
+    await page.fill('#group-member-email', MEMBER);
+    await page.click('button:has-text("Add to group")');
+    assert.match(await page.locator('#group-members').textContent(), new RegExp(MEMBER));
+    await shot(page, '06-group');
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=groups`);
+    assert.match(await page.locator('tr[data-group="Prod source admins"]').textContent(), /Source Admin on labels env:prod/);
+    await shot(page, '07-tab-user-groups');
+  });
+
+  await t.test("the member's page shows direct, group and effective access", async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=users`);
+    await page.click(`tr[data-email="${MEMBER}"] a.person`);
+    await page.waitForURL(/\/access\/users\//);
+    const effective = await page.locator('#effective-access').textContent();
+    assert.match(effective, /Workspace Member/);
+    assert.match(effective, /Source Admin on labels env:prod/);
+    await shot(page, '08-member-page');
+  });
+
+  await t.test('create a token, see its secret once, use it, revoke it', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=tokens`);
+    await page.fill('#token-description', 'CI deploys');
+    await page.check('input[name=access][value=workspace_member]');
+    await page.click('button:has-text("Create token")');
+    const secret = await page.inputValue('#token-secret');
+    assert.match(secret, /^iamgw_/);
+    assert.ok(await page.locator('button[data-copy="token-secret"]').isVisible(), 'copy button shown with JavaScript');
+    await page.click('button[data-copy="token-secret"]');
+    assert.match(await page.locator('tr[data-token="CI deploys"]').textContent(), new RegExp(OWNER));
+    await shot(page, '09-tab-tokens');
+    assert.equal(await apiStatus(secret), 200, 'the new token works');
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=tokens`);
+    assert.equal(await page.locator('#token-secret').count(), 0, 'the secret is shown only once');
+    await page.click('tr[data-token="CI deploys"] button:has-text("Revoke")');
+    assert.match(await noticeText(page), /Token revoked/);
+    assert.equal(await page.locator('tr[data-token="CI deploys"]').count(), 0);
+    assert.equal(await apiStatus(secret), 401, 'a revoked token is refused');
+  });
+
+  await t.test('download the members CSV and read it', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=users`);
+    await shot(page, '10-tab-users');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a:has-text("Download CSV")')]);
+    assert.equal(download.suggestedFilename(), `${SLUG}-members.csv`);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    assert.equal(csv[0], 'user_id,email,name,status,roles,groups,auth_method,twilio_linked,mfa_enabled,created_at,last_login_at');
+    const row = csv.find((l) => l.includes(MEMBER));
+    assert.ok(row, csv.join('\n'));
+    assert.match(row, /,active,/);
+    assert.match(row, /source_admin:labels=env:prod/);
+    assert.match(row, /Prod source admins/);
+  });
+
+  await t.test("remove the member; the member's next request is refused", async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=users`);
+    await page.click(`tr[data-email="${MEMBER}"] button:has-text("Remove")`);
+    assert.match(await noticeText(page), /Member removed/);
+    assert.equal(await page.locator(`tr[data-email="${MEMBER}"]`).count(), 0);
+    const resp = await member.page.goto(`${gw.base}/w/${SLUG}/access`);
+    assert.equal(resp.status(), 404);
+    const verify = await member.ctx.request.get(`${gw.base}/auth/verify?workspace=${SLUG}`);
+    assert.equal(verify.status(), 403);
+  });
+
+  await t.test('SSO settings and account pages', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/settings/sso`);
+    // Pasted metadata that is not metadata: the error sits by the field.
+    await page.click('#add-connection summary');
+    await page.fill('#conn-name', 'Corp SAML');
+    await page.fill('#conn-metadata-xml', '<not-metadata/>');
+    await page.click('button:has-text("Add connection")');
+    assert.ok(await page.locator('#conn-metadata-xml-error').isVisible());
+    // OIDC by issuer: listed with the redirect URI to give the provider.
+    await page.check('input[name=kind][value=oidc]');
+    await page.fill('#conn-name', 'Okta');
+    await page.fill('#conn-issuer', 'https://idp.example.com');
+    await page.fill('#conn-client-id', 'gateway');
+    await page.fill('#conn-client-secret', 'a client secret');
+    await page.click('button:has-text("Add connection")');
+    assert.match(await noticeText(page), /Connection saved/);
+    assert.match(await page.locator('article[data-connection="Okta"]').textContent(), /idp\.example\.com/);
+    assert.match(await page.inputValue('article[data-connection="Okta"] input[id^=redirect-]'), /\/sso\/oidc\/[^/]+\/callback$/);
+    await page.fill('#domain', 'corp.test');
+    await page.click('button:has-text("Add domain")');
+    assert.match(await page.locator('#domain-list').textContent(), /iamgw-verification=/);
+    await page.fill('#scim-description', 'Okta provisioning');
+    await page.click('button:has-text("Create SCIM token")');
+    assert.match(await page.inputValue('#scim-secret'), /^iamgw_scim_|^iamgw/);
+    await shot(page, '11-sso-settings');
+    await page.goto(`${gw.base}/account`);
+    assert.ok(await page.locator('#session-list').isVisible());
+    assert.ok(await page.locator('button:has-text("Link Twilio account")').isVisible());
+    await shot(page, '12-account');
+  });
+
+  await t.test('forms work without JavaScript', async () => {
+    const nojs = await context({ javaScriptEnabled: false });
+    await signIn(nojs.page, OWNER, PASSWORD);
+    await nojs.page.goto(`${gw.base}/w/${SLUG}/access?tab=groups`);
+    await nojs.page.fill('#group-name', '');
+    await nojs.page.click('button:has-text("Create group")');
+    assert.match(await nojs.page.locator('#group-name-error').textContent(), /name/);
+    await nojs.page.fill('#group-name', 'Billing');
+    await nojs.page.selectOption('#group-role', 'billing_admin');
+    await nojs.page.click('button:has-text("Create group")');
+    await nojs.page.waitForURL(/\/access\/groups\/[^/?]+\?done=created$/);
+    assert.match(await nojs.page.locator('#group-roles').textContent(), /Billing Admin/);
+    await nojs.ctx.close();
+  });
+
+  await t.test('two-factor enrolment, recovery codes and the MFA sign-in step', async () => {
+    await page.goto(`${gw.base}/account`);
+    await page.click('button:has-text("Set up two-factor authentication")');
+    const secret = (await page.locator('#totp-secret').textContent()).trim();
+    await shot(page, '13-mfa-setup');
+    await page.fill('#code', totp(secret));
+    await page.click('button:has-text("Turn on")');
+    const codes = await page.locator('#recovery-codes code').allTextContents();
+    assert.equal(codes.length, 10);
+    await shot(page, '14-recovery-codes');
+    const again = await context();
+    await again.page.goto(`${gw.base}/login`);
+    await again.page.fill('#email', OWNER);
+    await again.page.click('button:has-text("Continue")');
+    await again.page.fill('#password', PASSWORD);
+    await again.page.click('button:has-text("Sign in")');
+    await again.page.waitForURL(`${gw.base}/login/mfa`);
+    await again.page.fill('#code', '000000');
+    await again.page.click('button:has-text("Verify")');
+    assert.ok(await again.page.locator('#code-error').isVisible());
+    await shot(again.page, '15-sign-in-mfa-error');
+    await again.page.fill('#code', codes[0]);
+    await again.page.click('button:has-text("Verify")');
+    await again.page.waitForURL(`${gw.base}/workspaces`);
+    await again.ctx.close();
+  });
+
+  await t.test('no page requested anything outside the gateway', async () => {
+    assert.ok(requested.length > 20, `recorded ${requested.length} requests`);
+    const outside = requested.filter((u) => !u.startsWith(`${gw.base}/`) && !u.startsWith('data:') && !u.startsWith('blob:'));
+    assert.deepEqual(outside, []);
+  });
+});
