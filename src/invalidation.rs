@@ -23,6 +23,14 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Whether every revocation passes through this process (one instance on
+    /// SQLite or memory): then a cached decision needs no session check,
+    /// since logouts flush this very cache before they answer and the store
+    /// cannot become unreachable on its own.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Channel::Local)
+    }
+
     /// Drops the local cache now and tells every other instance.
     pub async fn publish(&self, fast: &FastPath) {
         fast.flush();

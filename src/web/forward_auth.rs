@@ -257,6 +257,9 @@ async fn cached_decide(
     if let Some(hit) = key.as_deref().and_then(|k| state.fast.get(k, now)) {
         // The session must still exist: a logout anywhere, or a session
         // store that cannot answer, is seen on the very next request.
+        if state.invalidate.is_local() {
+            return Outcome::Allow(hit.headers, hit.until);
+        }
         match state.sessions.exists(&hit.session_key).await {
             Ok(true) => return Outcome::Allow(hit.headers, hit.until),
             Ok(false) => return Outcome::Unauthenticated,
