@@ -7,6 +7,7 @@ mod dns_server;
 mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;
+mod ops;
 mod saml;
 mod scim;
 mod session_conformance;
