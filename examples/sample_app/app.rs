@@ -134,7 +134,7 @@ impl SampleApp {
                 claims["iss"], self.0.cfg.issuer
             ));
         }
-        if !claims["exp"].as_i64().is_some_and(|exp| exp > now) {
+        if claims["exp"].as_i64().is_none_or(|exp| exp <= now) {
             return Err("the assertion has expired".into());
         }
         let workspace = single(headers, "x-auth-workspace")?;
