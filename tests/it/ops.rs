@@ -720,6 +720,11 @@ fn expect_window(log: &[Sample], from: Duration, to: Duration, min: usize, want:
         inside.iter().all(|s| s.status == want),
         "{what}: expected {want} within {from:?}..{to:?}: {inside:?}"
     );
+    let slowest = inside.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "{what}: {} requests, all {want}, slowest {slowest:?}",
+        inside.len()
+    );
 }
 
 /// `/healthz` answers at once; `/readyz` says which store is missing.
@@ -1051,12 +1056,26 @@ async fn a_postgresql_outage_is_503_with_health_up_and_heals_without_a_restart()
     assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
     let cookie = br.session_cookie().unwrap();
     let flow = Flow::start(srv.url("/auth/verify?workspace=acme"), cookie.clone(), 2);
+    let mut late = Browser::new();
+    let csrf = late.get(&srv.url("/login")).await.csrf();
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let t_stop = flow.now();
     pg.crash();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_alive_but_not_ready(&srv, "database").await;
+    let r = late
+        .post_form(
+            &srv.url("/login/password"),
+            &[
+                ("email", "ann@acme.test"),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 503, "sign-in says it cannot, {}", r.body);
+    assert!(late.session_cookie().is_none());
     let r = client()
         .get(srv.url("/auth/forward?workspace=acme"))
         .header("accept", "text/html")
@@ -1256,4 +1275,50 @@ async fn sqlite_kill_9_during_a_write_burst_loses_no_acknowledged_write() {
         acked.len()
     );
     drop(gw);
+}
+
+// ---------------------------------------------------------------------------
+// docker-compose.yml stays wired like the tested configuration.
+
+#[test]
+fn compose_runs_the_tested_nginx_template_with_every_variable_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let template =
+        std::fs::read_to_string(root.join("deploy/nginx/templates/iam-gateway.conf.template"))
+            .unwrap();
+    assert!(
+        compose.contains("./deploy/nginx/templates:/etc/nginx/templates:ro"),
+        "nginx mounts the tested template"
+    );
+    let vars: std::collections::BTreeSet<&str> = template
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    assert_eq!(
+        vars.iter().copied().collect::<Vec<_>>(),
+        [
+            "IAMGW_APP_UPSTREAM",
+            "IAMGW_GATEWAY_UPSTREAM",
+            "IAMGW_NGINX_LISTEN",
+            "IAMGW_WORKSPACE"
+        ],
+        "the tests fill in exactly these"
+    );
+    let nginx = compose
+        .split("\n  nginx:\n")
+        .nth(1)
+        .expect("an nginx service");
+    for v in vars {
+        assert!(nginx.contains(&format!("{v}:")), "compose's nginx sets {v}");
+    }
+    for needed in [
+        "IAMGW_ALLOWED_RETURN_ORIGINS",
+        "IAMGW_TRUSTED_PROXIES",
+        "entrypoint: [\"sample-app\"]",
+        "SAMPLE_APP_JWKS_URL",
+    ] {
+        assert!(compose.contains(needed), "compose sets {needed}");
+    }
 }
