@@ -355,6 +355,100 @@ async fn nginx_auth_request_guards_the_app_and_drops_spoofed_identity_headers() 
     assert_eq!(app.requests(), app_before);
 }
 
+/// Debian's caddy on `port` with `deploy/caddy/Caddyfile` (read as is;
+/// Caddy takes the addresses from the environment), or None when caddy is
+/// not installed.
+async fn start_caddy(port: u16, gateway: &str, app: &str, workspace: &str) -> Option<Guard> {
+    let Some(bin) = find_tool("caddy") else {
+        eprintln!("SKIPPED: caddy is not installed (apt-get install caddy; .ci/run does)");
+        return None;
+    };
+    let dir = temp_dir();
+    let log = dir.join("caddy.log");
+    let caddyfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/caddy/Caddyfile");
+    let mut child = Command::new(bin)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(caddyfile)
+        .env("IAMGW_CADDY_SITE", format!("http://127.0.0.1:{port}"))
+        .env("IAMGW_CADDY_BIND", "127.0.0.1")
+        .env("IAMGW_GATEWAY_UPSTREAM", gateway)
+        .env("IAMGW_APP_UPSTREAM", app)
+        .env("IAMGW_WORKSPACE", workspace)
+        .env("HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir)
+        .env("XDG_DATA_HOME", &dir)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "caddy", &log).await;
+    Some(Guard(child))
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_guards_the_app_and_drops_spoofed_identity_headers() {
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let srv = TestServer::start_with(
+        Options::new(matrix()[0]).env("IAMGW_ALLOWED_RETURN_ORIGINS", &front),
+    )
+    .await;
+    let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
+    srv.bootstrap("beta", "bob@beta.test").await;
+    let (app, app_addr) = start_app(&srv).await;
+    let gateway = srv.base.trim_start_matches("http://").to_string();
+    let Some(_caddy) = start_caddy(port, &gateway, &app_addr, "acme").await else {
+        return;
+    };
+    let target = format!("{front}/reports/q3?year=2024&team=a%26b");
+    let r = client()
+        .get(&target)
+        .header("accept", "text/html")
+        .header("x-auth-email", "mallory@evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/login?return_to={}", srv.base, urlenc(&target))
+    );
+    let r = client()
+        .get(&target)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "API clients get 401, not a redirect");
+    assert_eq!(app.requests(), 0);
+
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, &target).await;
+    assert_eq!(r.header("location").as_deref(), Some(target.as_str()));
+    let req = br
+        .client
+        .get(&target)
+        .header("x-auth-email", "mallory@evil.test")
+        .header("x-auth-user-id", "usr_admin")
+        .header("x-auth-assertion", "forged.forged.forged");
+    let page = br.send(req).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["verified"], true, "{body}");
+    assert_eq!(body["path"], "/reports/q3?year=2024&team=a%26b");
+    assert_eq!(body["x_auth"]["x-auth-email"], json!(["ann@acme.test"]));
+    assert_eq!(body["x_auth"]["x-auth-user-id"], json!([ann]));
+    assert!(!page.body.contains("mallory") && !page.body.contains("forged"));
+
+    let seen = app.requests();
+    let mut bob = Browser::new();
+    bob.sign_in(&srv, "bob@beta.test", PASSWORD, "/").await;
+    let r = bob.send(bob.client.get(&target)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(app.requests(), seen, "a 403 reached the app");
+}
+
 /// The headers Traefik (`forwardAuth`) and Caddy (`forward_auth`) send to
 /// the auth server for `GET https://app.example.com/reports?q=1&x=2`: the
 /// client's own headers (cookie, accept, and whatever it invented) plus the
