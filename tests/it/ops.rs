@@ -563,17 +563,31 @@ async fn forward_style_answers_traefik_and_caddy_shaped_requests() {
 
 #[tokio::test]
 async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
+    if pg_url().is_none() {
+        eprintln!(
+            "SKIPPED: needs IAMGW_TEST_DATABASE_URL (and IAMGW_TEST_REDIS_URL for Redis sessions)"
+        );
+        return;
+    }
+    // Revocations travel by Redis pub/sub with Redis sessions, by
+    // PostgreSQL LISTEN/NOTIFY with database sessions.
+    let mut backends = vec![Sessions::Database];
+    if redis_url().is_some() {
+        backends.insert(0, Sessions::Redis);
+    }
+    for sessions in backends {
+        two_instances(Backend {
+            db: Db::Postgres,
+            sessions,
+        })
+        .await;
+    }
+}
+
+async fn two_instances(backend: Backend) {
     use crate::saml::idp::{metadata_xml, world, Sign, EMAIL_FMT};
     use crate::saml::template::Resp;
     use iam_gateway::clock::Clock;
-    if pg_url().is_none() || redis_url().is_none() {
-        eprintln!("SKIPPED: needs IAMGW_TEST_DATABASE_URL and IAMGW_TEST_REDIS_URL");
-        return;
-    }
-    let backend = Backend {
-        db: Db::Postgres,
-        sessions: Sessions::Redis,
-    };
     let dir = temp_dir();
     let url = fresh_pg_url().await;
     // One deployment: one database, one Redis, one secret key file, one
@@ -632,7 +646,11 @@ async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401, "signed-out session refused on B at once");
+    assert_eq!(
+        r.status(),
+        401,
+        "{backend:?}: signed-out session refused on B at once"
+    );
     assert_eq!(owner.br.verify(&b, "workspace=acme").await.status, 200);
 
     // Removal on A: 403 on B at once.
@@ -647,7 +665,7 @@ async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
     assert_eq!(
         mia_br.verify(&b, "workspace=acme").await.status,
         403,
-        "removed on A, refused on B at once"
+        "{backend:?}: removed on A, refused on B at once"
     );
 
     // The SAML replay cache is shared: a response accepted by A is refused
