@@ -14,7 +14,9 @@
 #
 # Environment: BENCH_SECONDS (per measurement, default 10), BENCH_CONNECTIONS
 # (default 64), BENCH_STORM_CONNECTIONS (sign-in clients, default 16),
-# BENCH_STORES (default "database redis"), CARGO_TARGET_DIR.
+# BENCH_STORES (default "database redis"), CARGO_TARGET_DIR, BENCH_PERF (a
+# directory: profile the gateway with `perf record` during each verify
+# measurement and write `perf report` there as <store>.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -161,7 +163,17 @@ if [ "$mode" = verify ]; then
     warm "$base/healthz"
     read -r h_rps h50 h99 herr < <(measure "$base/healthz")
     warm -H "Cookie: $cookie" "$verify_url"
+    if [ -n "${BENCH_PERF:-}" ]; then
+      mkdir -p "$BENCH_PERF"
+      perf record -q -F 499 -g -p "$gw_pid" -o "$work/perf.data" -- sleep "$SECONDS_EACH" 2>/dev/null &
+      perf_pid=$!
+    fi
     read -r v_rps v50 v99 verr < <(measure -H "Cookie: $cookie" "$verify_url")
+    if [ -n "${BENCH_PERF:-}" ]; then
+      wait "$perf_pid" || true
+      perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+        --sort dso,symbol >"$BENCH_PERF/$store.txt" 2>/dev/null || true
+    fi
     ratio=$(awk -v a="$v_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a / b}')
     target=0.8; [ "$store" = redis ] && target=0.7
     met=$(awk -v r="$ratio" -v t="$target" 'BEGIN {print (r >= t) ? "met" : "MISSED"}')
