@@ -121,8 +121,27 @@ fn render_nginx_template(vars: &[(&str, &str)]) -> String {
 
 struct Nginx {
     base: String,
-    _child: Guard,
+    master: Child,
     _dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers and exits (a SIGKILL
+    /// would leave the workers running, still listening); SIGKILL only if
+    /// it has not exited within 5 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.master.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.master.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
 }
 
 impl Nginx {
@@ -165,7 +184,7 @@ impl Nginx {
         );
         std::fs::write(dir.join("nginx.conf"), main).unwrap();
         let log = dir.join("error.log");
-        let mut child = Command::new(bin)
+        let child = Command::new(bin)
             .arg("-p")
             .arg(&dir)
             .arg("-c")
@@ -178,12 +197,13 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for_port(port, &mut child, "nginx", &log).await;
-        Some(Nginx {
+        let mut nginx = Nginx {
             base: format!("http://{listen}"),
-            _child: Guard(child),
+            master: child,
             _dir: dir,
-        })
+        };
+        wait_for_port(port, &mut nginx.master, "nginx", &log).await;
+        Some(nginx)
     }
 }
 
