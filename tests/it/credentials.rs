@@ -302,7 +302,12 @@ async fn the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
 #[tokio::test]
 async fn brute_force_counters_are_shared_by_instances_on_one_redis() {
     let Some(_) = redis_url() else { return };
-    let db = Db::Sqlite;
+    // One deployment: PostgreSQL when there is one (as in production).
+    let db = if pg_url().is_some() {
+        Db::Postgres
+    } else {
+        Db::Sqlite
+    };
     let dir = temp_dir();
     let url = fresh_database_url(db, &dir).await;
     let b = Backend {

@@ -8,6 +8,7 @@ mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;
 mod openapi;
+mod ops;
 mod pages;
 mod saml;
 mod scim;

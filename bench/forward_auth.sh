@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Forward-auth benchmark (local only; never run in CI).
+#
+#   bench/forward_auth.sh                 /auth/verify with a valid session vs
+#                                         the same process's /healthz, for
+#                                         database and Redis sessions
+#   bench/forward_auth.sh --login-storm   /auth/verify p99 idle vs while
+#                                         password sign-ins (argon2) saturate
+#
+# Builds the release binary, installs wrk (apt) if missing, runs the gateway
+# on free 127.0.0.1 ports with a temporary SQLite database (and a private
+# redis-server for the Redis store), signs in with curl, measures with wrk,
+# and stops everything it started. Results: docs/benchmarks.md.
+#
+# Environment: BENCH_SECONDS (per measurement, default 10), BENCH_CONNECTIONS
+# (default 64), BENCH_STORM_CONNECTIONS (sign-in clients, default 16),
+# BENCH_STORES (default "database redis"), CARGO_TARGET_DIR, BENCH_PERF (a
+# directory: profile the gateway with `perf record` during each verify
+# measurement and write `perf report` there as <store>.txt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=verify
+case "${1:-}" in
+  "") ;;
+  --login-storm) mode=storm ;;
+  *) echo "usage: $0 [--login-storm]" >&2; exit 2 ;;
+esac
+SECONDS_EACH=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+STORM_CONNS=${BENCH_STORM_CONNECTIONS:-16}
+STORES=${BENCH_STORES:-database redis}
+PASSWORD='benchmark passphrase, long enough'
+EMAIL=bench@acme.test
+target_dir=${CARGO_TARGET_DIR:-target}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk; then
+  echo "installing wrk" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+  else sudo apt-get install -y -q wrk >/dev/null; fi
+fi
+for t in curl wrk; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
+case " $STORES " in *" redis "*) need redis-server || { echo "missing: redis-server" >&2; exit 1; } ;; esac
+
+echo "building the release binary" >&2
+cargo build --release --locked --bin iam-gateway >&2
+BIN=$target_dir/release/iam-gateway
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+wait_http() { # url
+  for _ in $(seq 1 100); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2; exit 1
+}
+
+# Milliseconds from wrk's "402.00us" / "1.20ms" / "1.02s".
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
+    printf "%.2f", n }'
+}
+
+# wrk [extra args...] URL -> "req/s p50_ms p99_ms errors"
+measure() {
+  local out rps p50 p99 errs
+  out=$(wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
+  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${errs:-0}"
+}
+
+warm() { wrk -t 2 -c "$CONNS" -d 2s "$@" >/dev/null; }
+
+redis_port=
+start_redis() {
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --logfile "$work/redis.log" --daemonize no >/dev/null &
+  pids+=($!)
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "redis-server did not start" >&2; exit 1
+}
+
+# start_gateway STORE -> sets base, gw_pid
+start_gateway() {
+  local store=$1 port dir
+  port=$(free_port)
+  dir=$work/$store
+  mkdir -p "$dir"
+  base=http://127.0.0.1:$port
+  local env=(
+    IAMGW_LISTEN=127.0.0.1:$port IAMGW_PUBLIC_URL=$base IAMGW_TWILIO__MODE=off
+    IAMGW_DATABASE_URL=sqlite://$dir/gw.db IAMGW_SECRET_KEY_FILE=$dir/secret.key
+    IAMGW_SESSION__STORE=$store IAMGW_LOG=warn
+  )
+  if [ "$store" = redis ]; then
+    [ -n "$redis_port" ] || start_redis
+    env+=(IAMGW_SESSION__REDIS_URL=redis://127.0.0.1:$redis_port/0)
+  fi
+  echo "$PASSWORD" | env "${env[@]}" "$BIN" bootstrap --workspace acme \
+    --owner-email "$EMAIL" --password-stdin >/dev/null
+  env "${env[@]}" "$BIN" serve >"$dir/serve.log" 2>&1 &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  wait_http "$base/healthz"
+}
+
+stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; }
+
+# sign_in -> sets cookie (iamgw_session=...), csrf_cookie, csrf
+sign_in() {
+  local jar=$work/jar.$RANDOM page code
+  page=$(curl -sf -c "$jar" "$base/login")
+  csrf=$(sed -n 's/.*<meta name="csrf-token" content="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
+  curl -sf -b "$jar" -c "$jar" -o /dev/null --data-urlencode "email=$EMAIL" \
+    --data-urlencode "csrf_token=$csrf" "$base/login"
+  code=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' \
+    --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
+    --data-urlencode "csrf_token=$csrf" "$base/login/password")
+  [ "$code" = 303 ] || { echo "sign-in answered $code" >&2; exit 1; }
+  cookie="iamgw_session=$(awk '$6 == "iamgw_session" {print $7}' "$jar")"
+  csrf_cookie="iamgw_csrf=$(awk '$6 == "iamgw_csrf" {print $7}' "$jar")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$base/auth/verify?workspace=acme")" = 200 ] \
+    || { echo "the session does not verify" >&2; exit 1; }
+}
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
+echo "# forward-auth benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
+echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), wrk $CONNS connections, ${SECONDS_EACH}s each"
+
+if [ "$mode" = verify ]; then
+  printf '%-9s %-14s %10s %9s %9s %7s %s\n' store endpoint req/s p50_ms p99_ms ratio non-2xx/3xx
+  for store in $STORES; do
+    start_gateway "$store"
+    sign_in
+    verify_url="$base/auth/verify?workspace=acme"
+    warm "$base/healthz"
+    read -r h_rps h50 h99 herr < <(measure "$base/healthz")
+    warm -H "Cookie: $cookie" "$verify_url"
+    if [ -n "${BENCH_PERF:-}" ]; then
+      mkdir -p "$BENCH_PERF"
+      perf record -q -F 499 -g -p "$gw_pid" -o "$work/perf.data" -- sleep "$SECONDS_EACH" 2>/dev/null &
+      perf_pid=$!
+    fi
+    read -r v_rps v50 v99 verr < <(measure -H "Cookie: $cookie" "$verify_url")
+    if [ -n "${BENCH_PERF:-}" ]; then
+      wait "$perf_pid" || true
+      perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
+        --sort dso,symbol >"$BENCH_PERF/$store.txt" 2>/dev/null || true
+    fi
+    ratio=$(awk -v a="$v_rps" -v b="$h_rps" 'BEGIN {printf "%.2f", a / b}')
+    target=0.8; [ "$store" = redis ] && target=0.7
+    met=$(awk -v r="$ratio" -v t="$target" 'BEGIN {print (r >= t) ? "met" : "MISSED"}')
+    printf '%-9s %-14s %10.0f %9s %9s %7s %s\n' "$store" /healthz "$h_rps" "$h50" "$h99" - "$herr"
+    printf '%-9s %-14s %10.0f %9s %9s %7s %s\n' "$store" /auth/verify "$v_rps" "$v50" "$v99" "$ratio" "$verr"
+    echo "# $store: ratio $ratio, target >= $target: $met"
+    stop_gateway
+  done
+else
+  for store in $STORES; do
+    start_gateway "$store"
+    sign_in
+    verify_url="$base/auth/verify?workspace=acme"
+    storm=$work/storm.lua
+    cat >"$storm" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "$csrf_cookie"
+wrk.body = "email=$(sed 's/@/%40/' <<<"$EMAIL")&password=$(sed 's/ /+/g; s/,/%2C/g' <<<"$PASSWORD")&csrf_token=$csrf&return_to=%2F"
+LUA
+    # One sign-in by hand: the storm's request must really sign in.
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $csrf_cookie" \
+      -H 'Content-Type: application/x-www-form-urlencoded' \
+      --data "$(sed -n 's/^wrk.body = "\(.*\)"$/\1/p' "$storm")" "$base/login/password")
+    [ "$code" = 303 ] || { echo "the storm's sign-in answers $code" >&2; exit 1; }
+    warm -H "Cookie: $cookie" "$verify_url"
+    read -r i_rps i50 i99 _ < <(measure -H "Cookie: $cookie" "$verify_url")
+    # The storm runs from before until after the measurement.
+    storm_out=$work/storm.out
+    wrk -t 1 -c "$STORM_CONNS" -d "$((SECONDS_EACH + 4))s" -s "$storm" "$base/login/password" >"$storm_out" &
+    storm_pid=$!
+    pids+=("$storm_pid")
+    sleep 2
+    read -r s_rps s50 s99 serr < <(measure -H "Cookie: $cookie" "$verify_url")
+    wait "$storm_pid" || true
+    signins=$(awk '/^Requests\/sec:/ {print $2}' "$storm_out")
+    storm_bad=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$storm_out")
+    factor=$(awk -v a="$s99" -v b="$i99" 'BEGIN {printf "%.2f", a / b}')
+    met=$(awk -v f="$factor" 'BEGIN {print (f <= 3) ? "met" : "MISSED"}')
+    printf '%-9s %-28s %10s %9s %9s\n' store "/auth/verify" req/s p50_ms p99_ms
+    printf '%-9s %-28s %10.0f %9s %9s\n' "$store" idle "$i_rps" "$i50" "$i99"
+    printf '%-9s %-28s %10.0f %9s %9s\n' "$store" "under $STORM_CONNS sign-in clients" "$s_rps" "$s50" "$s99"
+    echo "# $store: sign-ins during the storm: ${signins} /s (refused: ${storm_bad:-0}); verify p99 x$factor idle, target <= 3: $met; non-2xx verify: ${serr:-0}"
+    stop_gateway
+  done
+fi

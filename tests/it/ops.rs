@@ -1,0 +1,1453 @@
+//! Operations (issue 9): the gateway behind a real nginx and in front of a
+//! real downstream app, the Traefik/Caddy forward-auth shape, two instances
+//! on one PostgreSQL and one Redis, and what happens when Redis, PostgreSQL
+//! or the process itself fails.
+//!
+//! Every server binds 127.0.0.1 on a free port and is stopped when its
+//! guard is dropped. The nginx tests use `deploy/nginx/templates/`, the
+//! very file `docker-compose.yml` mounts.
+
+use crate::access::Api;
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[path = "../../examples/sample_app/app.rs"]
+#[allow(dead_code)]
+mod sample_app;
+
+use sample_app::SampleApp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_iam-gateway");
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// An executable from PATH or the sbin directories (nginx lives in
+/// /usr/sbin, which is not on every user's PATH).
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut dirs: Vec<&str> = path.split(':').collect();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
+    dirs.into_iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Kills (SIGKILL) and reaps a child process when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} is not listening on {port}");
+}
+
+// ---------------------------------------------------------------------------
+// The downstream app and nginx.
+
+/// The sample app (`examples/sample_app`) on a free port, trusting `srv`.
+async fn start_app(srv: &TestServer) -> (SampleApp, String) {
+    let app = SampleApp::new(sample_app::Config {
+        jwks_url: srv.url("/.well-known/jwks.json"),
+        issuer: srv.state.cfg.public_url.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let router = app.router();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (app, addr)
+}
+
+/// `deploy/nginx/templates/iam-gateway.conf.template` with its variables
+/// filled in, as the nginx image's envsubst step does.
+fn render_nginx_template(vars: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/nginx/templates/iam-gateway.conf.template");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (k, v) in vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    assert!(
+        !text.contains("${"),
+        "a template variable was left unset:\n{text}"
+    );
+    text
+}
+
+struct Nginx {
+    base: String,
+    master: Child,
+    _dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM to the master, which stops its workers and exits (a SIGKILL
+    /// would leave the workers running, still listening); SIGKILL only if
+    /// it has not exited within 5 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.master.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.master.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
+}
+
+impl Nginx {
+    /// Debian's nginx on `port` with the deployment template, or None (and
+    /// a message) when nginx is not installed.
+    async fn start(port: u16, gateway: &str, app: &str, workspace: &str) -> Option<Nginx> {
+        let Some(bin) = find_tool("nginx") else {
+            eprintln!("SKIPPED: nginx is not installed (apt-get install nginx; .ci/run does)");
+            return None;
+        };
+        let dir = temp_dir();
+        let listen = format!("127.0.0.1:{port}");
+        let site = render_nginx_template(&[
+            ("IAMGW_NGINX_LISTEN", &listen),
+            ("IAMGW_GATEWAY_UPSTREAM", gateway),
+            ("IAMGW_APP_UPSTREAM", app),
+            ("IAMGW_WORKSPACE", workspace),
+        ]);
+        std::fs::write(dir.join("iam-gateway.conf"), site).unwrap();
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        // Workers may run as another user when the tests run as root.
+        Command::new("chmod")
+            .args(["-R", "a+rwx", &dir.display().to_string()])
+            .status()
+            .unwrap();
+        let d = dir.display();
+        let main = format!(
+            "worker_processes 1;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/tmp/body;\n\
+               proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi;\n\
+               uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               include {d}/iam-gateway.conf;\n\
+             }}\n"
+        );
+        std::fs::write(dir.join("nginx.conf"), main).unwrap();
+        let log = dir.join("error.log");
+        let child = Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(&log)
+            .arg("-g")
+            .arg(format!("daemon off; pid {d}/nginx.pid;"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut nginx = Nginx {
+            base: format!("http://{listen}"),
+            master: child,
+            _dir: dir,
+        };
+        wait_for_port(port, &mut nginx.master, "nginx", &log).await;
+        Some(nginx)
+    }
+}
+
+/// Values of one header, all copies.
+fn header_values(h: &reqwest::header::HeaderMap, name: &str) -> Vec<String> {
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
+/// The CSRF token of a signed-in browser.
+async fn csrf_of(br: &mut Browser, srv: &TestServer) -> String {
+    let me: Value = serde_json::from_str(&br.get(&srv.url("/api/v1/me")).await.body).unwrap();
+    me["csrf_token"].as_str().unwrap().to_string()
+}
+
+async fn logout(br: &mut Browser, srv: &TestServer) {
+    let csrf = csrf_of(br, srv).await;
+    let r = br
+        .post_form(&srv.url("/logout"), &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "logout: {}", r.body);
+}
+
+#[tokio::test]
+async fn nginx_auth_request_guards_the_app_and_drops_spoofed_identity_headers() {
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let backend = *matrix().last().unwrap();
+    let srv =
+        TestServer::start_with(Options::new(backend).env("IAMGW_ALLOWED_RETURN_ORIGINS", &front))
+            .await;
+    let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
+    srv.bootstrap("beta", "bob@beta.test").await;
+    let (app, app_addr) = start_app(&srv).await;
+    let gateway = srv.base.trim_start_matches("http://").to_string();
+    let Some(nginx) = Nginx::start(port, &gateway, &app_addr, "acme").await else {
+        return;
+    };
+    let target = format!("{}/reports/q3?year=2024&team=a%26b", nginx.base);
+
+    // Not signed in: a 302 to the gateway's sign-in that comes back here;
+    // nothing reaches the app, whatever headers the client made up.
+    for accept in ["text/html,application/xhtml+xml", "application/json"] {
+        let r = client()
+            .get(&target)
+            .header("accept", accept)
+            .header("x-auth-email", "mallory@evil.test")
+            .header("x-auth-user-id", "usr_admin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{backend:?} {accept}");
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("{}/login?return_to={}", srv.base, urlenc(&target))
+        );
+    }
+    assert_eq!(app.requests(), 0, "the app saw an unauthenticated request");
+
+    // Sign in on the gateway's pages; they send the browser back to the app.
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, &target).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location").as_deref(), Some(target.as_str()));
+
+    // Signed in, with spoofed identity headers of every spelling: the app
+    // sees the gateway's values, once each, and the assertion verifies
+    // against the JWKS.
+    let req = br
+        .client
+        .get(&target)
+        .header("x-auth-email", "mallory@evil.test")
+        .header("X-Auth-User-Id", "usr_admin")
+        .header("x-auth-roles", "workspace_owner,superuser")
+        .header("x-auth-workspace", "beta")
+        .header("x-auth-assertion", "forged.forged.forged")
+        .header("x_auth_email", "mallory@evil.test");
+    let page = br.send(req).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["verified"], true, "{body}");
+    assert_eq!(body["path"], "/reports/q3?year=2024&team=a%26b");
+    let seen = &body["x_auth"];
+    assert_eq!(seen["x-auth-email"], json!(["ann@acme.test"]));
+    assert_eq!(seen["x-auth-user-id"], json!([ann]));
+    assert_eq!(seen["x-auth-name"], json!(["Owner of acme"]));
+    assert_eq!(seen["x-auth-workspace"], json!(["acme"]));
+    assert_eq!(seen["x-auth-roles"], json!(["workspace_owner"]));
+    assert_eq!(seen["x-auth-method"], json!(["password"]));
+    assert_eq!(seen["x-auth-assertion"].as_array().unwrap().len(), 1);
+    assert!(seen.get("x_auth_email").is_none(), "{seen}");
+    assert!(
+        !page.body.contains("mallory") && !page.body.contains("forged"),
+        "{}",
+        page.body
+    );
+    assert_eq!(body["claims"]["sub"], ann.as_str());
+    assert_eq!(body["claims"]["aud"], "iamgw:acme");
+
+    // The app refuses identity it cannot verify: straight to the app (past
+    // the proxy) with the genuine assertion but another e-mail, a tampered
+    // assertion, or none.
+    let assertion = seen["x-auth-assertion"][0].as_str().unwrap().to_string();
+    let direct = format!("http://{app_addr}/reports");
+    let honest = |email: &str, assertion: &str| {
+        client()
+            .get(&direct)
+            .header("x-auth-user-id", ann.as_str())
+            .header("x-auth-email", email)
+            .header("x-auth-workspace", "acme")
+            .header("x-auth-assertion", assertion)
+    };
+    assert_eq!(
+        honest("ann@acme.test", &assertion)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        honest("mallory@evil.test", &assertion)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let mut parts: Vec<String> = assertion.split('.').map(str::to_string).collect();
+    let mut claims: Value =
+        serde_json::from_slice(&iam_gateway::crypto::b64url_decode(&parts[1]).unwrap()).unwrap();
+    claims["email"] = json!("mallory@evil.test");
+    parts[1] = iam_gateway::crypto::b64url(claims.to_string().as_bytes());
+    let tampered = parts.join(".");
+    let r = honest("mallory@evil.test", &tampered).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let why: Value = r.json().await.unwrap();
+    assert_eq!(why["error"], "bad signature");
+    let r = client()
+        .get(&direct)
+        .header("x-auth-email", "ann@acme.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Signed in but not a member of this workspace: 403, the app sees nothing.
+    let app_before = app.requests();
+    let mut bob = Browser::new();
+    assert_eq!(
+        bob.sign_in(&srv, "bob@beta.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    let r = bob.send(bob.client.get(&target)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(app.requests(), app_before, "a 403 reached the app");
+
+    // Signed out: back to the sign-in redirect.
+    logout(&mut br, &srv).await;
+    let r = br.send(br.client.get(&target)).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(app.requests(), app_before);
+}
+
+/// Debian's caddy on `port` with `deploy/caddy/Caddyfile` (read as is;
+/// Caddy takes the addresses from the environment), or None when caddy is
+/// not installed.
+async fn start_caddy(port: u16, gateway: &str, app: &str, workspace: &str) -> Option<Guard> {
+    let Some(bin) = find_tool("caddy") else {
+        eprintln!("SKIPPED: caddy is not installed (apt-get install caddy; .ci/run does)");
+        return None;
+    };
+    let dir = temp_dir();
+    let log = dir.join("caddy.log");
+    let caddyfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/caddy/Caddyfile");
+    let mut child = Command::new(bin)
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(caddyfile)
+        .env("IAMGW_CADDY_SITE", format!("http://127.0.0.1:{port}"))
+        .env("IAMGW_CADDY_BIND", "127.0.0.1")
+        .env("IAMGW_GATEWAY_UPSTREAM", gateway)
+        .env("IAMGW_APP_UPSTREAM", app)
+        .env("IAMGW_WORKSPACE", workspace)
+        .env("HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir)
+        .env("XDG_DATA_HOME", &dir)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "caddy", &log).await;
+    Some(Guard(child))
+}
+
+#[tokio::test]
+async fn caddy_forward_auth_guards_the_app_and_drops_spoofed_identity_headers() {
+    let port = free_port();
+    let front = format!("http://127.0.0.1:{port}");
+    let srv = TestServer::start_with(
+        Options::new(matrix()[0]).env("IAMGW_ALLOWED_RETURN_ORIGINS", &front),
+    )
+    .await;
+    let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
+    srv.bootstrap("beta", "bob@beta.test").await;
+    let (app, app_addr) = start_app(&srv).await;
+    let gateway = srv.base.trim_start_matches("http://").to_string();
+    let Some(_caddy) = start_caddy(port, &gateway, &app_addr, "acme").await else {
+        return;
+    };
+    let target = format!("{front}/reports/q3?year=2024&team=a%26b");
+    let r = client()
+        .get(&target)
+        .header("accept", "text/html")
+        .header("x-auth-email", "mallory@evil.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        format!("{}/login?return_to={}", srv.base, urlenc(&target))
+    );
+    let r = client()
+        .get(&target)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "API clients get 401, not a redirect");
+    assert_eq!(app.requests(), 0);
+
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, &target).await;
+    assert_eq!(r.header("location").as_deref(), Some(target.as_str()));
+    let req = br
+        .client
+        .get(&target)
+        .header("x-auth-email", "mallory@evil.test")
+        .header("x-auth-user-id", "usr_admin")
+        .header("x-auth-assertion", "forged.forged.forged");
+    let page = br.send(req).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body: Value = serde_json::from_str(&page.body).unwrap();
+    assert_eq!(body["verified"], true, "{body}");
+    assert_eq!(body["path"], "/reports/q3?year=2024&team=a%26b");
+    assert_eq!(body["x_auth"]["x-auth-email"], json!(["ann@acme.test"]));
+    assert_eq!(body["x_auth"]["x-auth-user-id"], json!([ann]));
+    assert!(!page.body.contains("mallory") && !page.body.contains("forged"));
+
+    let seen = app.requests();
+    let mut bob = Browser::new();
+    bob.sign_in(&srv, "bob@beta.test", PASSWORD, "/").await;
+    let r = bob.send(bob.client.get(&target)).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(app.requests(), seen, "a 403 reached the app");
+}
+
+/// The headers Traefik (`forwardAuth`) and Caddy (`forward_auth`) send to
+/// the auth server for `GET https://app.example.com/reports?q=1&x=2`: the
+/// client's own headers (cookie, accept, and whatever it invented) plus the
+/// X-Forwarded-* set. Caddy also keeps the client's Host.
+fn proxied_request(
+    style: &str,
+    url: &str,
+    client_headers: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    let mut r = client()
+        .get(url)
+        .header("x-forwarded-method", "GET")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "app.example.com")
+        .header("x-forwarded-uri", "/reports?q=1&x=2")
+        .header("x-forwarded-for", "203.0.113.7");
+    if style == "caddy" {
+        r = r.header("host", "app.example.com");
+    }
+    for (k, v) in client_headers {
+        r = r.header(*k, *v);
+    }
+    r
+}
+
+#[tokio::test]
+async fn forward_style_answers_traefik_and_caddy_shaped_requests() {
+    let origin = "https://app.example.com";
+    let original = "https://app.example.com/reports?q=1&x=2";
+    let srv = TestServer::start_with(
+        Options::new(matrix()[0]).env("IAMGW_ALLOWED_RETURN_ORIGINS", origin),
+    )
+    .await;
+    let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
+    srv.bootstrap("beta", "bob@beta.test").await;
+    let (_app, app_addr) = start_app(&srv).await;
+    let forward = srv.url("/auth/forward?workspace=acme");
+    let spoof = ("x-auth-email", "mallory@evil.test");
+    for style in ["traefik", "caddy"] {
+        // A browser without a session: sent to sign in, coming back to the
+        // original URL (percent-encoded whole).
+        let r = proxied_request(style, &forward, &[("accept", "text/html"), spoof])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{style}");
+        assert_eq!(
+            r.headers()["location"].to_str().unwrap(),
+            format!("{}/login?return_to={}", srv.base, urlenc(original))
+        );
+        assert!(r.headers().get("x-auth-email").is_none());
+        // An API client without a session: 401.
+        let r = proxied_request(style, &forward, &[("accept", "application/json"), spoof])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{style}");
+
+        let mut br = Browser::new();
+        let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, original).await;
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location").as_deref(), Some(original));
+        let cookie = format!("iamgw_session={}", br.session_cookie().unwrap());
+        let r = proxied_request(
+            style,
+            &forward,
+            &[("accept", "text/html"), ("cookie", &cookie), spoof],
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200, "{style}");
+        let h = r.headers().clone();
+        assert_eq!(header_values(&h, "x-auth-email"), ["ann@acme.test"]);
+        assert_eq!(header_values(&h, "x-auth-user-id"), [ann.as_str()]);
+        // The proxy copies these onto the request to the app
+        // (authResponseHeaders / copy_headers), replacing the client's.
+        let mut to_app = client().get(format!("http://{app_addr}/reports"));
+        for name in [
+            "x-auth-user-id",
+            "x-auth-email",
+            "x-auth-name",
+            "x-auth-workspace",
+            "x-auth-roles",
+            "x-auth-method",
+            "x-auth-assertion",
+        ] {
+            to_app = to_app.header(name, h[name].clone());
+        }
+        let seen: Value = to_app.send().await.unwrap().json().await.unwrap();
+        assert_eq!(seen["verified"], true, "{seen}");
+        assert_eq!(seen["claims"]["email"], "ann@acme.test");
+
+        // Signed in elsewhere only: 403, for browsers too (no redirect loop).
+        let mut bob = Browser::new();
+        bob.sign_in(&srv, "bob@beta.test", PASSWORD, "/").await;
+        let cookie = format!("iamgw_session={}", bob.session_cookie().unwrap());
+        let r = proxied_request(
+            style,
+            &forward,
+            &[("accept", "text/html"), ("cookie", &cookie)],
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 403, "{style}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Two instances on one PostgreSQL and one Redis.
+
+#[tokio::test]
+async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
+    if pg_url().is_none() {
+        eprintln!(
+            "SKIPPED: needs IAMGW_TEST_DATABASE_URL (and IAMGW_TEST_REDIS_URL for Redis sessions)"
+        );
+        return;
+    }
+    // Revocations travel by Redis pub/sub with Redis sessions, by
+    // PostgreSQL LISTEN/NOTIFY with database sessions.
+    let mut backends = vec![Sessions::Database];
+    if redis_url().is_some() {
+        backends.insert(0, Sessions::Redis);
+    }
+    for sessions in backends {
+        two_instances(Backend {
+            db: Db::Postgres,
+            sessions,
+        })
+        .await;
+    }
+}
+
+async fn two_instances(backend: Backend) {
+    use crate::saml::idp::{metadata_xml, world, Sign, EMAIL_FMT};
+    use crate::saml::template::Resp;
+    use iam_gateway::clock::Clock;
+    let dir = temp_dir();
+    let url = fresh_pg_url().await;
+    // One deployment: one database, one Redis, one secret key file, one
+    // public URL (as behind a load balancer).
+    let a = TestServer::start_with(Options {
+        database_url: Some(url.clone()),
+        dir: Some(dir.clone()),
+        ..Options::new(backend)
+    })
+    .await;
+    let b = TestServer::start_with(Options {
+        database_url: Some(url),
+        dir: Some(dir),
+        ..Options::new(backend).env("IAMGW_PUBLIC_URL", &a.base)
+    })
+    .await;
+    let (acme, _) = a.bootstrap("acme", "ann@acme.test").await;
+    let mia = a
+        .add_member(
+            &acme,
+            "mia@acme.test",
+            &[iam_gateway::domain::roles::WORKSPACE_MEMBER],
+        )
+        .await;
+
+    // Signed in on A, let through by B (and its view is warm from now on).
+    let mut owner = Api::sign_in(&a, "ann@acme.test").await;
+    let mut ann = Browser::new();
+    assert_eq!(
+        ann.sign_in(&a, "ann@acme.test", PASSWORD, "/").await.status,
+        303
+    );
+    let mut mia_br = Browser::new();
+    assert_eq!(
+        mia_br
+            .sign_in(&a, "mia@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    for _ in 0..3 {
+        let r = ann.verify(&b, "workspace=acme").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-auth-email").as_deref(), Some("ann@acme.test"));
+        assert_eq!(mia_br.verify(&b, "workspace=acme").await.status, 200);
+        assert_eq!(owner.br.verify(&b, "workspace=acme").await.status, 200);
+    }
+
+    // Sign-out on A: B refuses that session on the very next request, and
+    // only that one.
+    let ann_cookie = ann.session_cookie().unwrap();
+    logout(&mut ann, &a).await;
+    let r = client()
+        .get(b.url("/auth/verify?workspace=acme"))
+        .header("cookie", format!("iamgw_session={ann_cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "{backend:?}: signed-out session refused on B at once"
+    );
+    assert_eq!(owner.br.verify(&b, "workspace=acme").await.status, 200);
+
+    // Removal on A: 403 on B at once.
+    let (s, _) = owner
+        .call(
+            "DELETE",
+            &format!("/api/v1/workspaces/acme/members/{mia}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        mia_br.verify(&b, "workspace=acme").await.status,
+        403,
+        "{backend:?}: removed on A, refused on B at once"
+    );
+
+    // The SAML replay cache is shared: a response accepted by A is refused
+    // by B.
+    let meta = metadata_xml(&[&world().idp.cert_der], None);
+    let (s, c) = owner
+        .call(
+            "POST",
+            "/api/v1/workspaces/acme/sso/connections",
+            Some(json!({"type": "saml", "name": "Corp IdP", "idp_metadata_xml": meta, "allow_idp_initiated": true})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let conn = c["id"].as_str().unwrap();
+    let acs = format!("{}/sso/saml/{conn}/acs", a.base);
+    let now = a.clock.now();
+    let xml = Resp {
+        destination: Some(acs.clone()),
+        recipient: acs,
+        audiences: vec![format!("{}/sso/saml/{conn}/metadata", a.base)],
+        response_in_response_to: None,
+        scd_in_response_to: None,
+        name_id: "erin@corp.test".into(),
+        name_id_format: Some(EMAIL_FMT.into()),
+        not_before: now - 30,
+        not_on_or_after: now + 600,
+        scd_not_on_or_after: now + 300,
+        assertion_id: format!("_a{}", uuid::Uuid::new_v4().simple()),
+        response_id: format!("_r{}", uuid::Uuid::new_v4().simple()),
+        ..Resp::new()
+    }
+    .signed(Sign::Assertion);
+    let saml = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &xml);
+    let (first, erin) = post_saml(&a, conn, &saml).await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    assert_eq!(erin.verify(&b, "workspace=acme").await.status, 200);
+    let (replay, thief) = post_saml(&b, conn, &saml).await;
+    assert_eq!(replay.status, 401, "replayed on the other instance");
+    assert!(thief.session_cookie().is_none());
+    assert!(replay.body.contains("already used"), "{}", replay.body);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Posts a base64 SAMLResponse to `srv`'s ACS from a fresh browser.
+async fn post_saml(srv: &TestServer, conn: &str, saml: &str) -> (Page, Browser) {
+    let mut br = Browser::new();
+    let page = br
+        .post_form(
+            &srv.url(&format!("/sso/saml/{conn}/acs")),
+            &[("SAMLResponse", saml), ("RelayState", "/")],
+        )
+        .await;
+    (page, br)
+}
+
+// ---------------------------------------------------------------------------
+// Failure behaviour.
+
+/// How long the gateway may take to notice that a store went away. A store
+/// it talks to on every request is noticed by that request; a channel it
+/// only listens to (cache invalidation) is noticed asynchronously. Requests
+/// that start later than this after the failure must not be let through.
+const DETECTION_GRACE: Duration = Duration::from_secs(1);
+
+/// One forward-auth request of a [`Flow`]: when it started (since the flow
+/// began), its status (0: no HTTP answer) and how long it took.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Duration,
+    status: u16,
+    took: Duration,
+}
+
+/// A few clients asking `/auth/verify` with one cookie, in a loop (bounded
+/// in count), while the test breaks things.
+struct Flow {
+    t0: Instant,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    log: Arc<Mutex<Vec<Sample>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Flow {
+    fn start(url: String, cookie: String, workers: usize) -> Flow {
+        let t0 = Instant::now();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .unwrap();
+        let tasks = (0..workers)
+            .map(|_| {
+                let (url, cookie, stop, log, http) = (
+                    url.clone(),
+                    cookie.clone(),
+                    stop.clone(),
+                    log.clone(),
+                    http.clone(),
+                );
+                tokio::spawn(async move {
+                    for _ in 0..5000 {
+                        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        let at = t0.elapsed();
+                        let started = Instant::now();
+                        let status = match http
+                            .get(&url)
+                            .header("cookie", format!("iamgw_session={cookie}"))
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.status().as_u16(),
+                            Err(_) => 0,
+                        };
+                        log.lock().unwrap().push(Sample {
+                            at,
+                            status,
+                            took: started.elapsed(),
+                        });
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .collect();
+        Flow {
+            t0,
+            stop,
+            log,
+            tasks,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    async fn finish(self) -> Vec<Sample> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let mut log = self.log.lock().unwrap().clone();
+        log.sort_by_key(|s| s.at);
+        log
+    }
+}
+
+/// Asserts that every request that both started and ended within
+/// `[from, to)` answered `want`, and that there were at least `min`.
+fn expect_window(log: &[Sample], from: Duration, to: Duration, min: usize, want: u16, what: &str) {
+    let inside: Vec<&Sample> = log
+        .iter()
+        .filter(|s| s.at >= from && s.at + s.took < to)
+        .collect();
+    assert!(
+        inside.len() >= min,
+        "{what}: only {} requests within {from:?}..{to:?}: {log:?}",
+        inside.len()
+    );
+    assert!(
+        inside.iter().all(|s| s.status == want),
+        "{what}: expected {want} within {from:?}..{to:?}: {inside:?}"
+    );
+    let slowest = inside.iter().map(|s| s.took).max().unwrap_or_default();
+    eprintln!(
+        "{what}: {} requests, all {want}, slowest {slowest:?}",
+        inside.len()
+    );
+}
+
+/// `/healthz` answers at once; `/readyz` says which store is missing.
+async fn assert_alive_but_not_ready(srv: &TestServer, missing: &str) {
+    let t = Instant::now();
+    let h = client().get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "healthz took {:?}",
+        t.elapsed()
+    );
+    let r = client().get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body[missing], "unreachable", "{body}");
+}
+
+async fn wait_ready(srv: &TestServer, within: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if let Ok(r) = client().get(srv.url("/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not ready again within {within:?}");
+}
+
+/// A private redis-server with an append-only file (fsync always), so a
+/// restart keeps the sessions.
+struct PrivateRedis {
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Guard>,
+}
+
+impl PrivateRedis {
+    async fn start() -> Option<PrivateRedis> {
+        let Some(bin) = find_tool("redis-server") else {
+            eprintln!("SKIPPED: redis-server is not installed");
+            return None;
+        };
+        let mut r = PrivateRedis {
+            bin,
+            port: free_port(),
+            dir: temp_dir(),
+            child: None,
+        };
+        r.run().await;
+        Some(r)
+    }
+
+    async fn run(&mut self) {
+        let log = self.dir.join("redis.log");
+        let mut child = Command::new(&self.bin)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port, &mut child, "redis-server", &log).await;
+        self.child = Some(Guard(child));
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().0.id()
+    }
+
+    /// SIGKILL: no goodbye to its clients.
+    fn kill(&mut self) {
+        self.child = None;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_while_requests_flow_is_503_never_200_and_heals_by_itself() {
+    if redis_url().is_none() {
+        eprintln!("SKIPPED: IAMGW_TEST_REDIS_URL is unset");
+        return;
+    }
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let srv = TestServer::start_with(
+        Options::new(Backend {
+            db: Db::Sqlite,
+            sessions: Sessions::Redis,
+        })
+        .env("IAMGW_SESSION__REDIS_URL", &redis.url()),
+    )
+    .await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    assert_eq!(
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    let flow = Flow::start(
+        srv.url("/auth/verify?workspace=acme"),
+        br.session_cookie().unwrap(),
+        4,
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // A hung Redis (SIGSTOP: connections open, no answers).
+    let t_stop = flow.now();
+    signal(redis.pid(), "STOP");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_alive_but_not_ready(&srv, "session_store").await;
+    let t_cont = flow.now();
+    signal(redis.pid(), "CONT");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // A dead Redis (SIGKILL), then started again on its append-only file.
+    let t_kill = flow.now();
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_alive_but_not_ready(&srv, "session_store").await;
+    let t_restart = flow.now();
+    redis.run().await;
+    wait_ready(&srv, Duration::from_secs(15)).await;
+    let t_ready = flow.now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let end = flow.now();
+    let log = flow.finish().await;
+
+    let report = format!("{log:?}");
+    for s in &log {
+        assert!(
+            s.status == 200 || s.status == 503,
+            "only 200 or 503, never a lost session or an error: {s:?}\n{report}"
+        );
+        assert!(s.took < Duration::from_secs(5), "a request hung: {s:?}");
+    }
+    expect_window(&log, Duration::ZERO, t_stop, 4, 200, "before");
+    expect_window(&log, t_stop + DETECTION_GRACE, t_cont, 2, 503, "Redis hung");
+    expect_window(
+        &log,
+        t_cont + Duration::from_secs(1),
+        t_kill,
+        2,
+        200,
+        "Redis resumed",
+    );
+    expect_window(
+        &log,
+        t_kill + DETECTION_GRACE,
+        t_restart,
+        2,
+        503,
+        "Redis dead",
+    );
+    expect_window(&log, t_ready, end, 4, 200, "Redis back");
+    srv.stop().await;
+}
+
+/// A private PostgreSQL cluster (Debian's initdb and pg_ctl) in a temp dir,
+/// run as the `postgres` user when the tests run as root.
+struct PrivatePg {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    runuser: Option<PathBuf>,
+    running: bool,
+}
+
+impl PrivatePg {
+    async fn start() -> Option<PrivatePg> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        dirs.retain(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file());
+        dirs.sort();
+        let Some(bin) = dirs.pop() else {
+            eprintln!("SKIPPED: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)");
+            return None;
+        };
+        let dir = temp_dir();
+        let runuser = if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:", &dir.display().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown the cluster directory to postgres");
+            Some(find_tool("runuser").expect("runuser (util-linux)"))
+        } else {
+            None
+        };
+        let pg = PrivatePg {
+            bin,
+            dir,
+            port: free_port(),
+            runuser,
+            running: false,
+        };
+        let data = pg.dir.join("data").display().to_string();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let mut pg = pg;
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let mut cmd = match &self.runuser {
+            Some(ru) => {
+                let mut c = Command::new(ru);
+                c.args(["-u", "postgres", "--"]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        // pg_ctl waits for the server: let the gateway and the flow run meanwhile.
+        let out =
+            tokio::task::block_in_place(|| cmd.args(args).current_dir(&self.dir).output()).unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.join("pg.log")).unwrap_or_default()
+        );
+    }
+
+    fn start_again(&mut self) {
+        let d = self.dir.display().to_string();
+        let opts = format!(
+            "-p {} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &format!("{d}/data"),
+                "-l",
+                &format!("{d}/pg.log"),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+
+    /// Stops it the way a crash would (immediate: no checkpoint, clients
+    /// cut off).
+    fn crash(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        self.running = false;
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        if self.running {
+            self.crash();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_outage_is_503_with_health_up_and_heals_without_a_restart() {
+    let Some(mut pg) = PrivatePg::start().await else {
+        return;
+    };
+    let srv = TestServer::start_with(Options {
+        database_url: Some(pg.url()),
+        ..Options::new(Backend {
+            db: Db::Postgres,
+            sessions: Sessions::Database,
+        })
+    })
+    .await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    assert_eq!(
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    let cookie = br.session_cookie().unwrap();
+    let flow = Flow::start(srv.url("/auth/verify?workspace=acme"), cookie.clone(), 2);
+    let mut late = Browser::new();
+    let csrf = late.get(&srv.url("/login")).await.csrf();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let t_stop = flow.now();
+    pg.crash();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_alive_but_not_ready(&srv, "database").await;
+    let r = late
+        .post_form(
+            &srv.url("/login/password"),
+            &[
+                ("email", "ann@acme.test"),
+                ("password", PASSWORD),
+                ("csrf_token", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 503, "sign-in says it cannot, {}", r.body);
+    assert!(late.session_cookie().is_none());
+    let r = client()
+        .get(srv.url("/auth/forward?workspace=acme"))
+        .header("accept", "text/html")
+        .header("cookie", format!("iamgw_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a browser is not sent to sign in either");
+    let t_start = flow.now();
+    pg.start_again();
+    wait_ready(&srv, Duration::from_secs(20)).await;
+    let t_ready = flow.now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let end = flow.now();
+    let log = flow.finish().await;
+
+    let report = format!("{log:?}");
+    for s in &log {
+        assert!(
+            s.status == 200 || s.status == 503,
+            "only 200 or 503: {s:?}\n{report}"
+        );
+        assert!(s.took < Duration::from_secs(8), "a request hung: {s:?}");
+    }
+    expect_window(&log, Duration::ZERO, t_stop, 2, 200, "before");
+    expect_window(
+        &log,
+        t_stop + DETECTION_GRACE,
+        t_start,
+        1,
+        503,
+        "PostgreSQL down",
+    );
+    expect_window(&log, t_ready, end, 2, 200, "PostgreSQL back, same session");
+    srv.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// SQLite durability.
+
+/// The real binary with the default configuration in `dir`, on free ports.
+fn gateway_env(dir: &Path, port: u16, issuer_port: u16) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir)
+        .env_remove("IAMGW_DATABASE_URL")
+        .env("IAMGW_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IAMGW_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env(
+            "IAMGW_TWILIO_ISSUER__LISTEN",
+            format!("127.0.0.1:{issuer_port}"),
+        )
+        .env(
+            "IAMGW_TWILIO_ISSUER__PUBLIC_URL",
+            format!("http://127.0.0.1:{issuer_port}"),
+        )
+        .env(
+            "IAMGW_TWILIO__ISSUER_URL",
+            format!("http://127.0.0.1:{issuer_port}"),
+        );
+    c
+}
+
+async fn serve(dir: &Path, port: u16, issuer_port: u16) -> Guard {
+    let log = dir.join("serve.log");
+    let mut child = gateway_env(dir, port, issuer_port)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "iam-gateway serve", &log).await;
+    Guard(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_kill_9_during_a_write_burst_loses_no_acknowledged_write() {
+    use std::io::Write;
+    let dir = temp_dir();
+    let (port, issuer_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut boot = gateway_env(&dir, port, issuer_port)
+        .args([
+            "bootstrap",
+            "--workspace",
+            "acme",
+            "--owner-email",
+            "ann@acme.test",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    boot.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    assert!(boot.wait().unwrap().success());
+    let out = gateway_env(&dir, port, issuer_port)
+        .args([
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--role",
+            "workspace_owner",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(
+        dir.join("data/iam-gateway.db").is_file(),
+        "the default database is data/iam-gateway.db"
+    );
+
+    let gw = serve(&dir, port, issuer_port).await;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let writers: Vec<_> = (0..6)
+        .map(|w| {
+            let (acked, http, token, url) = (
+                acked.clone(),
+                http.clone(),
+                token.clone(),
+                format!("{base}/api/v1/workspaces/acme/groups"),
+            );
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    let name = format!("burst {w}-{i}");
+                    match http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"name": name}))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 201 => acked.lock().unwrap().push(name),
+                        Ok(r) => panic!("write {name}: {}", r.status()),
+                        // The process is gone: this write was never acknowledged.
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while acked.lock().unwrap().len() < 60 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the burst is too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(gw); // SIGKILL, mid-burst
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 60);
+    assert!(
+        acked.len() < 6 * 500,
+        "the burst ended before the kill; nothing was tested"
+    );
+
+    let gw = serve(&dir, port, issuer_port).await;
+    let r = http
+        .get(format!("{base}/api/v1/workspaces/acme/groups"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    let names: std::collections::HashSet<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|n| !names.contains(n.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost: {lost:?}",
+        lost.len(),
+        acked.len()
+    );
+    drop(gw);
+}
+
+// ---------------------------------------------------------------------------
+// docker-compose.yml stays wired like the tested configuration.
+
+#[test]
+fn compose_runs_the_tested_nginx_template_with_every_variable_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let template =
+        std::fs::read_to_string(root.join("deploy/nginx/templates/iam-gateway.conf.template"))
+            .unwrap();
+    assert!(
+        compose.contains("./deploy/nginx/templates:/etc/nginx/templates:ro"),
+        "nginx mounts the tested template"
+    );
+    let vars: std::collections::BTreeSet<&str> = template
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+        .collect();
+    assert_eq!(
+        vars.iter().copied().collect::<Vec<_>>(),
+        [
+            "IAMGW_APP_UPSTREAM",
+            "IAMGW_GATEWAY_UPSTREAM",
+            "IAMGW_NGINX_LISTEN",
+            "IAMGW_WORKSPACE"
+        ],
+        "the tests fill in exactly these"
+    );
+    let nginx = compose
+        .split("\n  nginx:\n")
+        .nth(1)
+        .expect("an nginx service");
+    for v in vars {
+        assert!(nginx.contains(&format!("{v}:")), "compose's nginx sets {v}");
+    }
+    for needed in [
+        "IAMGW_ALLOWED_RETURN_ORIGINS",
+        "IAMGW_TRUSTED_PROXIES",
+        "entrypoint: [\"sample-app\"]",
+        "SAMPLE_APP_JWKS_URL",
+    ] {
+        assert!(compose.contains(needed), "compose sets {needed}");
+    }
+}
