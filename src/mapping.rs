@@ -2,7 +2,7 @@
 //! member of that workspace: link, JIT-provision, accept an open invitation,
 //! sync mapped groups. Refusals create nothing.
 
-use crate::domain::model::{normalize_email, User, Workspace};
+use crate::domain::model::{email_domain, normalize_email, User, Workspace};
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::store::{NewUser, SsoConnection, Store};
@@ -33,20 +33,13 @@ impl From<crate::store::StoreError> for MapError {
     }
 }
 
-fn domain_of(email: &str) -> String {
-    normalize_email(email)
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_default()
-}
-
 async fn domain_verified_by(
     store: &dyn Store,
     email: &str,
     workspace_id: &str,
 ) -> Result<bool, MapError> {
     Ok(store
-        .get_domain(&domain_of(email))
+        .get_domain(&email_domain(email))
         .await?
         .is_some_and(|d| d.workspace_id == workspace_id && d.verified_at.is_some()))
 }
@@ -85,7 +78,7 @@ pub async fn provision(
                     if !on_verified_domain {
                         return Err(MapError::Refused(format!(
                             "an account for {email} already exists, and this workspace has not verified the domain {}, so it cannot be linked",
-                            domain_of(email)
+                            email_domain(email)
                         )));
                     }
                     store

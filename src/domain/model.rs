@@ -58,21 +58,31 @@ pub struct WorkspaceSettings {
     pub audit_retention: Option<String>,
 }
 
+/// Seconds of an optional duration setting (`None` when unset or unreadable).
+fn setting_secs(value: &Option<String>) -> Option<i64> {
+    value
+        .as_deref()
+        .and_then(|t| super::duration::parse(t).ok())
+        .map(|d| d.as_secs() as i64)
+}
+
 impl WorkspaceSettings {
     pub fn invitation_ttl_secs(&self) -> i64 {
-        self.invitation_ttl
-            .as_deref()
-            .and_then(|t| super::duration::parse(t).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(7 * 86_400)
+        setting_secs(&self.invitation_ttl).unwrap_or(7 * 86_400)
     }
 
     pub fn audit_retention_secs(&self) -> i64 {
-        self.audit_retention
-            .as_deref()
-            .and_then(|t| super::duration::parse(t).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(90 * 86_400)
+        setting_secs(&self.audit_retention).unwrap_or(90 * 86_400)
+    }
+
+    /// The workspace's own (tighter) idle timeout, if set.
+    pub fn idle_timeout_secs(&self) -> Option<i64> {
+        setting_secs(&self.idle_timeout)
+    }
+
+    /// The workspace's own (tighter) absolute timeout, if set.
+    pub fn absolute_timeout_secs(&self) -> Option<i64> {
+        setting_secs(&self.absolute_timeout)
     }
 }
 
@@ -164,6 +174,14 @@ impl AuthMethod {
                 .map(|id| AuthMethod::Sso(id.to_string())),
         }
     }
+}
+
+/// The domain part of an email, normalised (`corp.test`).
+pub fn email_domain(email: &str) -> String {
+    normalize_email(email)
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default()
 }
 
 /// Normalised form of an email for lookups and uniqueness (case-insensitive).

@@ -80,6 +80,23 @@ async fn signed_in(
     }))
 }
 
+/// The signed-in person for a form post that carries a valid CSRF token,
+/// or the page to answer with (sign in, or "form expired").
+async fn posted(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: Option<&str>,
+) -> Result<Result<SignedIn, Response>, DomainError> {
+    let me = match signed_in(state, headers).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !csrf::verify(state, headers, Some(&me.session), csrf_token) {
+        return Ok(Err(csrf_refused()));
+    }
+    Ok(Ok(me))
+}
+
 fn chrome(_state: &AppState, me: &SignedIn) -> Chrome {
     me.chrome.clone()
 }
@@ -203,13 +220,10 @@ pub async fn profile(
     headers: HeaderMap,
     Form(f): Form<ProfileForm>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
+    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
     let name = f.name.trim();
     if name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Ok(message(
@@ -241,13 +255,10 @@ pub async fn change_password(
     headers: HeaderMap,
     Form(f): Form<PasswordChangeForm>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
+    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
     let ip = client_ip(&state, peer, &headers);
     if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
         return Ok(throttled_page(wait));
@@ -311,13 +322,10 @@ pub async fn mfa_setup(
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
+    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
     if me.user.mfa_enabled() {
         return Ok(message(&state, &me, StatusCode::CONFLICT, "Already on", "Two-factor authentication is already on. Turn it off first to set up a new authenticator."));
     }
@@ -381,13 +389,10 @@ pub async fn mfa_confirm(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
+    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
     if me.user.mfa_enabled() {
         return Ok(message(
             &state,
@@ -467,13 +472,10 @@ async fn with_second_factor(
     f: &CodeForm,
     refused_title: &str,
 ) -> Result<Result<(SignedIn, std::net::IpAddr), Response>, PageError> {
-    let me = match signed_in(state, headers).await? {
+    let me = match posted(state, headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(Err(r)),
     };
-    if !csrf::verify(state, headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(Err(csrf_refused()));
-    }
     let ip = client_ip(state, peer, headers);
     if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
         return Ok(Err(throttled_page(wait)));
@@ -547,13 +549,10 @@ pub async fn revoke_sessions(
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
+    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
-    if !csrf::verify(&state, &headers, Some(&me.session), f.csrf_token.as_deref()) {
-        return Ok(csrf_refused());
-    }
     state.sessions.revoke_all(&me.user.id, None).await?;
     Ok(with_cookie(
         see_other("/login"),

@@ -170,23 +170,14 @@ async fn decide(
     };
     // Reusable for half the assertion's life, never past the session's or
     // the workspace's own timeouts.
-    let secs = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| crate::domain::duration::parse(t).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(i64::MAX / 4)
-    };
+    let ws = &workspace.settings;
+    let idle = (state.cfg.session.idle_timeout.as_secs() as i64)
+        .min(ws.idle_timeout_secs().unwrap_or(i64::MAX / 4));
+    let absolute = (state.cfg.session.absolute_timeout.as_secs() as i64)
+        .min(ws.absolute_timeout_secs().unwrap_or(i64::MAX / 4));
     let until = (now + ASSERTION_TTL / 2)
-        .min(
-            session.seen
-                + (state.cfg.session.idle_timeout.as_secs() as i64)
-                    .min(secs(&workspace.settings.idle_timeout)),
-        )
-        .min(
-            session.created
-                + (state.cfg.session.absolute_timeout.as_secs() as i64)
-                    .min(secs(&workspace.settings.absolute_timeout)),
-        );
+        .min(session.seen + idle)
+        .min(session.created + absolute);
     Outcome::Allow(
         vec![
             ("x-auth-user-id", user.id),
@@ -213,13 +204,12 @@ fn outlived_workspace_timeouts(
     s: &crate::session::Session,
     now: i64,
 ) -> bool {
-    let limit = |t: &Option<String>| {
-        t.as_deref()
-            .and_then(|t| crate::domain::duration::parse(t).ok())
-            .map(|d| d.as_secs() as i64)
-    };
-    limit(&settings.idle_timeout).is_some_and(|idle| s.idle_secs >= idle)
-        || limit(&settings.absolute_timeout).is_some_and(|abs| now - s.created >= abs)
+    settings
+        .idle_timeout_secs()
+        .is_some_and(|idle| s.idle_secs >= idle)
+        || settings
+            .absolute_timeout_secs()
+            .is_some_and(|abs| now - s.created >= abs)
 }
 
 fn allow_response(headers: Vec<(&'static str, String)>) -> Response {

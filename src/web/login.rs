@@ -67,10 +67,7 @@ pub struct NewPasswordForm {
 /// The SSO connection for an email whose domain a workspace verified and
 /// whose workspace has an enabled connection.
 pub async fn sso_for_email(state: &AppState, email: &str) -> Result<Option<String>, DomainError> {
-    let domain = crate::domain::model::normalize_email(email)
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_default();
+    let domain = crate::domain::model::email_domain(email);
     let Some(d) = state
         .store
         .get_domain(&domain)
