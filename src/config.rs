@@ -53,6 +53,7 @@ const SCHEMA: &[Field] = &[
     f("session.redis_url", "redis://127.0.0.1:6379"),
     f("session.idle_timeout", "12h"),
     f("session.absolute_timeout", "7d"),
+    f("session.revocation_check", "channel"),
     f("tls.cert", ""),
     f("tls.key", ""),
     f("twilio.mode", "embedded"),
@@ -102,6 +103,9 @@ pub struct SessionConfig {
     pub redis_url: String,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    /// Whether a forward-auth cache hit also reads the session store
+    /// (`every_request`) or trusts the revocation channel (`channel`).
+    pub check_every_request: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -405,6 +409,16 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             mask_url_password(&redis_url)
         ));
     }
+    let check_every_request = match s("session.revocation_check").as_str() {
+        "channel" => Some(false),
+        "every_request" => Some(true),
+        other => {
+            err(format!(
+                "session.revocation_check: `{other}` must be channel or every_request"
+            ));
+            None
+        }
+    };
     let idle = parse_duration("session.idle_timeout", &s("session.idle_timeout"), &mut err);
     let absolute = parse_duration(
         "session.absolute_timeout",
@@ -497,6 +511,7 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             redis_url,
             idle_timeout: idle?,
             absolute_timeout: absolute?,
+            check_every_request: check_every_request?,
         },
         tls,
         twilio: TwilioConfig {
@@ -583,6 +598,10 @@ mod tests {
         let c = Config::load(None, Vec::new()).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://data/iam-gateway.db");
+        assert!(
+            !c.session.check_every_request,
+            "the revocation channel is trusted by default"
+        );
         assert_eq!(c.session.store, SessionStoreKind::Database);
         assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
         assert!(!c.is_https());
@@ -615,7 +634,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iamgw-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\n[mail]\nfrom = 3\n").unwrap();
+        std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\nrevocation_check = \"sometimes\"\n[mail]\nfrom = 3\n").unwrap();
         let errs = Config::load(Some(&file), env(&[("IAMGW_SESION__STORE", "redis")])).unwrap_err();
         let all = errs.join("\n");
         for needle in [
@@ -623,12 +642,13 @@ mod tests {
             "unknown key `bogus`",
             "session.store",
             "session.idle_timeout",
+            "session.revocation_check",
             "mail.from",
             "IAMGW_SESION__STORE",
         ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
-        assert!(errs.len() >= 6);
+        assert!(errs.len() >= 7);
     }
 
     #[test]

@@ -3,6 +3,14 @@
 //! drop what they hold. Redis pub/sub with Redis sessions, LISTEN/NOTIFY
 //! with PostgreSQL, in-process otherwise. While the channel is down the
 //! caches are bypassed, so a revocation is never missed.
+//!
+//! A shared channel also carries each instance's heartbeat: a ping it
+//! publishes every [`HEARTBEAT_EVERY`] and must receive back within
+//! [`crate::web::fastpath::HEARTBEAT_DEADLINE_MS`]. Messages on one channel
+//! arrive in order, so a returned ping proves every flush published before
+//! it was seen; a store that hangs with its connections open (no error, no
+//! answers) stops the pings and so turns the caches off within that
+//! deadline.
 
 use crate::web::fastpath::FastPath;
 use futures_util::StreamExt;
@@ -11,6 +19,8 @@ use std::time::Duration;
 
 const REDIS_CHANNEL: &str = "iamgw:invalidate";
 const PG_CHANNEL: &str = "iamgw_invalidate";
+const FLUSH: &str = "flush";
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub enum Channel {
@@ -41,7 +51,7 @@ impl Channel {
                     let mut c = client.get_multiplexed_async_connection().await?;
                     redis::cmd("PUBLISH")
                         .arg(REDIS_CHANNEL)
-                        .arg("flush")
+                        .arg(FLUSH)
                         .query_async::<i64>(&mut c)
                         .await
                 };
@@ -50,8 +60,9 @@ impl Channel {
                     Err(_) => Err("timed out".into()),
                 }
             }
-            Channel::Postgres { pool } => sqlx::query("SELECT pg_notify($1, 'flush')")
+            Channel::Postgres { pool } => sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(PG_CHANNEL)
+                .bind(FLUSH)
                 .execute(pool)
                 .await
                 .map(|_| ())
@@ -64,39 +75,107 @@ impl Channel {
         }
     }
 
-    /// Keeps this instance subscribed; the cache is usable only while the
-    /// subscription is live.
+    /// Keeps this instance subscribed and its heartbeat going; the cache is
+    /// usable only while the subscription is live and the heartbeat on time.
     pub fn spawn_listener(&self, fast: Arc<FastPath>, database_url: Option<String>) {
-        match self.clone() {
-            Channel::Local => fast.set_healthy(true),
+        if matches!(self, Channel::Local) {
+            fast.set_healthy(true);
+            return;
+        }
+        let ping = format!(
+            "ping:{}",
+            crate::crypto::random_bytes::<8>()
+                .map(|b| crate::crypto::hex(&b))
+                .unwrap_or_default()
+        );
+        fast.require_heartbeat();
+        let (me, f, own) = (self.clone(), fast.clone(), ping.clone());
+        tokio::spawn(async move {
+            loop {
+                let r = match &me {
+                    Channel::Redis(client) => listen_redis(client, &f, &own).await,
+                    Channel::Postgres { .. } => match &database_url {
+                        Some(url) => listen_pg(url, &f, &own).await,
+                        None => Err("no database URL to listen on".into()),
+                    },
+                    Channel::Local => return,
+                };
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "invalidation subscription down");
+                }
+                f.set_healthy(false);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut redis_conn = None;
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                let sent =
+                    tokio::time::timeout(Duration::from_secs(1), me.ping(&ping, &mut redis_conn))
+                        .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    // Reconnect next time; the late beat turns the cache off.
+                    redis_conn = None;
+                }
+            }
+        });
+    }
+
+    async fn ping(
+        &self,
+        payload: &str,
+        redis_conn: &mut Option<redis::aio::MultiplexedConnection>,
+    ) -> Result<(), String> {
+        match self {
+            Channel::Local => Ok(()),
             Channel::Redis(client) => {
-                tokio::spawn(async move {
-                    loop {
-                        if let Err(e) = listen_redis(&client, &fast).await {
-                            tracing::debug!(error = %e, "invalidation subscription (redis) down");
-                        }
-                        fast.set_healthy(false);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                });
+                if redis_conn.is_none() {
+                    *redis_conn = Some(
+                        client
+                            .get_multiplexed_async_connection()
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let Some(c) = redis_conn.as_mut() else {
+                    return Err("no connection".into());
+                };
+                redis::cmd("PUBLISH")
+                    .arg(REDIS_CHANNEL)
+                    .arg(payload)
+                    .query_async::<i64>(c)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-            Channel::Postgres { .. } => {
-                let Some(url) = database_url else { return };
-                tokio::spawn(async move {
-                    loop {
-                        if let Err(e) = listen_pg(&url, &fast).await {
-                            tracing::debug!(error = %e, "invalidation subscription (postgres) down");
-                        }
-                        fast.set_healthy(false);
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                });
-            }
+            Channel::Postgres { pool } => sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
         }
     }
 }
 
-async fn listen_redis(client: &redis::Client, fast: &FastPath) -> Result<(), String> {
+/// What one message on the channel means for this instance.
+fn on_message(fast: &FastPath, payload: &str, own_ping: &str) {
+    if payload == own_ping {
+        fast.beat();
+    } else if !payload.starts_with("ping:") {
+        // "flush", or anything unknown: err on the side of forgetting.
+        fast.flush();
+    }
+}
+
+async fn listen_redis(
+    client: &redis::Client,
+    fast: &FastPath,
+    own_ping: &str,
+) -> Result<(), String> {
     let mut ps = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
         .await
         .map_err(|_| "connect timed out".to_string())?
@@ -108,13 +187,14 @@ async fn listen_redis(client: &redis::Client, fast: &FastPath) -> Result<(), Str
     fast.flush();
     fast.set_healthy(true);
     let mut stream = ps.on_message();
-    while stream.next().await.is_some() {
-        fast.flush();
+    while let Some(msg) = stream.next().await {
+        let payload: String = msg.get_payload().unwrap_or_default();
+        on_message(fast, &payload, own_ping);
     }
     Err("subscription closed".into())
 }
 
-async fn listen_pg(url: &str, fast: &FastPath) -> Result<(), String> {
+async fn listen_pg(url: &str, fast: &FastPath, own_ping: &str) -> Result<(), String> {
     let mut listener = sqlx::postgres::PgListener::connect(url)
         .await
         .map_err(|e| e.to_string())?;
@@ -128,7 +208,7 @@ async fn listen_pg(url: &str, fast: &FastPath) -> Result<(), String> {
         // try_recv reports a lost connection as Ok(None) instead of hiding a
         // reconnect: notifications sent meanwhile would be lost.
         match listener.try_recv().await {
-            Ok(Some(_)) => fast.flush(),
+            Ok(Some(n)) => on_message(fast, n.payload(), own_ping),
             Ok(None) => return Err("connection lost".into()),
             Err(e) => return Err(e.to_string()),
         }

@@ -50,6 +50,25 @@ impl KvStore for DbKv {
             .map_err(unavailable)
     }
 
+    async fn exists_many(&self, keys: &[String]) -> Result<Vec<bool>, KvError> {
+        let mut present = std::collections::HashSet::new();
+        for chunk in keys.chunks(500) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT key FROM kv WHERE expires_at > $1 AND key IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now_ms());
+            for key in chunk {
+                q = q.bind(key);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(unavailable)? {
+                present.insert(row.try_get::<String, _>("key").map_err(unavailable)?);
+            }
+        }
+        Ok(keys.iter().map(|k| present.contains(k)).collect())
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
         sqlx::query(
             "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \

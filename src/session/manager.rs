@@ -1,6 +1,7 @@
 //! The session manager: owns the cookie, the hashing of its value, and the
 //! idle and absolute timeouts. Backends only see `s:<sha256 of cookie>`.
 
+use super::batch::ExistsBatcher;
 use super::{KvError, KvStore};
 use crate::clock::Clock;
 use crate::crypto;
@@ -33,6 +34,7 @@ pub struct Session {
 #[derive(Clone)]
 pub struct SessionManager {
     kv: Arc<dyn KvStore>,
+    checks: Arc<ExistsBatcher>,
     clock: Arc<dyn Clock>,
     idle: Duration,
     absolute: Duration,
@@ -59,6 +61,7 @@ impl SessionManager {
         secure: bool,
     ) -> Self {
         Self {
+            checks: ExistsBatcher::new(kv.clone()),
             kv,
             clock,
             idle,
@@ -188,7 +191,17 @@ impl SessionManager {
     /// Whether the session with this storage key still exists (cheap: no
     /// expiry logic, no write). Errors when the store cannot answer.
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
-        Ok(self.kv.get(&skey(key)).await?.is_some())
+        self.checks.exists(&skey(key)).await
+    }
+
+    /// Round trips made by [`Self::exists`] so far.
+    pub fn existence_rounds(&self) -> u64 {
+        self.checks.rounds()
+    }
+
+    /// Checks made by [`Self::exists`] and the round trips they took.
+    pub fn existence_checks(&self) -> (u64, u64) {
+        (self.checks.checks(), self.checks.rounds())
     }
 
     /// Ends the session of this cookie value, if any.

@@ -2,6 +2,7 @@
 //! database, Redis) and one [`manager::SessionManager`] that owns the cookie,
 //! hashing and expiry.
 
+pub mod batch;
 pub mod database;
 pub mod manager;
 pub mod memory;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 pub use manager::{Session, SessionManager};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
@@ -24,6 +25,15 @@ pub enum KvError {
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError>;
+    /// Which of `keys` exist (unexpired), in order: one round trip where the
+    /// backend allows it.
+    async fn exists_many(&self, keys: &[String]) -> Result<Vec<bool>, KvError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for k in keys {
+            found.push(self.get(k).await?.is_some());
+        }
+        Ok(found)
+    }
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError>;
     /// Sets only when absent (or expired); true when this call set it.
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError>;

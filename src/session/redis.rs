@@ -82,6 +82,18 @@ impl KvStore for RedisKv {
         self.run(redis::cmd("GET").arg(k(key))).await
     }
 
+    async fn exists_many(&self, keys: &[String]) -> Result<Vec<bool>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EXISTS").arg(k(key));
+        }
+        let found: Vec<i64> = self.run_pipe(&pipe).await?;
+        Ok(found.into_iter().map(|n| n > 0).collect())
+    }
+
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
         self.run(
             redis::cmd("SET")

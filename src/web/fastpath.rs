@@ -2,24 +2,32 @@
 //! signed assertion) by session and request, reused for at most half the
 //! assertion's life and never past the session's own expiry. Only "allow"
 //! is cached; any revocation flushes every instance's cache (see
-//! [`crate::invalidation`]), and while that channel is down the cache is
-//! not used at all.
+//! [`crate::invalidation`]), and while that channel is down, or its
+//! heartbeat is late, the cache is not used at all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
+use std::time::Instant;
 
 /// Entries kept at most; past this the cache starts again empty.
 const CAPACITY: usize = 100_000;
 
 #[derive(Clone)]
 pub struct Allowed {
-    /// The session's storage key: every hit checks the session still exists
-    /// (one key look-up), so logouts and an unreachable store are seen at once.
-    pub session_key: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: crate::web::forward_auth::IdentityHeaders,
     /// Unix time (injected clock) after which the entry is not used.
     pub until: i64,
+}
+
+/// A channel whose own heartbeat has not come back for this long is
+/// treated as down (a hung Redis or PostgreSQL keeps its connections open).
+pub const HEARTBEAT_DEADLINE_MS: u64 = 600;
+
+/// Milliseconds on a monotonic clock (since the first call in this process).
+fn mono_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 #[derive(Default)]
@@ -27,7 +35,12 @@ pub struct FastPath {
     entries: RwLock<HashMap<String, (u64, Allowed)>>,
     /// Bumped by every flush; entries of older generations are dead.
     generation: AtomicU64,
+    /// The revocation channel is subscribed.
     healthy: AtomicBool,
+    /// The channel must also prove itself with heartbeats (shared stores).
+    heartbeat_required: AtomicBool,
+    /// When this instance last received its own heartbeat ([`mono_ms`]).
+    last_beat: AtomicU64,
     pub hits: AtomicU64,
 }
 
@@ -41,7 +54,28 @@ impl FastPath {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+        self.healthy.load(Ordering::SeqCst) && self.beat_on_time()
+    }
+
+    /// From now on the cache is used only while heartbeats keep arriving.
+    pub fn require_heartbeat(&self) {
+        self.heartbeat_required.store(true, Ordering::SeqCst);
+    }
+
+    fn beat_on_time(&self) -> bool {
+        !self.heartbeat_required.load(Ordering::SeqCst)
+            || mono_ms().saturating_sub(self.last_beat.load(Ordering::SeqCst))
+                <= HEARTBEAT_DEADLINE_MS
+    }
+
+    /// This instance's heartbeat came back through the channel: every
+    /// message published before it has been seen. After a late beat the
+    /// cache starts again empty.
+    pub fn beat(&self) {
+        if !self.beat_on_time() {
+            self.flush();
+        }
+        self.last_beat.store(mono_ms(), Ordering::SeqCst);
     }
 
     /// Forgets everything (a revocation somewhere).
@@ -91,8 +125,11 @@ mod tests {
 
     fn allowed(until: i64) -> Allowed {
         Allowed {
-            session_key: "s".into(),
-            headers: vec![("x-auth-email", "a@b.test".into())],
+            headers: vec![(
+                axum::http::HeaderName::from_static("x-auth-email"),
+                axum::http::HeaderValue::from_static("a@b.test"),
+            )]
+            .into(),
             until,
         }
     }
@@ -123,5 +160,23 @@ mod tests {
             f.get("k", 50).is_none(),
             "bypassed while the channel is down"
         );
+    }
+
+    #[test]
+    fn a_late_heartbeat_bypasses_the_cache_and_empties_it() {
+        let f = FastPath::default();
+        f.set_healthy(true);
+        f.require_heartbeat();
+        f.beat();
+        f.put("k".into(), f.generation(), allowed(100));
+        assert!(f.get("k", 50).is_some(), "beat on time");
+        // As if the last beat were older than the deadline.
+        f.last_beat.store(0, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(HEARTBEAT_DEADLINE_MS + 50));
+        assert!(f.get("k", 50).is_none(), "late: bypassed");
+        f.put("k2".into(), f.generation(), allowed(100));
+        f.beat();
+        assert!(f.get("k", 50).is_none(), "emptied when beats resume");
+        assert!(f.get("k2", 50).is_none(), "nothing stored while late");
     }
 }

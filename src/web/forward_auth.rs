@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// How long an assertion is valid.
 pub const ASSERTION_TTL: i64 = 60;
@@ -27,7 +28,7 @@ pub struct Params {
 /// The decision, before it is shaped for one proxy style.
 enum Outcome {
     /// Identity headers, and until when (injected clock) this may be reused.
-    Allow(Vec<(&'static str, String)>, i64),
+    Allow(IdentityHeaders, i64),
     Unauthenticated,
     /// Valid session, but this workspace wants more (`mfa_required`).
     Challenge {
@@ -179,7 +180,7 @@ async fn decide(
         .min(session.seen + idle)
         .min(session.created + absolute);
     Outcome::Allow(
-        vec![
+        identity_headers([
             ("x-auth-user-id", user.id),
             ("x-auth-email", user.email),
             ("x-auth-name", user.name),
@@ -187,9 +188,26 @@ async fn decide(
             ("x-auth-roles", roles.join(",")),
             ("x-auth-method", session.method.as_header()),
             ("x-auth-assertion", assertion),
-        ],
+        ]),
         until,
     )
+}
+
+/// The identity headers of an allowed request, built once and shared by
+/// every cache hit (cloning one is a reference count, not a copy).
+pub type IdentityHeaders = Arc<[(HeaderName, HeaderValue)]>;
+
+fn identity_headers<const N: usize>(values: [(&'static str, String); N]) -> IdentityHeaders {
+    values
+        .into_iter()
+        .map(|(name, value)| {
+            // Values that cannot be a header (control characters) are sent
+            // empty rather than half-written.
+            let v = HeaderValue::from_bytes(value.as_bytes())
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            (HeaderName::from_static(name), v)
+        })
+        .collect()
 }
 
 /// Password sessions need a second factor; SSO sessions follow their IdP;
@@ -212,14 +230,10 @@ fn outlived_workspace_timeouts(
             .is_some_and(|abs| now - s.created >= abs)
 }
 
-fn allow_response(headers: Vec<(&'static str, String)>) -> Response {
+fn allow_response(headers: IdentityHeaders) -> Response {
     let mut resp = StatusCode::OK.into_response();
-    for (name, value) in headers {
-        // Values that cannot be a header (control characters) are dropped
-        // rather than passed on half-written.
-        let v = HeaderValue::from_bytes(value.as_bytes())
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        resp.headers_mut().insert(HeaderName::from_static(name), v);
+    for (name, value) in headers.iter() {
+        resp.headers_mut().insert(name.clone(), value.clone());
     }
     resp
 }
@@ -244,13 +258,19 @@ async fn cached_decide(
         .map(|v| crate::crypto::sha256_hex(v.as_bytes()));
     let key = session_key.as_deref().map(|s| FastPath::key(s, query));
     let now = state.clock.now();
-    if let Some(hit) = key.as_deref().and_then(|k| state.fast.get(k, now)) {
-        // The session must still exist: a logout anywhere, or a session
-        // store that cannot answer, is seen on the very next request.
-        if state.invalidate.is_local() {
+    if let (Some(hit), Some(sk)) = (
+        key.as_deref().and_then(|k| state.fast.get(k, now)),
+        session_key.as_deref(),
+    ) {
+        // A logout anywhere flushed this cache through the revocation
+        // channel, whose heartbeat also proves the store still answers. With
+        // `revocation_check = "every_request"` a shared store is read too
+        // (batched): then even a logout whose flush is still in flight is
+        // seen.
+        if state.invalidate.is_local() || !state.cfg.session.check_every_request {
             return Outcome::Allow(hit.headers, hit.until);
         }
-        match state.sessions.exists(&hit.session_key).await {
+        match state.sessions.exists(sk).await {
             Ok(true) => return Outcome::Allow(hit.headers, hit.until),
             Ok(false) => return Outcome::Unauthenticated,
             Err(_) => return Outcome::Unavailable,
@@ -258,12 +278,11 @@ async fn cached_decide(
     }
     let generation = state.fast.generation();
     let outcome = decide(state, params, headers, original).await;
-    if let (Some(k), Some(sk), Outcome::Allow(h, until)) = (key, session_key, &outcome) {
+    if let (Some(k), Outcome::Allow(h, until)) = (key, &outcome) {
         state.fast.put(
             k,
             generation,
             Allowed {
-                session_key: sk,
                 headers: h.clone(),
                 until: *until,
             },

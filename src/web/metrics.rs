@@ -17,11 +17,19 @@ struct Histogram {
 }
 
 #[derive(Default)]
+struct RouteStats {
+    /// method → status → requests
+    counts: BTreeMap<String, BTreeMap<u16, u64>>,
+    latency: Histogram,
+}
+
+/// Keyed so that counting a request allocates nothing once its route and
+/// method have been seen (every request passes through here).
+#[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    requests: BTreeMap<String, RouteStats>,
     signins: BTreeMap<(String, String), u64>,
-    forward_auth: BTreeMap<String, u64>,
+    forward_auth: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -32,10 +40,19 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, status: u16, took: Duration) {
         let Ok(mut g) = self.inner.lock() else { return };
-        *g.requests
-            .entry((route.to_string(), method.to_string(), status))
-            .or_default() += 1;
-        let h = g.latency.entry(route.to_string()).or_default();
+        if !g.requests.contains_key(route) {
+            g.requests.insert(route.to_string(), RouteStats::default());
+        }
+        let Some(stats) = g.requests.get_mut(route) else {
+            return;
+        };
+        if !stats.counts.contains_key(method) {
+            stats.counts.insert(method.to_string(), BTreeMap::new());
+        }
+        if let Some(by_status) = stats.counts.get_mut(method) {
+            *by_status.entry(status).or_default() += 1;
+        }
+        let h = &mut stats.latency;
         if h.counts.is_empty() {
             h.counts = vec![0; BUCKETS.len()];
         }
@@ -57,9 +74,9 @@ impl Metrics {
         }
     }
 
-    pub fn forward_auth(&self, outcome: &str) {
+    pub fn forward_auth(&self, outcome: &'static str) {
         if let Ok(mut g) = self.inner.lock() {
-            *g.forward_auth.entry(outcome.to_string()).or_default() += 1;
+            *g.forward_auth.entry(outcome).or_default() += 1;
         }
     }
 
@@ -67,16 +84,21 @@ impl Metrics {
         let mut out = String::new();
         let Ok(g) = self.inner.lock() else { return out };
         let _ = writeln!(out, "# HELP iamgw_http_requests_total HTTP requests by route, method and status.\n# TYPE iamgw_http_requests_total counter");
-        for ((route, method, status), n) in &g.requests {
-            let _ = writeln!(
-                out,
-                "iamgw_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                esc(route),
-                esc(method)
-            );
+        for (route, stats) in &g.requests {
+            for (method, by_status) in &stats.counts {
+                for (status, n) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "iamgw_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                        esc(route),
+                        esc(method)
+                    );
+                }
+            }
         }
         let _ = writeln!(out, "# HELP iamgw_http_request_duration_seconds Request latency by route.\n# TYPE iamgw_http_request_duration_seconds histogram");
-        for (route, h) in &g.latency {
+        for (route, stats) in &g.requests {
+            let h = &stats.latency;
             let r = esc(route);
             for (b, c) in BUCKETS.iter().zip(&h.counts) {
                 let _ = writeln!(

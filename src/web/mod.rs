@@ -153,9 +153,7 @@ async fn observe(
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let request_id = crate::crypto::random_bytes::<8>()
-        .map(|b| crate::crypto::hex(&b))
-        .unwrap_or_default();
+    let request_id = request_id();
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
@@ -176,10 +174,44 @@ async fn observe(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
-    if route != "/healthz" && route != "/metrics" {
-        tracing::info!(parent: &span, status, latency_ms = elapsed.as_secs_f64() * 1000.0, "handled");
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if route == "/healthz" || route == "/metrics" {
+        // Probes: metrics only.
+    } else if FORWARD_AUTH_ROUTES.contains(&route.as_str()) && status < 300 {
+        // Allowed forward-auth checks come with every request a downstream
+        // app serves: counted in the metrics, logged only at debug level
+        // (refusals and errors stay at info).
+        tracing::debug!(parent: &span, status, latency_ms, "handled");
+    } else {
+        tracing::info!(parent: &span, status, latency_ms, "handled");
     }
     resp
+}
+
+const FORWARD_AUTH_ROUTES: &[&str] = &["/auth/verify", "/auth/forward"];
+
+/// A request id for logs and `X-Request-Id`: unique within the process and
+/// unpredictable across restarts, without a system call per request (it is
+/// not a secret, so no cryptographic randomness is needed).
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        crate::crypto::random_bytes::<8>()
+            .map(u64::from_le_bytes)
+            .unwrap_or_default()
+    });
+    // splitmix64 of seed + counter: a bijection, so ids never repeat
+    // within a process, and they do not reveal the request count.
+    let mut z = seed.wrapping_add(
+        NEXT.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31))
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

@@ -38,10 +38,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut body = state.metrics.render();
+    let (checks, rounds) = state.sessions.existence_checks();
+    body.push_str(&format!(
+        "# HELP iamgw_session_checks_total Session existence checks of forward-auth cache hits.\n\
+         # TYPE iamgw_session_checks_total counter\n\
+         iamgw_session_checks_total {checks}\n\
+         # HELP iamgw_session_check_round_trips_total Session store round trips those checks took (they are batched).\n\
+         # TYPE iamgw_session_check_round_trips_total counter\n\
+         iamgw_session_check_round_trips_total {rounds}\n"
+    ));
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        body,
     )
         .into_response()
 }

@@ -480,17 +480,8 @@ async fn allowed_decisions_are_reused_briefly_and_any_revocation_drops_them() {
             .await;
         let mut br = Browser::new();
         br.sign_in(&srv, "mia@acme.test", PASSWORD, "/").await;
-        // Wait until the invalidation channel is up (the cache is bypassed before).
-        for _ in 0..50 {
-            if srv.state.fast.is_healthy() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(
-            srv.state.fast.is_healthy(),
-            "{b:?}: invalidation channel up"
-        );
+        // The cache is bypassed until the invalidation channel is up.
+        channel_up(&srv).await;
         let first = br.verify(&srv, "workspace=acme&role=source_admin").await;
         let hits = srv
             .state
@@ -536,7 +527,7 @@ async fn allowed_decisions_are_reused_briefly_and_any_revocation_drops_them() {
             403,
             "{b:?}: demotion seen at once"
         );
-        // Logout is seen at once too (the session is checked on every hit).
+        // Logout is seen at once too (it flushes every instance's cache).
         br.verify(&srv, "workspace=acme&role=source_read_only")
             .await;
         let me: serde_json::Value =
@@ -557,5 +548,68 @@ async fn allowed_decisions_are_reused_briefly_and_any_revocation_drops_them() {
             "{b:?}"
         );
         srv.stop().await;
+    }
+}
+
+/// Waits until the revocation channel is live and its heartbeat on time.
+async fn channel_up(srv: &TestServer) {
+    for _ in 0..50 {
+        if srv.state.fast.is_healthy() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("invalidation channel never came up");
+}
+
+#[tokio::test]
+async fn cache_hits_read_the_session_store_only_when_configured_to() {
+    // Shared stores only: one process on SQLite needs no channel at all.
+    for b in matrix()
+        .into_iter()
+        .filter(|b| b.db != Db::Sqlite || b.sessions == Sessions::Redis)
+    {
+        for strict in [false, true] {
+            let mode = if strict { "every_request" } else { "channel" };
+            let srv = TestServer::start_with(
+                Options::new(b).env("IAMGW_SESSION__REVOCATION_CHECK", mode),
+            )
+            .await;
+            srv.bootstrap("acme", "ann@acme.test").await;
+            let mut br = Browser::new();
+            br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+            channel_up(&srv).await;
+            for _ in 0..3 {
+                assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+            }
+            let (checks, rounds) = srv.state.sessions.existence_checks();
+            if !strict {
+                assert_eq!(checks, 0, "{b:?}: channel mode reads nothing per hit");
+                srv.stop().await;
+                continue;
+            }
+            assert_eq!(checks, 2, "{b:?}: both cache hits were checked");
+            assert!(rounds >= 1 && rounds <= checks, "{b:?}");
+            // The session disappears behind the gateway's back (no flush on
+            // the channel): the very next hit sees it.
+            let key = iam_gateway::crypto::sha256_hex(br.session_cookie().unwrap().as_bytes());
+            srv.state
+                .sessions
+                .kv()
+                .delete(&format!("s:{key}"))
+                .await
+                .unwrap();
+            assert_eq!(
+                br.verify(&srv, "workspace=acme").await.status,
+                401,
+                "{b:?}: every_request sees a session gone without a flush"
+            );
+            let metrics = br.get(&srv.url("/metrics")).await.body;
+            assert!(
+                metrics.contains("iamgw_session_checks_total 3"),
+                "{b:?}: {metrics}"
+            );
+            srv.stop().await;
+        }
     }
 }

@@ -235,6 +235,65 @@ async fn manager_revokes_one_or_all_sessions_of_a_user() {
 }
 
 #[tokio::test]
+async fn kv_exists_many_answers_in_order_and_ignores_expired_keys() {
+    for (name, kv) in backends().await {
+        let live = key("live");
+        let gone = key("gone");
+        let short = key("short");
+        kv.set(&live, "v", Duration::from_secs(60)).await.unwrap();
+        kv.set(&short, "v", Duration::from_millis(30))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let asked = vec![gone.clone(), live.clone(), short.clone(), live.clone()];
+        assert_eq!(
+            kv.exists_many(&asked).await.unwrap(),
+            vec![false, true, false, true],
+            "{name}"
+        );
+        assert_eq!(kv.exists_many(&[]).await.unwrap(), Vec::<bool>::new());
+        // More keys than one SQL statement carries.
+        let many: Vec<String> = (0..1200).map(|i| format!("{live}-{i}")).collect();
+        kv.set(&many[1100], "v", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let found = kv.exists_many(&many).await.unwrap();
+        assert_eq!(found.len(), 1200, "{name}");
+        let set: Vec<usize> = (0..found.len()).filter(|&i| found[i]).collect();
+        assert_eq!(set, vec![1100], "{name}: only the one that was set");
+    }
+}
+
+#[tokio::test]
+async fn manager_existence_checks_are_shared_and_see_a_revocation_at_once() {
+    for (name, kv) in backends().await {
+        let clock = ManualClock::new();
+        let m = manager(kv, &clock);
+        let (cookie, s) = m
+            .login("u-exists", AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        let before = m.existence_rounds();
+        let checks: Vec<_> = (0..64)
+            .map(|_| {
+                let (m, k) = (m.clone(), s.key.clone());
+                tokio::spawn(async move { m.exists(&k).await })
+            })
+            .collect();
+        for c in checks {
+            assert!(c.await.unwrap().unwrap(), "{name}");
+        }
+        let rounds = m.existence_rounds() - before;
+        assert!(
+            rounds < 64,
+            "{name}: 64 concurrent checks made {rounds} round trips"
+        );
+        m.revoke(&cookie).await.unwrap();
+        assert!(!m.exists(&s.key).await.unwrap(), "{name}: revoked");
+    }
+}
+
+#[tokio::test]
 async fn manager_login_replaces_a_presented_session() {
     for (name, kv) in backends().await {
         let clock = ManualClock::new();
