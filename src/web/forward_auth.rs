@@ -7,10 +7,9 @@ use super::AppState;
 use crate::domain::access::{self, Requirement};
 use crate::domain::roles;
 use crate::web::fastpath::{Allowed, FastPath};
-use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +17,32 @@ use std::sync::Arc;
 /// How long an assertion is valid.
 pub const ASSERTION_TTL: i64 = 60;
 
-#[derive(Deserialize)]
+#[derive(Default)]
 pub struct Params {
     pub workspace: Option<String>,
     pub role: Option<String>,
     pub resource: Option<String>,
+}
+
+impl Params {
+    /// `workspace`, `role` and `resource` from a query string; each at most
+    /// once (a repeated one could mean different things to different
+    /// parsers), other parameters ignored.
+    fn parse(query: &str) -> Result<Params, &'static str> {
+        let mut p = Params::default();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match k.as_ref() {
+                "workspace" => &mut p.workspace,
+                "role" => &mut p.role,
+                "resource" => &mut p.resource,
+                _ => continue,
+            };
+            if slot.replace(v.into_owned()).is_some() {
+                return Err("a query parameter is repeated");
+            }
+        }
+        Ok(p)
+    }
 }
 
 /// The decision, before it is shaped for one proxy style.
@@ -232,8 +252,11 @@ fn outlived_workspace_timeouts(
 
 fn allow_response(headers: IdentityHeaders) -> Response {
     let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    // Room for these and the headers every response gets, in one allocation.
+    h.reserve(headers.len() + 8);
     for (name, value) in headers.iter() {
-        resp.headers_mut().insert(name.clone(), value.clone());
+        h.insert(name.clone(), value.clone());
     }
     resp
 }
@@ -249,7 +272,6 @@ fn status_only(status: StatusCode, reason: Option<&str>) -> Response {
 /// request moments ago (and nothing was revoked since).
 async fn cached_decide(
     state: &AppState,
-    params: &Params,
     headers: &HeaderMap,
     original: Option<&str>,
     query: &str,
@@ -277,7 +299,11 @@ async fn cached_decide(
         }
     }
     let generation = state.fast.generation();
-    let outcome = decide(state, params, headers, original).await;
+    let params = match Params::parse(query) {
+        Ok(p) => p,
+        Err(why) => return Outcome::BadRequest(why),
+    };
+    let outcome = decide(state, &params, headers, original).await;
     if let (Some(k), Outcome::Allow(h, until)) = (key, &outcome) {
         state.fast.put(
             k,
@@ -295,7 +321,6 @@ pub async fn verify(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
     let original = match original_url(&state, peer, &headers) {
@@ -308,7 +333,6 @@ pub async fn verify(
     };
     let outcome = cached_decide(
         &state,
-        &params,
         &headers,
         original.as_deref(),
         query.as_deref().unwrap_or_default(),
@@ -322,7 +346,6 @@ pub async fn forward(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    Query(params): Query<Params>,
     headers: HeaderMap,
 ) -> Response {
     let original = match original_url(&state, peer, &headers) {
@@ -339,7 +362,6 @@ pub async fn forward(
         .is_some_and(|a| a.contains("text/html"));
     let outcome = cached_decide(
         &state,
-        &params,
         &headers,
         original.as_deref(),
         query.as_deref().unwrap_or_default(),

@@ -139,6 +139,13 @@ async fn members_get_403_outside_their_workspace_or_role() {
             400
         );
         assert_eq!(mia.verify(&srv, "").await.status, 400);
+        assert_eq!(
+            mia.verify(&srv, "workspace=beta&workspace=acme")
+                .await
+                .status,
+            400,
+            "{b:?}: a repeated parameter is refused, not resolved either way"
+        );
         // Removal (by an owner, through the API) ends access at once.
         let mia_id = srv
             .store()
