@@ -129,8 +129,15 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let fast = Arc::new(crate::web::fastpath::FastPath::default());
     let invalidate = match cfg.session.store {
         SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
-            redis::Client::open(cfg.session.redis_url.as_str())
-                .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
+            // A cluster passes every PUBLISH to every node: one node (the
+            // first URL) carries the channel.
+            redis::Client::open(
+                crate::session::redis::node_urls(&cfg.session.redis_url)
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
         ),
         SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
             crate::invalidation::Channel::Postgres {

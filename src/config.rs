@@ -398,14 +398,17 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         }
     };
     let redis_url = s("session.redis_url");
+    let redis_like = |u: &str| {
+        ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|p| u.starts_with(p))
+    };
+    let nodes = crate::session::redis::node_urls(&redis_url);
     if store == Some(SessionStoreKind::Redis)
-        && !(redis_url.starts_with("redis://")
-            || redis_url.starts_with("rediss://")
-            || redis_url.starts_with("redis+unix://")
-            || redis_url.starts_with("unix://"))
+        && (nodes.is_empty() || !nodes.iter().all(|u| redis_like(u)))
     {
         err(format!(
-            "session.redis_url: `{}` must be a redis:// or rediss:// URL",
+            "session.redis_url: `{}` must be a redis:// or rediss:// URL (several, comma-separated, for a Redis Cluster)",
             mask_url_password(&redis_url)
         ));
     }

@@ -1,72 +1,155 @@
-//! Sessions in Redis (or one Redis database, `/N` in the URL). Every key
-//! starts with `iamgw:`. Connections are made lazily and every command has a
-//! deadline, so an unreachable Redis becomes an error (503), never a hang.
+//! Sessions in Redis (or one Redis database, `/N` in the URL), or in a
+//! Redis Cluster: `session.redis_url` naming a cluster node is recognised
+//! at the first connection (`INFO cluster`), and several comma-separated
+//! node URLs are taken as the seeds of a cluster. Every key starts with
+//! `iamgw:`. Connections are made lazily and every command has a deadline,
+//! so an unreachable Redis becomes an error (503), never a hang.
 
 use super::{ttl_ms, KvError, KvStore};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
 const PREFIX: &str = "iamgw:";
 const DEADLINE: Duration = Duration::from_secs(2);
+const CLUSTER_DB: &str = "a Redis Cluster has only database 0: remove /N from session.redis_url";
+
+/// One connection to a single Redis, or to a cluster (commands are routed
+/// to the node owning their key's slot).
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
 
 pub struct RedisKv {
+    /// Node URLs as configured (one for a single Redis or a cluster seed).
+    urls: Vec<String>,
     client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    conn: OnceCell<Conn>,
 }
 
 fn err(e: impl std::fmt::Display) -> KvError {
     KvError::Unavailable(format!("redis: {e}"))
 }
 
+/// The node URLs of `session.redis_url` (comma-separated for a cluster).
+pub fn node_urls(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 impl RedisKv {
     pub fn new(url: &str) -> Result<Self, KvError> {
+        let urls = node_urls(url);
+        let first = urls.first().ok_or_else(|| err("no URL"))?;
+        for u in &urls {
+            redis::Client::open(u.as_str()).map_err(err)?;
+        }
         Ok(Self {
-            client: redis::Client::open(url).map_err(err)?,
+            client: redis::Client::open(first.as_str()).map_err(err)?,
+            urls,
             conn: OnceCell::new(),
         })
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, KvError> {
-        let cm = self
+    async fn connect(&self) -> Result<Conn, KvError> {
+        let cluster = if self.urls.len() > 1 {
+            true
+        } else {
+            let mut c = match self.client.get_multiplexed_async_connection().await {
+                Ok(c) => c,
+                // `/N` on a cluster node: SELECT is refused there.
+                Err(e) if e.to_string().contains("cluster mode") => {
+                    return Err(err(CLUSTER_DB));
+                }
+                Err(e) => return Err(err(e)),
+            };
+            // A server that refuses INFO (some managed offerings) is taken
+            // for a single Redis.
+            let info: String = redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut c)
+                .await
+                .unwrap_or_default();
+            info.lines().any(|l| l.trim() == "cluster_enabled:1")
+        };
+        if !cluster {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(500));
+            let cm = ConnectionManager::new_with_config(self.client.clone(), config)
+                .await
+                .map_err(err)?;
+            return Ok(Conn::Single(cm));
+        }
+        if self.client.get_connection_info().redis_settings().db() != 0 {
+            return Err(err(CLUSTER_DB));
+        }
+        let cc = redis::cluster::ClusterClient::builder(self.urls.clone())
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(Duration::from_secs(1))
+            .retries(1)
+            .build()
+            .map_err(err)?
+            .get_async_connection()
+            .await
+            .map_err(err)?;
+        Ok(Conn::Cluster(cc))
+    }
+
+    async fn conn(&self) -> Result<Conn, KvError> {
+        let c = self
             .conn
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(1)))
-                    .set_response_timeout(Some(Duration::from_secs(1)))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                match tokio::time::timeout(
-                    DEADLINE,
-                    ConnectionManager::new_with_config(self.client.clone(), config),
-                )
-                .await
-                {
-                    Ok(Ok(cm)) => Ok(cm),
-                    Ok(Err(e)) => Err(err(e)),
+                match tokio::time::timeout(DEADLINE, self.connect()).await {
+                    Ok(r) => r,
                     Err(_) => Err(err("connect timed out")),
                 }
             })
             .await?;
-        Ok(cm.clone())
+        Ok(c.clone())
+    }
+
+    /// Whether the connection goes to a cluster (connecting if needed).
+    pub async fn is_cluster(&self) -> Result<bool, KvError> {
+        Ok(matches!(self.conn().await?, Conn::Cluster(_)))
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T, KvError> {
-        let mut c = self.conn().await?;
-        match tokio::time::timeout(DEADLINE, cmd.query_async::<T>(&mut c)).await {
-            Ok(r) => r.map_err(err),
+        let fut = async {
+            match self.conn().await? {
+                Conn::Single(mut c) => cmd.query_async::<T>(&mut c).await.map_err(err),
+                Conn::Cluster(mut c) => cmd.query_async::<T>(&mut c).await.map_err(err),
+            }
+        };
+        match tokio::time::timeout(DEADLINE, fut).await {
+            Ok(r) => r,
             Err(_) => Err(err("command timed out")),
         }
     }
 
+    /// A pipeline whose keys all hash to one slot (one key), so that a
+    /// cluster can run it on one node.
     async fn run_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, KvError> {
-        let mut c = self.conn().await?;
-        match tokio::time::timeout(DEADLINE, pipe.query_async::<T>(&mut c)).await {
-            Ok(r) => r.map_err(err),
+        let fut = async {
+            match self.conn().await? {
+                Conn::Single(mut c) => pipe.query_async::<T>(&mut c).await.map_err(err),
+                Conn::Cluster(mut c) => pipe.query_async::<T>(&mut c).await.map_err(err),
+            }
+        };
+        match tokio::time::timeout(DEADLINE, fut).await {
+            Ok(r) => r,
             Err(_) => Err(err("command timed out")),
         }
     }
@@ -85,6 +168,16 @@ impl KvStore for RedisKv {
     async fn exists_many(&self, keys: &[String]) -> Result<Vec<bool>, KvError> {
         if keys.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Conn::Cluster(_) = self.conn().await? {
+            // Keys of different slots cannot share a pipeline: one command
+            // each, all in flight at once.
+            let checks = keys
+                .iter()
+                .map(|key| async move { self.run::<i64>(redis::cmd("EXISTS").arg(k(key))).await });
+            return futures_util::future::try_join_all(checks)
+                .await
+                .map(|found| found.into_iter().map(|n| n > 0).collect());
         }
         let mut pipe = redis::pipe();
         for key in keys {

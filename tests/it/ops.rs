@@ -947,6 +947,183 @@ impl PrivateRedis {
     }
 }
 
+/// A three-node Redis Cluster (no replicas) on free ports; every node is
+/// killed when this is dropped.
+struct PrivateCluster {
+    ports: Vec<u16>,
+    _nodes: Vec<Guard>,
+}
+
+impl PrivateCluster {
+    async fn start() -> Option<PrivateCluster> {
+        let (Some(bin), Some(cli)) = (find_tool("redis-server"), find_tool("redis-cli")) else {
+            eprintln!("SKIPPED: redis-server and redis-cli are needed for a cluster");
+            return None;
+        };
+        let dir = temp_dir();
+        let (mut ports, mut nodes) = (Vec::new(), Vec::new());
+        for i in 0..3 {
+            let port = free_port();
+            let log = dir.join(format!("node{i}.log"));
+            let mut child = Command::new(&bin)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(&dir)
+                .arg("--logfile")
+                .arg(&log)
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_for_port(port, &mut child, "redis-server (cluster node)", &log).await;
+            ports.push(port);
+            nodes.push(Guard(child));
+        }
+        let created = Command::new(&cli)
+            .args(["--cluster", "create"])
+            .args(ports.iter().map(|p| format!("127.0.0.1:{p}")))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for port in &ports {
+            let mut ok = false;
+            for _ in 0..100 {
+                let info = Command::new(&cli)
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(ok, "cluster node {port} never reached cluster_state:ok");
+        }
+        Some(PrivateCluster {
+            ports,
+            _nodes: nodes,
+        })
+    }
+
+    /// One node's URL: the gateway finds out it is a cluster.
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.ports[0])
+    }
+
+    /// Every node, comma-separated: the seeds of a cluster.
+    fn seeds(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_holds_sessions_counters_and_revocations() {
+    use iam_gateway::session::redis::RedisKv;
+    use iam_gateway::session::KvStore;
+    let Some(cluster) = PrivateCluster::start().await else {
+        return;
+    };
+    for url in [cluster.url(), cluster.seeds()] {
+        let kv = RedisKv::new(&url).unwrap();
+        assert!(kv.is_cluster().await.unwrap(), "{url} is a cluster");
+        // Keys spread over every node's slots.
+        let tag = uuid::Uuid::new_v4();
+        let keys: Vec<String> = (0..40).map(|i| format!("t:{tag}:{i}")).collect();
+        for key in &keys[..20] {
+            kv.set(key, "v", Duration::from_secs(60)).await.unwrap();
+        }
+        let found = kv.exists_many(&keys).await.unwrap();
+        assert_eq!(found, (0..40).map(|i| i < 20).collect::<Vec<_>>(), "{url}");
+        assert_eq!(kv.take(&keys[0]).await.unwrap().as_deref(), Some("v"));
+        assert_eq!(kv.take(&keys[0]).await.unwrap(), None, "single use");
+        assert!(kv
+            .set_nx(&keys[0], "w", Duration::from_secs(60))
+            .await
+            .unwrap());
+        assert!(!kv
+            .set_nx(&keys[0], "x", Duration::from_secs(60))
+            .await
+            .unwrap());
+        let counter = format!("c:{tag}");
+        for want in 1..=3 {
+            assert_eq!(
+                kv.incr(&counter, Duration::from_secs(60)).await.unwrap(),
+                want
+            );
+        }
+        let index = format!("i:{tag}");
+        kv.index_add(&index, "m1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        kv.index_add(&index, "m2", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut members = kv.index_members(&index).await.unwrap();
+        members.sort();
+        assert_eq!(members, vec!["m1", "m2"]);
+        kv.ping().await.unwrap();
+    }
+    let with_db = RedisKv::new(&format!("{}/3", cluster.url())).unwrap();
+    let refused = with_db.is_cluster().await.unwrap_err().to_string();
+    assert!(refused.contains("database 0"), "{refused}");
+
+    // The gateway on the cluster: sessions, the revocation channel, logout.
+    let srv = TestServer::start_with(
+        Options::new(Backend {
+            db: Db::Sqlite,
+            sessions: Sessions::Redis,
+        })
+        .env("IAMGW_SESSION__REDIS_URL", &cluster.seeds()),
+    )
+    .await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    assert_eq!(
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    for _ in 0..50 {
+        if srv.state.fast.is_healthy() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        srv.state.fast.is_healthy(),
+        "revocation channel up on the cluster"
+    );
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    let stale = br.session_cookie().unwrap();
+    logout(&mut br, &srv).await;
+    let mut old = Browser::new();
+    old.cookies.insert("iamgw_session".into(), stale);
+    assert_eq!(old.verify(&srv, "workspace=acme").await.status, 401);
+    let r = client().get(srv.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_while_requests_flow_is_503_never_200_and_heals_by_itself() {
     if redis_url().is_none() {
