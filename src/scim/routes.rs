@@ -46,22 +46,22 @@ pub fn routes() -> Router<AppState> {
         .route("/Schemas/{id}", get(schema_by_id))
         .route("/ResourceTypes", get(resource_types))
         .route("/ResourceTypes/{id}", get(resource_type_by_id))
-        .route("/Users", get(list_users).post(create_user))
-        .route("/Users/.search", post(search_users))
+        .route("/Users", get(list::<Users>).post(create_user))
+        .route("/Users/.search", post(search::<Users>))
         .route(
             "/Users/{id}",
-            get(get_user)
-                .put(replace_user)
-                .patch(patch_user)
+            get(get_one::<Users>)
+                .put(replace::<Users>)
+                .patch(patch_one::<Users>)
                 .delete(delete_user),
         )
-        .route("/Groups", get(list_groups).post(create_group))
-        .route("/Groups/.search", post(search_groups))
+        .route("/Groups", get(list::<Groups>).post(create_group))
+        .route("/Groups/.search", post(search::<Groups>))
         .route(
             "/Groups/{id}",
-            get(get_group)
-                .put(replace_group)
-                .patch(patch_group)
+            get(get_one::<Groups>)
+                .put(replace::<Groups>)
+                .patch(patch_one::<Groups>)
                 .delete(delete_group),
         )
         .route("/.search", post(search_all))
@@ -512,43 +512,6 @@ fn page(all: Vec<Value>, w: Window) -> Vec<Value> {
         .collect()
 }
 
-async fn list_users(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    query_users(&state, &ctx, &ListParams::from_query(q.as_deref())).await
-}
-
-async fn search_users(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let params = ListParams::from_search(&json_body(&headers, &body)?)?;
-    query_users(&state, &ctx, &params).await
-}
-
-async fn get_user(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let (rec, doc) = load_user(&state, &ctx, &id).await?;
-    if let Some(r) = not_modified(&headers, rec.version()) {
-        return Ok(r);
-    }
-    let doc = projection_of(&query_map(q.as_deref())).apply(&USER_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
-}
-
 /// What a checked user body says: `(userName, externalId, active, other attributes)`.
 type UserParts = (
     Option<String>,
@@ -729,36 +692,6 @@ async fn write_user(
     ))
 }
 
-async fn replace_user(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let body = json_body(&headers, &body)?;
-    let (rec, doc) = write_user(&state, &ctx, &headers, &id, Edit::Put(body)).await?;
-    let doc = projection_of(&query_map(q.as_deref())).apply(&USER_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
-}
-
-async fn patch_user(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let ops = patch::parse(&json_body(&headers, &body)?)?;
-    let (rec, doc) = write_user(&state, &ctx, &headers, &id, Edit::Patch(ops)).await?;
-    let doc = projection_of(&query_map(q.as_deref())).apply(&USER_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
-}
-
 async fn delete_user(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -843,27 +776,6 @@ async fn query_groups(
     ))
 }
 
-async fn list_groups(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    query_groups(&state, &ctx, &ListParams::from_query(q.as_deref())).await
-}
-
-async fn search_groups(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let params = ListParams::from_search(&json_body(&headers, &body)?)?;
-    query_groups(&state, &ctx, &params).await
-}
-
 /// `POST /.search`: users and groups in one list (RFC 7644 section 3.4.3).
 /// A filter that does not apply to one resource type matches none of it.
 async fn search_all(
@@ -913,22 +825,6 @@ async fn search_all(
         None,
         None,
     ))
-}
-
-async fn get_group(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let (rec, doc) = load_group(&state, &ctx, &id).await?;
-    if let Some(r) = not_modified(&headers, rec.version()) {
-        return Ok(r);
-    }
-    let doc = projection_of(&query_map(q.as_deref())).apply(&GROUP_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
 }
 
 /// What a checked group body says: `(displayName, externalId, member ids)`.
@@ -1071,36 +967,6 @@ async fn write_group(
     ))
 }
 
-async fn replace_group(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let body = json_body(&headers, &body)?;
-    let (rec, doc) = write_group(&state, &ctx, &headers, &id, Edit::Put(body)).await?;
-    let doc = projection_of(&query_map(q.as_deref())).apply(&GROUP_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
-}
-
-async fn patch_group(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let ops = patch::parse(&json_body(&headers, &body)?)?;
-    let (rec, doc) = write_group(&state, &ctx, &headers, &id, Edit::Patch(ops)).await?;
-    let doc = projection_of(&query_map(q.as_deref())).apply(&GROUP_TYPE, doc);
-    Ok(respond(StatusCode::OK, &doc, Some(rec.version()), None))
-}
-
 async fn delete_group(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -1125,4 +991,158 @@ async fn delete_group(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Handlers shared by Users and Groups: what differs is in [`Kind`].
+
+/// One SCIM resource type as the shared handlers see it.
+trait Kind: Send + Sync + 'static {
+    const TYPE: &'static ResourceDef;
+    /// A list or search answer (filter, sort, window).
+    fn query(
+        state: &AppState,
+        ctx: &ScimCtx,
+        params: &ListParams,
+    ) -> impl std::future::Future<Output = ScimResult<Response>> + Send;
+    /// One resource: its version and representation.
+    fn load(
+        state: &AppState,
+        ctx: &ScimCtx,
+        id: &str,
+    ) -> impl std::future::Future<Output = ScimResult<(i64, Value)>> + Send;
+    /// A PUT or PATCH applied (with If-Match and retries on a race).
+    fn write(
+        state: &AppState,
+        ctx: &ScimCtx,
+        headers: &HeaderMap,
+        id: &str,
+        edit: Edit,
+    ) -> impl std::future::Future<Output = ScimResult<(i64, Value)>> + Send;
+}
+
+struct Users;
+struct Groups;
+
+impl Kind for Users {
+    const TYPE: &'static ResourceDef = &USER_TYPE;
+    async fn query(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> ScimResult<Response> {
+        query_users(state, ctx, params).await
+    }
+    async fn load(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(i64, Value)> {
+        let (rec, doc) = load_user(state, ctx, id).await?;
+        Ok((rec.version(), doc))
+    }
+    async fn write(
+        state: &AppState,
+        ctx: &ScimCtx,
+        headers: &HeaderMap,
+        id: &str,
+        edit: Edit,
+    ) -> ScimResult<(i64, Value)> {
+        let (rec, doc) = write_user(state, ctx, headers, id, edit).await?;
+        Ok((rec.version(), doc))
+    }
+}
+
+impl Kind for Groups {
+    const TYPE: &'static ResourceDef = &GROUP_TYPE;
+    async fn query(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> ScimResult<Response> {
+        query_groups(state, ctx, params).await
+    }
+    async fn load(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(i64, Value)> {
+        let (rec, doc) = load_group(state, ctx, id).await?;
+        Ok((rec.version(), doc))
+    }
+    async fn write(
+        state: &AppState,
+        ctx: &ScimCtx,
+        headers: &HeaderMap,
+        id: &str,
+        edit: Edit,
+    ) -> ScimResult<(i64, Value)> {
+        let (rec, doc) = write_group(state, ctx, headers, id, edit).await?;
+        Ok((rec.version(), doc))
+    }
+}
+
+/// `GET /Users`, `GET /Groups`.
+async fn list<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    K::query(&state, &ctx, &ListParams::from_query(q.as_deref())).await
+}
+
+/// `POST /Users/.search`, `POST /Groups/.search`.
+async fn search<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    let params = ListParams::from_search(&json_body(&headers, &body)?)?;
+    K::query(&state, &ctx, &params).await
+}
+
+/// `GET /Users/{id}`, `GET /Groups/{id}` (304 for a matching If-None-Match).
+async fn get_one<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    let (version, doc) = K::load(&state, &ctx, &id).await?;
+    if let Some(r) = not_modified(&headers, version) {
+        return Ok(r);
+    }
+    let doc = projection_of(&query_map(q.as_deref())).apply(K::TYPE, doc);
+    Ok(respond(StatusCode::OK, &doc, Some(version), None))
+}
+
+/// `PUT /Users/{id}`, `PUT /Groups/{id}`.
+async fn replace<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    let edit = Edit::Put(json_body(&headers, &body)?);
+    written::<K>(&state, &ctx, &headers, &id, edit, q.as_deref()).await
+}
+
+/// `PATCH /Users/{id}`, `PATCH /Groups/{id}`.
+async fn patch_one<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    let edit = Edit::Patch(patch::parse(&json_body(&headers, &body)?)?);
+    written::<K>(&state, &ctx, &headers, &id, edit, q.as_deref()).await
+}
+
+async fn written<K: Kind>(
+    state: &AppState,
+    ctx: &ScimCtx,
+    headers: &HeaderMap,
+    id: &str,
+    edit: Edit,
+    q: Option<&str>,
+) -> ScimResult<Response> {
+    let (version, doc) = K::write(state, ctx, headers, id, edit).await?;
+    let doc = projection_of(&query_map(q)).apply(K::TYPE, doc);
+    Ok(respond(StatusCode::OK, &doc, Some(version), None))
 }

@@ -170,6 +170,17 @@ async fn who_may_do_what_owner_member_tokens_and_other_workspaces() {
         .0,
         201
     );
+    for bad in ["\u{c}Ops", "Ops\n", "   ", "O\u{7}ps"] {
+        let (s, body) = bearer(
+            &srv,
+            &owner_token,
+            "POST",
+            "/api/v1/workspaces/acme/groups",
+            Some(json!({ "name": bad })),
+        )
+        .await;
+        assert_eq!(s, 400, "group name {bad:?}: {body}");
+    }
     assert_eq!(
         bearer(
             &srv,
