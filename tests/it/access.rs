@@ -170,7 +170,8 @@ async fn who_may_do_what_owner_member_tokens_and_other_workspaces() {
         .0,
         201
     );
-    for bad in ["\u{c}Ops", "Ops\n", "   ", "O\u{7}ps"] {
+    let padded = format!("\u{a0}{}", "x".repeat(100));
+    for bad in ["\u{c}Ops", "Ops\n", "   ", "O\u{7}ps", padded.as_str()] {
         let (s, body) = bearer(
             &srv,
             &owner_token,

@@ -18,10 +18,10 @@ pub fn group_json(g: &Group) -> Value {
 }
 
 pub fn check_name(name: &str) -> Result<(), ApiError> {
-    // Control characters are refused anywhere, also where trimming would
-    // have dropped them (a form feed before the name, say).
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 100 || name.chars().any(char::is_control) {
+    // Length and control characters are checked on the name as sent, not
+    // on what trimming leaves (a form feed or a no-break space before it,
+    // say): what the API documents is what it accepts.
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(
             DomainError::Invalid("name: 1 to 100 characters, no line breaks".into()).into(),
         );
