@@ -280,8 +280,8 @@ pub async fn create_connection(
     let name = b
         .name
         .clone()
-        .filter(|n| !n.trim().is_empty() && n.len() <= 100)
-        .ok_or_else(|| invalid("name: 1 to 100 characters"))?;
+        .filter(|n| !n.trim().is_empty() && n.len() <= 100 && !n.chars().any(char::is_control))
+        .ok_or_else(|| invalid("name: 1 to 100 characters, no control characters"))?;
     let config = match b.kind.as_deref() {
         Some("saml") => serde_json::to_value(saml_config(state, &ctx.ws.id, &b, None).await?),
         Some("oidc") => serde_json::to_value(oidc_config(state, &ctx.ws.id, &b, None).await?),
