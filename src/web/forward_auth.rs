@@ -17,6 +17,9 @@ use std::sync::Arc;
 /// How long an assertion is valid.
 pub const ASSERTION_TTL: i64 = 60;
 
+/// The longest a forward-auth decision may take before it is a 503.
+const DECIDE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Default)]
 pub struct Params {
     pub workspace: Option<String>,
@@ -303,7 +306,19 @@ async fn cached_decide(
         Ok(p) => p,
         Err(why) => return Outcome::BadRequest(why),
     };
-    let outcome = decide(state, &params, headers, original).await;
+    // A store that hangs must not hang the proxy in front of every app.
+    let outcome = match tokio::time::timeout(
+        DECIDE_DEADLINE,
+        decide(state, &params, headers, original),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(_) => {
+            tracing::warn!("forward-auth decision timed out (a store is not answering)");
+            Outcome::Unavailable
+        }
+    };
     if let (Some(k), Outcome::Allow(h, until)) = (key, &outcome) {
         state.fast.put(
             k,

@@ -17,8 +17,15 @@ pub async fn healthz() -> Response {
 
 /// Ready when the database and the session store both answer.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let db = state.store.ping().await;
-    let sessions = state.sessions.kv().ping().await;
+    // A store that hangs (connections open, no answers) is as unready as
+    // one that refuses: each check gets a deadline, both run at once.
+    let deadline = std::time::Duration::from_secs(2);
+    let (db, sessions) = tokio::join!(
+        tokio::time::timeout(deadline, state.store.ping()),
+        tokio::time::timeout(deadline, state.sessions.kv().ping()),
+    );
+    let db = db.map_err(|_| ()).and_then(|r| r.map_err(|_| ()));
+    let sessions = sessions.map_err(|_| ()).and_then(|r| r.map_err(|_| ()));
     let status = if db.is_ok() && sessions.is_ok() {
         StatusCode::OK
     } else {

@@ -1317,6 +1317,18 @@ impl PrivatePg {
         self.running = true;
     }
 
+    /// Sends `sig` to the postmaster and every backend: STOP makes a
+    /// server that keeps its connections open and answers nothing.
+    fn signal_all(&self, sig: &str) {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let pid = pidfile.lines().next().unwrap().trim().to_string();
+        let children = Command::new("pgrep").args(["-P", &pid]).output().unwrap();
+        for child in String::from_utf8_lossy(&children.stdout).split_whitespace() {
+            signal(child.parse().unwrap(), sig);
+        }
+        signal(pid.parse().unwrap(), sig);
+    }
+
     /// Stops it the way a crash would (immediate: no checkpoint, clients
     /// cut off).
     fn crash(&mut self) {
@@ -1366,6 +1378,16 @@ async fn a_postgresql_outage_is_503_with_health_up_and_heals_without_a_restart()
     let csrf = late.get(&srv.url("/login")).await.csrf();
     tokio::time::sleep(Duration::from_millis(600)).await;
 
+    // A hung PostgreSQL first (SIGSTOP: connections open, no answers).
+    let t_freeze = flow.now();
+    pg.signal_all("STOP");
+    // Long enough that requests which start after the grace also end (503,
+    // at the gateway's 3 s deadline) before the server resumes.
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    assert_alive_but_not_ready(&srv, "database").await;
+    let t_thaw = flow.now();
+    pg.signal_all("CONT");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     let t_stop = flow.now();
     pg.crash();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1406,7 +1428,23 @@ async fn a_postgresql_outage_is_503_with_health_up_and_heals_without_a_restart()
         );
         assert!(s.took < Duration::from_secs(8), "a request hung: {s:?}");
     }
-    expect_window(&log, Duration::ZERO, t_stop, 2, 200, "before");
+    expect_window(&log, Duration::ZERO, t_freeze, 2, 200, "before");
+    expect_window(
+        &log,
+        t_freeze + DETECTION_GRACE,
+        t_thaw,
+        1,
+        503,
+        "PostgreSQL hung",
+    );
+    expect_window(
+        &log,
+        t_thaw + Duration::from_millis(1500),
+        t_stop,
+        1,
+        200,
+        "PostgreSQL resumed",
+    );
     expect_window(
         &log,
         t_stop + DETECTION_GRACE,
