@@ -587,3 +587,114 @@ async fn owner_forms_use_the_api_rules_and_audit_like_it() {
         .unwrap();
     assert_eq!(rows.len(), 1);
 }
+
+#[tokio::test]
+async fn the_group_page_forms_rename_change_roles_and_members_and_delete() {
+    let a = acme().await;
+    let srv = &a.srv;
+    let mia = srv
+        .add_member(&a.ws_id, "mia@acme.test", &["workspace_member"])
+        .await;
+    let mut ann = signed_in(srv, "ann@acme.test").await;
+    let r = submit(
+        &mut ann,
+        srv,
+        "/w/acme/access?tab=groups",
+        "/w/acme/access/groups",
+        &[("name", "Eng"), ("role", "source_admin"), ("scope", "all")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let group = srv.store().list_groups(&a.ws_id).await.unwrap().remove(0);
+    let page = format!("/w/acme/access/groups/{}", group.id);
+    let action = |what: &str| format!("{page}/{what}");
+    let current = || async { srv.store().get_group(&a.ws_id, &group.id).await.unwrap() };
+
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("edit"),
+        &[("name", "Platform"), ("description", "Runs it")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(current().await.unwrap().name, "Platform");
+
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("policies"),
+        &[("role", "engage_read_only"), ("scope", "all")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let policies = current().await.unwrap().policies;
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    let engage = serde_json::to_string(&policies[1]).unwrap();
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("policies/remove"),
+        &[("policy", &engage)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(current().await.unwrap().policies.len(), 1);
+
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("members"),
+        &[("email", "mia@acme.test")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(current().await.unwrap().member_ids, vec![mia.clone()]);
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("members"),
+        &[("email", "nobody@acme.test")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "not a member of the workspace");
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        &action("members/remove"),
+        &[("user_id", &mia)],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(current().await.unwrap().member_ids.is_empty());
+
+    // Without the CSRF token, or as a member who may only read: nothing changes.
+    let r = ann
+        .post_form(&srv.url(&action("edit")), &[("name", "Forged")])
+        .await;
+    assert_eq!(r.status, 403);
+    let mut member = signed_in(srv, "mia@acme.test").await;
+    let r = submit(&mut member, srv, &page, &action("delete"), &[]).await;
+    assert_eq!(r.status, 403, "a member cannot delete groups");
+    assert_eq!(current().await.unwrap().name, "Platform");
+    // An unknown group is a 404 page, not an error.
+    let r = submit(
+        &mut ann,
+        srv,
+        &page,
+        "/w/acme/access/groups/no-such-group/delete",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    let r = submit(&mut ann, srv, &page, &action("delete"), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(current().await.is_none());
+}

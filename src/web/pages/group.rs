@@ -15,7 +15,7 @@ use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -154,6 +154,39 @@ async fn open_group(
     }
 }
 
+/// A change to one group from its page: the person may change the
+/// workspace, the CSRF token matches and the group exists; otherwise the
+/// answer to send instead is the rejection.
+pub struct GroupForm {
+    wp: WsPage,
+    g: Group,
+    f: Fields,
+}
+
+impl FromRequest<AppState> for GroupForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path((slug, id)) = Path::<(String, String)>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let f = Fields::parse(&body);
+        match open_group(state, &headers, peer, &slug, &id, &f).await {
+            Ok(Ok((wp, g))) => Ok(GroupForm { wp, g, f }),
+            Ok(Err(r)) => Err(r),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
+
 /// The page again after a refusal, with what the form held.
 async fn refused(
     state: &AppState,
@@ -190,16 +223,8 @@ async fn apply(
 
 pub async fn edit(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let (name, description) = (f.get("name").to_string(), f.get("description").to_string());
     let mut errors = Errors::default();
     if let Some(e) = name_error(&name) {
@@ -226,16 +251,8 @@ pub async fn edit(
 
 pub async fn add_policy(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let input = PolicyInput::from_fields(&f);
     let policy = match input.policy() {
         Ok(Some(p)) => p,
@@ -264,16 +281,8 @@ pub async fn add_policy(
 
 pub async fn remove_policy(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let Ok(gone) = serde_json::from_str::<Policy>(f.get("policy")) else {
         return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
             p.form_error =
@@ -290,16 +299,8 @@ pub async fn remove_policy(
 
 pub async fn add_member(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let email = f.get("email").to_string();
     let user = match state.store.user_by_email(&email).await? {
         Some(u)
@@ -325,7 +326,10 @@ pub async fn add_member(
         }
     };
     match groups::set_group_member(&state, &wp.ctx, &g.id, &user.id, true).await {
-        Ok(()) => Ok(see_other(&format!("{}?done=saved", group_url(&slug, &id)))),
+        Ok(()) => Ok(see_other(&format!(
+            "{}?done=saved",
+            group_url(wp.slug(), &g.id)
+        ))),
         Err(e) => {
             let why = refusal(e)?;
             refused(&state, &wp, &g, StatusCode::CONFLICT, |p| {
@@ -339,18 +343,13 @@ pub async fn add_member(
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     match groups::set_group_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
-        Ok(()) => Ok(see_other(&format!("{}?done=saved", group_url(&slug, &id)))),
+        Ok(()) => Ok(see_other(&format!(
+            "{}?done=saved",
+            group_url(wp.slug(), &g.id)
+        ))),
         Err(e) => {
             let why = refusal(e)?;
             refused(&state, &wp, &g, StatusCode::CONFLICT, |p| {
@@ -363,20 +362,12 @@ pub async fn remove_member(
 
 pub async fn delete(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    GroupForm { wp, g, .. }: GroupForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, g) = match open_group(&state, &headers, peer, &slug, &id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     match groups::delete_group(&state, &wp.ctx, &g.id).await {
         Ok(()) => Ok(see_other(&format!(
             "/w/{}/access?tab=groups&done=group_deleted",
-            seg(&slug)
+            seg(wp.slug())
         ))),
         Err(e) => {
             let why = refusal(e)?;
