@@ -44,30 +44,11 @@ impl Channel {
     /// Drops the local cache now and tells every other instance.
     pub async fn publish(&self, fast: &FastPath) {
         fast.flush();
-        let sent = match self {
-            Channel::Local => Ok(()),
-            Channel::Redis(client) => {
-                let fut = async {
-                    let mut c = client.get_multiplexed_async_connection().await?;
-                    redis::cmd("PUBLISH")
-                        .arg(REDIS_CHANNEL)
-                        .arg(FLUSH)
-                        .query_async::<i64>(&mut c)
-                        .await
-                };
-                match tokio::time::timeout(Duration::from_secs(2), fut).await {
-                    Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(_) => Err("timed out".into()),
-                }
-            }
-            Channel::Postgres { pool } => sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(PG_CHANNEL)
-                .bind(FLUSH)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-        };
+        // A fresh connection: revocations are rare, and one must not wait
+        // behind a heartbeat stuck on a broken connection.
+        let sent = tokio::time::timeout(Duration::from_secs(2), self.send(FLUSH, &mut None))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
         if let Err(e) = sent {
             // The others cannot be told: their subscriptions are broken too
             // (same backend), so they are bypassing their caches already.
@@ -113,7 +94,7 @@ impl Channel {
             loop {
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
                 let sent =
-                    tokio::time::timeout(Duration::from_secs(1), me.ping(&ping, &mut redis_conn))
+                    tokio::time::timeout(Duration::from_secs(1), me.send(&ping, &mut redis_conn))
                         .await;
                 if !matches!(sent, Ok(Ok(()))) {
                     // Reconnect next time; the late beat turns the cache off.
@@ -123,7 +104,9 @@ impl Channel {
         });
     }
 
-    async fn ping(
+    /// Publishes `payload` on the channel; with Redis through `redis_conn`,
+    /// connected first when empty.
+    async fn send(
         &self,
         payload: &str,
         redis_conn: &mut Option<redis::aio::MultiplexedConnection>,

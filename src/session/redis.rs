@@ -47,12 +47,14 @@ pub fn node_urls(url: &str) -> Vec<String> {
 impl RedisKv {
     pub fn new(url: &str) -> Result<Self, KvError> {
         let urls = node_urls(url);
-        let first = urls.first().ok_or_else(|| err("no URL"))?;
-        for u in &urls {
-            redis::Client::open(u.as_str()).map_err(err)?;
+        // Every node URL must parse; the first one is this client's.
+        let mut clients = urls.iter().map(|u| redis::Client::open(u.as_str()));
+        let client = clients.next().ok_or_else(|| err("no URL"))?.map_err(err)?;
+        for other in clients {
+            other.map_err(err)?;
         }
         Ok(Self {
-            client: redis::Client::open(first.as_str()).map_err(err)?,
+            client,
             urls,
             conn: OnceCell::new(),
         })
@@ -124,16 +126,7 @@ impl RedisKv {
     }
 
     async fn run<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T, KvError> {
-        let fut = async {
-            match self.conn().await? {
-                Conn::Single(mut c) => cmd.query_async::<T>(&mut c).await.map_err(err),
-                Conn::Cluster(mut c) => cmd.query_async::<T>(&mut c).await.map_err(err),
-            }
-        };
-        match tokio::time::timeout(DEADLINE, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(err("command timed out")),
-        }
+        within_deadline(async { cmd.query_async(&mut self.conn().await?).await.map_err(err) }).await
     }
 
     /// A pipeline whose keys all hash to one slot (one key), so that a
@@ -142,15 +135,47 @@ impl RedisKv {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, KvError> {
-        let fut = async {
-            match self.conn().await? {
-                Conn::Single(mut c) => pipe.query_async::<T>(&mut c).await.map_err(err),
-                Conn::Cluster(mut c) => pipe.query_async::<T>(&mut c).await.map_err(err),
-            }
-        };
-        match tokio::time::timeout(DEADLINE, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(err("command timed out")),
+        within_deadline(async { pipe.query_async(&mut self.conn().await?).await.map_err(err) })
+            .await
+    }
+}
+
+async fn within_deadline<T>(
+    fut: impl std::future::Future<Output = Result<T, KvError>>,
+) -> Result<T, KvError> {
+    tokio::time::timeout(DEADLINE, fut)
+        .await
+        .unwrap_or_else(|_| Err(err("command timed out")))
+}
+
+/// Commands go to whichever connection this is.
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
         }
     }
 }
