@@ -194,11 +194,6 @@ impl SessionManager {
         self.checks.exists(&skey(key)).await
     }
 
-    /// Round trips made by [`Self::exists`] so far.
-    pub fn existence_rounds(&self) -> u64 {
-        self.checks.rounds()
-    }
-
     /// Checks made by [`Self::exists`] and the round trips they took.
     pub fn existence_checks(&self) -> (u64, u64) {
         (self.checks.checks(), self.checks.rounds())

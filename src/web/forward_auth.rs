@@ -338,23 +338,7 @@ pub async fn verify(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let original = match original_url(&state, peer, &headers) {
-        OriginalUrl::Malformed => {
-            state.metrics.forward_auth("malformed");
-            return status_only(StatusCode::UNAUTHORIZED, None);
-        }
-        OriginalUrl::Valid(u) => Some(u.to_string()),
-        OriginalUrl::Unknown => None,
-    };
-    let outcome = cached_decide(
-        &state,
-        &headers,
-        original.as_deref(),
-        query.as_deref().unwrap_or_default(),
-    )
-    .await;
-    state.metrics.forward_auth(outcome.label());
-    shape(outcome, None)
+    answer(&state, peer, query.as_deref(), &headers, false).await
 }
 
 pub async fn forward(
@@ -363,7 +347,24 @@ pub async fn forward(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let original = match original_url(&state, peer, &headers) {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    answer(&state, peer, query.as_deref(), &headers, wants_html).await
+}
+
+/// Both proxy styles: the original URL, the decision (from the cache when
+/// it may be), counted and shaped; with `send_to_login`, a browser without
+/// a session is redirected to sign in instead of getting a 401.
+async fn answer(
+    state: &AppState,
+    peer: SocketAddr,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    send_to_login: bool,
+) -> Response {
+    let original = match original_url(state, peer, headers) {
         OriginalUrl::Malformed => {
             state.metrics.forward_auth("malformed");
             return status_only(StatusCode::UNAUTHORIZED, None);
@@ -371,19 +372,15 @@ pub async fn forward(
         OriginalUrl::Valid(u) => Some(u.to_string()),
         OriginalUrl::Unknown => None,
     };
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
     let outcome = cached_decide(
-        &state,
-        &headers,
+        state,
+        headers,
         original.as_deref(),
-        query.as_deref().unwrap_or_default(),
+        query.unwrap_or_default(),
     )
     .await;
     state.metrics.forward_auth(outcome.label());
-    let login = wants_html.then(|| match &original {
+    let login = send_to_login.then(|| match &original {
         Some(u) => format!("{}/login?return_to={}", state.cfg.public_url, urlencode(u)),
         None => format!("{}/login", state.cfg.public_url),
     });

@@ -24,17 +24,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(deadline, state.store.ping()),
         tokio::time::timeout(deadline, state.sessions.kv().ping()),
     );
-    let db = db.map_err(|_| ()).and_then(|r| r.map_err(|_| ()));
-    let sessions = sessions.map_err(|_| ()).and_then(|r| r.map_err(|_| ()));
-    let status = if db.is_ok() && sessions.is_ok() {
+    let (db, sessions) = (matches!(db, Ok(Ok(()))), matches!(sessions, Ok(Ok(()))));
+    let status = if db && sessions {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
         "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "database": if db.is_ok() { "ok" } else { "unreachable" },
-        "session_store": if sessions.is_ok() { "ok" } else { "unreachable" },
+        "database": if db { "ok" } else { "unreachable" },
+        "session_store": if sessions { "ok" } else { "unreachable" },
     });
     (
         status,
