@@ -5,13 +5,14 @@ use crate::config::{Config, SessionStoreKind, TwilioMode};
 use crate::domain::DomainError;
 use crate::jwt::Signer;
 use crate::password::Hasher;
+use crate::service::Core;
 use crate::session::database::DbKv;
 use crate::session::memory::MemoryKv;
 use crate::session::redis::RedisKv;
 use crate::session::{KvStore, SessionManager};
 use crate::store::sql::SqlStore;
 use crate::twilio_issuer::{self, ClientRegistration, IssuerOptions, IssuerState};
-use crate::web::{self, AppState, Inner};
+use crate::web::{self, AppState};
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -126,7 +127,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     let mailer = crate::mail::Mailer::new(&cfg.mail, store.clone(), clock.clone())
         .map_err(|e| StartError::Config(e.to_string()))?;
     let twilio = twilio_connector(&cfg, &secret, clock.clone())?;
-    let fast = Arc::new(crate::web::fastpath::FastPath::default());
+    let fast = Arc::new(crate::fastpath::FastPath::default());
     let invalidate = match cfg.session.store {
         SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
             // A cluster passes every PUBLISH to every node: one node (the
@@ -147,7 +148,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         _ => crate::invalidation::Channel::Local,
     };
     invalidate.spawn_listener(fast.clone(), Some(cfg.database_url.clone()));
-    let state = AppState(Arc::new(Inner {
+    let state = AppState(Arc::new(Core {
         cfg,
         store,
         sessions,

@@ -6,13 +6,13 @@
 //!
 //! A shared channel also carries each instance's heartbeat: a ping it
 //! publishes every [`HEARTBEAT_EVERY`] and must receive back within
-//! [`crate::web::fastpath::HEARTBEAT_DEADLINE_MS`]. Messages on one channel
+//! [`crate::fastpath::HEARTBEAT_DEADLINE_MS`]. Messages on one channel
 //! arrive in order, so a returned ping proves every flush published before
 //! it was seen; a store that hangs with its connections open (no error, no
 //! answers) stops the pings and so turns the caches off within that
 //! deadline.
 
-use crate::web::fastpath::FastPath;
+use crate::fastpath::FastPath;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,7 @@
 //! * [`connectors`]: upstream identity sources (OIDC) returning one `ExternalIdentity`.
 //! * [`crypto`], [`password`], [`jwt`]: secrets, argon2id, signed assertions.
 //! * [`scim`]: SCIM 2.0 provisioning of users and groups per workspace.
+//! * [`service`]: the core: the one access decision and the business operations.
 //! * [`web`]: the axum application (pages, forward-auth, API, operations).
 //! * [`twilio_issuer`]: the simulated Twilio Unified Login OIDC provider.
 //! * [`app`]: wiring everything together; [`cli`]: the command line verbs.
@@ -24,12 +25,15 @@ pub mod connectors;
 pub mod crypto;
 pub mod dns;
 pub mod domain;
+pub mod fastpath;
 pub mod invalidation;
 pub mod jwt;
 pub mod mail;
 pub mod mapping;
+pub mod metrics;
 pub mod password;
 pub mod scim;
+pub mod service;
 pub mod session;
 pub mod sso_config;
 pub mod store;

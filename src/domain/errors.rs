@@ -15,6 +15,13 @@ pub enum DomainError {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
+    /// The workspace requires SSO through its IdP (the connection to use,
+    /// when one is enabled) and this session did not come from it.
+    #[error("This workspace requires signing in through its single sign-on (SSO).")]
+    SsoRequired(Option<String>),
+    /// The workspace requires a second factor this session has not used.
+    #[error("This workspace requires two-factor authentication for this session.")]
+    MfaRequired,
     #[error("a backing service is unavailable")]
     Unavailable(String),
     #[error("internal error")]

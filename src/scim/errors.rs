@@ -125,6 +125,9 @@ impl From<DomainError> for ScimError {
             DomainError::Conflict(m) => ScimError::uniqueness(m),
             DomainError::Unauthenticated => ScimError::unauthorized(),
             DomainError::Forbidden(m) => ScimError::new(StatusCode::FORBIDDEN, None, m),
+            e @ (DomainError::SsoRequired(_) | DomainError::MfaRequired) => {
+                ScimError::new(StatusCode::FORBIDDEN, None, e.to_string())
+            }
             DomainError::Unavailable(m) | DomainError::Internal(m) => {
                 tracing::error!(error = %m, "SCIM request failed");
                 ScimError::internal()

@@ -97,6 +97,31 @@ async fn posted(
     Ok(Ok(me))
 }
 
+/// [`posted`], for the forms that change what Twilio manages for a linked
+/// account (password, name, second factor): 409 with a page saying so.
+async fn posted_own(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: Option<&str>,
+) -> Result<Result<SignedIn, Response>, DomainError> {
+    let me = match posted(state, headers, csrf_token).await? {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    if let Err(DomainError::Conflict(why)) =
+        crate::service::account::ensure_managed_here(state.store.as_ref(), &me.user.id).await
+    {
+        return Ok(Err(message(
+            state,
+            &me,
+            StatusCode::CONFLICT,
+            "Managed in Twilio",
+            &why,
+        )));
+    }
+    Ok(Ok(me))
+}
+
 fn chrome(_state: &AppState, me: &SignedIn) -> Chrome {
     me.chrome.clone()
 }
@@ -220,7 +245,7 @@ pub async fn profile(
     headers: HeaderMap,
     Form(f): Form<ProfileForm>,
 ) -> Result<Response, PageError> {
-    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
+    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -255,7 +280,7 @@ pub async fn change_password(
     headers: HeaderMap,
     Form(f): Form<PasswordChangeForm>,
 ) -> Result<Response, PageError> {
-    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
+    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -322,7 +347,7 @@ pub async fn mfa_setup(
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, PageError> {
-    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
+    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -389,7 +414,7 @@ pub async fn mfa_confirm(
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
 ) -> Result<Response, PageError> {
-    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
+    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(r),
     };
@@ -472,7 +497,7 @@ async fn with_second_factor(
     f: &CodeForm,
     refused_title: &str,
 ) -> Result<Result<(SignedIn, std::net::IpAddr), Response>, PageError> {
-    let me = match posted(state, headers, f.csrf_token.as_deref()).await? {
+    let me = match posted_own(state, headers, f.csrf_token.as_deref()).await? {
         Ok(m) => m,
         Err(r) => return Ok(Err(r)),
     };

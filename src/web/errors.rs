@@ -15,7 +15,9 @@ pub fn status_of(e: &DomainError) -> StatusCode {
         DomainError::Conflict(_) => StatusCode::CONFLICT,
         DomainError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         DomainError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::Forbidden(_) | DomainError::SsoRequired(_) | DomainError::MfaRequired => {
+            StatusCode::FORBIDDEN
+        }
         DomainError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -53,8 +55,14 @@ pub fn problem(status: StatusCode, detail: &str) -> Response {
         .unwrap_or("error")
         .to_ascii_lowercase()
         .replace(' ', "-");
+    typed_problem(status, &kind, detail)
+}
+
+/// A problem whose `type` is `urn:iamgw:problem/<kind>`: the status's
+/// reason phrase, or a reason of its own (`sso-required`, `mfa-required`).
+pub fn typed_problem(status: StatusCode, kind: &str, detail: &str) -> Response {
     let body = json!({
-        "type": format!("urn:iamgw:problem:{kind}"),
+        "type": format!("urn:iamgw:problem/{kind}"),
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
@@ -70,7 +78,12 @@ pub fn problem(status: StatusCode, detail: &str) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
-        let mut r = problem(status, &public_detail(&self.0));
+        let detail = public_detail(&self.0);
+        let mut r = match &self.0 {
+            DomainError::SsoRequired(_) => typed_problem(status, "sso-required", &detail),
+            DomainError::MfaRequired => typed_problem(status, "mfa-required", &detail),
+            _ => problem(status, &detail),
+        };
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -4,15 +4,16 @@
 
 use super::http::{current_session, original_url, OriginalUrl};
 use super::AppState;
-use crate::domain::access::{self, Requirement};
+use crate::domain::access::Requirement;
 use crate::domain::roles;
-use crate::web::fastpath::{Allowed, FastPath};
+use crate::domain::DomainError;
+use crate::fastpath::{Allowed, FastPath};
+use crate::service::access::{authorize, Caller, Need};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// How long an assertion is valid.
 pub const ASSERTION_TTL: i64 = 60;
@@ -108,69 +109,20 @@ async fn decide(
         Ok(None) => return Outcome::Forbidden,
         Err(_) => return Outcome::Unavailable,
     };
-    let access = match state.store.effective_access(&workspace.id, &user.id).await {
-        Ok(Some(a)) => a,
-        Ok(None) => return Outcome::Forbidden,
-        Err(_) => return Outcome::Unavailable,
-    };
-    let policies = access.all();
-    // Label scopes need the resource's labels; an unregistered resource has none.
-    let labels = match (
-        params.resource.as_deref(),
-        params.role.as_deref().and_then(roles::find),
-    ) {
-        (Some(r), Some(def)) if def.scopable => {
-            match state.store.get_resource(&workspace.id, r).await {
-                Ok(found) => found.map(|r| r.labels).unwrap_or_default(),
-                Err(_) => return Outcome::Unavailable,
-            }
-        }
-        _ => Vec::new(),
-    };
-    let req = Requirement {
+    let now = state.clock.now();
+    let need = Need::Role(Requirement {
         role: params.role.as_deref(),
         resource: params.resource.as_deref(),
-        resource_labels: &labels,
+        resource_labels: &[],
+    });
+    let caller = Caller::User { user, session };
+    let policies = match authorize(state.store.as_ref(), now, &caller, &workspace, &need).await {
+        Ok(grant) => grant.policies,
+        Err(refusal) => return refused(state, refusal, original),
     };
-    if !access::allows(&policies, &req) {
-        return Outcome::Forbidden;
-    }
-    let now = state.clock.now();
-    if outlived_workspace_timeouts(&workspace.settings, &session, now) {
-        return Outcome::Unauthenticated;
-    }
-    if workspace.settings.require_sso && !workspace.settings.sso_exempt_user_ids.contains(&user.id)
-    {
-        let from_here = match &session.method {
-            crate::domain::model::AuthMethod::Sso(conn) => {
-                match state.store.sso_connection_workspace(conn).await {
-                    Ok(ws) => ws.as_deref() == Some(workspace.id.as_str()),
-                    Err(_) => return Outcome::Unavailable,
-                }
-            }
-            _ => false,
-        };
-        if !from_here {
-            let back = original
-                .map(|u| format!("?return_to={}", urlencode(u)))
-                .unwrap_or_default();
-            let location = match crate::web::sso::first_enabled(state, &workspace.id).await {
-                Ok(Some(c)) => format!("{}/sso/{}/start{back}", state.cfg.public_url, c.id),
-                Ok(None) => format!("{}/login{back}", state.cfg.public_url),
-                Err(_) => return Outcome::Unavailable,
-            };
-            return Outcome::Challenge {
-                reason: "sso_required",
-                location,
-            };
-        }
-    }
-    if workspace.settings.require_mfa && !satisfies_mfa(&session) {
-        return Outcome::Challenge {
-            reason: "mfa_required",
-            location: format!("{}/account#two-factor", state.cfg.public_url),
-        };
-    }
+    let Caller::User { user, session } = caller else {
+        return Outcome::Unavailable;
+    };
     let roles: Vec<String> = policies.iter().map(|p| p.label()).collect();
     let claims = json!({
         "iss": state.cfg.public_url,
@@ -216,9 +168,7 @@ async fn decide(
     )
 }
 
-/// The identity headers of an allowed request, built once and shared by
-/// every cache hit (cloning one is a reference count, not a copy).
-pub type IdentityHeaders = Arc<[(HeaderName, HeaderValue)]>;
+pub use crate::fastpath::IdentityHeaders;
 
 fn identity_headers<const N: usize>(values: [(&'static str, String); N]) -> IdentityHeaders {
     values
@@ -233,24 +183,27 @@ fn identity_headers<const N: usize>(values: [(&'static str, String); N]) -> Iden
         .collect()
 }
 
-/// Password sessions need a second factor; SSO sessions follow their IdP;
-/// Twilio sessions count when Twilio says 2FA was used.
-fn satisfies_mfa(s: &crate::session::Session) -> bool {
-    s.mfa || matches!(s.method, crate::domain::model::AuthMethod::Sso(_))
-}
-
-/// A workspace may set tighter idle and absolute timeouts than the gateway.
-fn outlived_workspace_timeouts(
-    settings: &crate::domain::model::WorkspaceSettings,
-    s: &crate::session::Session,
-    now: i64,
-) -> bool {
-    settings
-        .idle_timeout_secs()
-        .is_some_and(|idle| s.idle_secs >= idle)
-        || settings
-            .absolute_timeout_secs()
-            .is_some_and(|abs| now - s.created >= abs)
+/// Forward-auth's shape of a refusal by the one decision.
+fn refused(state: &AppState, refusal: DomainError, original: Option<&str>) -> Outcome {
+    let back = original
+        .map(|u| format!("?return_to={}", urlencode(u)))
+        .unwrap_or_default();
+    match refusal {
+        DomainError::Unauthenticated => Outcome::Unauthenticated,
+        DomainError::NotFound | DomainError::Forbidden(_) => Outcome::Forbidden,
+        DomainError::SsoRequired(connection) => Outcome::Challenge {
+            reason: "sso_required",
+            location: match connection {
+                Some(id) => format!("{}/sso/{id}/start{back}", state.cfg.public_url),
+                None => format!("{}/login{back}", state.cfg.public_url),
+            },
+        },
+        DomainError::MfaRequired => Outcome::Challenge {
+            reason: "mfa_required",
+            location: format!("{}/account#two-factor", state.cfg.public_url),
+        },
+        _ => Outcome::Unavailable,
+    }
 }
 
 fn allow_response(headers: IdentityHeaders) -> Response {

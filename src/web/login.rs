@@ -449,6 +449,17 @@ async fn link_submit(
         return Ok(csrf_refused());
     }
     let user = link_user(state, token, purpose).await?;
+    if let Err(DomainError::Conflict(why)) =
+        crate::service::account::ensure_managed_here(state.store.as_ref(), &user.id).await
+    {
+        let page = MessagePage {
+            chrome: Chrome::anonymous(),
+            title: "Managed in Twilio".into(),
+            message: why,
+            link: Some(("/login".into(), "Go to sign-in".into())),
+        };
+        return Ok((StatusCode::CONFLICT, views::render(&page)).into_response());
+    }
     if let Err(why) = check_policy(&f.password, &user.email) {
         let (csrf, set) = csrf::page_token(state, headers, None);
         let page = SetPasswordPage {
@@ -595,7 +606,18 @@ pub async fn forgot_submit(
             .incr(&counter, std::time::Duration::from_secs(900))
             .await?;
         if sent <= 3 {
-            if let Some(user) = state.store.user_by_email(&email).await? {
+            let user = match state.store.user_by_email(&email).await? {
+                // A Twilio-linked account's password is managed in Twilio:
+                // no reset link (the answer stays the same for everyone).
+                Some(u)
+                    if crate::service::account::twilio_linked(state.store.as_ref(), &u.id)
+                        .await? =>
+                {
+                    None
+                }
+                other => other,
+            };
+            if let Some(user) = user {
                 let token = crypto::random_token("")?;
                 let now = state.clock.now();
                 state

@@ -1,16 +1,15 @@
 //! The axum application: routes, shared state and middleware.
 
 pub mod account;
+pub use crate::{fastpath, metrics};
 pub mod api;
 pub mod csrf;
 pub mod errors;
-pub mod fastpath;
 pub mod federation;
 pub mod forward_auth;
 pub mod http;
 pub mod invitations;
 pub mod login;
-pub mod metrics;
 pub mod mfa;
 pub mod ops;
 pub mod pages;
@@ -18,12 +17,7 @@ pub mod sso;
 pub mod twilio;
 pub mod views;
 
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::jwt::Signer;
-use crate::password::Hasher;
-use crate::session::SessionManager;
-use crate::store::Store;
+pub use crate::service::Core;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
@@ -35,36 +29,14 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-pub struct Inner {
-    pub cfg: Config,
-    pub store: Arc<dyn Store>,
-    pub sessions: SessionManager,
-    pub signer: Signer,
-    pub hasher: Hasher,
-    pub metrics: metrics::Metrics,
-    pub throttle: crate::throttle::Throttle,
-    pub mailer: crate::mail::Mailer,
-    /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
-    pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
-    /// The forward-auth cache and how revocations reach every instance.
-    pub fast: Arc<fastpath::FastPath>,
-    pub invalidate: crate::invalidation::Channel,
-    /// OIDC SSO relying parties by connection id (with the connection's
-    /// `updated_at`, so a change rebuilds it).
-    pub sso_oidc: std::sync::Mutex<
-        std::collections::HashMap<String, (i64, Arc<crate::connectors::oidc::OidcConnector>)>,
-    >,
-    pub clock: Arc<dyn Clock>,
-    /// The deployment secret (MAC and sealing keys derive from it).
-    pub secret: Vec<u8>,
-}
-
+/// The web layer's state: the core ([`crate::service::Core`]) shared by
+/// every handler.
 #[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub struct AppState(pub Arc<Core>);
 
 impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = Core;
+    fn deref(&self) -> &Core {
         &self.0
     }
 }
@@ -103,7 +75,6 @@ pub fn router(state: AppState) -> Router {
             "/invitations/{token}",
             get(invitations::show).post(invitations::accept),
         )
-        .route("/w/{slug}/access/members.csv", get(api::members::page_csv))
         .route("/account", get(account::page))
         .route("/account/profile", post(account::profile))
         .route("/account/password", post(account::change_password))
@@ -124,8 +95,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify", get(forward_auth::verify))
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
-        .merge(api::routes())
-        .merge(pages::routes())
+        .merge(api::routes(state.clone()))
+        .merge(pages::routes(state.clone()))
         .merge(crate::scim::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

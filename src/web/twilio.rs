@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub const PROVIDER: &str = "twilio";
+pub const PROVIDER: &str = crate::service::account::TWILIO_PROVIDER;
 const PRE_COOKIE: &str = "iamgw_oidc";
 const CONFIRM_TTL: Duration = Duration::from_secs(600);
 

@@ -4,6 +4,7 @@ mod access;
 mod cli;
 mod credentials;
 mod dns_server;
+mod every_door;
 mod forward_auth;
 mod oidc_fixture;
 mod oidc_rp;

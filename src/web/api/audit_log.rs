@@ -1,19 +1,18 @@
 //! The workspace audit log: list with filters, and CSV.
 
-use super::{time, workspace_ctx, Need};
+use super::{time, Ctx};
 use crate::domain::csv;
 use crate::domain::model::AuditEvent;
 use crate::domain::DomainError;
 use crate::store::AuditFilter;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn event_json(e: &AuditEvent, slug: &str) -> Value {
     json!({"id": e.id, "time": time(e.time), "workspace": slug, "actor": e.actor, "action": e.action, "target": e.target, "ip": e.ip, "details": e.details})
@@ -60,13 +59,11 @@ impl AuditQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
+    Path(_slug): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let limit = super::Page {
         cursor: None,
         limit: q.limit,
@@ -97,13 +94,11 @@ pub async fn list(
 
 pub async fn csv(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
+    Path(_slug): Path<String>,
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let filter = q.filter()?;
     let mut out = csv::row(&[
         "id",

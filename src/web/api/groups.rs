@@ -1,17 +1,16 @@
 //! User groups: their policies apply to their members.
 
-use super::{check_policies, parse_body, time, workspace_ctx, Ctx, Need};
+use super::{check_policies, parse_body, time, Ctx};
 use crate::domain::model::Group;
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn group_json(g: &Group) -> Value {
     json!({"id": g.id, "name": g.name, "description": g.description, "policies": g.policies, "member_ids": g.member_ids, "created_at": time(g.created_at)})
@@ -29,14 +28,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let groups = state.store.list_groups(&ctx.ws.id).await?;
     Ok(Json(super::list(
         groups.iter().map(group_json).collect(),
@@ -80,13 +72,10 @@ pub async fn create_group(state: &AppState, ctx: &Ctx, req: NewGroup) -> Result<
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let req: NewGroup = parse_body(&body)?;
     let g = create_group(&state, &ctx, req).await?;
     Ok((StatusCode::CREATED, Json(group_json(&g))))
@@ -94,12 +83,9 @@ pub async fn create(
 
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     let g = state
         .store
         .get_group(&ctx.ws.id, &id)
@@ -156,13 +142,11 @@ pub async fn update_group(
 
 pub async fn update(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let req: GroupPatch = parse_body(&body)?;
     let g = update_group(&state, &ctx, &id, req).await?;
     Ok(Json(group_json(&g)))
@@ -211,36 +195,30 @@ pub async fn set_group_member(
 /// Deletes a group; its members stay in the workspace with their own roles.
 pub async fn remove(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     delete_group(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn add_member(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id, user_id)): Path<(String, String, String)>,
+    ctx: Ctx,
+    Path((_, id, user_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     set_group_member(&state, &ctx, &id, &user_id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn remove_member(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id, user_id)): Path<(String, String, String)>,
+    ctx: Ctx,
+    Path((_, id, user_id)): Path<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     set_group_member(&state, &ctx, &id, &user_id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,6 @@
 //! Invitations: sent by mail, accepted at `/invitations/{token}`.
 
-use super::{check_policies, parse_body, time, workspace_ctx, Ctx, Need};
+use super::{check_policies, parse_body, time, Ctx};
 use crate::crypto;
 use crate::domain::model::{valid_email, Invitation};
 use crate::domain::roles::Policy;
@@ -8,12 +8,11 @@ use crate::domain::DomainError;
 use crate::store::NewInvitation;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn invitation_json(i: &Invitation) -> Value {
     json!({
@@ -59,14 +58,7 @@ async fn mail_invitation(
     Ok(())
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = state
         .store
         .list_invitations(&ctx.ws.id, state.clock.now())
@@ -135,13 +127,10 @@ pub async fn invite(state: &AppState, ctx: &Ctx, req: NewInvite) -> Result<Invit
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let req: NewInvite = parse_body(&body)?;
     let inv = invite(&state, &ctx, req).await?;
     Ok((StatusCode::CREATED, Json(invitation_json(&inv))))
@@ -160,12 +149,10 @@ pub async fn revoke_open(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), Ap
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     revoke_open(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -211,12 +198,10 @@ pub async fn resend_open(state: &AppState, ctx: &Ctx, id: &str) -> Result<Invita
 
 pub async fn resend(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let inv = resend_open(&state, &ctx, &id).await?;
     Ok(Json(invitation_json(&inv)))
 }

@@ -1,6 +1,6 @@
 //! `/api/v1/me`, the caller's workspaces, and the role catalog.
 
-use super::{caller, parse_body, workspace_ctx, Caller, Need};
+use super::{caller, parse_body, Caller, Ctx};
 use crate::clock::rfc3339;
 use crate::domain::model::{valid_slug, NewUserPlaceholder};
 use crate::domain::roles::{self, Policy};
@@ -9,12 +9,11 @@ use crate::web::csrf;
 use crate::web::errors::ApiError;
 use crate::web::http::current_session;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 /// The signed-in user, their workspaces and roles, and the CSRF token.
 pub async fn me(
@@ -139,14 +138,7 @@ pub async fn create_workspace(
 }
 
 /// The role catalog: `{"id", "name", "description", "scopable"}`.
-pub async fn roles(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+pub async fn roles(State(_state): State<AppState>, _ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = roles::CATALOG.iter().map(|r| json!({"id": r.id, "name": r.name, "description": r.description, "scopable": r.scopable})).collect();
     Ok(Json(super::list(items, None)))
 }

@@ -1,6 +1,6 @@
 //! Members: list (with open invitations), show, change, remove, CSV.
 
-use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Ctx, Need, Page};
+use super::{check_policies, opt_time, parse_body, time, Ctx, Page};
 use crate::domain::csv;
 use crate::domain::model::{Group, MemberRow};
 use crate::domain::roles::Policy;
@@ -10,7 +10,7 @@ use crate::web::errors::ApiError;
 use crate::web::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -44,13 +44,9 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     let limit = Page {
         cursor: None,
         limit: q.limit,
@@ -88,12 +84,9 @@ pub async fn list(
 /// One member with direct policies, group policies and effective access.
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     let access = state
         .store
         .effective_access(&ctx.ws.id, &user_id)
@@ -170,13 +163,11 @@ pub async fn remove_member(state: &AppState, ctx: &Ctx, user_id: &str) -> Result
 /// Replaces a member's policies and/or groups; the last owner stays (409).
 pub async fn update(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, user_id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let patch: MemberPatch = parse_body(&body)?;
     update_member(&state, &ctx, &user_id, patch).await?;
     let access = state
@@ -193,12 +184,10 @@ pub async fn update(
 /// request; the user and their other workspaces stay.
 pub async fn remove(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     remove_member(&state, &ctx, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -352,12 +341,10 @@ pub fn csv_response(state: &AppState, ws: &crate::domain::model::Workspace) -> R
 /// `members.csv` (owners only).
 pub async fn csv(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
+    Path(_slug): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
         .await;
     Ok(csv_response(&state, &ctx.ws))
@@ -370,9 +357,13 @@ pub async fn page_csv(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> Result<Response, crate::web::errors::PageError> {
-    let ctx = workspace_ctx(&state, &headers, &Method::GET, peer, &slug, Need::Owner)
-        .await
-        .map_err(|e| crate::web::errors::PageError(e.0))?;
+    let here = format!("/w/{}/access/members.csv", crate::web::pages::seg(&slug));
+    let wp = match crate::web::pages::open(&state, &headers, peer, &slug, &here).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let ctx = wp.ctx;
+    ctx.require_owner()?;
     ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
         .await;
     Ok(csv_response(&state, &ctx.ws))

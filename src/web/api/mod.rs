@@ -17,13 +17,9 @@ use super::csrf;
 use super::errors::{self, ApiError};
 use super::http::{client_ip, current_session};
 use super::AppState;
-use crate::audit;
 use crate::clock::rfc3339;
-use crate::domain::access;
-use crate::domain::model::{Actor, ApiToken, User, Workspace};
-use crate::domain::roles::{self, Policy};
+use crate::domain::roles::Policy;
 use crate::domain::DomainError;
-use crate::session::Session;
 use axum::handler::Handler;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware;
@@ -176,16 +172,64 @@ pub fn route_table() -> Vec<(Verb, &'static str)> {
     endpoints().iter().map(|e| (e.verb, e.path)).collect()
 }
 
-pub fn routes() -> Router<AppState> {
+/// The path every workspace route starts with.
+pub const WORKSPACE_PREFIX: &str = "/api/v1/workspaces/{slug}";
+
+pub fn routes(state: AppState) -> Router<AppState> {
     let mut router = Router::new();
+    let mut workspace = Router::new();
     for e in endpoints() {
-        router = router.route(e.path, e.router);
+        if e.path.starts_with(WORKSPACE_PREFIX) {
+            workspace = workspace.route(e.path, e.router);
+        } else {
+            router = router.route(e.path, e.router);
+        }
     }
     router
+        .merge(workspace.route_layer(middleware::from_fn_with_state(state, gate)))
         // Anything else under /api/v1 is a JSON 404, not the HTML fallback.
         .route("/api/v1/{*rest}", any(unrouted))
         .route_layer(middleware::from_fn(refuse_nul_in_uri))
         .route_layer(middleware::map_response(problem_rejections))
+}
+
+/// The API's workspace door: every route under
+/// `/api/v1/workspaces/{slug}` passes the one decision (SPEC 6b) before its
+/// handler runs, so no route can skip it; the handler then asks for what
+/// its operation needs (owner rights).
+async fn gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::Path(params): axum::extract::Path<std::collections::HashMap<String, String>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let slug = params.get("slug").map(String::as_str).unwrap_or_default();
+    match workspace_ctx(&state, req.headers(), req.method(), peer, slug, Need::Read).await {
+        Ok(ctx) => {
+            let mut req = req;
+            req.extensions_mut().insert(ctx);
+            next.run(req).await
+        }
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+/// The request's [`Ctx`], as the gate decided it: a handler of a workspace
+/// route takes it as an argument and asks only for owner rights on top.
+impl axum::extract::FromRequestParts<AppState> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        parts.extensions.remove::<Ctx>().ok_or_else(|| {
+            ApiError(DomainError::Internal(
+                "a workspace handler ran without the workspace gate".into(),
+            ))
+        })
+    }
 }
 
 /// What a request to no API route gets.
@@ -227,31 +271,7 @@ async fn problem_rejections(resp: Response) -> Response {
     Response::from_parts(parts, fresh.into_body())
 }
 
-/// Who is calling.
-pub enum Caller {
-    User { user: User, session: Session },
-    Token(ApiToken),
-}
-
-impl Caller {
-    pub fn actor(&self) -> Actor {
-        match self {
-            Caller::User { user, .. } => Actor::user(&user.id, &user.email),
-            Caller::Token(t) => Actor {
-                kind: "token".into(),
-                id: Some(t.id.clone()),
-                email: None,
-            },
-        }
-    }
-
-    pub fn user(&self) -> Option<&User> {
-        match self {
-            Caller::User { user, .. } => Some(user),
-            Caller::Token(_) => None,
-        }
-    }
-}
+pub use crate::service::access::{Caller, Need};
 
 /// Resolves the caller: `Authorization: Bearer iamgw_…`, or the session
 /// cookie (with `X-CSRF-Token` on unsafe methods).
@@ -302,91 +322,53 @@ pub async fn caller(
     Ok(Caller::User { user, session })
 }
 
-/// What a request needs in the workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    /// Workspace Owner or Workspace Member: read the access settings.
-    Read,
-    /// Workspace Owner: change anything.
-    Owner,
-}
+pub use crate::service::Ctx;
 
-/// A request in one workspace, authorised.
-pub struct Ctx {
-    pub ws: Workspace,
-    pub caller: Caller,
-    pub ip: String,
-}
-
-impl Ctx {
-    /// Writes an audit event for this workspace with this caller as actor.
-    pub async fn audit(
-        &self,
-        state: &AppState,
-        action: &str,
-        target: Option<&str>,
-        details: Value,
-    ) {
-        audit::record(
-            state.store.as_ref(),
-            state.clock.now(),
-            audit::Entry {
-                workspace_id: Some(&self.ws.id),
-                actor: self.caller.actor(),
-                action,
-                target,
-                ip: Some(self.ip.clone()),
-                details,
-            },
-        )
-        .await;
-    }
-}
-
-/// Authorises a request in workspace `slug`. A token of another workspace
-/// and non-members get 404 (the workspace is not revealed).
+/// Authorises a request in workspace `slug` with the one decision
+/// (`service::access::authorize`): a token of another workspace and
+/// non-members get 404 (the workspace is not revealed); sessions past the
+/// workspace's timeouts 401; Require SSO and Require 2FA 403 with their own
+/// problem types.
 pub async fn workspace_ctx(
     state: &AppState,
     headers: &HeaderMap,
     method: &Method,
     peer: SocketAddr,
     slug: &str,
-    need: Need,
+    need: Need<'_>,
 ) -> Result<Ctx, ApiError> {
     let caller = caller(state, headers, method).await?;
+    ctx_for(state, caller, headers, peer, slug, need).await
+}
+
+/// [`workspace_ctx`] for a caller already known (one session look-up per
+/// request: a second one would no longer see the idle time).
+pub async fn ctx_for(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    need: Need<'_>,
+) -> Result<Ctx, ApiError> {
     let ws = state
         .store
         .workspace_by_slug(slug)
         .await?
         .ok_or(DomainError::NotFound)?;
-    let policies: Vec<Policy> = match &caller {
-        Caller::Token(t) if t.workspace_id == ws.id => t.policies.clone(),
-        Caller::Token(_) => return Err(DomainError::NotFound.into()),
-        Caller::User { user, .. } => state
-            .store
-            .effective_access(&ws.id, &user.id)
-            .await?
-            .ok_or(DomainError::NotFound)?
-            .all(),
-    };
-    let allowed = match need {
-        Need::Owner => access::is_owner(&policies),
-        Need::Read => policies
-            .iter()
-            .any(|p| p.role == roles::WORKSPACE_OWNER || p.role == roles::WORKSPACE_MEMBER),
-    };
-    if !allowed {
-        let what = if need == Need::Owner {
-            "Only workspace owners can do this."
-        } else {
-            "Only workspace owners and members can see this."
-        };
-        return Err(DomainError::Forbidden(what.into()).into());
-    }
+    let grant = crate::service::access::authorize(
+        state.store.as_ref(),
+        state.clock.now(),
+        &caller,
+        &ws,
+        &need,
+    )
+    .await?;
     Ok(Ctx {
         ws,
         caller,
         ip: client_ip(state, peer, headers).to_string(),
+        owner: grant.owner,
     })
 }
 

@@ -1,15 +1,14 @@
 //! Workspace resources (id, kind, name, labels) that scoped roles refer to.
 
-use super::{parse_body, workspace_ctx, Need};
+use super::{parse_body, Ctx};
 use crate::domain::model::Resource;
 use crate::domain::DomainError;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 fn check(r: &Resource) -> Result<(), ApiError> {
     // Lengths in characters, as JSON Schema's maxLength counts them.
@@ -29,14 +28,7 @@ fn check(r: &Resource) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = state.store.list_resources(&ctx.ws.id).await?;
     Ok(Json(super::list(
         items.iter().map(|r| json!(r)).collect(),
@@ -47,13 +39,10 @@ pub async fn list(
 /// Registers or updates a resource.
 pub async fn put(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let r: Resource = parse_body(&body)?;
     check(&r)?;
     state
@@ -72,12 +61,9 @@ pub async fn put(
 
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     let r = state
         .store
         .get_resource(&ctx.ws.id, &id)
@@ -88,12 +74,10 @@ pub async fn show(
 
 pub async fn remove(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     state.store.delete_resource(&ctx.ws.id, &id).await?;
     ctx.audit(&state, "resource.deleted", Some(&id), json!({}))
         .await;

@@ -1,18 +1,17 @@
 //! Workspace settings and the owner's reset of a member's 2FA.
 
-use super::{parse_body, workspace_ctx, Caller, Ctx, Need};
+use super::{parse_body, Caller, Ctx};
 use crate::domain::duration;
 use crate::domain::model::{AuthMethod, WorkspaceSettings};
 use crate::domain::roles;
 use crate::domain::DomainError;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn settings_json(s: &WorkspaceSettings) -> Value {
     json!({
@@ -28,13 +27,9 @@ pub fn settings_json(s: &WorkspaceSettings) -> Value {
 }
 
 pub async fn get_settings(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    State(_state): State<AppState>,
+    ctx: Ctx,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     Ok(Json(settings_json(&ctx.ws.settings)))
 }
 
@@ -72,13 +67,10 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
 /// when any part is refused.
 pub async fn patch_settings(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let patch: SettingsPatch = parse_body(&body)?;
     let next = apply_settings(&state, &ctx, patch).await?;
     Ok(Json(settings_json(&next)))
@@ -114,6 +106,19 @@ pub async fn apply_settings(
         next.require_sso = on;
     }
     if let Some(ids) = patch.sso_exempt_user_ids {
+        let mut others = Vec::new();
+        for id in &ids {
+            if state.store.membership(&ws.id, id).await?.is_none() {
+                others.push(id.as_str());
+            }
+        }
+        if !others.is_empty() {
+            return Err(DomainError::Invalid(format!(
+                "sso_exempt_user_ids: only members of the workspace can be exempt; not members: {}",
+                others.join(", ")
+            ))
+            .into());
+        }
         next.sso_exempt_user_ids = ids;
     }
     if let Some(on) = patch.require_mfa {
@@ -121,7 +126,15 @@ pub async fn apply_settings(
     }
     if let Some(role) = patch.default_role {
         if roles::find(&role).is_none() {
-            return Err(DomainError::Invalid(format!("unknown role `{role}`")).into());
+            return Err(
+                DomainError::Invalid(format!("default_role: unknown role `{role}`")).into(),
+            );
+        }
+        if role == roles::WORKSPACE_OWNER {
+            return Err(DomainError::Invalid(
+                "default_role: may not be workspace_owner (everyone provisioned by SSO or SCIM would become an owner)".into(),
+            )
+            .into());
         }
         next.default_role = role;
     }
@@ -171,12 +184,10 @@ pub async fn apply_settings(
 /// An owner resets a member's two-factor authentication (audited).
 pub async fn reset_member_mfa(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     state
         .store
         .membership(&ctx.ws.id, &user_id)

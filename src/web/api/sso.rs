@@ -1,6 +1,6 @@
 //! SSO connections and domains under `/api/v1/workspaces/{slug}`.
 
-use super::{parse_body, time, workspace_ctx, Ctx, Need};
+use super::{parse_body, time, Ctx};
 use crate::connectors::saml::parse_idp_metadata;
 use crate::crypto;
 use crate::domain::DomainError;
@@ -8,13 +8,12 @@ use crate::sso_config::{self, OidcSsoConfig, SamlConfig};
 use crate::store::{Domain, SsoConnection};
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 /// A connection as the API shows it (never the client secret).
 pub fn connection_json(state: &AppState, c: &SsoConnection) -> Value {
@@ -242,14 +241,7 @@ async fn oidc_config(
     })
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = state.store.list_connections(&ctx.ws.id).await?;
     Ok(Json(super::list(
         items.iter().map(|c| connection_json(&state, c)).collect(),
@@ -259,13 +251,10 @@ pub async fn list(
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let b: ConnectionBody = parse_body(&body)?;
     let c = create_connection(&state, &ctx, b).await?;
     Ok((StatusCode::CREATED, Json(connection_json(&state, &c))))
@@ -322,12 +311,9 @@ async fn owned(state: &AppState, ws_id: &str, id: &str) -> Result<SsoConnection,
 
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     Ok(Json(connection_json(
         &state,
         &owned(&state, &ctx.ws.id, &id).await?,
@@ -336,13 +322,11 @@ pub async fn show(
 
 pub async fn update(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let mut c = owned(&state, &ctx.ws.id, &id).await?;
     let b: ConnectionBody = parse_body(&body)?;
     if b.kind.as_deref().is_some_and(|k| k != c.kind) {
@@ -384,12 +368,10 @@ pub async fn update(
 
 pub async fn remove(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     delete_connection(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -427,12 +409,8 @@ pub struct NewDomain {
 
 pub async fn list_domains(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Read).await?;
     let items = state.store.list_domains(&ctx.ws.id).await?;
     Ok(Json(super::list(
         items.iter().map(domain_json).collect(),
@@ -442,13 +420,10 @@ pub async fn list_domains(
 
 pub async fn create_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let b: NewDomain = parse_body(&body)?;
     let d = add_domain(&state, &ctx, &b.domain).await?;
     Ok((StatusCode::CREATED, Json(domain_json(&d))))
@@ -477,12 +452,10 @@ pub async fn add_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<Dom
 /// is `iamgw-verification=<token>`; 409 with the reason otherwise.
 pub async fn verify_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, domain)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, domain)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let d = check_domain(&state, &ctx, &domain).await?;
     Ok(Json(domain_json(&d)))
 }
@@ -533,12 +506,10 @@ pub async fn check_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<D
 
 pub async fn delete_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, domain)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, domain)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     remove_domain(&state, &ctx, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }

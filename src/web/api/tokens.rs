@@ -1,18 +1,17 @@
 //! API tokens (bearer access to this API) and SCIM tokens.
 
-use super::{check_policies, opt_time, parse_body, time, workspace_ctx, Ctx, Need};
+use super::{check_policies, opt_time, parse_body, time, Ctx};
 use crate::domain::model::ApiToken;
 use crate::domain::roles::{self, Policy};
 use crate::domain::DomainError;
 use crate::tokens;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn token_json(t: &ApiToken) -> Value {
     json!({"id": t.id, "description": t.description, "policies": t.policies, "created_by": t.created_by, "created_at": time(t.created_at), "last_used_at": opt_time(t.last_used_at)})
@@ -62,14 +61,8 @@ pub async fn mint(
     Ok((t, secret))
 }
 
-pub async fn list(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
+    ctx.require_owner()?;
     let items = state.store.list_tokens(&ctx.ws.id, "api").await?;
     Ok(Json(super::list(
         items.iter().map(token_json).collect(),
@@ -159,13 +152,10 @@ pub async fn create_scim_token(
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let req: NewToken = parse_body(&body)?;
     let (t, secret) = create_api_token(&state, &ctx, req).await?;
     let mut body = token_json(&t);
@@ -175,24 +165,16 @@ pub async fn create(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     revoke_kind(&state, &ctx, "api", &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_scim(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+pub async fn list_scim(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
+    ctx.require_owner()?;
     let items = state.store.list_tokens(&ctx.ws.id, "scim").await?;
     Ok(Json(super::list(
         items.iter().map(token_json).collect(),
@@ -209,13 +191,10 @@ pub struct NewScimToken {
 
 pub async fn create_scim(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    ctx: Ctx,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     let req: NewScimToken = if body.is_empty() {
         NewScimToken {
             description: String::new(),
@@ -234,12 +213,10 @@ pub async fn create_scim(
 
 pub async fn revoke_scim(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    method: Method,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    ctx: Ctx,
+    Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ctx = workspace_ctx(&state, &headers, &method, peer, &slug, Need::Owner).await?;
+    ctx.require_owner()?;
     revoke_kind(&state, &ctx, "scim", &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,119 +19,206 @@ pub mod sso_idp;
 pub mod tokens;
 pub mod users;
 
-use super::api::{workspace_ctx, Caller, Ctx, Need};
+use super::api::Verb;
+use super::api::{ctx_for, Caller, Ctx, Need};
 use super::csrf;
 use super::errors::PageError;
 use super::http::current_session;
 use super::login::{csrf_refused, see_other};
 use super::views::{self, Chrome, MessagePage, NavWorkspace};
 use super::AppState;
-use crate::domain::access::is_owner;
 use crate::domain::model::User;
 use crate::domain::roles::{self, Policy, Scope};
 use crate::domain::DomainError;
 use crate::session::Session;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{ConnectInfo, Path, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 
-pub fn routes() -> Router<AppState> {
-    let w = "/w/{slug}";
-    Router::new()
-        .route(w, get(access::workspace_home))
-        .route(&format!("{w}/access"), get(access::page))
-        .route(&format!("{w}/access/invitations"), post(users::invite))
-        .route(
-            &format!("{w}/access/invitations/{{id}}/resend"),
+/// One page route: method, path template and handler.
+pub struct PageRoute {
+    pub verb: Verb,
+    pub path: &'static str,
+    router: MethodRouter<AppState>,
+}
+
+fn page(verb: Verb, path: &'static str, router: MethodRouter<AppState>) -> PageRoute {
+    PageRoute { verb, path, router }
+}
+
+/// Every workspace page (`/w/{slug}/...`). All of them pass [`gate`], the
+/// one decision, before their handler runs.
+pub fn page_routes() -> Vec<PageRoute> {
+    use Verb::{Get, Post};
+    vec![
+        page(Get, "/w/{slug}", get(access::workspace_home)),
+        page(
+            Get,
+            "/w/{slug}/access/members.csv",
+            get(super::api::members::page_csv),
+        ),
+        page(Get, "/w/{slug}/access", get(access::page)),
+        page(Post, "/w/{slug}/access/invitations", post(users::invite)),
+        page(
+            Post,
+            "/w/{slug}/access/invitations/{id}/resend",
             post(users::resend),
-        )
-        .route(
-            &format!("{w}/access/invitations/{{id}}/revoke"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/invitations/{id}/revoke",
             post(users::revoke),
-        )
-        .route(&format!("{w}/access/users/{{user_id}}"), get(member::page))
-        .route(
-            &format!("{w}/access/users/{{user_id}}/policies"),
+        ),
+        page(Get, "/w/{slug}/access/users/{user_id}", get(member::page)),
+        page(
+            Post,
+            "/w/{slug}/access/users/{user_id}/policies",
             post(member::add_policy),
-        )
-        .route(
-            &format!("{w}/access/users/{{user_id}}/policies/remove"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/users/{user_id}/policies/remove",
             post(member::remove_policy),
-        )
-        .route(
-            &format!("{w}/access/users/{{user_id}}/groups"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/users/{user_id}/groups",
             post(member::set_groups),
-        )
-        .route(
-            &format!("{w}/access/users/{{user_id}}/remove"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/users/{user_id}/remove",
             post(member::remove),
-        )
-        .route(&format!("{w}/access/groups"), post(groups::create))
-        .route(&format!("{w}/access/groups/{{id}}"), get(group::page))
-        .route(&format!("{w}/access/groups/{{id}}/edit"), post(group::edit))
-        .route(
-            &format!("{w}/access/groups/{{id}}/policies"),
+        ),
+        page(Post, "/w/{slug}/access/groups", post(groups::create)),
+        page(Get, "/w/{slug}/access/groups/{id}", get(group::page)),
+        page(Post, "/w/{slug}/access/groups/{id}/edit", post(group::edit)),
+        page(
+            Post,
+            "/w/{slug}/access/groups/{id}/policies",
             post(group::add_policy),
-        )
-        .route(
-            &format!("{w}/access/groups/{{id}}/policies/remove"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/groups/{id}/policies/remove",
             post(group::remove_policy),
-        )
-        .route(
-            &format!("{w}/access/groups/{{id}}/members"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/groups/{id}/members",
             post(group::add_member),
-        )
-        .route(
-            &format!("{w}/access/groups/{{id}}/members/remove"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/groups/{id}/members/remove",
             post(group::remove_member),
-        )
-        .route(
-            &format!("{w}/access/groups/{{id}}/delete"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/access/groups/{id}/delete",
             post(group::delete),
-        )
-        .route(&format!("{w}/access/tokens"), post(tokens::create))
-        .route(
-            &format!("{w}/access/tokens/{{id}}/revoke"),
+        ),
+        page(Post, "/w/{slug}/access/tokens", post(tokens::create)),
+        page(
+            Post,
+            "/w/{slug}/access/tokens/{id}/revoke",
             post(tokens::revoke),
-        )
-        .route(&format!("{w}/settings/sso"), get(sso::page))
-        .route(
-            &format!("{w}/settings/sso/settings"),
+        ),
+        page(Get, "/w/{slug}/settings/sso", get(sso::page)),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/settings",
             post(sso::save_settings),
-        )
-        .route(
-            &format!("{w}/settings/sso/connections"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections",
             post(sso_idp::add_connection),
-        )
-        .route(
-            &format!("{w}/settings/sso/connections/{{id}}/delete"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/delete",
             post(sso_idp::delete_connection),
-        )
-        .route(
-            &format!("{w}/settings/sso/domains"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/domains",
             post(sso_idp::add_domain),
-        )
-        .route(
-            &format!("{w}/settings/sso/domains/{{domain}}/verify"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/domains/{domain}/verify",
             post(sso_idp::verify_domain),
-        )
-        .route(
-            &format!("{w}/settings/sso/domains/{{domain}}/delete"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/domains/{domain}/delete",
             post(sso_idp::delete_domain),
-        )
-        .route(
-            &format!("{w}/settings/sso/scim-tokens"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/scim-tokens",
             post(sso::create_scim_token),
-        )
-        .route(
-            &format!("{w}/settings/sso/scim-tokens/{{id}}/revoke"),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/scim-tokens/{id}/revoke",
             post(sso::revoke_scim_token),
-        )
+        ),
+    ]
+}
+
+/// The (method, path template) pairs of the workspace pages.
+pub fn route_table() -> Vec<(Verb, &'static str)> {
+    page_routes().iter().map(|r| (r.verb, r.path)).collect()
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let mut router = Router::new();
+    for r in page_routes() {
+        router = router.route(r.path, r.router);
+    }
+    router.route_layer(middleware::from_fn_with_state(state, gate))
+}
+
+/// The workspace pages' door: the signed-in person, the workspace and the
+/// one decision (SPEC 6b) before any handler: sign in again, go through the
+/// workspace's IdP or add a second factor (each coming back here), or a page
+/// saying why not. Form posts then check their CSRF token and owner rights.
+async fn gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let here = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let slug = params.get("slug").map(String::as_str).unwrap_or_default();
+    match open(&state, req.headers(), peer, slug, &here).await {
+        // The handler gets this decision, not a second one (a second
+        // session look-up would no longer see the idle time).
+        Ok(Ok(wp)) => PASS.scope(RefCell::new(Some(wp)), next.run(req)).await,
+        Ok(Err(refusal)) => refusal,
+        Err(e) => e.into_response(),
+    }
+}
+
+tokio::task_local! {
+    /// The gate's decision for the request being handled.
+    static PASS: RefCell<Option<WsPage>>;
 }
 
 /// A signed-in person looking at one workspace, authorised to read it.
+#[derive(Clone)]
 pub struct WsPage {
     pub ctx: Ctx,
     pub user: User,
@@ -212,6 +299,11 @@ pub async fn open(
     slug: &str,
     here: &str,
 ) -> Result<Result<WsPage, Response>, PageError> {
+    if let Ok(Some(wp)) = PASS.try_with(|p| p.borrow_mut().take()) {
+        if wp.ctx.ws.slug == slug {
+            return Ok(Ok(wp));
+        }
+    }
     let Some((_, session)) = current_session(state, headers).await? else {
         return Ok(Err(see_other(&format!(
             "/login?return_to={}",
@@ -224,40 +316,18 @@ pub async fn open(
     let chrome = signed_in_chrome(state, &session, &user, None).await?;
     // Pages read with GET rules: the form's csrf_token is checked by the
     // handler (`check_csrf`), not the API's X-CSRF-Token header.
-    let ctx = match workspace_ctx(state, headers, &Method::GET, peer, slug, Need::Read).await {
+    let caller = Caller::User {
+        user: user.clone(),
+        session: session.clone(),
+    };
+    let ctx = match ctx_for(state, caller, headers, peer, slug, Need::Read).await {
         Ok(ctx) => ctx,
-        Err(e) => {
-            let (status, title) = match &e.0 {
-                DomainError::Forbidden(_) => (StatusCode::FORBIDDEN, "No access to this page"),
-                DomainError::NotFound => (StatusCode::NOT_FOUND, "Workspace not found"),
-                _ => return Err(PageError(e.0)),
-            };
-            let text = match &e.0 {
-                DomainError::Forbidden(why) => format!(
-                    "{why} Your role in this workspace does not include reading its access settings; ask a workspace owner."
-                ),
-                _ => "There is no workspace here that you are a member of.".into(),
-            };
-            let page = MessagePage {
-                chrome,
-                title: title.into(),
-                message: text,
-                link: Some(("/workspaces".into(), "Your workspaces".into())),
-            };
-            return Ok(Err((status, views::render(&page)).into_response()));
-        }
+        Err(e) => return Ok(Err(refused(e.0, chrome, here)?)),
     };
     if !matches!(ctx.caller, Caller::User { .. }) {
         return Err(PageError(DomainError::Unauthenticated));
     }
-    let owner = is_owner(
-        &state
-            .store
-            .effective_access(&ctx.ws.id, &user.id)
-            .await?
-            .map(|a| a.all())
-            .unwrap_or_default(),
-    );
+    let owner = ctx.owner;
     let chrome = Chrome {
         current_workspace: Some(ctx.ws.slug.clone()),
         workspaces: chrome
@@ -277,6 +347,50 @@ pub async fn open(
         owner,
         chrome,
     }))
+}
+
+/// The pages' shape of a refusal by the one decision (SPEC 6b): sign in
+/// again, go through the workspace's IdP, or add a second factor, each
+/// coming back to `here`; a page saying why for the rest.
+fn refused(e: DomainError, chrome: Chrome, here: &str) -> Result<Response, PageError> {
+    let back = super::forward_auth::urlencode(here);
+    let (status, title, text) = match e {
+        DomainError::Unauthenticated => {
+            return Ok(see_other(&format!("/login?return_to={back}")));
+        }
+        DomainError::SsoRequired(Some(connection)) => {
+            return Ok(see_other(&format!(
+                "/sso/{}/start?return_to={back}",
+                seg(&connection)
+            )));
+        }
+        DomainError::SsoRequired(None) => (
+            StatusCode::FORBIDDEN,
+            "Single sign-on required",
+            "This workspace requires signing in through its single sign-on, and no SSO connection is enabled. Ask a workspace owner.".to_string(),
+        ),
+        DomainError::MfaRequired => {
+            return Ok(see_other(&format!("/account?return_to={back}#two-factor")));
+        }
+        DomainError::Forbidden(why) => (
+            StatusCode::FORBIDDEN,
+            "No access to this page",
+            format!("{why} Your role in this workspace does not include reading its access settings; ask a workspace owner."),
+        ),
+        DomainError::NotFound => (
+            StatusCode::NOT_FOUND,
+            "Workspace not found",
+            "There is no workspace here that you are a member of.".to_string(),
+        ),
+        other => return Err(PageError(other)),
+    };
+    let page = MessagePage {
+        chrome,
+        title: title.into(),
+        message: text,
+        link: Some(("/workspaces".into(), "Your workspaces".into())),
+    };
+    Ok((status, views::render(&page)).into_response())
 }
 
 /// Opens the workspace for a form post: signed in, CSRF token valid, owner.

@@ -200,12 +200,7 @@ pub async fn first_enabled(
     state: &AppState,
     workspace_id: &str,
 ) -> Result<Option<SsoConnection>, DomainError> {
-    Ok(state
-        .store
-        .list_connections(workspace_id)
-        .await?
-        .into_iter()
-        .find(|c| c.enabled))
+    crate::service::access::first_enabled_connection(state.store.as_ref(), workspace_id).await
 }
 
 pub use federation::stash;

@@ -413,7 +413,7 @@ fn problem() -> Value {
         "description": "RFC 9457 problem details.",
         "required": ["type", "title", "status", "detail"],
         "properties": {
-            "type": {"type": "string", "description": "`urn:iamgw:problem:<reason>`."},
+            "type": {"type": "string", "description": "`urn:iamgw:problem/<reason>`: the status's reason phrase in lower case with dashes, or `sso-required` / `mfa-required` (SPEC 6b)."},
             "title": {"type": "string"},
             "status": {"type": "integer", "minimum": 400, "maximum": 599},
             "detail": {"type": "string"},

@@ -10,12 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
+/// The identity headers of an allowed request, built once and shared by
+/// every cache hit (cloning one is a reference count, not a copy).
+pub type IdentityHeaders = std::sync::Arc<[(axum::http::HeaderName, axum::http::HeaderValue)]>;
+
 /// Entries kept at most; past this the cache starts again empty.
 const CAPACITY: usize = 100_000;
 
 #[derive(Clone)]
 pub struct Allowed {
-    pub headers: crate::web::forward_auth::IdentityHeaders,
+    pub headers: IdentityHeaders,
     /// Unix time (injected clock) after which the entry is not used.
     pub until: i64,
 }

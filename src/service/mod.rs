@@ -1,0 +1,90 @@
+//! The core: business rules and operations below the doors. Nothing here
+//! knows HTTP; `web/` (pages, API, forward-auth, SCIM), the CLI and the
+//! OpenID Provider call into it and translate its answers.
+
+pub mod access;
+pub mod account;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::jwt::Signer;
+use crate::password::Hasher;
+use crate::session::SessionManager;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// The core's dependencies: the store, session store, clock, signer,
+/// hasher, mailer, throttle, the forward-auth cache and the channel that
+/// carries revocations to every instance. Operations are functions of the
+/// service modules taking `&Core`; the web layer holds it as `AppState`.
+pub struct Core {
+    pub cfg: Config,
+    pub store: Arc<dyn Store>,
+    pub sessions: SessionManager,
+    pub signer: Signer,
+    pub hasher: Hasher,
+    pub metrics: crate::metrics::Metrics,
+    pub throttle: crate::throttle::Throttle,
+    pub mailer: crate::mail::Mailer,
+    /// The Twilio Unified Login relying party (None when `twilio.mode = off`).
+    pub twilio: Option<Arc<crate::connectors::oidc::OidcConnector>>,
+    /// The forward-auth cache and how revocations reach every instance.
+    pub fast: Arc<crate::fastpath::FastPath>,
+    pub invalidate: crate::invalidation::Channel,
+    /// OIDC SSO relying parties by connection id (with the connection's
+    /// `updated_at`, so a change rebuilds it).
+    pub sso_oidc: std::sync::Mutex<
+        std::collections::HashMap<String, (i64, Arc<crate::connectors::oidc::OidcConnector>)>,
+    >,
+    pub clock: Arc<dyn Clock>,
+    /// The deployment secret (MAC and sealing keys derive from it).
+    pub secret: Vec<u8>,
+}
+
+/// A request in one workspace, authorised by [`access::authorize`]: what
+/// every workspace operation is given.
+#[derive(Clone)]
+pub struct Ctx {
+    pub ws: crate::domain::model::Workspace,
+    pub caller: access::Caller,
+    /// The client's address, for the audit log.
+    pub ip: String,
+    /// Whether the caller is a Workspace Owner.
+    pub owner: bool,
+}
+
+impl Ctx {
+    /// Writes an audit event for this workspace with this caller as actor.
+    pub async fn audit(
+        &self,
+        core: &Core,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) {
+        crate::audit::record(
+            core.store.as_ref(),
+            core.clock.now(),
+            crate::audit::Entry {
+                workspace_id: Some(&self.ws.id),
+                actor: self.caller.actor(),
+                action,
+                target,
+                ip: Some(self.ip.clone()),
+                details,
+            },
+        )
+        .await;
+    }
+
+    /// `Forbidden` unless the caller is a Workspace Owner.
+    pub fn require_owner(&self) -> Result<(), crate::domain::DomainError> {
+        if self.owner {
+            Ok(())
+        } else {
+            Err(crate::domain::DomainError::Forbidden(
+                "Only workspace owners can do this.".into(),
+            ))
+        }
+    }
+}
