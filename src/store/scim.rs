@@ -645,7 +645,7 @@ impl ScimStore for SqlStore {
         let row = sqlx::query(&format!("{USER_SELECT} {USER_FROM} AND u.id = $2"))
             .bind(workspace_id)
             .bind(user_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         row.as_ref().map(user_record).transpose()
@@ -661,7 +661,7 @@ impl ScimStore for SqlStore {
         let filter = render(cond, &mut binds);
         let count_sql = format!("SELECT COUNT(*) AS n {USER_FROM} AND {filter}");
         let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
-            .fetch_one(self.pool())
+            .fetch_one(self.read())
             .await
             .map_err(map_err)?
             .try_get("n")
@@ -680,7 +680,7 @@ impl ScimStore for SqlStore {
             ));
         }
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         let users = rows
@@ -713,7 +713,7 @@ impl ScimStore for SqlStore {
         }
         sql.push_str(" ORDER BY g.name, g.id");
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter()
@@ -733,7 +733,7 @@ impl ScimStore for SqlStore {
         new: &NewScimUser,
         now: i64,
     ) -> StoreResult<ScimCreated> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query("SELECT id FROM users WHERE email_norm = $1")
             .bind(normalize_email(&new.email))
             .fetch_optional(&mut *tx)
@@ -803,7 +803,7 @@ impl ScimStore for SqlStore {
         update: &ScimUserUpdate,
         now: i64,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         if !update.member {
             // Owner counting is decided one change at a time.
             lock_workspace(&mut tx, workspace_id).await?;
@@ -864,7 +864,7 @@ impl ScimStore for SqlStore {
         user_id: &str,
         expected: Option<i64>,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         let row =
             sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
@@ -904,14 +904,14 @@ impl ScimStore for SqlStore {
             "{GROUP_SELECT} WHERE g.workspace_id = $1 ORDER BY g.name, g.id"
         ))
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         let members = sqlx::query(
             "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY group_id, user_id",
         )
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         let mut by_group: std::collections::HashMap<String, Vec<String>> =
@@ -939,7 +939,7 @@ impl ScimStore for SqlStore {
         ))
         .bind(workspace_id)
         .bind(group_id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
@@ -948,7 +948,7 @@ impl ScimStore for SqlStore {
         )
         .bind(group_id)
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         let ids = members
@@ -966,7 +966,7 @@ impl ScimStore for SqlStore {
         now: i64,
     ) -> StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO user_groups (id, workspace_id, name, description, policies, created_at) VALUES ($1, $2, $3, '', $4, $5)",
         )
@@ -1001,7 +1001,7 @@ impl ScimStore for SqlStore {
         update: &ScimGroupUpdate,
         now: i64,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         if !claim_group_version(&mut tx, workspace_id, group_id, expected, now).await? {
             return Ok(Written::Stale);
@@ -1053,7 +1053,7 @@ impl ScimStore for SqlStore {
         group_id: &str,
         expected: Option<i64>,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         let row = sqlx::query(
             "SELECT s.version AS version FROM user_groups g LEFT JOIN scim_groups s \

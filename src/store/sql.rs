@@ -12,10 +12,68 @@ pub enum Backend {
     Postgres,
 }
 
+/// The connections of one database, and which of them a statement uses.
+///
+/// SQLite lets one writer at a time and a transaction that starts as a
+/// reader cannot wait for the write lock: so on SQLite every write (a
+/// transaction or a single statement) goes through [`Db::write`], a pool of
+/// one connection whose waiters are served in order, and every write
+/// transaction begins `IMMEDIATE` (it takes the write lock at once and,
+/// against another process such as the CLI, waits `busy_timeout` for it).
+/// Reads use [`Db::read`], a pool of several connections, and run alongside
+/// the writer (WAL). On PostgreSQL both are the same pool.
+#[derive(Clone)]
+pub struct Db {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    pub fn new(read: AnyPool, write: AnyPool, backend: Backend) -> Self {
+        Self {
+            read,
+            write,
+            backend,
+        }
+    }
+
+    /// One pool for both reads and writes (PostgreSQL).
+    pub fn single(pool: AnyPool, backend: Backend) -> Self {
+        Self::new(pool.clone(), pool, backend)
+    }
+
+    /// For statements that only read.
+    pub fn read(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// For every statement that writes.
+    pub fn write(&self) -> &AnyPool {
+        &self.write
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    db: Db,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -101,27 +159,41 @@ pub(crate) fn policies_text(p: &[Policy]) -> StoreResult<String> {
 const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at, totp_secret, totp_enabled_at, totp_last_step";
 
 impl SqlStore {
-    pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        Self { pool, backend }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The connections, for the session store and the Twilio issuer.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn read(&self) -> &AnyPool {
+        self.db.read()
+    }
+
+    pub(crate) fn write(&self) -> &AnyPool {
+        self.db.write()
+    }
+
+    /// Begins a write transaction (see [`Db`]).
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        self.db.begin().await.map_err(map_err)
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend()
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR
-            .run(&self.pool)
+            .run(self.write())
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
 
     pub async fn close(&self) {
-        self.pool.close().await
+        self.db.close().await
     }
 }
 
@@ -236,7 +308,7 @@ async fn write_recovery_codes(
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.read())
             .await
             .map_err(|e| match map_err(e) {
                 StoreError::Other(m) => StoreError::Unavailable(m),
@@ -246,13 +318,13 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User> {
-        insert_user(&self.pool, new, now).await
+        insert_user(self.write(), new, now).await
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         row.as_ref().map(user_from).transpose().map_err(map_err)
@@ -263,7 +335,7 @@ impl Store for SqlStore {
             "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
         ))
         .bind(normalize_email(email))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.as_ref().map(user_from).transpose().map_err(map_err)
@@ -276,7 +348,7 @@ impl Store for SqlStore {
         .bind(hash)
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -290,7 +362,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(name.trim())
                 .bind(user_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -300,7 +372,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
                 .bind(sealed_secret)
                 .bind(user_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -312,7 +384,7 @@ impl Store for SqlStore {
         step: i64,
         recovery_hashes: &[String],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         exec_one(
             sqlx::query("UPDATE users SET totp_enabled_at = $1, totp_last_step = $2 WHERE id = $3 AND totp_secret IS NOT NULL")
                 .bind(now)
@@ -326,7 +398,7 @@ impl Store for SqlStore {
     }
 
     async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         exec_one(
             sqlx::query("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1").bind(user_id),
             &mut *tx,
@@ -342,14 +414,14 @@ impl Store for SqlStore {
         )
         .bind(step)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         write_recovery_codes(&mut tx, user_id, hashes).await?;
         tx.commit().await.map_err(map_err)
     }
@@ -359,7 +431,7 @@ impl Store for SqlStore {
             .bind(now)
             .bind(user_id)
             .bind(hash)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() == 1)
@@ -370,7 +442,7 @@ impl Store for SqlStore {
             "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
         )
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(self.read())
         .await
         .map_err(map_err)?;
         row.try_get("n").map_err(map_err)
@@ -379,7 +451,7 @@ impl Store for SqlStore {
     async fn sso_connection_workspace(&self, connection_id: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT workspace_id FROM sso_connections WHERE id = $1")
             .bind(connection_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         row.map(|r| r.try_get("workspace_id"))
@@ -397,7 +469,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2")
                 .bind(text)
                 .bind(workspace_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -417,7 +489,7 @@ impl Store for SqlStore {
         .bind(&e.target)
         .bind(&e.ip)
         .bind(e.details.to_string())
-        .execute(&self.pool)
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -430,7 +502,7 @@ impl Store for SqlStore {
             .bind(&m.subject)
             .bind(&m.body)
             .bind(m.created_at)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -442,7 +514,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE outbox SET sent_at = $1, attempts = attempts + 1, body = '(delivered)', last_error = NULL WHERE id = $2")
                 .bind(now)
                 .bind(id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -452,7 +524,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
                 .bind(error)
                 .bind(id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -461,20 +533,20 @@ impl Store for SqlStore {
         sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())
     }
 
     async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace> {
-        insert_workspace(&self.pool, slug, name, now).await
+        insert_workspace(self.write(), slug, name, now).await
     }
 
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
         let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE slug = $1"))
             .bind(slug)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         row.as_ref()
@@ -490,7 +562,7 @@ impl Store for SqlStore {
         policies: &[Policy],
         now: i64,
     ) -> StoreResult<()> {
-        insert_member(&self.pool, workspace_id, user_id, policies, now).await
+        insert_member(self.write(), workspace_id, user_id, policies, now).await
     }
 
     async fn membership(
@@ -503,7 +575,7 @@ impl Store for SqlStore {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         match row {
@@ -532,7 +604,7 @@ impl Store for SqlStore {
         .bind(policies_text(policies)?)
         .bind(workspace_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -545,7 +617,7 @@ impl Store for SqlStore {
         let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -560,7 +632,7 @@ impl Store for SqlStore {
              JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1 ORDER BY w.slug",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         rows.iter()
@@ -581,7 +653,7 @@ impl Store for SqlStore {
         owner: &NewUser,
         now: i64,
     ) -> StoreResult<(Workspace, User)> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let ws = insert_workspace(&mut *tx, slug, name, now).await?;
         let existing = sqlx::query(&format!(
             "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
@@ -620,7 +692,7 @@ impl Store for SqlStore {
             .bind(user_id)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -639,7 +711,7 @@ impl Store for SqlStore {
         .bind(now)
         .bind(token_hash)
         .bind(purpose)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.write())
         .await
         .map_err(map_err)?;
         row.map(|r| r.try_get("user_id"))
@@ -659,7 +731,7 @@ impl Store for SqlStore {
         .bind(token_hash)
         .bind(purpose)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.map(|r| r.try_get("user_id"))
@@ -671,7 +743,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, public_jwk, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         rows.iter()
@@ -695,7 +767,7 @@ impl Store for SqlStore {
             .bind(&key.sealed_private_key)
             .bind(&key.public_jwk)
             .bind(key.created_at)
-            .execute(&self.pool)
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())

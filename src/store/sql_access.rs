@@ -306,7 +306,7 @@ impl AccessStore for SqlStore {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         let Some(first) = rows.first() else {
@@ -385,7 +385,7 @@ impl AccessStore for SqlStore {
             binds.len()
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -426,7 +426,7 @@ impl AccessStore for SqlStore {
             }
             let sql = format!("SELECT user_id, group_id FROM group_members WHERE workspace_id = $1 AND user_id IN ({}) ORDER BY group_id", marks.join(", "));
             let rows = bind_all(sqlx::query(&sql), &binds)
-                .fetch_all(self.pool())
+                .fetch_all(self.read())
                 .await
                 .map_err(map_err)?;
             for r in rows {
@@ -441,7 +441,7 @@ impl AccessStore for SqlStore {
         for (_, m) in out.iter_mut().filter(|(_, m)| m.invited) {
             if let Some(row) = sqlx::query("SELECT group_ids FROM invitations WHERE id = $1")
                 .bind(&m.id)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.read())
                 .await
                 .map_err(map_err)?
             {
@@ -459,7 +459,7 @@ impl AccessStore for SqlStore {
         policies: Option<&[Policy]>,
         group_ids: Option<&[String]>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         if let Some(p) = policies {
             exec_one(
@@ -493,7 +493,7 @@ impl AccessStore for SqlStore {
     }
 
     async fn remove_member_checked(&self, workspace_id: &str, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         sqlx::query("DELETE FROM group_members WHERE workspace_id = $1 AND user_id = $2")
             .bind(workspace_id)
@@ -513,7 +513,7 @@ impl AccessStore for SqlStore {
     }
 
     async fn count_owners(&self, workspace_id: &str) -> StoreResult<i64> {
-        let mut conn = self.pool().acquire().await.map_err(map_err)?;
+        let mut conn = self.read().acquire().await.map_err(map_err)?;
         owners_in(&mut conn, workspace_id).await
     }
 
@@ -533,7 +533,7 @@ impl AccessStore for SqlStore {
             .bind(description.trim())
             .bind(policies_text(policies)?)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(Group {
@@ -551,14 +551,14 @@ impl AccessStore for SqlStore {
         let row = sqlx::query("SELECT id, workspace_id, name, description, policies, created_at FROM user_groups WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(group_id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
         let members =
             sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
                 .bind(group_id)
-                .fetch_all(self.pool())
+                .fetch_all(self.read())
                 .await
                 .map_err(map_err)?;
         let ids = members
@@ -572,14 +572,14 @@ impl AccessStore for SqlStore {
     async fn list_groups(&self, workspace_id: &str) -> StoreResult<Vec<Group>> {
         let rows = sqlx::query("SELECT id, workspace_id, name, description, policies, created_at FROM user_groups WHERE workspace_id = $1 ORDER BY name, id")
             .bind(workspace_id)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         let members = sqlx::query(
             "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY user_id",
         )
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         let mut out = Vec::new();
@@ -605,7 +605,7 @@ impl AccessStore for SqlStore {
         description: Option<&str>,
         policies: Option<&[Policy]>,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         let found =
             sqlx::query("SELECT 1 AS one FROM user_groups WHERE workspace_id = $1 AND id = $2")
@@ -646,7 +646,7 @@ impl AccessStore for SqlStore {
     }
 
     async fn delete_group(&self, workspace_id: &str, group_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         exec_one(
             sqlx::query("DELETE FROM user_groups WHERE workspace_id = $1 AND id = $2")
@@ -679,7 +679,7 @@ impl AccessStore for SqlStore {
         .bind(group_id)
         .bind(workspace_id)
         .bind(user_id)
-        .execute(self.pool())
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         if done.rows_affected() == 0 {
@@ -688,7 +688,7 @@ impl AccessStore for SqlStore {
                 .bind(group_id)
                 .bind(user_id)
                 .bind(workspace_id)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.read())
                 .await
                 .map_err(map_err)?;
             if present.is_none() {
@@ -704,7 +704,7 @@ impl AccessStore for SqlStore {
         group_id: &str,
         user_id: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         exec_one(
             sqlx::query("DELETE FROM group_members WHERE workspace_id = $1 AND group_id = $2 AND user_id = $3").bind(workspace_id).bind(group_id).bind(user_id),
@@ -717,7 +717,7 @@ impl AccessStore for SqlStore {
 
     async fn create_invitation(&self, inv: &NewInvitation) -> StoreResult<Invitation> {
         let email_norm = normalize_email(&inv.email);
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let member = sqlx::query("SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = $1 AND u.email_norm = $2")
             .bind(&inv.workspace_id)
             .bind(&email_norm)
@@ -782,7 +782,7 @@ impl AccessStore for SqlStore {
         ))
         .bind(workspace_id)
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.as_ref().map(invitation_from).transpose()
@@ -793,7 +793,7 @@ impl AccessStore for SqlStore {
             "SELECT {INV_COLS} FROM invitations WHERE token_hash = $1"
         ))
         .bind(token_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.as_ref().map(invitation_from).transpose()
@@ -805,7 +805,7 @@ impl AccessStore for SqlStore {
         ))
         .bind(workspace_id)
         .bind(now)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         rows.iter().map(invitation_from).collect()
@@ -817,7 +817,7 @@ impl AccessStore for SqlStore {
                 .bind(now)
                 .bind(workspace_id)
                 .bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -835,7 +835,7 @@ impl AccessStore for SqlStore {
                 .bind(expires_at)
                 .bind(workspace_id)
                 .bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -846,7 +846,7 @@ impl AccessStore for SqlStore {
         user_id: &str,
         now: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         accept_in_tx(&mut tx, invitation_id, user_id, now).await?;
         tx.commit().await.map_err(map_err)
     }
@@ -857,7 +857,7 @@ impl AccessStore for SqlStore {
         new: &NewUser,
         now: i64,
     ) -> StoreResult<User> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let user = insert_user(&mut *tx, new, now).await?;
         accept_in_tx(&mut tx, invitation_id, &user.id, now).await?;
         tx.commit().await.map_err(map_err)?;
@@ -867,7 +867,7 @@ impl AccessStore for SqlStore {
     async fn workspace_by_id(&self, id: &str) -> StoreResult<Option<Workspace>> {
         let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.read())
             .await
             .map_err(map_err)?;
         row.as_ref()
@@ -888,7 +888,7 @@ impl AccessStore for SqlStore {
         .bind(policies_text(&t.policies)?)
         .bind(&t.created_by)
         .bind(t.created_at)
-        .execute(self.pool())
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -899,7 +899,7 @@ impl AccessStore for SqlStore {
             "SELECT {TOKEN_COLS} FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL"
         ))
         .bind(token_hash)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         let Some(t) = row.as_ref().map(token_from).transpose()? else {
@@ -909,7 +909,7 @@ impl AccessStore for SqlStore {
             sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&t.id)
-                .execute(self.pool())
+                .execute(self.write())
                 .await
                 .map_err(map_err)?;
         }
@@ -920,7 +920,7 @@ impl AccessStore for SqlStore {
         let rows = sqlx::query(&format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL ORDER BY created_at, id"))
             .bind(workspace_id)
             .bind(kind)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter().map(token_from).collect()
@@ -935,7 +935,7 @@ impl AccessStore for SqlStore {
     ) -> StoreResult<()> {
         exec_one(
             sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND kind = $3 AND id = $4 AND revoked_at IS NULL").bind(now).bind(workspace_id).bind(kind).bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -951,7 +951,7 @@ impl AccessStore for SqlStore {
         .bind(&r.name)
         .bind(to_json(&r.labels)?)
         .bind(now)
-        .execute(self.pool())
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -963,7 +963,7 @@ impl AccessStore for SqlStore {
         )
         .bind(workspace_id)
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.as_ref().map(resource_from).transpose()
@@ -974,7 +974,7 @@ impl AccessStore for SqlStore {
             "SELECT id, kind, name, labels FROM resources WHERE workspace_id = $1 ORDER BY id",
         )
         .bind(workspace_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         rows.iter().map(resource_from).collect()
@@ -985,7 +985,7 @@ impl AccessStore for SqlStore {
             sqlx::query("DELETE FROM resources WHERE workspace_id = $1 AND id = $2")
                 .bind(workspace_id)
                 .bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -1004,7 +1004,7 @@ impl AccessStore for SqlStore {
             .bind(user_id)
             .bind(email)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -1015,7 +1015,7 @@ impl AccessStore for SqlStore {
             sqlx::query("SELECT user_id FROM identity_links WHERE provider = $1 AND subject = $2")
                 .bind(provider)
                 .bind(subject)
-                .fetch_optional(self.pool())
+                .fetch_optional(self.read())
                 .await
                 .map_err(map_err)?;
         row.map(|r| r.try_get("user_id"))
@@ -1028,7 +1028,7 @@ impl AccessStore for SqlStore {
             "SELECT provider, subject FROM identity_links WHERE user_id = $1 ORDER BY provider",
         )
         .bind(user_id)
-        .fetch_all(self.pool())
+        .fetch_all(self.read())
         .await
         .map_err(map_err)?;
         rows.iter()
@@ -1046,7 +1046,7 @@ impl AccessStore for SqlStore {
             sqlx::query("DELETE FROM identity_links WHERE provider = $1 AND user_id = $2")
                 .bind(provider)
                 .bind(user_id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -1058,7 +1058,7 @@ impl AccessStore for SqlStore {
         subject: &str,
         now: i64,
     ) -> StoreResult<User> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let user = insert_user(&mut *tx, new, now).await?;
         sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(provider)
@@ -1079,7 +1079,7 @@ impl AccessStore for SqlStore {
                 .bind(email.trim())
                 .bind(normalize_email(email))
                 .bind(user_id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -1087,7 +1087,7 @@ impl AccessStore for SqlStore {
     async fn clear_password(&self, user_id: &str) -> StoreResult<()> {
         exec_one(
             sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -1096,7 +1096,7 @@ impl AccessStore for SqlStore {
         sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
             .bind(method)
             .bind(user_id)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(())
@@ -1147,7 +1147,7 @@ impl AccessStore for SqlStore {
             binds.len()
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter().map(audit_from).collect()
@@ -1157,7 +1157,7 @@ impl AccessStore for SqlStore {
         let done = sqlx::query("DELETE FROM audit_events WHERE workspace_id = $1 AND time < $2")
             .bind(workspace_id)
             .bind(before)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
@@ -1165,7 +1165,7 @@ impl AccessStore for SqlStore {
 
     async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
         let rows = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces ORDER BY slug"))
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter()

@@ -57,7 +57,7 @@ impl SsoStore for SqlStore {
         .bind(c.config.to_string())
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(self.pool())
+        .execute(self.write())
         .await
         .map_err(map_err)?;
         Ok(())
@@ -73,7 +73,7 @@ impl SsoStore for SqlStore {
                 .bind(c.updated_at)
                 .bind(&c.id)
                 .bind(&c.workspace_id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -83,7 +83,7 @@ impl SsoStore for SqlStore {
             "SELECT {CONN_COLS} FROM sso_connections WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
+        .fetch_optional(self.read())
         .await
         .map_err(map_err)?;
         row.as_ref().map(connection_from).transpose()
@@ -92,7 +92,7 @@ impl SsoStore for SqlStore {
     async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>> {
         let rows = sqlx::query(&format!("SELECT {CONN_COLS} FROM sso_connections WHERE workspace_id = $1 ORDER BY created_at, id"))
             .bind(workspace_id)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter().map(connection_from).collect()
@@ -103,7 +103,7 @@ impl SsoStore for SqlStore {
             sqlx::query("DELETE FROM sso_connections WHERE workspace_id = $1 AND id = $2")
                 .bind(workspace_id)
                 .bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -115,7 +115,7 @@ impl SsoStore for SqlStore {
             .bind(&d.token)
             .bind(d.verified_at)
             .bind(d.created_at)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(|e| match map_err(e) {
                 StoreError::Conflict(_) => StoreError::Conflict("this domain is already claimed by a workspace".into()),
@@ -125,14 +125,14 @@ impl SsoStore for SqlStore {
     }
 
     async fn get_domain(&self, domain: &str) -> StoreResult<Option<Domain>> {
-        let row = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE domain = $1").bind(domain).fetch_optional(self.pool()).await.map_err(map_err)?;
+        let row = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE domain = $1").bind(domain).fetch_optional(self.read()).await.map_err(map_err)?;
         row.as_ref().map(domain_from).transpose()
     }
 
     async fn list_domains(&self, workspace_id: &str) -> StoreResult<Vec<Domain>> {
         let rows = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE workspace_id = $1 ORDER BY domain")
             .bind(workspace_id)
-            .fetch_all(self.pool())
+            .fetch_all(self.read())
             .await
             .map_err(map_err)?;
         rows.iter().map(domain_from).collect()
@@ -145,7 +145,7 @@ impl SsoStore for SqlStore {
             )
             .bind(now)
             .bind(domain),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -155,7 +155,7 @@ impl SsoStore for SqlStore {
             sqlx::query("DELETE FROM domains WHERE workspace_id = $1 AND domain = $2")
                 .bind(workspace_id)
                 .bind(domain),
-            self.pool(),
+            self.write(),
         )
         .await
     }

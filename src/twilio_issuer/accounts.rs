@@ -9,9 +9,10 @@ use crate::domain::model::{normalize_email, valid_email};
 use crate::domain::DomainError;
 use crate::password::{check_policy, Hasher};
 use crate::store::sql::map_err;
+use crate::store::sql::Db;
 use crate::store::StoreError;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
 /// How long a set-password link printed by `add-account` stays valid.
 pub const PASSWORD_LINK_TTL: i64 = 24 * 3600;
@@ -68,7 +69,7 @@ fn from_row(r: &AnyRow) -> Result<Account, sqlx::Error> {
     })
 }
 
-fn db(e: sqlx::Error) -> DomainError {
+fn db_err(e: sqlx::Error) -> DomainError {
     match map_err(e) {
         // The only unique column a write can collide on is the email.
         StoreError::Conflict(_) => {
@@ -117,7 +118,7 @@ pub fn check_email(email: &str) -> Result<String, DomainError> {
 /// nobody can sign in until the returned one-time link sets a password. The
 /// email counts as verified: whoever creates accounts vouches for it.
 pub async fn create(
-    pool: &AnyPool,
+    db: &Db,
     hasher: &Hasher,
     now: i64,
     email: &str,
@@ -151,35 +152,35 @@ pub async fn create(
     .bind(hash)
     .bind(link.as_ref().map(|t| crypto::sha256_hex(t.as_bytes())))
     .bind(link.as_ref().map(|_| now + PASSWORD_LINK_TTL))
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(Created {
         sub,
         password_link: link,
     })
 }
 
-pub async fn by_sub(pool: &AnyPool, sub: &str) -> Result<Option<Account>, DomainError> {
+pub async fn by_sub(db: &Db, sub: &str) -> Result<Option<Account>, DomainError> {
     let row = sqlx::query(&format!(
         "SELECT {COLS} FROM twilio_accounts WHERE sub = $1"
     ))
     .bind(sub)
-    .fetch_optional(pool)
+    .fetch_optional(db.read())
     .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+    .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
-pub async fn by_email(pool: &AnyPool, email: &str) -> Result<Option<Account>, DomainError> {
+pub async fn by_email(db: &Db, email: &str) -> Result<Option<Account>, DomainError> {
     let row = sqlx::query(&format!(
         "SELECT {COLS} FROM twilio_accounts WHERE email_norm = $1"
     ))
     .bind(normalize_email(email))
-    .fetch_optional(pool)
+    .fetch_optional(db.read())
     .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+    .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
 fn one_row(done: sqlx::any::AnyQueryResult) -> Result<(), DomainError> {
@@ -190,26 +191,21 @@ fn one_row(done: sqlx::any::AnyQueryResult) -> Result<(), DomainError> {
     }
 }
 
-pub async fn set_name(pool: &AnyPool, sub: &str, name: &str, now: i64) -> Result<(), DomainError> {
+pub async fn set_name(db: &Db, sub: &str, name: &str, now: i64) -> Result<(), DomainError> {
     let done = sqlx::query("UPDATE twilio_accounts SET name = $1, updated_at = $2 WHERE sub = $3")
         .bind(name)
         .bind(now)
         .bind(sub)
-        .execute(pool)
+        .execute(db.write())
         .await
-        .map_err(db)?;
+        .map_err(db_err)?;
     one_row(done)
 }
 
 /// Changes the email. A different address is unverified until proven
 /// (this simulation sends no mail, so it stays unverified); only a change of
 /// case keeps the verification.
-pub async fn set_email(
-    pool: &AnyPool,
-    sub: &str,
-    email: &str,
-    now: i64,
-) -> Result<(), DomainError> {
+pub async fn set_email(db: &Db, sub: &str, email: &str, now: i64) -> Result<(), DomainError> {
     let done = sqlx::query(
         "UPDATE twilio_accounts SET email = $1, email_norm = $2, updated_at = $3, \
          email_verified_at = CASE WHEN email_norm = $2 THEN email_verified_at ELSE NULL END \
@@ -219,18 +215,13 @@ pub async fn set_email(
     .bind(normalize_email(email))
     .bind(now)
     .bind(sub)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     one_row(done)
 }
 
-pub async fn set_password(
-    pool: &AnyPool,
-    sub: &str,
-    hash: &str,
-    now: i64,
-) -> Result<(), DomainError> {
+pub async fn set_password(db: &Db, sub: &str, hash: &str, now: i64) -> Result<(), DomainError> {
     let done = sqlx::query(
         "UPDATE twilio_accounts SET password_hash = $1, password_link_hash = NULL, \
          password_link_expires_at = NULL, updated_at = $2 WHERE sub = $3",
@@ -238,14 +229,14 @@ pub async fn set_password(
     .bind(hash)
     .bind(now)
     .bind(sub)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     one_row(done)
 }
 
 /// Replaces the account's set-password link; returns the new token.
-pub async fn new_password_link(pool: &AnyPool, sub: &str, now: i64) -> Result<String, DomainError> {
+pub async fn new_password_link(db: &Db, sub: &str, now: i64) -> Result<String, DomainError> {
     let token = crypto::random_token("")?;
     let done = sqlx::query(
         "UPDATE twilio_accounts SET password_link_hash = $1, password_link_expires_at = $2 \
@@ -254,16 +245,16 @@ pub async fn new_password_link(pool: &AnyPool, sub: &str, now: i64) -> Result<St
     .bind(crypto::sha256_hex(token.as_bytes()))
     .bind(now + PASSWORD_LINK_TTL)
     .bind(sub)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     one_row(done)?;
     Ok(token)
 }
 
 /// The account of a live set-password link, without using it.
 pub async fn by_password_link(
-    pool: &AnyPool,
+    db: &Db,
     token: &str,
     now: i64,
 ) -> Result<Option<Account>, DomainError> {
@@ -273,16 +264,16 @@ pub async fn by_password_link(
     ))
     .bind(crypto::sha256_hex(token.as_bytes()))
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_optional(db.read())
     .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+    .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map_err(db_err)
 }
 
 /// Sets the password through a live link and kills the link, atomically;
 /// `false` when the link was dead or used meanwhile.
 pub async fn use_password_link(
-    pool: &AnyPool,
+    db: &Db,
     token: &str,
     hash: &str,
     now: i64,
@@ -295,9 +286,9 @@ pub async fn use_password_link(
     .bind(hash)
     .bind(now)
     .bind(crypto::sha256_hex(token.as_bytes()))
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -322,12 +313,7 @@ pub fn open_totp(secret: &[u8], sub: &str, sealed: &str) -> Result<String, Domai
 }
 
 /// Stores a pending enrolment (only while TOTP is off); `false` otherwise.
-pub async fn start_totp(
-    pool: &AnyPool,
-    sub: &str,
-    sealed: &str,
-    now: i64,
-) -> Result<bool, DomainError> {
+pub async fn start_totp(db: &Db, sub: &str, sealed: &str, now: i64) -> Result<bool, DomainError> {
     let done = sqlx::query(
         "UPDATE twilio_accounts SET totp_secret = $1, totp_last_step = NULL, updated_at = $2 \
          WHERE sub = $3 AND totp_enabled_at IS NULL",
@@ -335,16 +321,16 @@ pub async fn start_totp(
     .bind(sealed)
     .bind(now)
     .bind(sub)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Turns the pending enrolment `sealed` on, recording the step of the
 /// confirming code; `false` when the enrolment changed meanwhile.
 pub async fn enable_totp(
-    pool: &AnyPool,
+    db: &Db,
     sub: &str,
     sealed: &str,
     step: i64,
@@ -358,34 +344,29 @@ pub async fn enable_totp(
     .bind(step)
     .bind(sub)
     .bind(sealed)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records `step` as used when it is newer than the last accepted one; the
 /// one place a TOTP code is accepted, so two requests cannot both use a code.
-pub async fn accept_totp_step(pool: &AnyPool, sub: &str, step: i64) -> Result<bool, DomainError> {
+pub async fn accept_totp_step(db: &Db, sub: &str, step: i64) -> Result<bool, DomainError> {
     let done = sqlx::query(
         "UPDATE twilio_accounts SET totp_last_step = $1 WHERE sub = $2 \
          AND totp_enabled_at IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
     )
     .bind(step)
     .bind(sub)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Turns TOTP off with a code of `step` that was not used before.
-pub async fn disable_totp(
-    pool: &AnyPool,
-    sub: &str,
-    step: i64,
-    now: i64,
-) -> Result<bool, DomainError> {
+pub async fn disable_totp(db: &Db, sub: &str, step: i64, now: i64) -> Result<bool, DomainError> {
     let done = sqlx::query(
         "UPDATE twilio_accounts SET totp_secret = NULL, totp_enabled_at = NULL, \
          totp_last_step = NULL, updated_at = $1 WHERE sub = $2 \
@@ -394,8 +375,8 @@ pub async fn disable_totp(
     .bind(now)
     .bind(sub)
     .bind(step)
-    .execute(pool)
+    .execute(db.write())
     .await
-    .map_err(db)?;
+    .map_err(db_err)?;
     Ok(done.rows_affected() == 1)
 }

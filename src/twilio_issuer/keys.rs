@@ -11,15 +11,16 @@ use crate::crypto;
 use crate::domain::DomainError;
 use crate::jwt::EsKey;
 use crate::store::sql::map_err;
+use crate::store::sql::Db;
 use crate::store::StoreError;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 const SEAL_PURPOSE: &str = "twilio-issuer-key";
 
 pub struct KeyRing {
-    pool: AnyPool,
+    db: Db,
     secret: Vec<u8>,
     opened: Mutex<HashMap<String, EsKey>>,
 }
@@ -30,13 +31,9 @@ fn db(e: sqlx::Error) -> DomainError {
 
 impl KeyRing {
     /// Opens the ring, creating the first key when there is none.
-    pub async fn load_or_create(
-        pool: AnyPool,
-        secret: &[u8],
-        now: i64,
-    ) -> Result<KeyRing, DomainError> {
+    pub async fn load_or_create(db: Db, secret: &[u8], now: i64) -> Result<KeyRing, DomainError> {
         let ring = KeyRing {
-            pool,
+            db,
             secret: secret.to_vec(),
             opened: Mutex::new(HashMap::new()),
         };
@@ -61,7 +58,7 @@ impl KeyRing {
         .bind(key.seal(&self.secret, SEAL_PURPOSE)?)
         .bind(key.public_jwk().to_string())
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await
         .map_err(|e| match map_err(e) {
             StoreError::Conflict(_) => {
@@ -81,7 +78,7 @@ impl KeyRing {
         let rows = sqlx::query(
             "SELECT kid, private_key FROM twilio_issuer_keys WHERE retired_at IS NULL ORDER BY seq",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.read())
         .await
         .map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -134,7 +131,7 @@ impl KeyRing {
         )
         .bind(now)
         .bind(kid)
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await
         .map_err(db)?;
         if done.rows_affected() == 1 {
