@@ -138,7 +138,6 @@ pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
         user_id: &str,
         policies: &[Policy],
     ) -> StoreResult<()>;
-    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()>;
     async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>>;
 
     /// Creates a workspace and makes `email` its owner (creating the user if

@@ -613,19 +613,6 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .execute(self.write())
-            .await
-            .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
     async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>> {
         let rows = sqlx::query(
             "SELECT w.id, w.slug, w.name, w.created_at, w.settings, m.policies FROM memberships m \

@@ -2,7 +2,8 @@
 
 use super::access::*;
 use super::sql::{
-    exec_one, insert_user, map_err, policies_from, policies_text, workspace_from, SqlStore, WS_COLS,
+    exec_one, insert_user, map_err, policies_from, policies_text, workspace_from, Backend,
+    SqlStore, WS_COLS,
 };
 use super::{NewUser, StoreError, StoreResult};
 use crate::crypto;
@@ -42,9 +43,17 @@ fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Other(e.to_string()))
 }
 
-/// `LIKE` pattern for a role in a stored policy list.
+/// How `role` appears in a stored policy list (`[{"role":"x",...}]`):
+/// the JSON-quoted id, so it matches that id and no other.
+fn role_needle(role: &str) -> String {
+    let quoted = serde_json::to_string(role).unwrap_or_default();
+    format!("\"role\":{quoted}")
+}
+
+/// `LIKE` pattern (with `ESCAPE '\'`) for a role in a stored policy list:
+/// `%` and `_` in the id are literal.
 fn role_pattern(role: &str) -> String {
-    format!("%\"role\":\"{role}\"%")
+    format!("%{}%", like_escape(&role_needle(role)))
 }
 
 /// Escapes `%`, `_` and `\` for a LIKE with `ESCAPE '\'`.
@@ -71,9 +80,9 @@ pub(crate) async fn lock_workspace(
 async fn owners_in(ex: &mut sqlx::AnyConnection, workspace_id: &str) -> StoreResult<i64> {
     let owner = role_pattern(WORKSPACE_OWNER);
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM memberships m WHERE m.workspace_id = $1 AND (m.policies LIKE $2 OR EXISTS (\
+        "SELECT COUNT(*) AS n FROM memberships m WHERE m.workspace_id = $1 AND (m.policies LIKE $2 ESCAPE '\\' OR EXISTS (\
            SELECT 1 FROM group_members gm JOIN user_groups g ON g.id = gm.group_id \
-           WHERE gm.user_id = m.user_id AND gm.workspace_id = m.workspace_id AND g.policies LIKE $2))",
+           WHERE gm.user_id = m.user_id AND gm.workspace_id = m.workspace_id AND g.policies LIKE $2 ESCAPE '\\'))",
     )
     .bind(workspace_id)
     .bind(&owner)
@@ -360,8 +369,13 @@ impl AccessStore for SqlStore {
             wheres.push(format!("t.sort_email LIKE ${} ESCAPE '\\'", binds.len()));
         }
         if let Some(role) = &filter.role {
-            binds.push(Bind::S(role_pattern(role)));
-            wheres.push(format!("t.policies LIKE ${}", binds.len()));
+            // A substring test, case-sensitive on both databases (SQLite's
+            // LIKE folds case): the role id matches exactly.
+            binds.push(Bind::S(role_needle(role)));
+            wheres.push(match self.backend() {
+                Backend::Sqlite => format!("instr(t.policies, ${}) > 0", binds.len()),
+                Backend::Postgres => format!("strpos(t.policies, ${}) > 0", binds.len()),
+            });
         }
         if let Some(g) = &filter.group_id {
             binds.push(Bind::S(g.clone()));
