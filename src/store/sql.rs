@@ -79,7 +79,8 @@ pub struct SqlStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Maps a sqlx error onto the store's error: constraint names become
-/// readable conflicts, connection trouble becomes "unavailable".
+/// readable conflicts, connection trouble becomes "unavailable". `?` does
+/// this through the `From` below.
 pub fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -94,6 +95,12 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        map_err(e)
     }
 }
 
@@ -178,7 +185,7 @@ impl SqlStore {
 
     /// Begins a write transaction (see [`Db`]).
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        self.db.begin().await.map_err(map_err)
+        Ok(self.db.begin().await?)
     }
 
     pub fn backend(&self) -> Backend {
@@ -220,8 +227,7 @@ where
         .bind(&user.password_hash)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(user)
 }
 
@@ -242,8 +248,7 @@ where
         .bind(&ws.name)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(ws)
 }
 
@@ -263,8 +268,7 @@ where
         .bind(policies_text(policies)?)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }
 
@@ -276,7 +280,7 @@ pub(crate) async fn exec_one<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let done = q.execute(ex).await.map_err(map_err)?;
+    let done = q.execute(ex).await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
@@ -291,15 +295,13 @@ async fn write_recovery_codes(
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     for h in hashes {
         sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
             .bind(user_id)
             .bind(h)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     Ok(())
 }
@@ -325,9 +327,11 @@ impl Store for SqlStore {
         let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.read())
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose().map_err(map_err)
+            .await?;
+        row.as_ref()
+            .map(user_from)
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -336,9 +340,11 @@ impl Store for SqlStore {
         ))
         .bind(normalize_email(email))
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose().map_err(map_err)
+        .await?;
+        row.as_ref()
+            .map(user_from)
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
@@ -349,8 +355,7 @@ impl Store for SqlStore {
         .bind(now)
         .bind(user_id)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -394,7 +399,7 @@ impl Store for SqlStore {
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, recovery_hashes).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
@@ -405,7 +410,7 @@ impl Store for SqlStore {
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, &[]).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn claim_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
@@ -415,15 +420,14 @@ impl Store for SqlStore {
         .bind(step)
         .bind(user_id)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         write_recovery_codes(&mut tx, user_id, hashes).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn use_recovery_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
@@ -432,8 +436,7 @@ impl Store for SqlStore {
             .bind(user_id)
             .bind(hash)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -443,20 +446,18 @@ impl Store for SqlStore {
         )
         .bind(user_id)
         .fetch_one(self.read())
-        .await
-        .map_err(map_err)?;
-        row.try_get("n").map_err(map_err)
+        .await?;
+        row.try_get("n").map_err(StoreError::from)
     }
 
     async fn sso_connection_workspace(&self, connection_id: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT workspace_id FROM sso_connections WHERE id = $1")
             .bind(connection_id)
             .fetch_optional(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.map(|r| r.try_get("workspace_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn set_workspace_settings(
@@ -490,8 +491,7 @@ impl Store for SqlStore {
         .bind(&e.ip)
         .bind(e.details.to_string())
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -503,8 +503,7 @@ impl Store for SqlStore {
             .bind(&m.body)
             .bind(m.created_at)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -534,8 +533,7 @@ impl Store for SqlStore {
             .bind(now)
             .bind(user_id)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -547,12 +545,11 @@ impl Store for SqlStore {
         let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE slug = $1"))
             .bind(slug)
             .fetch_optional(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.as_ref()
             .map(workspace_from)
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn add_member(
@@ -576,17 +573,16 @@ impl Store for SqlStore {
         .bind(workspace_id)
         .bind(user_id)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         match row {
             None => Ok(None),
             Some(r) => {
-                let text: String = r.try_get("policies").map_err(map_err)?;
+                let text: String = r.try_get("policies")?;
                 Ok(Some(Membership {
                     workspace_id: workspace_id.to_string(),
                     user_id: user_id.to_string(),
                     policies: policies_from(&text)?,
-                    created_at: r.try_get("created_at").map_err(map_err)?,
+                    created_at: r.try_get("created_at")?,
                 }))
             }
         }
@@ -605,8 +601,7 @@ impl Store for SqlStore {
         .bind(workspace_id)
         .bind(user_id)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -620,13 +615,12 @@ impl Store for SqlStore {
         )
         .bind(user_id)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter()
             .map(|r| {
-                let text: String = r.try_get("policies").map_err(map_err)?;
+                let text: String = r.try_get("policies")?;
                 Ok(WorkspaceAccess {
-                    workspace: workspace_from(r).map_err(map_err)?,
+                    workspace: workspace_from(r)?,
                     policies: policies_from(&text)?,
                 })
             })
@@ -647,10 +641,9 @@ impl Store for SqlStore {
         ))
         .bind(normalize_email(&owner.email))
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let user = match existing {
-            Some(row) => user_from(&row).map_err(map_err)?,
+            Some(row) => user_from(&row)?,
             None => insert_user(&mut *tx, owner, now).await?,
         };
         insert_member(
@@ -661,7 +654,7 @@ impl Store for SqlStore {
             now,
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok((ws, user))
     }
 
@@ -680,8 +673,7 @@ impl Store for SqlStore {
             .bind(now)
             .bind(expires_at)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -699,11 +691,10 @@ impl Store for SqlStore {
         .bind(token_hash)
         .bind(purpose)
         .fetch_optional(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn peek_action_token(
@@ -719,11 +710,10 @@ impl Store for SqlStore {
         .bind(purpose)
         .bind(now)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
@@ -731,8 +721,7 @@ impl Store for SqlStore {
             "SELECT kid, alg, private_key, public_jwk, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid",
         )
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredSigningKey {
@@ -744,7 +733,7 @@ impl Store for SqlStore {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
@@ -755,8 +744,7 @@ impl Store for SqlStore {
             .bind(&key.public_jwk)
             .bind(key.created_at)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 }

@@ -2,8 +2,7 @@
 
 use super::access::*;
 use super::sql::{
-    exec_one, insert_user, map_err, policies_from, policies_text, workspace_from, Backend,
-    SqlStore, WS_COLS,
+    exec_one, insert_user, policies_from, policies_text, workspace_from, Backend, SqlStore, WS_COLS,
 };
 use super::{NewUser, StoreError, StoreResult};
 use crate::crypto;
@@ -87,9 +86,8 @@ async fn owners_in(ex: &mut sqlx::AnyConnection, workspace_id: &str) -> StoreRes
     .bind(workspace_id)
     .bind(&owner)
     .fetch_one(&mut *ex)
-    .await
-    .map_err(map_err)?;
-    row.try_get("n").map_err(map_err)
+    .await?;
+    row.try_get("n").map_err(StoreError::from)
 }
 
 pub(crate) async fn ensure_owner_left(
@@ -114,8 +112,7 @@ async fn set_user_groups(
         .bind(workspace_id)
         .bind(user_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     for g in group_ids {
         let done = sqlx::query(
             "INSERT INTO group_members (group_id, user_id, workspace_id) \
@@ -125,8 +122,7 @@ async fn set_user_groups(
         .bind(user_id)
         .bind(workspace_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "no group `{g}` in this workspace"
@@ -137,34 +133,34 @@ async fn set_user_groups(
 }
 
 fn group_from(r: &AnyRow, members: Vec<String>) -> StoreResult<Group> {
-    let policies: String = r.try_get("policies").map_err(map_err)?;
+    let policies: String = r.try_get("policies")?;
     Ok(Group {
-        id: r.try_get("id").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        name: r.try_get("name").map_err(map_err)?,
-        description: r.try_get("description").map_err(map_err)?,
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        name: r.try_get("name")?,
+        description: r.try_get("description")?,
         policies: policies_from(&policies)?,
         member_ids: members,
-        created_at: r.try_get("created_at").map_err(map_err)?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
 const INV_COLS: &str = "id, workspace_id, email, policies, group_ids, invited_by, created_at, expires_at, accepted_at, revoked_at";
 
 fn invitation_from(r: &AnyRow) -> StoreResult<Invitation> {
-    let policies: String = r.try_get("policies").map_err(map_err)?;
-    let groups: String = r.try_get("group_ids").map_err(map_err)?;
+    let policies: String = r.try_get("policies")?;
+    let groups: String = r.try_get("group_ids")?;
     Ok(Invitation {
-        id: r.try_get("id").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        email: r.try_get("email").map_err(map_err)?,
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        email: r.try_get("email")?,
         policies: policies_from(&policies)?,
         group_ids: json_list(&groups),
-        invited_by: r.try_get("invited_by").map_err(map_err)?,
-        created_at: r.try_get("created_at").map_err(map_err)?,
-        expires_at: r.try_get("expires_at").map_err(map_err)?,
-        accepted_at: r.try_get("accepted_at").map_err(map_err)?,
-        revoked_at: r.try_get("revoked_at").map_err(map_err)?,
+        invited_by: r.try_get("invited_by")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        accepted_at: r.try_get("accepted_at")?,
+        revoked_at: r.try_get("revoked_at")?,
     })
 }
 
@@ -172,43 +168,43 @@ const TOKEN_COLS: &str =
     "id, workspace_id, kind, description, policies, created_by, created_at, last_used_at";
 
 fn token_from(r: &AnyRow) -> StoreResult<ApiToken> {
-    let policies: String = r.try_get("policies").map_err(map_err)?;
+    let policies: String = r.try_get("policies")?;
     Ok(ApiToken {
-        id: r.try_get("id").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        kind: r.try_get("kind").map_err(map_err)?,
-        description: r.try_get("description").map_err(map_err)?,
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        kind: r.try_get("kind")?,
+        description: r.try_get("description")?,
         policies: policies_from(&policies)?,
-        created_by: r.try_get("created_by").map_err(map_err)?,
-        created_at: r.try_get("created_at").map_err(map_err)?,
-        last_used_at: r.try_get("last_used_at").map_err(map_err)?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
     })
 }
 
 fn resource_from(r: &AnyRow) -> StoreResult<Resource> {
-    let labels: String = r.try_get("labels").map_err(map_err)?;
+    let labels: String = r.try_get("labels")?;
     Ok(Resource {
-        id: r.try_get("id").map_err(map_err)?,
-        kind: r.try_get("kind").map_err(map_err)?,
-        name: r.try_get("name").map_err(map_err)?,
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
         labels: json_list(&labels),
     })
 }
 
 fn audit_from(r: &AnyRow) -> StoreResult<AuditEvent> {
-    let details: String = r.try_get("details").map_err(map_err)?;
+    let details: String = r.try_get("details")?;
     Ok(AuditEvent {
-        id: r.try_get("id").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        time: r.try_get("time").map_err(map_err)?,
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        time: r.try_get("time")?,
         actor: Actor {
-            kind: r.try_get("actor_type").map_err(map_err)?,
-            id: r.try_get("actor_id").map_err(map_err)?,
-            email: r.try_get("actor_email").map_err(map_err)?,
+            kind: r.try_get("actor_type")?,
+            id: r.try_get("actor_id")?,
+            email: r.try_get("actor_email")?,
         },
-        action: r.try_get("action").map_err(map_err)?,
-        target: r.try_get("target").map_err(map_err)?,
-        ip: r.try_get("ip").map_err(map_err)?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        ip: r.try_get("ip")?,
         details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
     })
 }
@@ -242,21 +238,19 @@ async fn accept_in_tx(
         sqlx::query("SELECT workspace_id, policies, group_ids FROM invitations WHERE id = $1")
             .bind(invitation_id)
             .fetch_one(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    let ws: String = row.try_get("workspace_id").map_err(map_err)?;
-    let granted: String = row.try_get("policies").map_err(map_err)?;
-    let groups: String = row.try_get("group_ids").map_err(map_err)?;
+            .await?;
+    let ws: String = row.try_get("workspace_id")?;
+    let granted: String = row.try_get("policies")?;
+    let groups: String = row.try_get("group_ids")?;
     let existing =
         sqlx::query("SELECT policies FROM memberships WHERE workspace_id = $1 AND user_id = $2")
             .bind(&ws)
             .bind(user_id)
             .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
     match existing {
         Some(r) => {
-            let have: String = r.try_get("policies").map_err(map_err)?;
+            let have: String = r.try_get("policies")?;
             let mut merged = policies_from(&have)?;
             for p in policies_from(&granted)? {
                 if !merged.contains(&p) {
@@ -270,8 +264,7 @@ async fn accept_in_tx(
             .bind(&ws)
             .bind(user_id)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         None => {
             sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES ($1, $2, $3, $4)")
@@ -280,8 +273,7 @@ async fn accept_in_tx(
                     .bind(&granted)
                     .bind(now)
                     .execute(&mut **tx)
-                    .await
-                    .map_err(map_err)?;
+                    .await?;
         }
     }
     for g in json_list(&groups) {
@@ -294,8 +286,7 @@ async fn accept_in_tx(
             .bind(user_id)
             .bind(&ws)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     Ok(())
 }
@@ -316,19 +307,18 @@ impl AccessStore for SqlStore {
         .bind(workspace_id)
         .bind(user_id)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
-        let direct: String = first.try_get("direct").map_err(map_err)?;
+        let direct: String = first.try_get("direct")?;
         let mut access = EffectiveAccess {
             direct: policies_from(&direct)?,
             groups: Vec::new(),
         };
         for r in &rows {
-            let gid: Option<String> = r.try_get("group_id").map_err(map_err)?;
-            let gp: Option<String> = r.try_get("group_policies").map_err(map_err)?;
+            let gid: Option<String> = r.try_get("group_id")?;
+            let gp: Option<String> = r.try_get("group_policies")?;
             if let (Some(gid), Some(gp)) = (gid, gp) {
                 access.groups.push((gid, policies_from(&gp)?));
             }
@@ -400,17 +390,16 @@ impl AccessStore for SqlStore {
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut user_ids = Vec::new();
         for r in &rows {
-            let policies: String = r.try_get("policies").map_err(map_err)?;
-            let invited: i64 = r.try_get("invited").map_err(map_err)?;
-            let sort: String = r.try_get("sort_email").map_err(map_err)?;
-            let id: String = r.try_get("id").map_err(map_err)?;
-            let twilio: i64 = r.try_get("twilio").map_err(map_err)?;
-            let totp: Option<i64> = r.try_get("totp_on").map_err(map_err)?;
+            let policies: String = r.try_get("policies")?;
+            let invited: i64 = r.try_get("invited")?;
+            let sort: String = r.try_get("sort_email")?;
+            let id: String = r.try_get("id")?;
+            let twilio: i64 = r.try_get("twilio")?;
+            let totp: Option<i64> = r.try_get("totp_on")?;
             if invited == 0 {
                 user_ids.push(id.clone());
             }
@@ -418,16 +407,16 @@ impl AccessStore for SqlStore {
                 encode_cursor(&[&sort, &id]),
                 MemberRow {
                     id,
-                    email: r.try_get("email").map_err(map_err)?,
-                    name: r.try_get("name").map_err(map_err)?,
+                    email: r.try_get("email")?,
+                    name: r.try_get("name")?,
                     invited: invited == 1,
                     policies: policies_from(&policies)?,
                     group_ids: Vec::new(),
-                    auth_method: r.try_get("auth_method").map_err(map_err)?,
+                    auth_method: r.try_get("auth_method")?,
                     twilio_linked: twilio > 0,
                     mfa_enabled: totp.is_some(),
-                    created_at: r.try_get("created_at").map_err(map_err)?,
-                    last_login_at: r.try_get("last_login_at").map_err(map_err)?,
+                    created_at: r.try_get("created_at")?,
+                    last_login_at: r.try_get("last_login_at")?,
                 },
             ));
         }
@@ -441,11 +430,10 @@ impl AccessStore for SqlStore {
             let sql = format!("SELECT user_id, group_id FROM group_members WHERE workspace_id = $1 AND user_id IN ({}) ORDER BY group_id", marks.join(", "));
             let rows = bind_all(sqlx::query(&sql), &binds)
                 .fetch_all(self.read())
-                .await
-                .map_err(map_err)?;
+                .await?;
             for r in rows {
-                let uid: String = r.try_get("user_id").map_err(map_err)?;
-                let gid: String = r.try_get("group_id").map_err(map_err)?;
+                let uid: String = r.try_get("user_id")?;
+                let gid: String = r.try_get("group_id")?;
                 if let Some((_, m)) = out.iter_mut().find(|(_, m)| !m.invited && m.id == uid) {
                     m.group_ids.push(gid);
                 }
@@ -456,10 +444,9 @@ impl AccessStore for SqlStore {
             if let Some(row) = sqlx::query("SELECT group_ids FROM invitations WHERE id = $1")
                 .bind(&m.id)
                 .fetch_optional(self.read())
-                .await
-                .map_err(map_err)?
+                .await?
             {
-                let g: String = row.try_get("group_ids").map_err(map_err)?;
+                let g: String = row.try_get("group_ids")?;
                 m.group_ids = json_list(&g);
             }
         }
@@ -493,8 +480,7 @@ impl AccessStore for SqlStore {
             .bind(workspace_id)
             .bind(user_id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
             if found.is_none() {
                 return Err(StoreError::NotFound);
             }
@@ -503,7 +489,7 @@ impl AccessStore for SqlStore {
             set_user_groups(&mut tx, workspace_id, user_id, g).await?;
         }
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn remove_member_checked(&self, workspace_id: &str, user_id: &str) -> StoreResult<()> {
@@ -513,8 +499,7 @@ impl AccessStore for SqlStore {
             .bind(workspace_id)
             .bind(user_id)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         exec_one(
             sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace_id)
@@ -523,11 +508,11 @@ impl AccessStore for SqlStore {
         )
         .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn count_owners(&self, workspace_id: &str) -> StoreResult<i64> {
-        let mut conn = self.read().acquire().await.map_err(map_err)?;
+        let mut conn = self.read().acquire().await?;
         owners_in(&mut conn, workspace_id).await
     }
 
@@ -548,8 +533,7 @@ impl AccessStore for SqlStore {
             .bind(policies_text(policies)?)
             .bind(now)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(Group {
             id,
             workspace_id: workspace_id.into(),
@@ -566,20 +550,17 @@ impl AccessStore for SqlStore {
             .bind(workspace_id)
             .bind(group_id)
             .fetch_optional(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let members =
             sqlx::query("SELECT user_id FROM group_members WHERE group_id = $1 ORDER BY user_id")
                 .bind(group_id)
                 .fetch_all(self.read())
-                .await
-                .map_err(map_err)?;
+                .await?;
         let ids = members
             .iter()
             .map(|r| r.try_get("user_id"))
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(map_err)?;
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(Some(group_from(&row, ids)?))
     }
 
@@ -587,23 +568,21 @@ impl AccessStore for SqlStore {
         let rows = sqlx::query("SELECT id, workspace_id, name, description, policies, created_at FROM user_groups WHERE workspace_id = $1 ORDER BY name, id")
             .bind(workspace_id)
             .fetch_all(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         let members = sqlx::query(
             "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY user_id",
         )
         .bind(workspace_id)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let gid: String = r.try_get("id").map_err(map_err)?;
+            let gid: String = r.try_get("id")?;
             let mut ids = Vec::new();
             for m in &members {
-                let g: String = m.try_get("group_id").map_err(map_err)?;
+                let g: String = m.try_get("group_id")?;
                 if g == gid {
-                    ids.push(m.try_get("user_id").map_err(map_err)?);
+                    ids.push(m.try_get("user_id")?);
                 }
             }
             out.push(group_from(r, ids)?);
@@ -626,8 +605,7 @@ impl AccessStore for SqlStore {
                 .bind(workspace_id)
                 .bind(group_id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         if found.is_none() {
             return Err(StoreError::NotFound);
         }
@@ -636,27 +614,24 @@ impl AccessStore for SqlStore {
                 .bind(n.trim())
                 .bind(group_id)
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         if let Some(d) = description {
             sqlx::query("UPDATE user_groups SET description = $1 WHERE id = $2")
                 .bind(d.trim())
                 .bind(group_id)
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         if let Some(p) = policies {
             sqlx::query("UPDATE user_groups SET policies = $1 WHERE id = $2")
                 .bind(policies_text(p)?)
                 .bind(group_id)
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
             ensure_owner_left(&mut tx, workspace_id).await?;
         }
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn delete_group(&self, workspace_id: &str, group_id: &str) -> StoreResult<()> {
@@ -672,10 +647,9 @@ impl AccessStore for SqlStore {
         sqlx::query("DELETE FROM group_members WHERE group_id = $1")
             .bind(group_id)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn add_group_member(
@@ -694,8 +668,7 @@ impl AccessStore for SqlStore {
         .bind(workspace_id)
         .bind(user_id)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         if done.rows_affected() == 0 {
             // Either already in the group (fine) or no such group/member.
             let present = sqlx::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2 AND workspace_id = $3")
@@ -703,8 +676,7 @@ impl AccessStore for SqlStore {
                 .bind(user_id)
                 .bind(workspace_id)
                 .fetch_optional(self.read())
-                .await
-                .map_err(map_err)?;
+                .await?;
             if present.is_none() {
                 return Err(StoreError::NotFound);
             }
@@ -726,7 +698,7 @@ impl AccessStore for SqlStore {
         )
         .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn create_invitation(&self, inv: &NewInvitation) -> StoreResult<Invitation> {
@@ -736,8 +708,7 @@ impl AccessStore for SqlStore {
             .bind(&inv.workspace_id)
             .bind(&email_norm)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         if member.is_some() {
             return Err(StoreError::Conflict(
                 "this person is already a member of the workspace".into(),
@@ -751,8 +722,7 @@ impl AccessStore for SqlStore {
         .bind(&inv.workspace_id)
         .bind(&email_norm)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO invitations (id, workspace_id, email, email_norm, token_hash, policies, group_ids, invited_by, created_at, expires_at) \
@@ -769,9 +739,8 @@ impl AccessStore for SqlStore {
         .bind(inv.now)
         .bind(inv.expires_at)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+        .await?;
+        tx.commit().await?;
         Ok(Invitation {
             id,
             workspace_id: inv.workspace_id.clone(),
@@ -797,8 +766,7 @@ impl AccessStore for SqlStore {
         .bind(workspace_id)
         .bind(id)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.as_ref().map(invitation_from).transpose()
     }
 
@@ -808,8 +776,7 @@ impl AccessStore for SqlStore {
         ))
         .bind(token_hash)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.as_ref().map(invitation_from).transpose()
     }
 
@@ -820,8 +787,7 @@ impl AccessStore for SqlStore {
         .bind(workspace_id)
         .bind(now)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter().map(invitation_from).collect()
     }
 
@@ -862,7 +828,7 @@ impl AccessStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         accept_in_tx(&mut tx, invitation_id, user_id, now).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn accept_invitation_as_new_user(
@@ -874,7 +840,7 @@ impl AccessStore for SqlStore {
         let mut tx = self.begin_write().await?;
         let user = insert_user(&mut *tx, new, now).await?;
         accept_in_tx(&mut tx, invitation_id, &user.id, now).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -882,12 +848,11 @@ impl AccessStore for SqlStore {
         let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE id = $1"))
             .bind(id)
             .fetch_optional(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         row.as_ref()
             .map(workspace_from)
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn create_token(&self, t: &ApiToken, token_hash: &str) -> StoreResult<()> {
@@ -903,8 +868,7 @@ impl AccessStore for SqlStore {
         .bind(&t.created_by)
         .bind(t.created_at)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -914,8 +878,7 @@ impl AccessStore for SqlStore {
         ))
         .bind(token_hash)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(t) = row.as_ref().map(token_from).transpose()? else {
             return Ok(None);
         };
@@ -924,8 +887,7 @@ impl AccessStore for SqlStore {
                 .bind(now)
                 .bind(&t.id)
                 .execute(self.write())
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         Ok(Some(t))
     }
@@ -935,8 +897,7 @@ impl AccessStore for SqlStore {
             .bind(workspace_id)
             .bind(kind)
             .fetch_all(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         rows.iter().map(token_from).collect()
     }
 
@@ -966,8 +927,7 @@ impl AccessStore for SqlStore {
         .bind(to_json(&r.labels)?)
         .bind(now)
         .execute(self.write())
-        .await
-        .map_err(map_err)?;
+        .await?;
         Ok(())
     }
 
@@ -978,8 +938,7 @@ impl AccessStore for SqlStore {
         .bind(workspace_id)
         .bind(id)
         .fetch_optional(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         row.as_ref().map(resource_from).transpose()
     }
 
@@ -989,8 +948,7 @@ impl AccessStore for SqlStore {
         )
         .bind(workspace_id)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter().map(resource_from).collect()
     }
 
@@ -1019,8 +977,7 @@ impl AccessStore for SqlStore {
             .bind(email)
             .bind(now)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -1030,11 +987,10 @@ impl AccessStore for SqlStore {
                 .bind(provider)
                 .bind(subject)
                 .fetch_optional(self.read())
-                .await
-                .map_err(map_err)?;
+                .await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
@@ -1043,15 +999,9 @@ impl AccessStore for SqlStore {
         )
         .bind(user_id)
         .fetch_all(self.read())
-        .await
-        .map_err(map_err)?;
+        .await?;
         rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("provider").map_err(map_err)?,
-                    r.try_get("subject").map_err(map_err)?,
-                ))
-            })
+            .map(|r| Ok((r.try_get("provider")?, r.try_get("subject")?)))
             .collect()
     }
 
@@ -1081,9 +1031,8 @@ impl AccessStore for SqlStore {
             .bind(&user.email)
             .bind(now)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
+            .await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -1111,8 +1060,7 @@ impl AccessStore for SqlStore {
             .bind(method)
             .bind(user_id)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(())
     }
 
@@ -1162,8 +1110,7 @@ impl AccessStore for SqlStore {
         );
         let rows = bind_all(sqlx::query(&sql), &binds)
             .fetch_all(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         rows.iter().map(audit_from).collect()
     }
 
@@ -1172,18 +1119,16 @@ impl AccessStore for SqlStore {
             .bind(workspace_id)
             .bind(before)
             .execute(self.write())
-            .await
-            .map_err(map_err)?;
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
         let rows = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces ORDER BY slug"))
             .fetch_all(self.read())
-            .await
-            .map_err(map_err)?;
+            .await?;
         rows.iter()
-            .map(|r| workspace_from(r).map_err(map_err))
+            .map(|r| workspace_from(r).map_err(StoreError::from))
             .collect()
     }
 }
