@@ -265,7 +265,7 @@ async fn build_issuer(
     secret: Vec<u8>,
 ) -> Result<IssuerState, StartError> {
     let opts = issuer_options(cfg, &secret);
-    twilio_issuer::build(sql.db().clone(), kv, clock, secret, opts)
+    twilio_issuer::build(Arc::new(sql.clone()), kv, clock, secret, opts)
         .await
         .map_err(|e| match e {
             DomainError::Invalid(m) => StartError::Config(format!("twilio_issuer: {m}")),
@@ -545,14 +545,14 @@ pub async fn seed_demo(cfg: &Config) -> Result<Vec<String>, StartError> {
         format!("member:         {MEMBER} / {PASSWORD} (in group Analysts)"),
     ];
     if cfg.twilio.mode == TwilioMode::Embedded {
-        let sub = match twilio_issuer::accounts::by_email(store.db(), OWNER)
+        let sub = match twilio_issuer::accounts::by_email(store.as_ref(), OWNER)
             .await
             .map_err(|e| StartError::Other(e.to_string()))?
         {
             Some(a) => a.sub,
             None => {
                 twilio_issuer::accounts::create(
-                    store.db(),
+                    store.as_ref(),
                     &hasher,
                     now,
                     OWNER,

@@ -9,6 +9,7 @@ pub mod sql_access;
 pub mod sql_sso;
 pub mod sqlite;
 pub mod sso;
+pub mod twilio_issuer;
 
 use crate::domain::model::{AuditEvent, Membership, User, Workspace, WorkspaceSettings};
 use crate::domain::roles::Policy;
@@ -68,6 +69,7 @@ pub struct WorkspaceAccess {
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
 pub use scim::ScimStore;
 pub use sso::{Domain, SsoConnection, SsoStore};
+pub use twilio_issuer::TwilioIssuerStore;
 
 #[async_trait]
 pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {

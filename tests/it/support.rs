@@ -524,7 +524,7 @@ impl IssuerServer {
         let clock = ManualClock::new();
         let secret = iam_gateway::crypto::random_bytes::<32>().unwrap().to_vec();
         let state = twilio_issuer::build(
-            sql.db().clone(),
+            sql.clone(),
             kv,
             Arc::new(clock.clone()),
             secret,
