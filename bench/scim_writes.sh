@@ -65,11 +65,13 @@ wait_http() { # url
 
 # Each wrk connection posts new users: userName b<run>-<thread>-<n>@corp.test.
 cat >"$work/post.lua" <<'EOF'
+-- `id` is a global that setup() sets in each thread (a chunk-level local
+-- would shadow it).
 local threads = {}
-local id = 0
+local started = 0
 function setup(thread)
-  id = id + 1
-  thread:set("id", id)
+  started = started + 1
+  thread:set("id", started)
   table.insert(threads, thread)
 end
 function init(args)
@@ -90,12 +92,16 @@ end
 function response(status, headers, body)
   if status ~= 201 then
     bad = (bad or 0) + 1
+    sample = status .. " " .. string.sub(body, 1, 200)
   end
 end
 function done(summary, latency, requests)
   local bad_total = 0
   for _, t in ipairs(threads) do
     bad_total = bad_total + (t:get("bad") or 0)
+    if t:get("sample") then
+      io.write("SAMPLE " .. t:get("sample") .. "\n")
+    end
   end
   io.write(string.format("RESULT %d %d %.3f %.2f %.2f\n",
     summary.requests, bad_total, summary.duration / 1e6,
@@ -146,7 +152,9 @@ for db in $DBS; do
     rate=$(awk -v r="$requests" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
     printf '| %s | %d | %s | %s | %s | %d | %d |\n' "$db" "$c" "$rate" "$p50" "$p99" "$requests" "$bad"
     if [ "$bad" != 0 ]; then
-      echo "$db, $c clients: $bad answers were not 201; log:" >&2
+      echo "$db, $c clients: $bad answers were not 201, e.g.:" >&2
+      grep '^SAMPLE' <<<"$out" >&2 || true
+      echo "log:" >&2
       tail -n 5 "$dir/serve.log" >&2
       exit 1
     fi
