@@ -119,7 +119,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     if cfg.session.store == SessionStoreKind::Database {
-        spawn_sweeper(DbKv::new(sql.pool().clone()));
+        spawn_sweeper(DbKv::new(sql.db().clone()));
     }
     let store: Arc<dyn crate::store::Store> = sql.clone();
     spawn_audit_retention(store.clone(), clock.clone());
@@ -142,7 +142,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         ),
         SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
             crate::invalidation::Channel::Postgres {
-                pool: sql.pool().clone(),
+                pool: sql.db().write().clone(),
             }
         }
         _ => crate::invalidation::Channel::Local,
@@ -230,7 +230,7 @@ pub async fn purge_audit(
 /// The configured session backend (the issuer shares it).
 fn session_kv(cfg: &Config, sql: &SqlStore) -> Result<Arc<dyn KvStore>, StartError> {
     Ok(match cfg.session.store {
-        SessionStoreKind::Database => Arc::new(DbKv::new(sql.pool().clone())),
+        SessionStoreKind::Database => Arc::new(DbKv::new(sql.db().clone())),
         SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
         SessionStoreKind::Redis => Arc::new(
             RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?,
@@ -266,7 +266,7 @@ async fn build_issuer(
     secret: Vec<u8>,
 ) -> Result<IssuerState, StartError> {
     let opts = issuer_options(cfg, &secret);
-    twilio_issuer::build(sql.pool().clone(), kv, clock, secret, opts)
+    twilio_issuer::build(Arc::new(sql.clone()), kv, clock, secret, opts)
         .await
         .map_err(|e| match e {
             DomainError::Invalid(m) => StartError::Config(format!("twilio_issuer: {m}")),
@@ -439,7 +439,7 @@ pub async fn run_issuer(cfg: Config) -> Result<(), StartError> {
     let sql = crate::store::open(&cfg.database_url).await?;
     let kv = session_kv(&cfg, &sql)?;
     if cfg.session.store == SessionStoreKind::Database {
-        spawn_sweeper(DbKv::new(sql.pool().clone()));
+        spawn_sweeper(DbKv::new(sql.db().clone()));
     }
     let state = build_issuer(&cfg, &sql, kv, Arc::new(crate::clock::SystemClock), secret).await?;
     let listen = cfg.twilio_issuer.listen;
@@ -546,14 +546,14 @@ pub async fn seed_demo(cfg: &Config) -> Result<Vec<String>, StartError> {
         format!("member:         {MEMBER} / {PASSWORD} (in group Analysts)"),
     ];
     if cfg.twilio.mode == TwilioMode::Embedded {
-        let sub = match twilio_issuer::accounts::by_email(store.pool(), OWNER)
+        let sub = match twilio_issuer::accounts::by_email(store.as_ref(), OWNER)
             .await
             .map_err(|e| StartError::Other(e.to_string()))?
         {
             Some(a) => a.sub,
             None => {
                 twilio_issuer::accounts::create(
-                    store.pool(),
+                    store.as_ref(),
                     &hasher,
                     now,
                     OWNER,

@@ -487,7 +487,7 @@ async fn twilio_add_account(
         .await
         .map_err(|e| Failure(e.to_string()))?;
     let created = accounts::create(
-        store.pool(),
+        store.as_ref(),
         &hasher,
         SystemClock.now(),
         &email,

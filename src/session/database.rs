@@ -2,12 +2,13 @@
 //! `kv_index`; expired rows are swept by [`DbKv::sweep`].
 
 use super::{now_ms, ttl_ms, KvError, KvStore};
+use crate::store::sql::Db;
 use async_trait::async_trait;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 use std::time::Duration;
 
 pub struct DbKv {
-    pool: AnyPool,
+    db: Db,
 }
 
 fn unavailable(e: sqlx::Error) -> KvError {
@@ -15,8 +16,9 @@ fn unavailable(e: sqlx::Error) -> KvError {
 }
 
 impl DbKv {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    /// Writes go through the store's writer (see [`Db`]).
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// Deletes expired rows; run periodically.
@@ -24,12 +26,12 @@ impl DbKv {
         let now = now_ms();
         let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db.write())
             .await
             .map_err(unavailable)?;
         let b = sqlx::query("DELETE FROM kv_index WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db.write())
             .await
             .map_err(unavailable)?;
         Ok(a.rows_affected() + b.rows_affected())
@@ -42,7 +44,7 @@ impl KvStore for DbKv {
         let row = sqlx::query("SELECT value FROM kv WHERE key = $1 AND expires_at > $2")
             .bind(key)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.read())
             .await
             .map_err(unavailable)?;
         row.map(|r| r.try_get("value"))
@@ -62,7 +64,7 @@ impl KvStore for DbKv {
             for key in chunk {
                 q = q.bind(key);
             }
-            for row in q.fetch_all(&self.pool).await.map_err(unavailable)? {
+            for row in q.fetch_all(self.db.read()).await.map_err(unavailable)? {
                 present.insert(row.try_get::<String, _>("key").map_err(unavailable)?);
             }
         }
@@ -77,7 +79,7 @@ impl KvStore for DbKv {
         .bind(key)
         .bind(value)
         .bind(now_ms() + ttl_ms(ttl))
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -94,7 +96,7 @@ impl KvStore for DbKv {
         .bind(value)
         .bind(now + ttl_ms(ttl))
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await
         .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
@@ -103,7 +105,7 @@ impl KvStore for DbKv {
     async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
         let row = sqlx::query("DELETE FROM kv WHERE key = $1 RETURNING value, expires_at")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.write())
             .await
             .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
@@ -117,7 +119,7 @@ impl KvStore for DbKv {
     async fn delete(&self, key: &str) -> Result<(), KvError> {
         sqlx::query("DELETE FROM kv WHERE key = $1")
             .bind(key)
-            .execute(&self.pool)
+            .execute(self.db.write())
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -131,7 +133,7 @@ impl KvStore for DbKv {
         .bind(index)
         .bind(member)
         .bind(now_ms() + ttl_ms(ttl))
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -141,7 +143,7 @@ impl KvStore for DbKv {
         let rows = sqlx::query("SELECT member FROM kv_index WHERE ikey = $1 AND expires_at > $2")
             .bind(index)
             .bind(now_ms())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.read())
             .await
             .map_err(unavailable)?;
         rows.iter()
@@ -155,7 +157,7 @@ impl KvStore for DbKv {
             sqlx::query("DELETE FROM kv_index WHERE ikey = $1 AND member = $2")
                 .bind(index)
                 .bind(m)
-                .execute(&self.pool)
+                .execute(self.db.write())
                 .await
                 .map_err(unavailable)?;
         }
@@ -177,7 +179,7 @@ impl KvStore for DbKv {
         .bind(key)
         .bind(now + ttl_ms(ttl))
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.write())
         .await
         .map_err(unavailable)?;
         let v: String = row.try_get("value").map_err(unavailable)?;
@@ -187,7 +189,7 @@ impl KvStore for DbKv {
 
     async fn ping(&self) -> Result<(), KvError> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.db.read())
             .await
             .map_err(unavailable)?;
         Ok(())

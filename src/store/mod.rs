@@ -9,6 +9,7 @@ pub mod sql_access;
 pub mod sql_sso;
 pub mod sqlite;
 pub mod sso;
+pub mod twilio_issuer;
 
 use crate::domain::model::{AuditEvent, Membership, User, Workspace, WorkspaceSettings};
 use crate::domain::roles::Policy;
@@ -68,6 +69,7 @@ pub struct WorkspaceAccess {
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
 pub use scim::ScimStore;
 pub use sso::{Domain, SsoConnection, SsoStore};
+pub use twilio_issuer::TwilioIssuerStore;
 
 #[async_trait]
 pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
@@ -138,7 +140,6 @@ pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
         user_id: &str,
         policies: &[Policy],
     ) -> StoreResult<()>;
-    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()>;
     async fn workspaces_of_user(&self, user_id: &str) -> StoreResult<Vec<WorkspaceAccess>>;
 
     /// Creates a workspace and makes `email` its owner (creating the user if

@@ -1,6 +1,6 @@
 //! PostgreSQL, the scale-out backend shared by several gateway instances.
 
-use super::sql::{Backend, SqlStore};
+use super::sql::{Backend, Db, SqlStore};
 use super::{StoreError, StoreResult};
 use sqlx::any::AnyPoolOptions;
 use std::time::Duration;
@@ -14,5 +14,5 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
         .connect(url)
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-    Ok(SqlStore::new(pool, Backend::Postgres))
+    Ok(SqlStore::new(Db::single(pool, Backend::Postgres)))
 }

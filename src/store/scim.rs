@@ -285,29 +285,29 @@ const USER_FROM: &str = "FROM users u \
      WHERE (m.user_id IS NOT NULL OR s.user_id IS NOT NULL)";
 
 fn user_record(r: &AnyRow) -> StoreResult<ScimUserRecord> {
-    let scim_user: Option<String> = r.try_get("scim_user").map_err(map_err)?;
+    let scim_user: Option<String> = r.try_get("scim_user")?;
     let state = match scim_user {
         None => None,
         Some(_) => {
-            let active: Option<i64> = r.try_get("active").map_err(map_err)?;
-            let created_user: i64 = r.try_get("created_user").map_err(map_err)?;
+            let active: Option<i64> = r.try_get("active")?;
+            let created_user: i64 = r.try_get("created_user")?;
             Some(ScimUserState {
-                external_id: r.try_get("external_id").map_err(map_err)?,
+                external_id: r.try_get("external_id")?,
                 active: active.map(|a| a != 0),
-                attributes: r.try_get("attributes").map_err(map_err)?,
+                attributes: r.try_get("attributes")?,
                 created_user: created_user != 0,
-                version: r.try_get("version").map_err(map_err)?,
-                created_at: r.try_get("scim_created").map_err(map_err)?,
-                updated_at: r.try_get("scim_updated").map_err(map_err)?,
+                version: r.try_get("version")?,
+                created_at: r.try_get("scim_created")?,
+                updated_at: r.try_get("scim_updated")?,
             })
         }
     };
     Ok(ScimUserRecord {
-        user_id: r.try_get("id").map_err(map_err)?,
-        email: r.try_get("email").map_err(map_err)?,
-        name: r.try_get("name").map_err(map_err)?,
-        user_created_at: r.try_get("user_created").map_err(map_err)?,
-        member_since: r.try_get("member_since").map_err(map_err)?,
+        user_id: r.try_get("id")?,
+        email: r.try_get("email")?,
+        name: r.try_get("name")?,
+        user_created_at: r.try_get("user_created")?,
+        member_since: r.try_get("member_since")?,
         state,
     })
 }
@@ -386,58 +386,92 @@ fn render(cond: &UserCond, binds: &mut Vec<Bind>) -> String {
     }
 }
 
-/// Claims the next version of a SCIM user row inside `tx`: Ok(true) when the
-/// row (created if the user is a member without one) is now ours to write.
-async fn claim_user_version(
+/// Where the version of one kind of SCIM resource is kept: `table`, keyed
+/// by workspace and `id_col`, extends a row of `base` (keyed by workspace
+/// and `base_id`) that must exist.
+struct Versioned {
+    table: &'static str,
+    id_col: &'static str,
+    base: &'static str,
+    base_id: &'static str,
+}
+
+/// A user's SCIM row extends their membership.
+const USER_VERSION: Versioned = Versioned {
+    table: "scim_users",
+    id_col: "user_id",
+    base: "memberships",
+    base_id: "user_id",
+};
+
+/// A group's SCIM row extends the user group.
+const GROUP_VERSION: Versioned = Versioned {
+    table: "scim_groups",
+    id_col: "group_id",
+    base: "user_groups",
+    base_id: "id",
+};
+
+/// Claims the next version of a SCIM row inside `tx`: Ok(true) when the row
+/// (created if the resource exists without one) is now ours to write,
+/// Ok(false) when `expected` is not its version, NotFound when the resource
+/// does not exist.
+async fn claim_version(
     tx: &mut Transaction<'_, Any>,
+    kind: &Versioned,
     workspace_id: &str,
-    user_id: &str,
+    id: &str,
     expected: Option<i64>,
     now: i64,
 ) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE scim_users SET version = version + 1, updated_at = $1 \
-         WHERE workspace_id = $2 AND user_id = $3 AND ($4 < 0 OR version = $4)",
-    )
+    let Versioned {
+        table,
+        id_col,
+        base,
+        base_id,
+    } = kind;
+    let done = sqlx::query(&format!(
+        "UPDATE {table} SET version = version + 1, updated_at = $1 \
+         WHERE workspace_id = $2 AND {id_col} = $3 AND ($4 < 0 OR version = $4)"
+    ))
     .bind(now)
     .bind(workspace_id)
-    .bind(user_id)
+    .bind(id)
     .bind(expected.unwrap_or(-1))
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     if done.rows_affected() == 1 {
         return Ok(true);
     }
-    let row =
-        sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
+    let row = sqlx::query(&format!(
+        "SELECT version FROM {table} WHERE workspace_id = $1 AND {id_col} = $2"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
     if row.is_some() {
         return Ok(false);
     }
-    let member =
-        sqlx::query("SELECT created_at FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    let Some(member) = member else {
+    let found = sqlx::query(&format!(
+        "SELECT created_at FROM {base} WHERE workspace_id = $1 AND {base_id} = $2"
+    ))
+    .bind(workspace_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(found) = found else {
         return Err(StoreError::NotFound);
     };
     if expected.is_some_and(|v| v != 0) {
         return Ok(false);
     }
-    let since: i64 = member.try_get("created_at").map_err(map_err)?;
-    let inserted = sqlx::query(
-        "INSERT INTO scim_users (workspace_id, user_id, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $4)",
-    )
+    let since: i64 = found.try_get("created_at")?;
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO {table} (workspace_id, {id_col}, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $4)"
+    ))
     .bind(workspace_id)
-    .bind(user_id)
+    .bind(id)
     .bind(since)
     .bind(now)
     .execute(&mut **tx)
@@ -445,70 +479,6 @@ async fn claim_user_version(
     match inserted {
         Ok(_) => Ok(true),
         // Another writer made the row first.
-        Err(e) => match map_err(e) {
-            StoreError::Conflict(_) => Ok(false),
-            other => Err(other),
-        },
-    }
-}
-
-/// Same for a group row (created when the group exists without one).
-async fn claim_group_version(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    group_id: &str,
-    expected: Option<i64>,
-    now: i64,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE scim_groups SET version = version + 1, updated_at = $1 \
-         WHERE workspace_id = $2 AND group_id = $3 AND ($4 < 0 OR version = $4)",
-    )
-    .bind(now)
-    .bind(workspace_id)
-    .bind(group_id)
-    .bind(expected.unwrap_or(-1))
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    if done.rows_affected() == 1 {
-        return Ok(true);
-    }
-    let row =
-        sqlx::query("SELECT version FROM scim_groups WHERE workspace_id = $1 AND group_id = $2")
-            .bind(workspace_id)
-            .bind(group_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    if row.is_some() {
-        return Ok(false);
-    }
-    let group =
-        sqlx::query("SELECT created_at FROM user_groups WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(group_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    let Some(group) = group else {
-        return Err(StoreError::NotFound);
-    };
-    if expected.is_some_and(|v| v != 0) {
-        return Ok(false);
-    }
-    let created: i64 = group.try_get("created_at").map_err(map_err)?;
-    let inserted = sqlx::query(
-        "INSERT INTO scim_groups (workspace_id, group_id, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $4)",
-    )
-    .bind(workspace_id)
-    .bind(group_id)
-    .bind(created)
-    .bind(now)
-    .execute(&mut **tx)
-    .await;
-    match inserted {
-        Ok(_) => Ok(true),
         Err(e) => match map_err(e) {
             StoreError::Conflict(_) => Ok(false),
             other => Err(other),
@@ -526,8 +496,7 @@ async fn is_member(
             .bind(workspace_id)
             .bind(user_id)
             .fetch_optional(&mut **tx)
-            .await
-            .map_err(map_err)?
+            .await?
             .is_some(),
     )
 }
@@ -547,8 +516,7 @@ async fn add_membership(
     .bind(policies_text(policies)?)
     .bind(now)
     .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    .await?;
     Ok(())
 }
 
@@ -562,14 +530,12 @@ async fn end_membership(
         .bind(workspace_id)
         .bind(user_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
         .bind(workspace_id)
         .bind(user_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -590,8 +556,7 @@ async fn add_group_members(
         .bind(workspace_id)
         .bind(u)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if !is_member(tx, workspace_id, u).await? {
             return Err(StoreError::Invalid(format!(
                 "`{u}` is not an active user of this workspace"
@@ -602,15 +567,15 @@ async fn add_group_members(
 }
 
 fn group_state(r: &AnyRow) -> StoreResult<Option<ScimGroupState>> {
-    let version: Option<i64> = r.try_get("version").map_err(map_err)?;
+    let version: Option<i64> = r.try_get("version")?;
     let Some(version) = version else {
         return Ok(None);
     };
     Ok(Some(ScimGroupState {
-        external_id: r.try_get("external_id").map_err(map_err)?,
+        external_id: r.try_get("external_id")?,
         version,
-        created_at: r.try_get("scim_created").map_err(map_err)?,
-        updated_at: r.try_get("scim_updated").map_err(map_err)?,
+        created_at: r.try_get("scim_created")?,
+        updated_at: r.try_get("scim_updated")?,
     }))
 }
 
@@ -620,16 +585,16 @@ const GROUP_SELECT: &str = "SELECT g.id AS id, g.workspace_id AS workspace_id, g
      FROM user_groups g LEFT JOIN scim_groups s ON s.workspace_id = g.workspace_id AND s.group_id = g.id";
 
 fn group_record(r: &AnyRow, members: Vec<String>) -> StoreResult<ScimGroupRecord> {
-    let policies: String = r.try_get("policies").map_err(map_err)?;
+    let policies: String = r.try_get("policies")?;
     Ok(ScimGroupRecord {
         group: Group {
-            id: r.try_get("id").map_err(map_err)?,
-            workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-            name: r.try_get("name").map_err(map_err)?,
-            description: r.try_get("description").map_err(map_err)?,
+            id: r.try_get("id")?,
+            workspace_id: r.try_get("workspace_id")?,
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
             policies: super::sql::policies_from(&policies)?,
             member_ids: members,
-            created_at: r.try_get("created_at").map_err(map_err)?,
+            created_at: r.try_get("created_at")?,
         },
         state: group_state(r)?,
     })
@@ -645,9 +610,8 @@ impl ScimStore for SqlStore {
         let row = sqlx::query(&format!("{USER_SELECT} {USER_FROM} AND u.id = $2"))
             .bind(workspace_id)
             .bind(user_id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(map_err)?;
+            .fetch_optional(self.read())
+            .await?;
         row.as_ref().map(user_record).transpose()
     }
 
@@ -661,11 +625,9 @@ impl ScimStore for SqlStore {
         let filter = render(cond, &mut binds);
         let count_sql = format!("SELECT COUNT(*) AS n {USER_FROM} AND {filter}");
         let total: i64 = bind_all(sqlx::query(&count_sql), &binds)
-            .fetch_one(self.pool())
-            .await
-            .map_err(map_err)?
-            .try_get("n")
-            .map_err(map_err)?;
+            .fetch_one(self.read())
+            .await?
+            .try_get("n")?;
         let mut sql = format!("{USER_SELECT} {USER_FROM} AND {filter} ORDER BY u.email_norm, u.id");
         if let Some((offset, limit)) = window {
             if limit == 0 || offset >= total {
@@ -680,9 +642,8 @@ impl ScimStore for SqlStore {
             ));
         }
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)?;
+            .fetch_all(self.read())
+            .await?;
         let users = rows
             .iter()
             .map(user_record)
@@ -713,15 +674,14 @@ impl ScimStore for SqlStore {
         }
         sql.push_str(" ORDER BY g.name, g.id");
         let rows = bind_all(sqlx::query(&sql), &binds)
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)?;
+            .fetch_all(self.read())
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
-                    r.try_get("user_id").map_err(map_err)?,
-                    r.try_get("group_id").map_err(map_err)?,
-                    r.try_get("name").map_err(map_err)?,
+                    r.try_get("user_id")?,
+                    r.try_get("group_id")?,
+                    r.try_get("name")?,
                 ))
             })
             .collect()
@@ -733,23 +693,21 @@ impl ScimStore for SqlStore {
         new: &NewScimUser,
         now: i64,
     ) -> StoreResult<ScimCreated> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query("SELECT id FROM users WHERE email_norm = $1")
             .bind(normalize_email(&new.email))
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         let (user_id, created_account) = match existing {
             Some(r) => {
-                let id: String = r.try_get("id").map_err(map_err)?;
+                let id: String = r.try_get("id")?;
                 let known = sqlx::query(
                     "SELECT 1 AS one FROM scim_users WHERE workspace_id = $1 AND user_id = $2",
                 )
                 .bind(workspace_id)
                 .bind(&id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
                 if known.is_some() || is_member(&mut tx, workspace_id, &id).await? {
                     return Err(StoreError::Conflict(
                         "a user with this userName already exists in this workspace".into(),
@@ -783,12 +741,11 @@ impl ScimStore for SqlStore {
         .bind(i64::from(created_account))
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if new.active != Some(false) {
             add_membership(&mut tx, workspace_id, &user_id, &new.default_policies, now).await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(ScimCreated {
             user_id,
             created_account,
@@ -803,12 +760,12 @@ impl ScimStore for SqlStore {
         update: &ScimUserUpdate,
         now: i64,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         if !update.member {
             // Owner counting is decided one change at a time.
             lock_workspace(&mut tx, workspace_id).await?;
         }
-        if !claim_user_version(&mut tx, workspace_id, user_id, expected, now).await? {
+        if !claim_version(&mut tx, &USER_VERSION, workspace_id, user_id, expected, now).await? {
             return Ok(Written::Stale);
         }
         sqlx::query(
@@ -820,8 +777,7 @@ impl ScimStore for SqlStore {
         .bind(workspace_id)
         .bind(user_id)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if let Some(name) = &update.name {
             sqlx::query(
                 "UPDATE users SET name = $1 WHERE id = $2 AND EXISTS (SELECT 1 FROM scim_users s \
@@ -831,8 +787,7 @@ impl ScimStore for SqlStore {
             .bind(user_id)
             .bind(workspace_id)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         let member = is_member(&mut tx, workspace_id, user_id).await?;
         let (mut activated, mut deactivated) = (false, false);
@@ -851,7 +806,7 @@ impl ScimStore for SqlStore {
             ensure_owner_left(&mut tx, workspace_id).await?;
             deactivated = true;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Written::Done {
             activated,
             deactivated,
@@ -864,19 +819,15 @@ impl ScimStore for SqlStore {
         user_id: &str,
         expected: Option<i64>,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         let row =
             sqlx::query("SELECT version FROM scim_users WHERE workspace_id = $1 AND user_id = $2")
                 .bind(workspace_id)
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-        let version: Option<i64> = row
-            .map(|r| r.try_get("version"))
-            .transpose()
-            .map_err(map_err)?;
+                .await?;
+        let version: Option<i64> = row.map(|r| r.try_get("version")).transpose()?;
         let member = is_member(&mut tx, workspace_id, user_id).await?;
         if version.is_none() && !member {
             return Err(StoreError::NotFound);
@@ -889,10 +840,9 @@ impl ScimStore for SqlStore {
             .bind(workspace_id)
             .bind(user_id)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Written::Done {
             activated: false,
             deactivated,
@@ -904,26 +854,24 @@ impl ScimStore for SqlStore {
             "{GROUP_SELECT} WHERE g.workspace_id = $1 ORDER BY g.name, g.id"
         ))
         .bind(workspace_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
+        .fetch_all(self.read())
+        .await?;
         let members = sqlx::query(
             "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY group_id, user_id",
         )
         .bind(workspace_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
+        .fetch_all(self.read())
+        .await?;
         let mut by_group: std::collections::HashMap<String, Vec<String>> =
             std::collections::HashMap::new();
         for m in &members {
-            let g: String = m.try_get("group_id").map_err(map_err)?;
-            let u: String = m.try_get("user_id").map_err(map_err)?;
+            let g: String = m.try_get("group_id")?;
+            let u: String = m.try_get("user_id")?;
             by_group.entry(g).or_default().push(u);
         }
         rows.iter()
             .map(|r| {
-                let id: String = r.try_get("id").map_err(map_err)?;
+                let id: String = r.try_get("id")?;
                 group_record(r, by_group.remove(&id).unwrap_or_default())
             })
             .collect()
@@ -939,23 +887,20 @@ impl ScimStore for SqlStore {
         ))
         .bind(workspace_id)
         .bind(group_id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(map_err)?;
+        .fetch_optional(self.read())
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let members = sqlx::query(
             "SELECT user_id FROM group_members WHERE group_id = $1 AND workspace_id = $2 ORDER BY user_id",
         )
         .bind(group_id)
         .bind(workspace_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(map_err)?;
+        .fetch_all(self.read())
+        .await?;
         let ids = members
             .iter()
             .map(|r| r.try_get("user_id"))
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(map_err)?;
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(Some(group_record(&row, ids)?))
     }
 
@@ -966,7 +911,7 @@ impl ScimStore for SqlStore {
         now: i64,
     ) -> StoreResult<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO user_groups (id, workspace_id, name, description, policies, created_at) VALUES ($1, $2, $3, '', $4, $5)",
         )
@@ -976,8 +921,7 @@ impl ScimStore for SqlStore {
         .bind(policies_text(&new.policies)?)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         sqlx::query(
             "INSERT INTO scim_groups (workspace_id, group_id, external_id, version, created_at, updated_at) VALUES ($1, $2, $3, 1, $4, $4)",
         )
@@ -986,10 +930,9 @@ impl ScimStore for SqlStore {
         .bind(&new.external_id)
         .bind(now)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         add_group_members(&mut tx, workspace_id, &id, &new.members).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -1001,9 +944,18 @@ impl ScimStore for SqlStore {
         update: &ScimGroupUpdate,
         now: i64,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
-        if !claim_group_version(&mut tx, workspace_id, group_id, expected, now).await? {
+        if !claim_version(
+            &mut tx,
+            &GROUP_VERSION,
+            workspace_id,
+            group_id,
+            expected,
+            now,
+        )
+        .await?
+        {
             return Ok(Written::Stale);
         }
         sqlx::query(
@@ -1013,8 +965,7 @@ impl ScimStore for SqlStore {
         .bind(workspace_id)
         .bind(group_id)
         .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         if let Some(name) = &update.name {
             exec_one(
                 sqlx::query("UPDATE user_groups SET name = $1 WHERE workspace_id = $2 AND id = $3")
@@ -1033,14 +984,13 @@ impl ScimStore for SqlStore {
             .bind(group_id)
             .bind(u)
             .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
         }
         add_group_members(&mut tx, workspace_id, group_id, &update.add).await?;
         if !update.remove.is_empty() {
             ensure_owner_left(&mut tx, workspace_id).await?;
         }
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Written::Done {
             activated: false,
             deactivated: false,
@@ -1053,7 +1003,7 @@ impl ScimStore for SqlStore {
         group_id: &str,
         expected: Option<i64>,
     ) -> StoreResult<Written> {
-        let mut tx = self.pool().begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         lock_workspace(&mut tx, workspace_id).await?;
         let row = sqlx::query(
             "SELECT s.version AS version FROM user_groups g LEFT JOIN scim_groups s \
@@ -1062,12 +1012,11 @@ impl ScimStore for SqlStore {
         .bind(workspace_id)
         .bind(group_id)
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
-        let version: Option<i64> = row.try_get("version").map_err(map_err)?;
+        let version: Option<i64> = row.try_get("version")?;
         if expected.is_some_and(|e| e != version.unwrap_or(0)) {
             return Ok(Written::Stale);
         }
@@ -1080,11 +1029,10 @@ impl ScimStore for SqlStore {
                 .bind(workspace_id)
                 .bind(group_id)
                 .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+                .await?;
         }
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok(Written::Done {
             activated: false,
             deactivated: false,

@@ -12,16 +12,75 @@ pub enum Backend {
     Postgres,
 }
 
+/// The connections of one database, and which of them a statement uses.
+///
+/// SQLite lets one writer at a time and a transaction that starts as a
+/// reader cannot wait for the write lock: so on SQLite every write (a
+/// transaction or a single statement) goes through [`Db::write`], a pool of
+/// one connection whose waiters are served in order, and every write
+/// transaction begins `IMMEDIATE` (it takes the write lock at once and,
+/// against another process such as the CLI, waits `busy_timeout` for it).
+/// Reads use [`Db::read`], a pool of several connections, and run alongside
+/// the writer (WAL). On PostgreSQL both are the same pool.
+#[derive(Clone)]
+pub struct Db {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    pub fn new(read: AnyPool, write: AnyPool, backend: Backend) -> Self {
+        Self {
+            read,
+            write,
+            backend,
+        }
+    }
+
+    /// One pool for both reads and writes (PostgreSQL).
+    pub fn single(pool: AnyPool, backend: Backend) -> Self {
+        Self::new(pool.clone(), pool, backend)
+    }
+
+    /// For statements that only read.
+    pub fn read(&self) -> &AnyPool {
+        &self.read
+    }
+
+    /// For every statement that writes.
+    pub fn write(&self) -> &AnyPool {
+        &self.write
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
+        }
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
 #[derive(Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: Backend,
+    db: Db,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Maps a sqlx error onto the store's error: constraint names become
-/// readable conflicts, connection trouble becomes "unavailable".
+/// readable conflicts, connection trouble becomes "unavailable". `?` does
+/// this through the `From` below.
 pub fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
@@ -36,6 +95,12 @@ pub fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.to_string()),
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        map_err(e)
     }
 }
 
@@ -101,27 +166,41 @@ pub(crate) fn policies_text(p: &[Policy]) -> StoreResult<String> {
 const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at, totp_secret, totp_enabled_at, totp_last_step";
 
 impl SqlStore {
-    pub fn new(pool: AnyPool, backend: Backend) -> Self {
-        Self { pool, backend }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The connections, for the session store and the Twilio issuer.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn read(&self) -> &AnyPool {
+        self.db.read()
+    }
+
+    pub(crate) fn write(&self) -> &AnyPool {
+        self.db.write()
+    }
+
+    /// Begins a write transaction (see [`Db`]).
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.db.begin().await?)
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.db.backend()
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR
-            .run(&self.pool)
+            .run(self.write())
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
 
     pub async fn close(&self) {
-        self.pool.close().await
+        self.db.close().await
     }
 }
 
@@ -148,8 +227,7 @@ where
         .bind(&user.password_hash)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(user)
 }
 
@@ -170,8 +248,7 @@ where
         .bind(&ws.name)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(ws)
 }
 
@@ -191,8 +268,7 @@ where
         .bind(policies_text(policies)?)
         .bind(now)
         .execute(ex)
-        .await
-        .map_err(map_err)?;
+        .await?;
     Ok(())
 }
 
@@ -204,7 +280,7 @@ pub(crate) async fn exec_one<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let done = q.execute(ex).await.map_err(map_err)?;
+    let done = q.execute(ex).await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
@@ -219,15 +295,13 @@ async fn write_recovery_codes(
     sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
         .bind(user_id)
         .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
     for h in hashes {
         sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")
             .bind(user_id)
             .bind(h)
             .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+            .await?;
     }
     Ok(())
 }
@@ -236,7 +310,7 @@ async fn write_recovery_codes(
 impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(self.read())
             .await
             .map_err(|e| match map_err(e) {
                 StoreError::Other(m) => StoreError::Unavailable(m),
@@ -246,16 +320,18 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User> {
-        insert_user(&self.pool, new, now).await
+        insert_user(self.write(), new, now).await
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose().map_err(map_err)
+            .fetch_optional(self.read())
+            .await?;
+        row.as_ref()
+            .map(user_from)
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -263,10 +339,12 @@ impl Store for SqlStore {
             "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
         ))
         .bind(normalize_email(email))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(user_from).transpose().map_err(map_err)
+        .fetch_optional(self.read())
+        .await?;
+        row.as_ref()
+            .map(user_from)
+            .transpose()
+            .map_err(StoreError::from)
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
@@ -276,9 +354,8 @@ impl Store for SqlStore {
         .bind(hash)
         .bind(now)
         .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute(self.write())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -290,7 +367,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(name.trim())
                 .bind(user_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -300,7 +377,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
                 .bind(sealed_secret)
                 .bind(user_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -312,7 +389,7 @@ impl Store for SqlStore {
         step: i64,
         recovery_hashes: &[String],
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         exec_one(
             sqlx::query("UPDATE users SET totp_enabled_at = $1, totp_last_step = $2 WHERE id = $3 AND totp_secret IS NOT NULL")
                 .bind(now)
@@ -322,18 +399,18 @@ impl Store for SqlStore {
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, recovery_hashes).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         exec_one(
             sqlx::query("UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1").bind(user_id),
             &mut *tx,
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, &[]).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn claim_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
@@ -342,16 +419,15 @@ impl Store for SqlStore {
         )
         .bind(step)
         .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute(self.write())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         write_recovery_codes(&mut tx, user_id, hashes).await?;
-        tx.commit().await.map_err(map_err)
+        Ok(tx.commit().await?)
     }
 
     async fn use_recovery_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
@@ -359,9 +435,8 @@ impl Store for SqlStore {
             .bind(now)
             .bind(user_id)
             .bind(hash)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute(self.write())
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -370,21 +445,19 @@ impl Store for SqlStore {
             "SELECT COUNT(*) AS n FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
         )
         .bind(user_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
-        row.try_get("n").map_err(map_err)
+        .fetch_one(self.read())
+        .await?;
+        row.try_get("n").map_err(StoreError::from)
     }
 
     async fn sso_connection_workspace(&self, connection_id: &str) -> StoreResult<Option<String>> {
         let row = sqlx::query("SELECT workspace_id FROM sso_connections WHERE id = $1")
             .bind(connection_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional(self.read())
+            .await?;
         row.map(|r| r.try_get("workspace_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn set_workspace_settings(
@@ -397,7 +470,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2")
                 .bind(text)
                 .bind(workspace_id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -417,9 +490,8 @@ impl Store for SqlStore {
         .bind(&e.target)
         .bind(&e.ip)
         .bind(e.details.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .execute(self.write())
+        .await?;
         Ok(())
     }
 
@@ -430,9 +502,8 @@ impl Store for SqlStore {
             .bind(&m.subject)
             .bind(&m.body)
             .bind(m.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute(self.write())
+            .await?;
         Ok(())
     }
 
@@ -442,7 +513,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE outbox SET sent_at = $1, attempts = attempts + 1, body = '(delivered)', last_error = NULL WHERE id = $2")
                 .bind(now)
                 .bind(id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -452,7 +523,7 @@ impl Store for SqlStore {
             sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
                 .bind(error)
                 .bind(id),
-            &self.pool,
+            self.write(),
         )
         .await
     }
@@ -461,26 +532,24 @@ impl Store for SqlStore {
         sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute(self.write())
+            .await?;
         Ok(())
     }
 
     async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace> {
-        insert_workspace(&self.pool, slug, name, now).await
+        insert_workspace(self.write(), slug, name, now).await
     }
 
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
         let row = sqlx::query(&format!("SELECT {WS_COLS} FROM workspaces WHERE slug = $1"))
             .bind(slug)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .fetch_optional(self.read())
+            .await?;
         row.as_ref()
             .map(workspace_from)
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn add_member(
@@ -490,7 +559,7 @@ impl Store for SqlStore {
         policies: &[Policy],
         now: i64,
     ) -> StoreResult<()> {
-        insert_member(&self.pool, workspace_id, user_id, policies, now).await
+        insert_member(self.write(), workspace_id, user_id, policies, now).await
     }
 
     async fn membership(
@@ -503,18 +572,17 @@ impl Store for SqlStore {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional(self.read())
+        .await?;
         match row {
             None => Ok(None),
             Some(r) => {
-                let text: String = r.try_get("policies").map_err(map_err)?;
+                let text: String = r.try_get("policies")?;
                 Ok(Some(Membership {
                     workspace_id: workspace_id.to_string(),
                     user_id: user_id.to_string(),
                     policies: policies_from(&text)?,
-                    created_at: r.try_get("created_at").map_err(map_err)?,
+                    created_at: r.try_get("created_at")?,
                 }))
             }
         }
@@ -532,22 +600,8 @@ impl Store for SqlStore {
         .bind(policies_text(policies)?)
         .bind(workspace_id)
         .bind(user_id)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    async fn remove_member(&self, workspace_id: &str, user_id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM memberships WHERE workspace_id = $1 AND user_id = $2")
-            .bind(workspace_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+        .execute(self.write())
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -560,14 +614,13 @@ impl Store for SqlStore {
              JOIN workspaces w ON w.id = m.workspace_id WHERE m.user_id = $1 ORDER BY w.slug",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all(self.read())
+        .await?;
         rows.iter()
             .map(|r| {
-                let text: String = r.try_get("policies").map_err(map_err)?;
+                let text: String = r.try_get("policies")?;
                 Ok(WorkspaceAccess {
-                    workspace: workspace_from(r).map_err(map_err)?,
+                    workspace: workspace_from(r)?,
                     policies: policies_from(&text)?,
                 })
             })
@@ -581,17 +634,16 @@ impl Store for SqlStore {
         owner: &NewUser,
         now: i64,
     ) -> StoreResult<(Workspace, User)> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.begin_write().await?;
         let ws = insert_workspace(&mut *tx, slug, name, now).await?;
         let existing = sqlx::query(&format!(
             "SELECT {USER_COLS} FROM users WHERE email_norm = $1"
         ))
         .bind(normalize_email(&owner.email))
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
+        .await?;
         let user = match existing {
-            Some(row) => user_from(&row).map_err(map_err)?,
+            Some(row) => user_from(&row)?,
             None => insert_user(&mut *tx, owner, now).await?,
         };
         insert_member(
@@ -602,7 +654,7 @@ impl Store for SqlStore {
             now,
         )
         .await?;
-        tx.commit().await.map_err(map_err)?;
+        tx.commit().await?;
         Ok((ws, user))
     }
 
@@ -620,9 +672,8 @@ impl Store for SqlStore {
             .bind(user_id)
             .bind(now)
             .bind(expires_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute(self.write())
+            .await?;
         Ok(())
     }
 
@@ -639,12 +690,11 @@ impl Store for SqlStore {
         .bind(now)
         .bind(token_hash)
         .bind(purpose)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional(self.write())
+        .await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn peek_action_token(
@@ -659,21 +709,19 @@ impl Store for SqlStore {
         .bind(token_hash)
         .bind(purpose)
         .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_optional(self.read())
+        .await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_key, public_jwk, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid",
         )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        .fetch_all(self.read())
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredSigningKey {
@@ -685,7 +733,7 @@ impl Store for SqlStore {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_err)
+            .map_err(StoreError::from)
     }
 
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
@@ -695,9 +743,8 @@ impl Store for SqlStore {
             .bind(&key.sealed_private_key)
             .bind(&key.public_jwk)
             .bind(key.created_at)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
+            .execute(self.write())
+            .await?;
         Ok(())
     }
 }

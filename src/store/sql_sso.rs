@@ -11,30 +11,30 @@ const CONN_COLS: &str =
     "id, workspace_id, kind, name, enabled_at, allow_idp_initiated, config, created_at, updated_at";
 
 fn connection_from(r: &AnyRow) -> StoreResult<SsoConnection> {
-    let config: String = r.try_get("config").map_err(map_err)?;
-    let enabled: Option<i64> = r.try_get("enabled_at").map_err(map_err)?;
-    let idp: Option<i64> = r.try_get("allow_idp_initiated").map_err(map_err)?;
+    let config: String = r.try_get("config")?;
+    let enabled: Option<i64> = r.try_get("enabled_at")?;
+    let idp: Option<i64> = r.try_get("allow_idp_initiated")?;
     Ok(SsoConnection {
-        id: r.try_get("id").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        kind: r.try_get("kind").map_err(map_err)?,
-        name: r.try_get("name").map_err(map_err)?,
+        id: r.try_get("id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        kind: r.try_get("kind")?,
+        name: r.try_get("name")?,
         enabled: enabled.is_some(),
         allow_idp_initiated: idp.is_some(),
         config: serde_json::from_str(&config)
             .map_err(|e| StoreError::Other(format!("connection config unreadable: {e}")))?,
-        created_at: r.try_get("created_at").map_err(map_err)?,
-        updated_at: r.try_get("updated_at").map_err(map_err)?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
     })
 }
 
 fn domain_from(r: &AnyRow) -> StoreResult<Domain> {
     Ok(Domain {
-        domain: r.try_get("domain").map_err(map_err)?,
-        workspace_id: r.try_get("workspace_id").map_err(map_err)?,
-        token: r.try_get("token").map_err(map_err)?,
-        verified_at: r.try_get("verified_at").map_err(map_err)?,
-        created_at: r.try_get("created_at").map_err(map_err)?,
+        domain: r.try_get("domain")?,
+        workspace_id: r.try_get("workspace_id")?,
+        token: r.try_get("token")?,
+        verified_at: r.try_get("verified_at")?,
+        created_at: r.try_get("created_at")?,
     })
 }
 
@@ -57,9 +57,8 @@ impl SsoStore for SqlStore {
         .bind(c.config.to_string())
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(self.pool())
-        .await
-        .map_err(map_err)?;
+        .execute(self.write())
+        .await?;
         Ok(())
     }
 
@@ -73,7 +72,7 @@ impl SsoStore for SqlStore {
                 .bind(c.updated_at)
                 .bind(&c.id)
                 .bind(&c.workspace_id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -83,18 +82,16 @@ impl SsoStore for SqlStore {
             "SELECT {CONN_COLS} FROM sso_connections WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.pool())
-        .await
-        .map_err(map_err)?;
+        .fetch_optional(self.read())
+        .await?;
         row.as_ref().map(connection_from).transpose()
     }
 
     async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>> {
         let rows = sqlx::query(&format!("SELECT {CONN_COLS} FROM sso_connections WHERE workspace_id = $1 ORDER BY created_at, id"))
             .bind(workspace_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)?;
+            .fetch_all(self.read())
+            .await?;
         rows.iter().map(connection_from).collect()
     }
 
@@ -103,7 +100,7 @@ impl SsoStore for SqlStore {
             sqlx::query("DELETE FROM sso_connections WHERE workspace_id = $1 AND id = $2")
                 .bind(workspace_id)
                 .bind(id),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -115,7 +112,7 @@ impl SsoStore for SqlStore {
             .bind(&d.token)
             .bind(d.verified_at)
             .bind(d.created_at)
-            .execute(self.pool())
+            .execute(self.write())
             .await
             .map_err(|e| match map_err(e) {
                 StoreError::Conflict(_) => StoreError::Conflict("this domain is already claimed by a workspace".into()),
@@ -125,16 +122,15 @@ impl SsoStore for SqlStore {
     }
 
     async fn get_domain(&self, domain: &str) -> StoreResult<Option<Domain>> {
-        let row = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE domain = $1").bind(domain).fetch_optional(self.pool()).await.map_err(map_err)?;
+        let row = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE domain = $1").bind(domain).fetch_optional(self.read()).await?;
         row.as_ref().map(domain_from).transpose()
     }
 
     async fn list_domains(&self, workspace_id: &str) -> StoreResult<Vec<Domain>> {
         let rows = sqlx::query("SELECT domain, workspace_id, token, verified_at, created_at FROM domains WHERE workspace_id = $1 ORDER BY domain")
             .bind(workspace_id)
-            .fetch_all(self.pool())
-            .await
-            .map_err(map_err)?;
+            .fetch_all(self.read())
+            .await?;
         rows.iter().map(domain_from).collect()
     }
 
@@ -145,7 +141,7 @@ impl SsoStore for SqlStore {
             )
             .bind(now)
             .bind(domain),
-            self.pool(),
+            self.write(),
         )
         .await
     }
@@ -155,7 +151,7 @@ impl SsoStore for SqlStore {
             sqlx::query("DELETE FROM domains WHERE workspace_id = $1 AND domain = $2")
                 .bind(workspace_id)
                 .bind(domain),
-            self.pool(),
+            self.write(),
         )
         .await
     }

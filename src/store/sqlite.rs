@@ -1,35 +1,59 @@
 //! SQLite, the embedded default.
 //!
 //! Durability: WAL journal with `synchronous = FULL`, so an acknowledged
-//! commit survives both a killed process and a power cut; `busy_timeout`
-//! lets concurrent writers wait instead of failing.
+//! commit survives both a killed process and a power cut.
+//!
+//! Concurrency: SQLite has one writer at a time. Every write of this
+//! process goes through one writer connection (requests queue for it in
+//! order, see [`Db`]) and write transactions begin `IMMEDIATE`;
+//! `busy_timeout` makes the writer wait for another process (the CLI)
+//! instead of failing. Reads use their own pool and run alongside it.
 
-use super::sql::{Backend, SqlStore};
+use super::sql::{Backend, Db, SqlStore};
 use super::{StoreError, StoreResult};
 use sqlx::any::AnyPoolOptions;
-use sqlx::Executor;
+use sqlx::{AnyConnection, AnyPool, Executor};
 use std::time::Duration;
+
+/// Readers at once.
+const READERS: u32 = 8;
 
 pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     sqlx::any::install_default_drivers();
     ensure_parent_dir(url)?;
     let url = with_create_mode(url);
-    let pool = AnyPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = FULL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute("PRAGMA busy_timeout = 5000").await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
+    // The writer first: it creates the file and turns WAL on.
+    let write = pool(&url, 1, Duration::from_secs(10), false).await?;
+    // In debug builds (the tests) a write sent to a reader fails loudly.
+    let read = pool(
+        &url,
+        READERS,
+        Duration::from_secs(5),
+        cfg!(debug_assertions),
+    )
+    .await?;
+    Ok(SqlStore::new(Db::new(read, write, Backend::Sqlite)))
+}
+
+async fn pool(url: &str, size: u32, wait: Duration, query_only: bool) -> StoreResult<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(wait)
+        .after_connect(move |conn, _| Box::pin(async move { setup(conn, query_only).await }))
+        .connect(url)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database: {e}")))?;
-    Ok(SqlStore::new(pool, Backend::Sqlite))
+        .map_err(|e| StoreError::Unavailable(format!("cannot open SQLite database: {e}")))
+}
+
+async fn setup(conn: &mut AnyConnection, query_only: bool) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA synchronous = FULL").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute("PRAGMA busy_timeout = 5000").await?;
+    if query_only {
+        conn.execute("PRAGMA query_only = ON").await?;
+    }
+    Ok(())
 }
 
 fn file_path(url: &str) -> Option<&str> {

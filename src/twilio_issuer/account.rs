@@ -73,7 +73,7 @@ async fn signed_in(st: &IssuerState, headers: &HeaderMap) -> Result<Access, Doma
     let Some(session) = st.session(headers).await? else {
         return Ok(to_login());
     };
-    match accounts::by_sub(&st.pool, &session.sub).await? {
+    match accounts::by_sub(st.store.as_ref(), &session.sub).await? {
         Some(a) => Ok(Access::Granted(Box::new((session, a)))),
         None => Ok(to_login()),
     }
@@ -169,7 +169,7 @@ pub async fn profile(
         Ok(n) => n,
         Err(e) => return Ok(account_page(&st, &headers, &s, &a, None, Some(refusal(e)?))),
     };
-    accounts::set_name(&st.pool, &a.sub, &name, st.clock.now()).await?;
+    accounts::set_name(st.store.as_ref(), &a.sub, &name, st.clock.now()).await?;
     tracing::info!(event = "twilio_account_name_changed", sub = %a.sub, "name changed");
     Ok(see_other("/account?done=name"))
 }
@@ -191,7 +191,7 @@ pub async fn email(
         return Ok(account_page(&st, &headers, &s, &a, None, Some(why)));
     }
     let result = match accounts::check_email(&f.email) {
-        Ok(e) => accounts::set_email(&st.pool, &a.sub, &e, st.clock.now()).await,
+        Ok(e) => accounts::set_email(st.store.as_ref(), &a.sub, &e, st.clock.now()).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -226,7 +226,7 @@ pub async fn password(
         .hash(&f.new_password)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    accounts::set_password(&st.pool, &a.sub, &hash, st.clock.now()).await?;
+    accounts::set_password(st.store.as_ref(), &a.sub, &hash, st.clock.now()).await?;
     st.end_other_sessions(&a.sub, Some(&s.key)).await?;
     tracing::info!(event = "twilio_password_changed", sub = %a.sub, "password changed; other sessions ended");
     Ok(see_other("/account?done=password"))
@@ -271,7 +271,7 @@ pub async fn totp_page(
         None => {
             let fresh = totp::new_secret()?;
             let sealed = accounts::seal_totp(&st.secret, &a.sub, &fresh)?;
-            if !accounts::start_totp(&st.pool, &a.sub, &sealed, st.clock.now()).await? {
+            if !accounts::start_totp(st.store.as_ref(), &a.sub, &sealed, st.clock.now()).await? {
                 return Ok(see_other("/account"));
             }
             fresh
@@ -299,7 +299,7 @@ pub async fn totp_enable(
         let why = "That code did not match. Check the time on your device and try the next code.";
         return Ok(setup_page(&st, &headers, &s, &a, &secret, Some(why.into())));
     };
-    if !accounts::enable_totp(&st.pool, &a.sub, &sealed, step, now).await? {
+    if !accounts::enable_totp(st.store.as_ref(), &a.sub, &sealed, step, now).await? {
         return Ok(see_other("/account/totp"));
     }
     tracing::info!(event = "twilio_totp_enabled", sub = %a.sub, "two-factor authentication turned on");
@@ -322,7 +322,7 @@ pub async fn totp_disable(
     let secret = accounts::open_totp(&st.secret, &a.sub, &sealed)?;
     let now = st.clock.now();
     let done = match totp::verify(&secret, &f.code, now, a.totp_last_step) {
-        Some(step) => accounts::disable_totp(&st.pool, &a.sub, step, now).await?,
+        Some(step) => accounts::disable_totp(st.store.as_ref(), &a.sub, step, now).await?,
         None => false,
     };
     if !done {

@@ -1,47 +1,22 @@
-//! Twilio accounts in the `twilio_accounts` table. Uniqueness of the email
-//! comes from the `twilio_accounts_email_key` constraint (a 409-style
+//! Twilio accounts: checks, hashing and sealing here, the SQL behind
+//! [`TwilioIssuerStore`]. Uniqueness of the email comes from the
+//! `twilio_accounts_email_key` constraint (a 409-style
 //! [`DomainError::Conflict`]), never from a check before the write. Every
 //! change that must not race (TOTP steps, one-time links) is one
-//! conditional `UPDATE`.
+//! conditional `UPDATE` in the store.
 
 use crate::crypto;
-use crate::domain::model::{normalize_email, valid_email};
+use crate::domain::model::valid_email;
 use crate::domain::DomainError;
 use crate::password::{check_policy, Hasher};
-use crate::store::sql::map_err;
-use crate::store::StoreError;
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+pub use crate::store::twilio_issuer::Account;
+use crate::store::twilio_issuer::NewAccount;
+use crate::store::{StoreError, TwilioIssuerStore};
 
 /// How long a set-password link printed by `add-account` stays valid.
 pub const PASSWORD_LINK_TTL: i64 = 24 * 3600;
 /// Longest display name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
-
-#[derive(Clone)]
-pub struct Account {
-    pub sub: String,
-    pub email: String,
-    pub email_verified: bool,
-    pub name: String,
-    pub password_hash: Option<String>,
-    /// Sealed base32 secret (see [`seal_totp`]).
-    pub totp_secret: Option<String>,
-    pub totp_enabled: bool,
-    pub totp_last_step: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl std::fmt::Debug for Account {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Account")
-            .field("sub", &self.sub)
-            .field("email", &self.email)
-            .field("totp_enabled", &self.totp_enabled)
-            .finish_non_exhaustive()
-    }
-}
 
 /// A freshly created account.
 pub struct Created {
@@ -50,26 +25,8 @@ pub struct Created {
     pub password_link: Option<String>,
 }
 
-const COLS: &str = "sub, email, email_verified_at, name, password_hash, totp_secret, \
-                    totp_enabled_at, totp_last_step, created_at, updated_at";
-
-fn from_row(r: &AnyRow) -> Result<Account, sqlx::Error> {
-    Ok(Account {
-        sub: r.try_get("sub")?,
-        email: r.try_get("email")?,
-        email_verified: r.try_get::<Option<i64>, _>("email_verified_at")?.is_some(),
-        name: r.try_get("name")?,
-        password_hash: r.try_get("password_hash")?,
-        totp_secret: r.try_get("totp_secret")?,
-        totp_enabled: r.try_get::<Option<i64>, _>("totp_enabled_at")?.is_some(),
-        totp_last_step: r.try_get("totp_last_step")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn db(e: sqlx::Error) -> DomainError {
-    match map_err(e) {
+fn db_err(e: StoreError) -> DomainError {
+    match e {
         // The only unique column a write can collide on is the email.
         StoreError::Conflict(_) => {
             DomainError::Conflict("another Twilio account already uses this email address".into())
@@ -117,7 +74,7 @@ pub fn check_email(email: &str) -> Result<String, DomainError> {
 /// nobody can sign in until the returned one-time link sets a password. The
 /// email counts as verified: whoever creates accounts vouches for it.
 pub async fn create(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     hasher: &Hasher,
     now: i64,
     email: &str,
@@ -138,167 +95,133 @@ pub async fn create(
         None => (None, Some(crypto::random_token("")?)),
     };
     let sub = new_sub()?;
-    sqlx::query(
-        "INSERT INTO twilio_accounts (sub, email, email_norm, email_verified_at, name, password_hash, \
-         password_link_hash, password_link_expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $4, $4)",
-    )
-    .bind(&sub)
-    .bind(&email)
-    .bind(normalize_email(&email))
-    .bind(now)
-    .bind(&name)
-    .bind(hash)
-    .bind(link.as_ref().map(|t| crypto::sha256_hex(t.as_bytes())))
-    .bind(link.as_ref().map(|_| now + PASSWORD_LINK_TTL))
-    .execute(pool)
-    .await
-    .map_err(db)?;
+    let link_hash = link.as_ref().map(|t| crypto::sha256_hex(t.as_bytes()));
+    store
+        .twilio_create_account(&NewAccount {
+            sub: &sub,
+            email: &email,
+            name: &name,
+            password_hash: hash.as_deref(),
+            link_hash: link_hash.as_deref(),
+            link_expires_at: link.as_ref().map(|_| now + PASSWORD_LINK_TTL),
+            now,
+        })
+        .await
+        .map_err(db_err)?;
     Ok(Created {
         sub,
         password_link: link,
     })
 }
 
-pub async fn by_sub(pool: &AnyPool, sub: &str) -> Result<Option<Account>, DomainError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM twilio_accounts WHERE sub = $1"
-    ))
-    .bind(sub)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+pub async fn by_sub(
+    store: &dyn TwilioIssuerStore,
+    sub: &str,
+) -> Result<Option<Account>, DomainError> {
+    store.twilio_account_by_sub(sub).await.map_err(db_err)
 }
 
-pub async fn by_email(pool: &AnyPool, email: &str) -> Result<Option<Account>, DomainError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM twilio_accounts WHERE email_norm = $1"
-    ))
-    .bind(normalize_email(email))
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+pub async fn by_email(
+    store: &dyn TwilioIssuerStore,
+    email: &str,
+) -> Result<Option<Account>, DomainError> {
+    store.twilio_account_by_email(email).await.map_err(db_err)
 }
 
-fn one_row(done: sqlx::any::AnyQueryResult) -> Result<(), DomainError> {
-    if done.rows_affected() == 0 {
-        Err(DomainError::NotFound)
-    } else {
+fn one_row(applied: bool) -> Result<(), DomainError> {
+    if applied {
         Ok(())
+    } else {
+        Err(DomainError::NotFound)
     }
 }
 
-pub async fn set_name(pool: &AnyPool, sub: &str, name: &str, now: i64) -> Result<(), DomainError> {
-    let done = sqlx::query("UPDATE twilio_accounts SET name = $1, updated_at = $2 WHERE sub = $3")
-        .bind(name)
-        .bind(now)
-        .bind(sub)
-        .execute(pool)
-        .await
-        .map_err(db)?;
-    one_row(done)
+pub async fn set_name(
+    store: &dyn TwilioIssuerStore,
+    sub: &str,
+    name: &str,
+    now: i64,
+) -> Result<(), DomainError> {
+    one_row(
+        store
+            .twilio_set_name(sub, name, now)
+            .await
+            .map_err(db_err)?,
+    )
 }
 
 /// Changes the email. A different address is unverified until proven
 /// (this simulation sends no mail, so it stays unverified); only a change of
 /// case keeps the verification.
 pub async fn set_email(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     sub: &str,
     email: &str,
     now: i64,
 ) -> Result<(), DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET email = $1, email_norm = $2, updated_at = $3, \
-         email_verified_at = CASE WHEN email_norm = $2 THEN email_verified_at ELSE NULL END \
-         WHERE sub = $4",
+    one_row(
+        store
+            .twilio_set_email(sub, email, now)
+            .await
+            .map_err(db_err)?,
     )
-    .bind(email)
-    .bind(normalize_email(email))
-    .bind(now)
-    .bind(sub)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    one_row(done)
 }
 
 pub async fn set_password(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     sub: &str,
     hash: &str,
     now: i64,
 ) -> Result<(), DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET password_hash = $1, password_link_hash = NULL, \
-         password_link_expires_at = NULL, updated_at = $2 WHERE sub = $3",
+    one_row(
+        store
+            .twilio_set_password(sub, hash, now)
+            .await
+            .map_err(db_err)?,
     )
-    .bind(hash)
-    .bind(now)
-    .bind(sub)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    one_row(done)
 }
 
 /// Replaces the account's set-password link; returns the new token.
-pub async fn new_password_link(pool: &AnyPool, sub: &str, now: i64) -> Result<String, DomainError> {
+pub async fn new_password_link(
+    store: &dyn TwilioIssuerStore,
+    sub: &str,
+    now: i64,
+) -> Result<String, DomainError> {
     let token = crypto::random_token("")?;
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET password_link_hash = $1, password_link_expires_at = $2 \
-         WHERE sub = $3",
-    )
-    .bind(crypto::sha256_hex(token.as_bytes()))
-    .bind(now + PASSWORD_LINK_TTL)
-    .bind(sub)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    one_row(done)?;
+    let link_hash = crypto::sha256_hex(token.as_bytes());
+    one_row(
+        store
+            .twilio_set_password_link(sub, &link_hash, now + PASSWORD_LINK_TTL)
+            .await
+            .map_err(db_err)?,
+    )?;
     Ok(token)
 }
 
 /// The account of a live set-password link, without using it.
 pub async fn by_password_link(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     token: &str,
     now: i64,
 ) -> Result<Option<Account>, DomainError> {
-    let row = sqlx::query(&format!(
-        "SELECT {COLS} FROM twilio_accounts WHERE password_link_hash = $1 \
-         AND password_link_expires_at > $2"
-    ))
-    .bind(crypto::sha256_hex(token.as_bytes()))
-    .bind(now)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
-    row.as_ref().map(from_row).transpose().map_err(db)
+    store
+        .twilio_account_by_password_link(&crypto::sha256_hex(token.as_bytes()), now)
+        .await
+        .map_err(db_err)
 }
 
 /// Sets the password through a live link and kills the link, atomically;
 /// `false` when the link was dead or used meanwhile.
 pub async fn use_password_link(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     token: &str,
     hash: &str,
     now: i64,
 ) -> Result<bool, DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET password_hash = $1, password_link_hash = NULL, \
-         password_link_expires_at = NULL, updated_at = $2 \
-         WHERE password_link_hash = $3 AND password_link_expires_at > $2",
-    )
-    .bind(hash)
-    .bind(now)
-    .bind(crypto::sha256_hex(token.as_bytes()))
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+    store
+        .twilio_use_password_link(&crypto::sha256_hex(token.as_bytes()), hash, now)
+        .await
+        .map_err(db_err)
 }
 
 /// The sealing purpose binds a sealed TOTP secret to its account, so a
@@ -323,79 +246,54 @@ pub fn open_totp(secret: &[u8], sub: &str, sealed: &str) -> Result<String, Domai
 
 /// Stores a pending enrolment (only while TOTP is off); `false` otherwise.
 pub async fn start_totp(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     sub: &str,
     sealed: &str,
     now: i64,
 ) -> Result<bool, DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET totp_secret = $1, totp_last_step = NULL, updated_at = $2 \
-         WHERE sub = $3 AND totp_enabled_at IS NULL",
-    )
-    .bind(sealed)
-    .bind(now)
-    .bind(sub)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+    store
+        .twilio_start_totp(sub, sealed, now)
+        .await
+        .map_err(db_err)
 }
 
 /// Turns the pending enrolment `sealed` on, recording the step of the
 /// confirming code; `false` when the enrolment changed meanwhile.
 pub async fn enable_totp(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     sub: &str,
     sealed: &str,
     step: i64,
     now: i64,
 ) -> Result<bool, DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET totp_enabled_at = $1, totp_last_step = $2, updated_at = $1 \
-         WHERE sub = $3 AND totp_secret = $4 AND totp_enabled_at IS NULL",
-    )
-    .bind(now)
-    .bind(step)
-    .bind(sub)
-    .bind(sealed)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+    store
+        .twilio_enable_totp(sub, sealed, step, now)
+        .await
+        .map_err(db_err)
 }
 
 /// Records `step` as used when it is newer than the last accepted one; the
 /// one place a TOTP code is accepted, so two requests cannot both use a code.
-pub async fn accept_totp_step(pool: &AnyPool, sub: &str, step: i64) -> Result<bool, DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET totp_last_step = $1 WHERE sub = $2 \
-         AND totp_enabled_at IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $1)",
-    )
-    .bind(step)
-    .bind(sub)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+pub async fn accept_totp_step(
+    store: &dyn TwilioIssuerStore,
+    sub: &str,
+    step: i64,
+) -> Result<bool, DomainError> {
+    store
+        .twilio_accept_totp_step(sub, step)
+        .await
+        .map_err(db_err)
 }
 
 /// Turns TOTP off with a code of `step` that was not used before.
 pub async fn disable_totp(
-    pool: &AnyPool,
+    store: &dyn TwilioIssuerStore,
     sub: &str,
     step: i64,
     now: i64,
 ) -> Result<bool, DomainError> {
-    let done = sqlx::query(
-        "UPDATE twilio_accounts SET totp_secret = NULL, totp_enabled_at = NULL, \
-         totp_last_step = NULL, updated_at = $1 WHERE sub = $2 \
-         AND totp_enabled_at IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $3)",
-    )
-    .bind(now)
-    .bind(sub)
-    .bind(step)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(done.rows_affected() == 1)
+    store
+        .twilio_disable_totp(sub, step, now)
+        .await
+        .map_err(db_err)
 }

@@ -249,7 +249,7 @@ async fn run(st: &IssuerState, headers: &HeaderMap, raw: &str) -> Result<Respons
 
     let now = st.clock.now();
     let session = match st.session(headers).await? {
-        Some(s) if accounts::by_sub(&st.pool, &s.sub).await?.is_some() => Some(s),
+        Some(s) if accounts::by_sub(st.store.as_ref(), &s.sub).await?.is_some() => Some(s),
         _ => None,
     };
     let fresh_enough = |auth_time: i64| max_age.is_none_or(|m| now - auth_time <= m);

@@ -46,7 +46,7 @@ pub async fn console(
     let Some(session) = st.session(&headers).await? else {
         return Ok(to_login());
     };
-    let Some(account) = accounts::by_sub(&st.pool, &session.sub).await? else {
+    let Some(account) = accounts::by_sub(st.store.as_ref(), &session.sub).await? else {
         return Ok(to_login());
     };
     let page = ConsolePage {

@@ -10,33 +10,32 @@
 use crate::crypto;
 use crate::domain::DomainError;
 use crate::jwt::EsKey;
-use crate::store::sql::map_err;
-use crate::store::StoreError;
-use sqlx::{AnyPool, Row};
+use crate::store::{StoreError, TwilioIssuerStore};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 const SEAL_PURPOSE: &str = "twilio-issuer-key";
 
 pub struct KeyRing {
-    pool: AnyPool,
+    store: Arc<dyn TwilioIssuerStore>,
     secret: Vec<u8>,
     opened: Mutex<HashMap<String, EsKey>>,
 }
 
-fn db(e: sqlx::Error) -> DomainError {
-    map_err(e).into()
+fn db(e: StoreError) -> DomainError {
+    e.into()
 }
 
 impl KeyRing {
     /// Opens the ring, creating the first key when there is none.
     pub async fn load_or_create(
-        pool: AnyPool,
+        store: Arc<dyn TwilioIssuerStore>,
         secret: &[u8],
         now: i64,
     ) -> Result<KeyRing, DomainError> {
         let ring = KeyRing {
-            pool,
+            store,
             secret: secret.to_vec(),
             opened: Mutex::new(HashMap::new()),
         };
@@ -53,22 +52,20 @@ impl KeyRing {
 
     async fn insert_new(&self, now: i64) -> Result<String, DomainError> {
         let key = EsKey::generate()?;
-        sqlx::query(
-            "INSERT INTO twilio_issuer_keys (kid, seq, private_key, public_jwk, created_at) \
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM twilio_issuer_keys",
-        )
-        .bind(&key.kid)
-        .bind(key.seal(&self.secret, SEAL_PURPOSE)?)
-        .bind(key.public_jwk().to_string())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| match map_err(e) {
-            StoreError::Conflict(_) => {
-                DomainError::Conflict("another key was added at the same time".into())
-            }
-            other => other.into(),
-        })?;
+        self.store
+            .twilio_insert_key(
+                &key.kid,
+                &key.seal(&self.secret, SEAL_PURPOSE)?,
+                &key.public_jwk().to_string(),
+                now,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    DomainError::Conflict("another key was added at the same time".into())
+                }
+                other => other.into(),
+            })?;
         let kid = key.kid.clone();
         if let Ok(mut cache) = self.opened.lock() {
             cache.insert(kid.clone(), key);
@@ -78,20 +75,13 @@ impl KeyRing {
 
     /// The active keys, oldest first.
     pub async fn active(&self) -> Result<Vec<EsKey>, DomainError> {
-        let rows = sqlx::query(
-            "SELECT kid, private_key FROM twilio_issuer_keys WHERE retired_at IS NULL ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        let rows = self.store.twilio_active_keys().await.map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let kid: String = r.try_get("kid").map_err(db)?;
+        for (kid, sealed) in rows {
             let cached = self.opened.lock().ok().and_then(|c| c.get(&kid).cloned());
             let key = match cached {
                 Some(k) => k,
                 None => {
-                    let sealed: String = r.try_get("private_key").map_err(db)?;
                     let k = EsKey::open(&kid, &sealed, &self.secret, SEAL_PURPOSE)?;
                     if let Ok(mut c) = self.opened.lock() {
                         c.insert(kid.clone(), k.clone());
@@ -128,16 +118,8 @@ impl KeyRing {
 
     /// Unpublishes `kid`. The last active key cannot be retired.
     pub async fn retire(&self, kid: &str, now: i64) -> Result<(), DomainError> {
-        let done = sqlx::query(
-            "UPDATE twilio_issuer_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL \
-             AND EXISTS (SELECT 1 FROM twilio_issuer_keys o WHERE o.retired_at IS NULL AND o.kid <> $2)",
-        )
-        .bind(now)
-        .bind(kid)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
+        let retired = self.store.twilio_retire_key(kid, now).await.map_err(db)?;
+        if retired {
             if let Ok(mut c) = self.opened.lock() {
                 c.remove(kid);
             }

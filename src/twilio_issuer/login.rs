@@ -114,7 +114,7 @@ pub async fn submit(
         ));
     }
     let account = if valid_email(&email) {
-        accounts::by_email(&st.pool, &email).await?
+        accounts::by_email(st.store.as_ref(), &email).await?
     } else {
         None
     };
@@ -191,7 +191,7 @@ pub async fn totp_submit(
     let Some((value, pending)) = st.pending_mfa(&headers).await? else {
         return Ok(start_over());
     };
-    let account = accounts::by_sub(&st.pool, &pending.sub)
+    let account = accounts::by_sub(st.store.as_ref(), &pending.sub)
         .await?
         .filter(|a| a.totp_enabled);
     let Some((account, sealed)) = account.and_then(|a| a.totp_secret.clone().map(|s| (a, s)))
@@ -201,7 +201,7 @@ pub async fn totp_submit(
     let secret = accounts::open_totp(&st.secret, &account.sub, &sealed)?;
     let now = st.clock.now();
     let accepted = match totp::verify(&secret, &f.code, now, account.totp_last_step) {
-        Some(step) => accounts::accept_totp_step(&st.pool, &account.sub, step).await?,
+        Some(step) => accounts::accept_totp_step(st.store.as_ref(), &account.sub, step).await?,
         None => false,
     };
     if !accepted {
@@ -277,7 +277,7 @@ pub async fn set_password_page(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let account = accounts::by_password_link(&st.pool, &token, st.clock.now())
+    let account = accounts::by_password_link(st.store.as_ref(), &token, st.clock.now())
         .await?
         .ok_or_else(link_dead)?;
     let (csrf_token, set) = csrf::page_token(&st, &headers, None);
@@ -302,7 +302,7 @@ pub async fn set_password(
         return Ok(csrf_refused());
     }
     let now = st.clock.now();
-    let account = accounts::by_password_link(&st.pool, &token, now)
+    let account = accounts::by_password_link(st.store.as_ref(), &token, now)
         .await?
         .ok_or_else(link_dead)?;
     if let Err(why) = check_policy(&f.password, &account.email) {
@@ -325,7 +325,7 @@ pub async fn set_password(
         .hash(&f.password)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    if !accounts::use_password_link(&st.pool, &token, &hash, now).await? {
+    if !accounts::use_password_link(st.store.as_ref(), &token, &hash, now).await? {
         return Err(link_dead());
     }
     st.end_other_sessions(&account.sub, None).await?;

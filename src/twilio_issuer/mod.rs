@@ -32,13 +32,13 @@ use crate::crypto;
 use crate::domain::DomainError;
 use crate::password::Hasher;
 use crate::session::KvStore;
+use crate::store::TwilioIssuerStore;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use sqlx::AnyPool;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -80,7 +80,7 @@ pub struct Inner {
     pub secure: bool,
     pub clients: Vec<ClientRegistration>,
     pub handoff_url: String,
-    pub pool: AnyPool,
+    pub store: Arc<dyn TwilioIssuerStore>,
     pub kv: Arc<dyn KvStore>,
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
@@ -153,9 +153,9 @@ fn check_options(opts: &IssuerOptions) -> Result<url::Url, DomainError> {
 }
 
 /// Checks the options, opens the keys (creating the first one) and returns
-/// the state [`router`] serves. `pool` must be migrated already.
+/// the state [`router`] serves. `store` must be migrated already.
 pub async fn build(
-    pool: AnyPool,
+    store: Arc<dyn TwilioIssuerStore>,
     kv: Arc<dyn KvStore>,
     clock: Arc<dyn Clock>,
     secret: Vec<u8>,
@@ -175,14 +175,14 @@ pub async fn build(
     let hasher = Hasher::new(workers)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let keys = keys::KeyRing::load_or_create(pool.clone(), &secret, clock.now()).await?;
+    let keys = keys::KeyRing::load_or_create(store.clone(), &secret, clock.now()).await?;
     Ok(IssuerState(Arc::new(Inner {
         public_url: opts.public_url.trim_end_matches('/').to_string(),
         origin: public.origin().ascii_serialization(),
         secure: public.scheme() == "https",
         clients: opts.clients,
         handoff_url: opts.handoff_url,
-        pool,
+        store,
         kv,
         clock,
         secret,
@@ -201,7 +201,7 @@ impl IssuerState {
         password: Option<&str>,
     ) -> Result<String, DomainError> {
         let created = accounts::create(
-            &self.pool,
+            self.store.as_ref(),
             &self.hasher,
             self.clock.now(),
             email,
@@ -215,7 +215,7 @@ impl IssuerState {
     /// A fresh one-time set-password link (24 hours) for an account; any
     /// earlier link of that account stops working.
     pub async fn password_link(&self, sub: &str) -> Result<String, DomainError> {
-        let token = accounts::new_password_link(&self.pool, sub, self.clock.now()).await?;
+        let token = accounts::new_password_link(self.store.as_ref(), sub, self.clock.now()).await?;
         Ok(format!("{}/set-password/{token}", self.public_url))
     }
 

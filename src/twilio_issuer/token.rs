@@ -285,7 +285,7 @@ async fn redeem(
     {
         return Ok(bad("invalid_grant", INVALID));
     }
-    let Some(account) = accounts::by_sub(&st.pool, &grant.sub).await? else {
+    let Some(account) = accounts::by_sub(st.store.as_ref(), &grant.sub).await? else {
         return Ok(bad("invalid_grant", INVALID));
     };
 
@@ -401,7 +401,7 @@ async fn lookup(st: &IssuerState, token: &str) -> Result<Option<Value>, DomainEr
     if st.clock.now() >= grant.expires_at {
         return Ok(None);
     }
-    let Some(account) = accounts::by_sub(&st.pool, &grant.sub).await? else {
+    let Some(account) = accounts::by_sub(st.store.as_ref(), &grant.sub).await? else {
         return Ok(None);
     };
     let mut out = Map::new();

@@ -1182,3 +1182,43 @@ async fn the_cli_mints_a_working_api_token() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[tokio::test]
+async fn member_role_filters_match_the_role_id_exactly() {
+    for backend in matrix() {
+        let srv = TestServer::start(backend).await;
+        let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
+        srv.add_member(&acme, "bob@acme.test", &["workspace_member"])
+            .await;
+        let mut owner = Api::sign_in(&srv, "ann@acme.test").await;
+        assert_eq!(
+            role_filter(&mut owner, "workspace_member").await,
+            ["bob@acme.test"]
+        );
+        assert_eq!(
+            role_filter(&mut owner, "workspace_owner").await,
+            ["ann@acme.test"]
+        );
+        for wildcard in ["%", "_", "%member%", "workspace_membe_", "WORKSPACE_MEMBER"] {
+            assert_eq!(
+                role_filter(&mut owner, wildcard).await,
+                Vec::<String>::new(),
+                "{backend:?}: ?role={wildcard} is not a pattern"
+            );
+        }
+        srv.stop().await;
+    }
+}
+
+/// The emails `GET members?role=ROLE` lists.
+async fn role_filter(api: &mut Api, role: &str) -> Vec<String> {
+    let path = format!("/api/v1/workspaces/acme/members?role={}", urlenc(role));
+    let (s, body) = api.call("GET", &path, None).await;
+    assert_eq!(s, 200, "{role}: {body}");
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap().to_string())
+        .collect()
+}

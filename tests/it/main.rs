@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod concurrency;
 mod credentials;
 mod dns_server;
 mod every_door;

@@ -1621,6 +1621,149 @@ async fn sqlite_kill_9_during_a_write_burst_loses_no_acknowledged_write() {
     drop(gw);
 }
 
+/// Runs `iam-gateway ARGS` in `dir` (default configuration); its stdout.
+fn cli(dir: &Path, port: u16, issuer_port: u16, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = gateway_env(dir, port, issuer_port)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_kill_9_during_concurrent_writes_on_every_path_loses_no_acknowledged_write() {
+    use crate::concurrency::{self as load, Target, CLIENTS};
+    use iam_gateway::store::{NewUser, Store};
+    use std::sync::atomic::Ordering;
+    let dir = temp_dir();
+    let (port, issuer_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    cli(
+        &dir,
+        port,
+        issuer_port,
+        &[
+            "bootstrap",
+            "--workspace",
+            "acme",
+            "--owner-email",
+            "ann@acme.test",
+            "--password-stdin",
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let api_token = cli(
+        &dir,
+        port,
+        issuer_port,
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--role",
+            "workspace_owner",
+        ],
+        None,
+    );
+    let scim_token = cli(
+        &dir,
+        port,
+        issuer_port,
+        &["scim-token", "create", "--workspace", "acme"],
+        None,
+    );
+    // The members the clients sign in as, written before the gateway starts.
+    let url = format!("sqlite://{}", dir.join("data/iam-gateway.db").display());
+    let store = iam_gateway::store::open(&url).await.unwrap();
+    let hash = iam_gateway::password::Hasher::new(1)
+        .await
+        .unwrap()
+        .hash(PASSWORD)
+        .await
+        .unwrap();
+    let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+    for c in 0..CLIENTS {
+        let new = NewUser {
+            email: load::person(c),
+            name: format!("P{c}"),
+            password_hash: Some(hash.clone()),
+        };
+        let user = store.create_user(&new, 0).await.unwrap();
+        let member = [iam_gateway::domain::roles::Policy::workspace(
+            "workspace_member",
+        )];
+        store
+            .add_member(&ws.id, &user.id, &member, 0)
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let gw = serve(&dir, port, issuer_port).await;
+    let target = Arc::new(Target {
+        base: base.clone(),
+        scim_token,
+        api_token,
+        progress: Default::default(),
+    });
+    let running = tokio::spawn(load::load(target.clone()));
+    let t = Instant::now();
+    // About a quarter of the load is through: kill it.
+    while target.progress.load(Ordering::Relaxed) < CLIENTS * load::STEPS / 4 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the load is too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(gw); // SIGKILL
+    let runs = running.await.unwrap();
+    let bad = load::unexpected(&runs);
+    assert!(bad.is_empty(), "answers before the kill: {bad:#?}");
+    let cut = runs.iter().filter(|r| r.cut).count();
+    assert!(
+        cut > 0,
+        "the load ended before the kill; nothing was tested"
+    );
+    let acked: usize = runs.iter().map(|r| r.acked.len()).sum();
+    eprintln!("killed with {acked} effects acknowledged; {cut} of {CLIENTS} clients cut");
+
+    let gw = serve(&dir, port, issuer_port).await;
+    let (seen, idle) = load::observe(&target, &runs).await;
+    let lost = load::lost_writes(&runs, &seen);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost ({cut} of {CLIENTS} clients cut, {acked} effects acknowledged): {lost:#?}",
+        lost.len()
+    );
+    let extra = load::unexplained(&runs, &seen);
+    assert!(extra.is_empty(), "state nobody wrote: {extra:#?}");
+    let written: Vec<&String> = runs
+        .iter()
+        .flat_map(|r| r.settings_acked.iter().chain(&r.settings_in_flight))
+        .collect();
+    if runs.iter().any(|r| !r.settings_acked.is_empty()) {
+        assert!(written.contains(&&idle), "idle_timeout {idle}: not written");
+    }
+    drop(gw);
+}
+
 // ---------------------------------------------------------------------------
 // docker-compose.yml stays wired like the tested configuration.
 

@@ -18,10 +18,10 @@ async fn backends() -> Vec<(&'static str, Arc<dyn KvStore>)> {
     let s = store::open(&fresh_database_url(Db::Sqlite, &temp_dir()).await)
         .await
         .unwrap();
-    out.push(("sqlite", Arc::new(DbKv::new(s.pool().clone()))));
+    out.push(("sqlite", Arc::new(DbKv::new(s.db().clone()))));
     if pg_url().is_some() {
         let s = store::open(&fresh_pg_url().await).await.unwrap();
-        out.push(("postgres", Arc::new(DbKv::new(s.pool().clone()))));
+        out.push(("postgres", Arc::new(DbKv::new(s.db().clone()))));
     }
     if let Some(url) = redis_url() {
         out.push(("redis", Arc::new(RedisKv::new(&url).unwrap())));

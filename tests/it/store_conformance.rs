@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use iam_gateway::domain::roles::Policy;
-use iam_gateway::store::{self, NewUser, Store, StoreError};
+use iam_gateway::store::{self, AccessStore, NewUser, Store, StoreError};
 
 async fn stores() -> Vec<(Db, std::sync::Arc<store::sql::SqlStore>)> {
     let mut out = Vec::new();
@@ -131,17 +131,33 @@ async fn memberships_hold_policies_and_can_change_and_end() {
             s.membership(&ws.id, &u.id).await.unwrap().unwrap().policies[0].role,
             "workspace_member"
         );
-        s.remove_member(&ws.id, &u.id).await.unwrap();
+        let owner = s.create_user(&new_user("o@w1.test"), 1).await.unwrap();
+        s.add_member(
+            &ws.id,
+            &owner.id,
+            &[Policy::workspace("workspace_owner")],
+            1,
+        )
+        .await
+        .unwrap();
+        s.remove_member_checked(&ws.id, &u.id).await.unwrap();
         assert!(
             s.membership(&ws.id, &u.id).await.unwrap().is_none(),
             "{db:?}"
         );
         assert!(
             matches!(
-                s.remove_member(&ws.id, &u.id).await,
+                s.remove_member_checked(&ws.id, &u.id).await,
                 Err(StoreError::NotFound)
             ),
             "{db:?}"
+        );
+        assert!(
+            matches!(
+                s.remove_member_checked(&ws.id, &owner.id).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{db:?}: the last owner stays"
         );
         assert!(
             s.user_by_id(&u.id).await.unwrap().is_some(),

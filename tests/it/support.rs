@@ -515,7 +515,7 @@ impl IssuerServer {
     ) -> IssuerServer {
         let sql = iam_gateway::store::open(&database_url).await.unwrap();
         let kv: Arc<dyn KvStore> = match backend.sessions {
-            Sessions::Database => Arc::new(DbKv::new(sql.pool().clone())),
+            Sessions::Database => Arc::new(DbKv::new(sql.db().clone())),
             Sessions::Memory => Arc::new(MemoryKv::new()),
             Sessions::Redis => Arc::new(RedisKv::new(&redis_url().unwrap()).unwrap()),
         };
@@ -524,7 +524,7 @@ impl IssuerServer {
         let clock = ManualClock::new();
         let secret = iam_gateway::crypto::random_bytes::<32>().unwrap().to_vec();
         let state = twilio_issuer::build(
-            sql.pool().clone(),
+            sql.clone(),
             kv,
             Arc::new(clock.clone()),
             secret,

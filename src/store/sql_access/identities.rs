@@ -1,0 +1,121 @@
+//! Identities linked to users (Twilio, SSO) and the user fields they
+//! change: email, password removal, last sign-in method.
+
+use super::*;
+
+pub(super) async fn link_identity(
+    s: &SqlStore,
+    provider: &str,
+    subject: &str,
+    user_id: &str,
+    email: Option<&str>,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(provider)
+        .bind(subject)
+        .bind(user_id)
+        .bind(email)
+        .bind(now)
+        .execute(s.write())
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn identity_user(
+    s: &SqlStore,
+    provider: &str,
+    subject: &str,
+) -> StoreResult<Option<String>> {
+    let row =
+        sqlx::query("SELECT user_id FROM identity_links WHERE provider = $1 AND subject = $2")
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(s.read())
+            .await?;
+    row.map(|r| r.try_get("user_id"))
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+pub(super) async fn identities_of(
+    s: &SqlStore,
+    user_id: &str,
+) -> StoreResult<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT provider, subject FROM identity_links WHERE user_id = $1 ORDER BY provider",
+    )
+    .bind(user_id)
+    .fetch_all(s.read())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("provider")?, r.try_get("subject")?)))
+        .collect()
+}
+
+pub(super) async fn unlink_identity(
+    s: &SqlStore,
+    provider: &str,
+    user_id: &str,
+) -> StoreResult<()> {
+    exec_one(
+        sqlx::query("DELETE FROM identity_links WHERE provider = $1 AND user_id = $2")
+            .bind(provider)
+            .bind(user_id),
+        s.write(),
+    )
+    .await
+}
+
+pub(super) async fn create_user_with_identity(
+    s: &SqlStore,
+    new: &NewUser,
+    provider: &str,
+    subject: &str,
+    now: i64,
+) -> StoreResult<User> {
+    let mut tx = s.begin_write().await?;
+    let user = insert_user(&mut *tx, new, now).await?;
+    sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(provider)
+        .bind(subject)
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub(super) async fn set_user_email(s: &SqlStore, user_id: &str, email: &str) -> StoreResult<()> {
+    exec_one(
+        sqlx::query("UPDATE users SET email = $1, email_norm = $2 WHERE id = $3")
+            .bind(email.trim())
+            .bind(normalize_email(email))
+            .bind(user_id),
+        s.write(),
+    )
+    .await
+}
+
+pub(super) async fn clear_password(s: &SqlStore, user_id: &str) -> StoreResult<()> {
+    exec_one(
+        sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id),
+        s.write(),
+    )
+    .await
+}
+
+pub(super) async fn set_last_auth_method(
+    s: &SqlStore,
+    user_id: &str,
+    method: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
+        .bind(method)
+        .bind(user_id)
+        .execute(s.write())
+        .await?;
+    Ok(())
+}
