@@ -1,13 +1,16 @@
 //! Sessions in the gateway's own database (the default): tables `kv` and
 //! `kv_index`; expired rows are swept by [`DbKv::sweep`].
 
-use super::{now_ms, ttl_ms, KvError, KvStore};
+use super::{ttl_ms, KvError, KvStore};
+use crate::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use sqlx::{AnyPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct DbKv {
     pool: AnyPool,
+    clock: Arc<dyn Clock>,
 }
 
 fn unavailable(e: sqlx::Error) -> KvError {
@@ -15,13 +18,23 @@ fn unavailable(e: sqlx::Error) -> KvError {
 }
 
 impl DbKv {
+    /// Expiry by the system clock.
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self::with_clock(pool, Arc::new(SystemClock))
+    }
+
+    /// Expiry by `clock` (the gateway's injected clock).
+    pub fn with_clock(pool: AnyPool, clock: Arc<dyn Clock>) -> Self {
+        Self { pool, clock }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Deletes expired rows; run periodically.
     pub async fn sweep(&self) -> Result<u64, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
@@ -41,7 +54,7 @@ impl KvStore for DbKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
         let row = sqlx::query("SELECT value FROM kv WHERE key = $1 AND expires_at > $2")
             .bind(key)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -58,7 +71,7 @@ impl KvStore for DbKv {
                 "SELECT key FROM kv WHERE expires_at > $1 AND key IN ({})",
                 marks.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(now_ms());
+            let mut q = sqlx::query(&sql).bind(self.now_ms());
             for key in chunk {
                 q = q.bind(key);
             }
@@ -76,7 +89,7 @@ impl KvStore for DbKv {
         )
         .bind(key)
         .bind(value)
-        .bind(now_ms() + ttl_ms(ttl))
+        .bind(self.now_ms() + ttl_ms(ttl))
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -84,7 +97,7 @@ impl KvStore for DbKv {
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let done = sqlx::query(
             "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
@@ -108,7 +121,7 @@ impl KvStore for DbKv {
             .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let expires: i64 = row.try_get("expires_at").map_err(unavailable)?;
-        if expires <= now_ms() {
+        if expires <= self.now_ms() {
             return Ok(None);
         }
         row.try_get("value").map(Some).map_err(unavailable)
@@ -130,7 +143,7 @@ impl KvStore for DbKv {
         )
         .bind(index)
         .bind(member)
-        .bind(now_ms() + ttl_ms(ttl))
+        .bind(self.now_ms() + ttl_ms(ttl))
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -140,7 +153,7 @@ impl KvStore for DbKv {
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {
         let rows = sqlx::query("SELECT member FROM kv_index WHERE ikey = $1 AND expires_at > $2")
             .bind(index)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
@@ -163,7 +176,7 @@ impl KvStore for DbKv {
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         // One statement: a live counter goes up by one, an absent or expired
         // one starts again at 1 with a new expiry. Counters are stored as
         // decimal text like every other value.

@@ -177,7 +177,7 @@ async fn members_get_403_outside_their_workspace_or_role() {
 
 #[tokio::test]
 async fn missing_tampered_or_garbage_cookies_get_401() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let none = client()
         .get(srv.url("/auth/verify?workspace=acme"))
@@ -208,7 +208,7 @@ async fn missing_tampered_or_garbage_cookies_get_401() {
 
 #[tokio::test]
 async fn forward_style_redirects_browsers_to_sign_in_with_the_original_url() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let c = client();
     let r = c
@@ -275,7 +275,7 @@ async fn forward_style_redirects_browsers_to_sign_in_with_the_original_url() {
 #[tokio::test]
 async fn forwarded_headers_from_untrusted_peers_are_ignored() {
     let srv =
-        TestServer::start_with(Options::new(matrix()[0]).env("IAMGW_TRUSTED_PROXIES", "[]")).await;
+        TestServer::start_with(Options::new(sqlite()).env("IAMGW_TRUSTED_PROXIES", "[]")).await;
     let r = client()
         .get(srv.url("/auth/forward?workspace=acme"))
         .header("accept", "text/html")
@@ -354,13 +354,16 @@ async fn an_unreachable_session_store_answers_503_never_200() {
 #[tokio::test]
 async fn redis_sessions_recover_when_redis_comes_back() {
     // A private redis-server on a free port, stopped and restarted mid-test.
-    let Some(_) = redis_url() else { return };
+    let Some(bin) = needs_tool("redis-server", "redis-server") else {
+        return;
+    };
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let log = temp_dir().join("redis.log");
     let start = || {
-        std::process::Command::new("redis-server")
+        std::process::Command::new(&bin)
             .args([
                 "--port",
                 &port.to_string(),
@@ -371,12 +374,14 @@ async fn redis_sessions_recover_when_redis_comes_back() {
                 "--appendonly",
                 "no",
             ])
+            .arg("--logfile")
+            .arg(&log)
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server on PATH")
+            .unwrap()
     };
     let mut redis = start();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    wait_for_port(port, &mut redis, "redis-server", &log).await;
     let url = format!("redis://127.0.0.1:{port}");
     let srv = TestServer::start_with(
         Options::new(Backend {
@@ -445,7 +450,7 @@ async fn redis_sessions_recover_when_redis_comes_back() {
 
 #[tokio::test]
 async fn metrics_count_requests_signins_and_decisions() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let mut br = Browser::new();
     br.sign_in(&srv, "ann@acme.test", "wrong password here", "/")

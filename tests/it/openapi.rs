@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 /// A workspace `acme` with an owner, and an owner API token of it.
 async fn setup() -> (TestServer, String, String) {
-    setup_on(matrix()[0]).await
+    setup_on(sqlite()).await
 }
 
 async fn setup_on(backend: Backend) -> (TestServer, String, String) {
