@@ -301,13 +301,13 @@ async fn the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
 
 #[tokio::test]
 async fn brute_force_counters_are_shared_by_instances_on_one_redis() {
-    if needs(redis_url(), "IAMGW_TEST_REDIS_URL is unset").is_none() {
+    if needs(redis_url(), "IAMGW_TEST_REDIS_URL is unset or empty").is_none() {
         return;
     }
     // One deployment: PostgreSQL when there is one (as in production).
     let db = if needs(
         pg_url(),
-        "IAMGW_TEST_DATABASE_URL is unset: on SQLite instead",
+        "IAMGW_TEST_DATABASE_URL is unset or empty: on SQLite instead",
     )
     .is_some()
     {

@@ -273,7 +273,7 @@ async fn settings_durations_are_bounded_so_expiry_times_stay_dates() {
     );
 }
 
-/// Found by schemathesis (positive data): `?cursor=` (empty, as SPEC writes
+/// Found by schemathesis (positive data): `?cursor=` (empty, as in
 /// `?cursor=&limit=`) answered 400 "malformed cursor"; it is the first page.
 #[tokio::test]
 async fn an_empty_cursor_is_the_first_page() {

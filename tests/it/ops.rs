@@ -542,7 +542,7 @@ async fn forward_style_answers_traefik_and_caddy_shaped_requests() {
 
 #[tokio::test]
 async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
-    if needs(pg_url(), "IAMGW_TEST_DATABASE_URL is unset").is_none() {
+    if needs(pg_url(), "IAMGW_TEST_DATABASE_URL is unset or empty").is_none() {
         return;
     }
     // Revocations travel by Redis pub/sub with Redis sessions, by
@@ -550,7 +550,7 @@ async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
     let mut backends = vec![Sessions::Database];
     if needs(
         redis_url(),
-        "IAMGW_TEST_REDIS_URL is unset: no Redis sessions",
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis sessions",
     )
     .is_some()
     {

@@ -1,5 +1,6 @@
-//! SCIM 2.0 provisioning over real HTTP (SPEC section 9; SECURITY-CASES
-//! 23, 30-33): auth, users and groups, filters, PATCH shapes of Entra ID and
+//! SCIM 2.0 provisioning over real HTTP (docs/scim.md): auth (no or wrong
+//! bearer 401), users and groups (duplicate userName 409, deactivation 403 at
+//! once on forward-auth), filters, PATCH shapes of Entra ID and
 //! Okta, ETags, isolation between workspaces, and the effect on forward-auth.
 
 use crate::access::Api;

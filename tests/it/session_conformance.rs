@@ -62,7 +62,7 @@ async fn backends() -> Vec<Kv> {
     }));
     if needs(
         pg_url(),
-        "IAMGW_TEST_DATABASE_URL is unset: no PostgreSQL variant",
+        "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
     )
     .is_some()
     {
@@ -73,7 +73,7 @@ async fn backends() -> Vec<Kv> {
     }
     if let Some(url) = needs(
         redis_url(),
-        "IAMGW_TEST_REDIS_URL is unset: no Redis variant",
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis variant",
     ) {
         out.push(Kv {
             name: "redis",

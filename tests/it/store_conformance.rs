@@ -11,7 +11,7 @@ async fn stores() -> Vec<(Db, std::sync::Arc<store::sql::SqlStore>)> {
         if db == Db::Postgres
             && needs(
                 pg_url(),
-                "IAMGW_TEST_DATABASE_URL is unset: no PostgreSQL variant",
+                "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
             )
             .is_none()
         {

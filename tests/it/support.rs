@@ -56,12 +56,12 @@ pub fn matrix() -> Vec<Backend> {
     let mut out = vec![sqlite()];
     let pg = needs(
         pg_url(),
-        "IAMGW_TEST_DATABASE_URL is unset: no PostgreSQL variant",
+        "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
     )
     .is_some();
     let redis = needs(
         redis_url(),
-        "IAMGW_TEST_REDIS_URL is unset: no Redis variant",
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis variant",
     )
     .is_some();
     if pg {
