@@ -81,3 +81,22 @@ pub fn rfc3339(unix: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_clock_moves_by_milliseconds_and_only_when_told() {
+        let c = ManualClock::new();
+        let (s0, ms0) = (c.now(), c.now_ms());
+        assert_eq!(s0, ms0.div_euclid(1000));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now_ms(), ms0, "real time does not move it");
+        c.advance(Duration::from_millis(1500));
+        assert_eq!(c.now_ms(), ms0 + 1500);
+        assert_eq!(c.now(), (ms0 + 1500).div_euclid(1000));
+        let sys = SystemClock;
+        assert!((sys.now_ms().div_euclid(1000) - sys.now()).abs() <= 1);
+    }
+}

@@ -116,8 +116,8 @@ pub fn needs<T>(found: Option<T>, missing: &str) -> Option<T> {
             .to_string();
         assert!(
             !in_ci(),
-            "{test}: {missing}. CI=1 means every test runs: install what it needs \
-             (scripts/install-deps test) and set the test URLs (scripts/test does)"
+            "{test}: {missing}. With CI set every test must run, none may skip: install \
+             what it needs (scripts/install-deps test) and set the test URLs (scripts/test does)"
         );
         eprintln!("SKIPPED {test}: {missing}");
         let line = format!("{test}\t{missing}\n");
