@@ -7,10 +7,10 @@
 #   bench/forward_auth.sh --login-storm   /auth/verify p99 idle vs while
 #                                         password sign-ins (argon2) saturate
 #
-# Builds the release binary, installs wrk (apt) if missing, runs the gateway
-# on free 127.0.0.1 ports with a temporary SQLite database (and a private
-# redis-server for the Redis store), signs in with curl, measures with wrk,
-# and stops everything it started. Results: docs/benchmarks.md.
+# Builds the release binary, installs wrk if missing (scripts/install-deps
+# bench), runs the gateway on free 127.0.0.1 ports with a temporary SQLite
+# database (and a private redis-server for the Redis store), signs in with
+# curl, measures with wrk, and stops everything it started. Results: docs/benchmarks.md.
 #
 # Environment: BENCH_SECONDS (per measurement, default 10), BENCH_CONNECTIONS
 # (default 64), BENCH_STORM_CONNECTIONS (sign-in clients, default 16),
@@ -38,11 +38,7 @@ EMAIL=bench@acme.test
 target_dir=${CARGO_TARGET_DIR:-target}
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk; then
-  echo "installing wrk" >&2
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
-  else sudo apt-get install -y -q wrk >/dev/null; fi
-fi
+scripts/install-deps bench >&2
 for t in curl wrk; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 case " $STORES " in *" redis "*) need redis-server || { echo "missing: redis-server" >&2; exit 1; } ;; esac
 

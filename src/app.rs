@@ -99,7 +99,7 @@ pub struct Gateway {
 pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartError> {
     let secret = load_or_create_secret(&cfg.secret_key_file)?;
     let sql = crate::store::open(&cfg.database_url).await?;
-    let kv = session_kv(&cfg, &sql)?;
+    let kv = session_kv(&cfg, &sql, clock.clone())?;
     let sessions = SessionManager::new(
         kv,
         clock.clone(),
@@ -119,7 +119,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     if cfg.session.store == SessionStoreKind::Database {
-        spawn_sweeper(DbKv::new(sql.db().clone()));
+        spawn_sweeper(DbKv::with_clock(sql.db().clone(), clock.clone()));
     }
     let store: Arc<dyn crate::store::Store> = sql.clone();
     spawn_audit_retention(store.clone(), clock.clone());
@@ -227,11 +227,16 @@ pub async fn purge_audit(
     Ok(n)
 }
 
-/// The configured session backend (the issuer shares it).
-fn session_kv(cfg: &Config, sql: &SqlStore) -> Result<Arc<dyn KvStore>, StartError> {
+/// The configured session backend (the issuer shares it); memory and
+/// database entries expire by `clock`.
+fn session_kv(
+    cfg: &Config,
+    sql: &SqlStore,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn KvStore>, StartError> {
     Ok(match cfg.session.store {
-        SessionStoreKind::Database => Arc::new(DbKv::new(sql.db().clone())),
-        SessionStoreKind::Memory => Arc::new(MemoryKv::new()),
+        SessionStoreKind::Database => Arc::new(DbKv::with_clock(sql.db().clone(), clock)),
+        SessionStoreKind::Memory => Arc::new(MemoryKv::with_clock(clock)),
         SessionStoreKind::Redis => Arc::new(
             RedisKv::new(&cfg.session.redis_url).map_err(|e| StartError::Config(e.to_string()))?,
         ),
@@ -437,11 +442,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
 pub async fn run_issuer(cfg: Config) -> Result<(), StartError> {
     let secret = load_or_create_secret(&cfg.secret_key_file)?;
     let sql = crate::store::open(&cfg.database_url).await?;
-    let kv = session_kv(&cfg, &sql)?;
+    let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+    let kv = session_kv(&cfg, &sql, clock.clone())?;
     if cfg.session.store == SessionStoreKind::Database {
-        spawn_sweeper(DbKv::new(sql.db().clone()));
+        spawn_sweeper(DbKv::with_clock(sql.db().clone(), clock.clone()));
     }
-    let state = build_issuer(&cfg, &sql, kv, Arc::new(crate::clock::SystemClock), secret).await?;
+    let state = build_issuer(&cfg, &sql, kv, clock, secret).await?;
     let listen = cfg.twilio_issuer.listen;
     let listener = bind(listen, "twilio issuer").await?;
     println!("twilio issuer (simulated) listening on {listen}");

@@ -1,4 +1,4 @@
-//! The command line (SPEC section 2). Exit status: 0 success, 1 bad input
+//! The command line (README "Command line"). Exit status: 0 success, 1 bad input
 //! (one-line reason on stderr), 2 usage.
 
 use crate::app::{self, StartError};
@@ -64,7 +64,7 @@ pub enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Print a workspace's members as CSV (SPEC section 8).
+    /// Print a workspace's members as CSV (RFC 4180, formula-safe).
     ExportMembers {
         #[arg(long)]
         workspace: String,

@@ -1,6 +1,6 @@
-//! Brute-force protection for the password and second-factor steps
-//! (SECURITY-CASES 26). Failures are counted per account and per client IP
-//! in the session store backend, so every instance sees the same counters.
+//! Brute-force protection for the password and second-factor steps.
+//! Failures are counted per account and per client IP in the session store
+//! backend, so every instance sees the same counters.
 //! From the 6th failure in 15 minutes for an account (the 21st for an IP)
 //! the answer is 429 with a wait that starts at 30 s and doubles up to
 //! 15 minutes: a soft lock, never a long lockout an attacker can impose.

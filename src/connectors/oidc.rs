@@ -276,8 +276,8 @@ impl OidcConnector {
         }
     }
 
-    /// SECURITY-CASES 19: state present, equal (constant time), from this
-    /// connection, not expired.
+    /// The state: present, equal (constant time), from this connection, not
+    /// expired (else 400).
     fn check_pending(
         &self,
         pending: &PendingAuth,
@@ -371,8 +371,8 @@ impl OidcConnector {
         Ok(())
     }
 
-    /// SECURITY-CASES 18: userinfo, when the issuer has the endpoint; its
-    /// `sub` must be the ID token's.
+    /// Userinfo, when the issuer has the endpoint; its `sub` must be the ID
+    /// token's (else 401).
     async fn userinfo(
         &self,
         client: &OClient,

@@ -1,5 +1,7 @@
-//! `return_to` validation (SECURITY-CASES 20): a relative path, or a URL on an
-//! allowed origin; anything else becomes the default page.
+//! `return_to` validation: a relative path, or a URL on an allowed origin;
+//! anything else (`//evil.test`, `/\evil.test`, `%09//evil.test`,
+//! `https://app.example.com.evil.test`, `javascript:`) becomes the default
+//! page.
 
 pub const DEFAULT: &str = "/workspaces";
 

@@ -1,4 +1,5 @@
-//! The role catalog (SPEC section 11) and how roles imply one another.
+//! The role catalog (Segment's workspace and resource roles) and how roles
+//! imply one another.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! SCIM 2.0 provisioning (SPEC section 9, RFC 7643/7644) under `/scim/v2`.
+//! SCIM 2.0 provisioning (RFC 7643/7644) under `/scim/v2` (docs/scim.md).
 //!
 //! * [`schema`]: the attribute definitions behind `/Schemas`, validation,
 //!   filters and PATCH paths.

@@ -1,14 +1,17 @@
 //! Sessions in the gateway's own database (the default): tables `kv` and
 //! `kv_index`; expired rows are swept by [`DbKv::sweep`].
 
-use super::{now_ms, ttl_ms, KvError, KvStore};
+use super::{ttl_ms, KvError, KvStore};
+use crate::clock::{Clock, SystemClock};
 use crate::store::sql::Db;
 use async_trait::async_trait;
 use sqlx::Row;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct DbKv {
     db: Db,
+    clock: Arc<dyn Clock>,
 }
 
 fn unavailable(e: sqlx::Error) -> KvError {
@@ -16,14 +19,24 @@ fn unavailable(e: sqlx::Error) -> KvError {
 }
 
 impl DbKv {
-    /// Writes go through the store's writer (see [`Db`]).
+    /// Writes go through the store's writer (see [`Db`]); expiry by the
+    /// system clock.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self::with_clock(db, Arc::new(SystemClock))
+    }
+
+    /// Expiry by `clock` (the gateway's injected clock).
+    pub fn with_clock(db: Db, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Deletes expired rows; run periodically.
     pub async fn sweep(&self) -> Result<u64, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let a = sqlx::query("DELETE FROM kv WHERE expires_at <= $1")
             .bind(now)
             .execute(self.db.write())
@@ -43,7 +56,7 @@ impl KvStore for DbKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
         let row = sqlx::query("SELECT value FROM kv WHERE key = $1 AND expires_at > $2")
             .bind(key)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_optional(self.db.read())
             .await
             .map_err(unavailable)?;
@@ -60,7 +73,7 @@ impl KvStore for DbKv {
                 "SELECT key FROM kv WHERE expires_at > $1 AND key IN ({})",
                 marks.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(now_ms());
+            let mut q = sqlx::query(&sql).bind(self.now_ms());
             for key in chunk {
                 q = q.bind(key);
             }
@@ -78,7 +91,7 @@ impl KvStore for DbKv {
         )
         .bind(key)
         .bind(value)
-        .bind(now_ms() + ttl_ms(ttl))
+        .bind(self.now_ms() + ttl_ms(ttl))
         .execute(self.db.write())
         .await
         .map_err(unavailable)?;
@@ -86,7 +99,7 @@ impl KvStore for DbKv {
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let done = sqlx::query(
             "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at \
@@ -110,7 +123,7 @@ impl KvStore for DbKv {
             .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let expires: i64 = row.try_get("expires_at").map_err(unavailable)?;
-        if expires <= now_ms() {
+        if expires <= self.now_ms() {
             return Ok(None);
         }
         row.try_get("value").map(Some).map_err(unavailable)
@@ -132,7 +145,7 @@ impl KvStore for DbKv {
         )
         .bind(index)
         .bind(member)
-        .bind(now_ms() + ttl_ms(ttl))
+        .bind(self.now_ms() + ttl_ms(ttl))
         .execute(self.db.write())
         .await
         .map_err(unavailable)?;
@@ -142,7 +155,7 @@ impl KvStore for DbKv {
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {
         let rows = sqlx::query("SELECT member FROM kv_index WHERE ikey = $1 AND expires_at > $2")
             .bind(index)
-            .bind(now_ms())
+            .bind(self.now_ms())
             .fetch_all(self.db.read())
             .await
             .map_err(unavailable)?;
@@ -165,7 +178,7 @@ impl KvStore for DbKv {
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         // One statement: a live counter goes up by one, an absent or expired
         // one starts again at 1 with a new expiry. Counters are stored as
         // decimal text like every other value.

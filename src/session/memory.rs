@@ -1,14 +1,21 @@
 //! In-process store: tests and single-process deployments.
 
-use super::{now_ms, ttl_ms, KvError, KvStore};
+use super::{ttl_ms, KvError, KvStore};
+use crate::clock::{Clock, SystemClock};
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[derive(Default)]
 pub struct MemoryKv {
     inner: Mutex<Inner>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryKv {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Default)]
@@ -30,8 +37,21 @@ impl Inner {
 }
 
 impl MemoryKv {
+    /// Expiry by the system clock.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// Expiry by `clock` (the gateway's injected clock).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            clock,
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, KvError> {
@@ -44,7 +64,7 @@ impl MemoryKv {
 #[async_trait]
 impl KvStore for MemoryKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(self
             .lock()?
             .values
@@ -54,7 +74,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
         g.values
@@ -63,7 +83,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
         if g.values.get(key).is_some_and(|(_, e)| *e > now) {
@@ -75,7 +95,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn take(&self, key: &str) -> Result<Option<String>, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(self
             .lock()?
             .values
@@ -90,7 +110,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
         let entry = g
@@ -106,7 +126,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         Ok(self
             .lock()?
             .indexes
@@ -127,7 +147,7 @@ impl KvStore for MemoryKv {
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
         let next = match g.values.get(key).filter(|(_, e)| *e > now) {

@@ -20,8 +20,10 @@ pub enum KvError {
 }
 
 /// Key-value with expiry, plus small sets ("indexes") used to find every
-/// session of one user. Expiry is wall-clock time; the manager applies its
-/// own idle and absolute rules on top with the injected clock.
+/// session of one user. Memory and database stores expire entries by the
+/// clock they are given (the gateway's injected clock); Redis by its own
+/// server-side TTL. The manager applies its idle and absolute rules on top
+/// with the injected clock.
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError>;
@@ -48,13 +50,6 @@ pub trait KvStore: Send + Sync + 'static {
     /// or expired; an existing counter keeps its expiry) and returns it.
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError>;
     async fn ping(&self) -> Result<(), KvError>;
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn ttl_ms(ttl: Duration) -> i64 {

@@ -1,4 +1,4 @@
-//! The simulated Twilio Unified Login issuer (SPEC section 10): a standard
+//! The simulated Twilio Unified Login issuer: a standard
 //! OpenID Connect provider (authorization code + PKCE S256) with its own
 //! accounts, sign-in with TOTP, `/account` and `/console`, served on its own
 //! listener. The gateway talks to it only over HTTP, through discovery.
@@ -315,8 +315,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// A safe local destination after sign-in: a relative path on the issuer
-/// (SECURITY-CASES 20); anything else becomes `/console`.
+/// A safe local destination after sign-in: a relative path on the issuer;
+/// anything else (`//evil.test`, `/\evil.test`, another origin,
+/// `javascript:`) becomes `/console`, never an off-site redirect.
 pub fn local_return_to(raw: Option<&str>) -> String {
     const DEFAULT: &str = "/console";
     match raw {

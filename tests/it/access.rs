@@ -66,7 +66,7 @@ pub async fn bearer(
 
 #[tokio::test]
 async fn who_may_do_what_owner_member_tokens_and_other_workspaces() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
     srv.bootstrap("beta", "bob@beta.test").await;
     srv.add_member(&acme, "mia@acme.test", &["workspace_member"])
@@ -801,7 +801,7 @@ async fn invitation_lifecycle_through_a_real_smtp_sink() {
 
 #[tokio::test]
 async fn members_list_paginates_and_filters() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
     for i in 0..5 {
         srv.add_member(&acme, &format!("m{i}@acme.test"), &["workspace_member"])
@@ -904,7 +904,7 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
 
 #[tokio::test]
 async fn members_csv_is_quoted_neutralised_streamed_and_owner_only() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
     let tricky = srv
         .add_member(&acme, "tricky@acme.test", &["workspace_member"])
@@ -967,7 +967,7 @@ async fn members_csv_is_quoted_neutralised_streamed_and_owner_only() {
 
 #[tokio::test]
 async fn ten_thousand_members_stream_out_in_chunks_and_the_cli_agrees() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
     // Bulk-load 10 000 members straight into the database.
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
@@ -1035,7 +1035,7 @@ async fn ten_thousand_members_stream_out_in_chunks_and_the_cli_agrees() {
 
 #[tokio::test]
 async fn every_change_is_audited_with_its_actor_and_can_be_filtered_and_exported() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let mut owner = Api::sign_in(&srv, "ann@acme.test").await;
     let (_, t) = owner
@@ -1139,7 +1139,7 @@ async fn every_change_is_audited_with_its_actor_and_can_be_filtered_and_exported
 
 #[tokio::test]
 async fn the_cli_mints_a_working_api_token() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_iam-gateway"))
         .args([

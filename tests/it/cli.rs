@@ -131,7 +131,7 @@ async fn bootstrap_prints_a_one_time_link_that_sets_the_password() {
     let srv = TestServer::start_with(Options {
         database_url: Some(db.clone()),
         dir: Some(dir.clone()),
-        ..Options::new(matrix()[0])
+        ..Options::new(sqlite())
     })
     .await;
     assert!(

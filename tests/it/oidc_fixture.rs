@@ -44,13 +44,13 @@ pub enum Misbehaviour {
     Honest,
     /// Well-behaved, signing RS256.
     Rs256,
-    // SECURITY-CASES 14
+    // Forged or unsigned ID tokens: 401.
     AlgNone,
     /// A validly signed token whose payload is then swapped (sub "admin").
     BadSignature,
     /// HS256 keyed with the PEM of the issuer's published RSA public key.
     Hs256WithPublicKey,
-    // SECURITY-CASES 15
+    // Issuer or audience wrong: refused.
     IdTokenIssWrong,
     DiscoveryIssuerMismatch,
     AudMissing,
@@ -59,7 +59,7 @@ pub enum Misbehaviour {
     SeveralAudOtherAzp,
     /// Several audiences with `azp` = our client id: acceptable.
     SeveralAudWithAzp,
-    // SECURITY-CASES 16
+    // Nonce, `exp`, `iat`, `sub`: 401.
     NonceWrong,
     NonceMissing,
     /// Every ID token carries the first nonce this provider ever saw.
@@ -68,7 +68,7 @@ pub enum Misbehaviour {
     IatMissing,
     IatInFuture,
     SubMissing,
-    // SECURITY-CASES 17
+    // Key rotation: one rate-limited JWKS re-fetch for an unknown `kid`.
     /// The JWKS serves the old key on its first fetch and the new key on
     /// every later one; after that first fetch, tokens are signed with the
     /// new key.
@@ -78,11 +78,11 @@ pub enum Misbehaviour {
     /// Several RSA keys published; RS256 tokens without `kid`, signed with
     /// the second one.
     NoKidSeveralKeys,
-    // SECURITY-CASES 18
+    // Userinfo `sub` must be the ID token's.
     UserinfoSubMismatch,
     /// Discovery names no userinfo endpoint.
     NoUserinfo,
-    // SECURITY-CASES 19 (RFC 9207)
+    // The authorization response's `iss` (RFC 9207).
     /// Discovery advertises `authorization_response_iss_parameter_supported`
     /// and the callback carries the right `iss`.
     IssParam,

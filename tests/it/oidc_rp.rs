@@ -1,6 +1,7 @@
-//! The OpenID Connect relying party against a hostile provider
-//! (SECURITY-CASES 14–19): every fault refused with its status class, the
-//! honest provider accepted.
+//! The OpenID Connect relying party against a hostile provider (forged or
+//! unsigned ID tokens, wrong issuer/audience/nonce/time, key rotation,
+//! userinfo mismatch, bad state, RFC 9207 `iss`): every fault refused with
+//! its status class, the honest provider accepted.
 
 use crate::oidc_fixture::*;
 use iam_gateway::clock::Clock;

@@ -28,17 +28,6 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// An executable from PATH or the sbin directories (nginx lives in
-/// /usr/sbin, which is not on every user's PATH).
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut dirs: Vec<&str> = path.split(':').collect();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
-    dirs.into_iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -64,25 +53,6 @@ fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig} {pid}");
-}
-
-async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "{what} exited ({status}) before listening:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} is not listening on {port}");
 }
 
 // ---------------------------------------------------------------------------
@@ -145,13 +115,10 @@ impl Drop for Nginx {
 }
 
 impl Nginx {
-    /// Debian's nginx on `port` with the deployment template, or None (and
-    /// a message) when nginx is not installed.
+    /// Debian's nginx on `port` with the deployment template, or None when
+    /// nginx is not installed (a recorded skip; a failure in CI).
     async fn start(port: u16, gateway: &str, app: &str, workspace: &str) -> Option<Nginx> {
-        let Some(bin) = find_tool("nginx") else {
-            eprintln!("SKIPPED: nginx is not installed (apt-get install nginx; .ci/run does)");
-            return None;
-        };
+        let bin = needs_tool("nginx", "nginx")?;
         let dir = temp_dir();
         let listen = format!("127.0.0.1:{port}");
         let site = render_nginx_template(&[
@@ -374,12 +341,9 @@ async fn nginx_auth_request_guards_the_app_and_drops_spoofed_identity_headers() 
 
 /// Debian's caddy on `port` with `deploy/caddy/Caddyfile` (read as is;
 /// Caddy takes the addresses from the environment), or None when caddy is
-/// not installed.
+/// not installed (a recorded skip; a failure in CI).
 async fn start_caddy(port: u16, gateway: &str, app: &str, workspace: &str) -> Option<Guard> {
-    let Some(bin) = find_tool("caddy") else {
-        eprintln!("SKIPPED: caddy is not installed (apt-get install caddy; .ci/run does)");
-        return None;
-    };
+    let bin = needs_tool("caddy", "caddy")?;
     let dir = temp_dir();
     let log = dir.join("caddy.log");
     let caddyfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/caddy/Caddyfile");
@@ -407,10 +371,9 @@ async fn start_caddy(port: u16, gateway: &str, app: &str, workspace: &str) -> Op
 async fn caddy_forward_auth_guards_the_app_and_drops_spoofed_identity_headers() {
     let port = free_port();
     let front = format!("http://127.0.0.1:{port}");
-    let srv = TestServer::start_with(
-        Options::new(matrix()[0]).env("IAMGW_ALLOWED_RETURN_ORIGINS", &front),
-    )
-    .await;
+    let srv =
+        TestServer::start_with(Options::new(sqlite()).env("IAMGW_ALLOWED_RETURN_ORIGINS", &front))
+            .await;
     let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
     srv.bootstrap("beta", "bob@beta.test").await;
     let (app, app_addr) = start_app(&srv).await;
@@ -495,10 +458,9 @@ fn proxied_request(
 async fn forward_style_answers_traefik_and_caddy_shaped_requests() {
     let origin = "https://app.example.com";
     let original = "https://app.example.com/reports?q=1&x=2";
-    let srv = TestServer::start_with(
-        Options::new(matrix()[0]).env("IAMGW_ALLOWED_RETURN_ORIGINS", origin),
-    )
-    .await;
+    let srv =
+        TestServer::start_with(Options::new(sqlite()).env("IAMGW_ALLOWED_RETURN_ORIGINS", origin))
+            .await;
     let (_, ann) = srv.bootstrap("acme", "ann@acme.test").await;
     srv.bootstrap("beta", "bob@beta.test").await;
     let (_app, app_addr) = start_app(&srv).await;
@@ -580,16 +542,18 @@ async fn forward_style_answers_traefik_and_caddy_shaped_requests() {
 
 #[tokio::test]
 async fn two_instances_share_sessions_revocations_and_the_saml_replay_cache() {
-    if pg_url().is_none() {
-        eprintln!(
-            "SKIPPED: needs IAMGW_TEST_DATABASE_URL (and IAMGW_TEST_REDIS_URL for Redis sessions)"
-        );
+    if needs(pg_url(), "IAMGW_TEST_DATABASE_URL is unset or empty").is_none() {
         return;
     }
     // Revocations travel by Redis pub/sub with Redis sessions, by
     // PostgreSQL LISTEN/NOTIFY with database sessions.
     let mut backends = vec![Sessions::Database];
-    if redis_url().is_some() {
+    if needs(
+        redis_url(),
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis sessions",
+    )
+    .is_some()
+    {
         backends.insert(0, Sessions::Redis);
     }
     for sessions in backends {
@@ -896,10 +860,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     async fn start() -> Option<PrivateRedis> {
-        let Some(bin) = find_tool("redis-server") else {
-            eprintln!("SKIPPED: redis-server is not installed");
-            return None;
-        };
+        let bin = needs_tool("redis-server", "redis-server")?;
         let mut r = PrivateRedis {
             bin,
             port: free_port(),
@@ -956,10 +917,8 @@ struct PrivateCluster {
 
 impl PrivateCluster {
     async fn start() -> Option<PrivateCluster> {
-        let (Some(bin), Some(cli)) = (find_tool("redis-server"), find_tool("redis-cli")) else {
-            eprintln!("SKIPPED: redis-server and redis-cli are needed for a cluster");
-            return None;
-        };
+        let bin = needs_tool("redis-server", "redis-server")?;
+        let cli = needs_tool("redis-cli", "redis-tools")?;
         let dir = temp_dir();
         let (mut ports, mut nodes) = (Vec::new(), Vec::new());
         for i in 0..3 {
@@ -1126,10 +1085,6 @@ async fn a_redis_cluster_holds_sessions_counters_and_revocations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_while_requests_flow_is_503_never_200_and_heals_by_itself() {
-    if redis_url().is_none() {
-        eprintln!("SKIPPED: IAMGW_TEST_REDIS_URL is unset");
-        return;
-    }
     let Some(mut redis) = PrivateRedis::start().await else {
         return;
     };
@@ -1230,10 +1185,10 @@ impl PrivatePg {
             .unwrap_or_default();
         dirs.retain(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file());
         dirs.sort();
-        let Some(bin) = dirs.pop() else {
-            eprintln!("SKIPPED: no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)");
-            return None;
-        };
+        let bin = needs(
+            dirs.pop(),
+            "no /usr/lib/postgresql/*/bin/initdb (Debian package postgresql)",
+        )?;
         let dir = temp_dir();
         let runuser = if is_root() {
             let ok = Command::new("chown")

@@ -14,7 +14,7 @@ struct Acme {
 }
 
 async fn acme() -> Acme {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (ws_id, owner_id) = srv.bootstrap("acme", "ann@acme.test").await;
     Acme {
         srv,
@@ -424,7 +424,7 @@ async fn bad_input_comes_back_next_to_its_field_and_changes_nothing() {
 async fn the_sso_page_adds_connections_and_verifies_domains_with_the_api_rules() {
     let dns = DnsServer::start().await;
     let srv = TestServer::start_with(
-        Options::new(matrix()[0]).env("IAMGW_DNS__RESOLVER", &dns.addr.to_string()),
+        Options::new(sqlite()).env("IAMGW_DNS__RESOLVER", &dns.addr.to_string()),
     )
     .await;
     let (ws_id, _) = srv.bootstrap("acme", "ann@acme.test").await;

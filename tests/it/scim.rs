@@ -1,5 +1,6 @@
-//! SCIM 2.0 provisioning over real HTTP (SPEC section 9; SECURITY-CASES
-//! 23, 30-33): auth, users and groups, filters, PATCH shapes of Entra ID and
+//! SCIM 2.0 provisioning over real HTTP (docs/scim.md): auth (no or wrong
+//! bearer 401), users and groups (duplicate userName 409, deactivation 403 at
+//! once on forward-auth), filters, PATCH shapes of Entra ID and
 //! Okta, ETags, isolation between workspaces, and the effect on forward-auth.
 
 use crate::access::Api;
@@ -159,7 +160,7 @@ async fn workspace(srv: &TestServer, slug: &str, owner: &str) -> (String, Api, S
 
 #[tokio::test]
 async fn only_the_workspace_scim_token_gets_in_and_failures_use_the_scim_error_schema() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (_, mut owner, scim) = workspace(&srv, "acme", "ann@acme.test").await;
 
     let anonymous = client()
@@ -249,7 +250,7 @@ async fn only_the_workspace_scim_token_gets_in_and_failures_use_the_scim_error_s
 
 #[tokio::test]
 async fn discovery_endpoints_describe_users_groups_and_the_features() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     let spc = scim.get("/ServiceProviderConfig").await;
     assert_eq!(spc.status, 200);
@@ -469,7 +470,7 @@ async fn deactivation_ends_that_workspace_at_once_and_reactivation_restores_the_
 
 #[tokio::test]
 async fn user_names_are_unique_in_any_case_and_must_be_given() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     scim.create_user("Carol@Corp.test", json!({})).await;
     let r = scim
@@ -688,7 +689,7 @@ async fn filters_pagination_and_attribute_selection() {
 
 #[tokio::test]
 async fn a_bad_patch_applies_nothing_and_stale_if_match_is_412() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     let id = scim
         .create_user(
@@ -970,7 +971,7 @@ async fn groups_follow_okta_and_entra_and_deleting_one_keeps_its_members() {
 
 #[tokio::test]
 async fn entra_and_okta_user_shapes() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (_, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     // Entra ID's create, with the enterprise extension.
     let r = scim
@@ -1076,7 +1077,7 @@ async fn entra_and_okta_user_shapes() {
 
 #[tokio::test]
 async fn the_last_owner_cannot_be_deprovisioned() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let (acme, _, scim) = workspace(&srv, "acme", "ann@acme.test").await;
     let r = scim.find(&q("userName eq \"ann@acme.test\"")).await;
     assert_eq!(r.0, 1);
@@ -1111,7 +1112,7 @@ async fn the_last_owner_cannot_be_deprovisioned() {
 
 #[tokio::test]
 async fn the_cli_mints_a_working_scim_token() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_iam-gateway"))
         .args([

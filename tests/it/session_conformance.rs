@@ -1,8 +1,13 @@
 //! One suite, every session backend: memory, database (SQLite, and
 //! PostgreSQL when configured), Redis when configured.
+//!
+//! Memory and database stores expire entries by the clock they are given:
+//! here a manual clock the tests advance, so no test waits for a TTL. Redis
+//! expires them by its own server-side TTL, so for Redis the time passes
+//! for real.
 
 use crate::support::*;
-use iam_gateway::clock::ManualClock;
+use iam_gateway::clock::{Clock, ManualClock};
 use iam_gateway::domain::model::AuthMethod;
 use iam_gateway::session::database::DbKv;
 use iam_gateway::session::memory::MemoryKv;
@@ -12,19 +17,69 @@ use iam_gateway::store;
 use std::sync::Arc;
 use std::time::Duration;
 
-async fn backends() -> Vec<(&'static str, Arc<dyn KvStore>)> {
-    let mut out: Vec<(&'static str, Arc<dyn KvStore>)> =
-        vec![("memory", Arc::new(MemoryKv::new()))];
+/// One session backend under test.
+struct Kv {
+    name: &'static str,
+    kv: Arc<dyn KvStore>,
+    /// The clock its entries expire by; None: Redis, which expires them by
+    /// real time.
+    clock: Option<ManualClock>,
+}
+
+impl Kv {
+    fn manual(name: &'static str, make: impl FnOnce(Arc<dyn Clock>) -> Arc<dyn KvStore>) -> Kv {
+        let clock = ManualClock::new();
+        Kv {
+            name,
+            kv: make(Arc::new(clock.clone())),
+            clock: Some(clock),
+        }
+    }
+
+    /// Lets `d` pass for the store: its manual clock moves on, or (Redis)
+    /// the test waits.
+    async fn elapse(&self, d: Duration) {
+        match &self.clock {
+            Some(clock) => clock.advance(d),
+            None => tokio::time::sleep(d).await,
+        }
+    }
+
+    /// The clock for a session manager over this store: the store's own
+    /// (as in the gateway), or a manual one beside Redis.
+    fn manager_clock(&self) -> ManualClock {
+        self.clock.clone().unwrap_or_default()
+    }
+}
+
+async fn backends() -> Vec<Kv> {
+    let mut out = vec![Kv::manual("memory", |c| Arc::new(MemoryKv::with_clock(c)))];
     let s = store::open(&fresh_database_url(Db::Sqlite, &temp_dir()).await)
         .await
         .unwrap();
-    out.push(("sqlite", Arc::new(DbKv::new(s.db().clone()))));
-    if pg_url().is_some() {
+    out.push(Kv::manual("sqlite", |c| {
+        Arc::new(DbKv::with_clock(s.db().clone(), c))
+    }));
+    if needs(
+        pg_url(),
+        "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
+    )
+    .is_some()
+    {
         let s = store::open(&fresh_pg_url().await).await.unwrap();
-        out.push(("postgres", Arc::new(DbKv::new(s.db().clone()))));
+        out.push(Kv::manual("postgres", |c| {
+            Arc::new(DbKv::with_clock(s.db().clone(), c))
+        }));
     }
-    if let Some(url) = redis_url() {
-        out.push(("redis", Arc::new(RedisKv::new(&url).unwrap())));
+    if let Some(url) = needs(
+        redis_url(),
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis variant",
+    ) {
+        out.push(Kv {
+            name: "redis",
+            kv: Arc::new(RedisKv::new(&url).unwrap()),
+            clock: None,
+        });
     }
     out
 }
@@ -35,7 +90,8 @@ fn key(name: &str) -> String {
 
 #[tokio::test]
 async fn kv_get_set_take_delete_and_set_nx() {
-    for (name, kv) in backends().await {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
         let k = key("a");
         assert_eq!(kv.get(&k).await.unwrap(), None, "{name}");
         kv.set(&k, "v1", Duration::from_secs(60)).await.unwrap();
@@ -68,10 +124,26 @@ async fn kv_get_set_take_delete_and_set_nx() {
 
 #[tokio::test]
 async fn kv_values_expire_after_their_ttl() {
-    for (name, kv) in backends().await {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
         let k = key("ttl");
         kv.set(&k, "v", Duration::from_millis(50)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        if let Some(clock) = &b.clock {
+            // To the millisecond: alive just before its TTL ends.
+            clock.advance(Duration::from_millis(49));
+            assert_eq!(
+                kv.get(&k).await.unwrap().as_deref(),
+                Some("v"),
+                "{name}: 1 ms before its TTL ends"
+            );
+            assert!(
+                !kv.set_nx(&k, "early", Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+                "{name}: a live key is not free"
+            );
+        }
+        b.elapse(Duration::from_millis(120)).await;
         assert_eq!(kv.get(&k).await.unwrap(), None, "{name}");
         assert!(
             kv.set_nx(&k, "again", Duration::from_secs(5))
@@ -84,7 +156,8 @@ async fn kv_values_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn kv_indexes_add_list_and_remove() {
-    for (name, kv) in backends().await {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
         let i = key("idx");
         kv.index_add(&i, "m1", Duration::from_secs(60))
             .await
@@ -100,12 +173,23 @@ async fn kv_indexes_add_list_and_remove() {
         assert_eq!(m, vec!["m1", "m2"], "{name}");
         kv.index_remove(&i, &["m1".to_string()]).await.unwrap();
         assert_eq!(kv.index_members(&i).await.unwrap(), vec!["m2"], "{name}");
+        // An index no one added to within its TTL is gone.
+        let short = key("idx-short");
+        kv.index_add(&short, "m", Duration::from_millis(50))
+            .await
+            .unwrap();
+        b.elapse(Duration::from_millis(120)).await;
+        assert!(
+            kv.index_members(&short).await.unwrap().is_empty(),
+            "{name}: expired index"
+        );
     }
 }
 
 #[tokio::test]
 async fn kv_counters_count_up_and_restart_after_expiry() {
-    for (name, kv) in backends().await {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
         let k = key("ctr");
         for want in 1..=3 {
             assert_eq!(
@@ -114,7 +198,7 @@ async fn kv_counters_count_up_and_restart_after_expiry() {
                 "{name}"
             );
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        b.elapse(Duration::from_millis(150)).await;
         assert_eq!(
             kv.incr(&k, Duration::from_secs(60)).await.unwrap(),
             1,
@@ -151,8 +235,9 @@ fn manager(kv: Arc<dyn KvStore>, clock: &ManualClock) -> SessionManager {
 
 #[tokio::test]
 async fn manager_hashes_values_and_applies_idle_and_absolute_timeouts() {
-    for (name, kv) in backends().await {
-        let clock = ManualClock::new();
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
+        let clock = b.manager_clock();
         let m = manager(kv.clone(), &clock);
         let uid = uuid::Uuid::new_v4().to_string();
         let (value, s) = m
@@ -195,8 +280,9 @@ async fn manager_hashes_values_and_applies_idle_and_absolute_timeouts() {
 
 #[tokio::test]
 async fn manager_revokes_one_or_all_sessions_of_a_user() {
-    for (name, kv) in backends().await {
-        let clock = ManualClock::new();
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
+        let clock = b.manager_clock();
         let m = manager(kv, &clock);
         let uid = uuid::Uuid::new_v4().to_string();
         let other = uuid::Uuid::new_v4().to_string();
@@ -236,7 +322,8 @@ async fn manager_revokes_one_or_all_sessions_of_a_user() {
 
 #[tokio::test]
 async fn kv_exists_many_answers_in_order_and_ignores_expired_keys() {
-    for (name, kv) in backends().await {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
         let live = key("live");
         let gone = key("gone");
         let short = key("short");
@@ -244,7 +331,7 @@ async fn kv_exists_many_answers_in_order_and_ignores_expired_keys() {
         kv.set(&short, "v", Duration::from_millis(30))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(80)).await;
+        b.elapse(Duration::from_millis(80)).await;
         let asked = vec![gone.clone(), live.clone(), short.clone(), live.clone()];
         assert_eq!(
             kv.exists_many(&asked).await.unwrap(),
@@ -266,8 +353,9 @@ async fn kv_exists_many_answers_in_order_and_ignores_expired_keys() {
 
 #[tokio::test]
 async fn manager_existence_checks_are_shared_and_see_a_revocation_at_once() {
-    for (name, kv) in backends().await {
-        let clock = ManualClock::new();
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
+        let clock = b.manager_clock();
         let m = manager(kv, &clock);
         let (cookie, s) = m
             .login("u-exists", AuthMethod::Password, false, None)
@@ -295,8 +383,9 @@ async fn manager_existence_checks_are_shared_and_see_a_revocation_at_once() {
 
 #[tokio::test]
 async fn manager_login_replaces_a_presented_session() {
-    for (name, kv) in backends().await {
-        let clock = ManualClock::new();
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
+        let clock = b.manager_clock();
         let m = manager(kv, &clock);
         let (planted, _) = m
             .login("attacker", AuthMethod::Password, false, None)

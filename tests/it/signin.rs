@@ -214,7 +214,7 @@ async fn idle_and_absolute_timeouts_follow_the_clock() {
 
 #[tokio::test]
 async fn return_to_outside_the_allow_list_becomes_the_default_page() {
-    let b = matrix()[0];
+    let b = sqlite();
     let srv = TestServer::start_with(
         Options::new(b).env("IAMGW_ALLOWED_RETURN_ORIGINS", "https://app.example.com"),
     )
@@ -245,7 +245,7 @@ async fn return_to_outside_the_allow_list_becomes_the_default_page() {
 
 #[tokio::test]
 async fn forms_without_the_csrf_token_are_refused_and_change_nothing() {
-    let b = matrix()[0];
+    let b = sqlite();
     let srv = TestServer::start(b).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let mut br = Browser::new();
@@ -303,7 +303,7 @@ async fn forms_without_the_csrf_token_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn a_huge_password_is_refused_quickly_with_400() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let big = "p".repeat(10 * 1024);
     let mut br = Browser::new();
@@ -314,7 +314,7 @@ async fn a_huge_password_is_refused_quickly_with_400() {
 
 #[tokio::test]
 async fn me_requires_a_session_and_answers_problem_json() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     let r = client().get(srv.url("/api/v1/me")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -325,7 +325,7 @@ async fn me_requires_a_session_and_answers_problem_json() {
 
 #[tokio::test]
 async fn every_page_carries_a_csrf_meta_tag_and_security_headers() {
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let mut br = Browser::new();
     let login = br.get(&srv.url("/login")).await;

@@ -606,7 +606,7 @@ async fn saml_connections_need_a_signing_certificate_and_publish_sp_metadata() {
 #[tokio::test]
 async fn oidc_sso_signs_in_through_discovery_as_a_member_of_the_workspace() {
     let fixture = Fixture::start(Misbehaviour::Honest).await;
-    let srv = TestServer::start(matrix()[0]).await;
+    let srv = TestServer::start(sqlite()).await;
     srv.bootstrap("acme", "ann@acme.test").await;
     let mut owner = Api::sign_in(&srv, "ann@acme.test").await;
     let (st, c) = owner.call("POST", "/api/v1/workspaces/acme/sso/connections", Some(json!({"type": "oidc", "name": "Corp OIDC", "issuer": fixture.issuer, "client_id": FIX_CLIENT_ID, "client_secret": FIX_CLIENT_SECRET, "scopes": ["openid", "email", "profile"]}))).await;

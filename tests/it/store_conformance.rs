@@ -8,7 +8,13 @@ use iam_gateway::store::{self, AccessStore, NewUser, Store, StoreError};
 async fn stores() -> Vec<(Db, std::sync::Arc<store::sql::SqlStore>)> {
     let mut out = Vec::new();
     for db in [Db::Sqlite, Db::Postgres] {
-        if db == Db::Postgres && pg_url().is_none() {
+        if db == Db::Postgres
+            && needs(
+                pg_url(),
+                "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
+            )
+            .is_none()
+        {
             continue;
         }
         let url = fresh_database_url(db, &temp_dir()).await;

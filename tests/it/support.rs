@@ -1,6 +1,10 @@
 //! Test harness: real servers on free 127.0.0.1 ports, real HTTP, real
 //! backends (SQLite always; PostgreSQL and Redis when
 //! IAMGW_TEST_DATABASE_URL / IAMGW_TEST_REDIS_URL are set).
+//!
+//! A test that needs something this machine lacks (a URL above, nginx,
+//! redis-server...) goes through [`needs`]: with `CI` set it fails; locally
+//! it is skipped and the skip is recorded for scripts/test to list.
 
 #![allow(dead_code)]
 
@@ -10,7 +14,9 @@ use iam_gateway::config::Config;
 use iam_gateway::store::{NewUser, Store};
 use iam_gateway::web::AppState;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
@@ -35,15 +41,29 @@ pub struct Backend {
     pub sessions: Sessions,
 }
 
-/// Every combination this machine can run: SQLite with database sessions
-/// always; PostgreSQL and Redis when their URLs are given.
-pub fn matrix() -> Vec<Backend> {
-    let mut out = vec![Backend {
+/// SQLite with database sessions: what every machine runs.
+pub fn sqlite() -> Backend {
+    Backend {
         db: Db::Sqlite,
         sessions: Sessions::Database,
-    }];
-    let pg = pg_url().is_some();
-    let redis = redis_url().is_some();
+    }
+}
+
+/// Every combination this machine can run: SQLite with database sessions
+/// always; PostgreSQL and Redis when their URLs are given (a missing one is
+/// a recorded skip, or a failure in CI: see [`needs`]).
+pub fn matrix() -> Vec<Backend> {
+    let mut out = vec![sqlite()];
+    let pg = needs(
+        pg_url(),
+        "IAMGW_TEST_DATABASE_URL is unset or empty: no PostgreSQL variant",
+    )
+    .is_some();
+    let redis = needs(
+        redis_url(),
+        "IAMGW_TEST_REDIS_URL is unset or empty: no Redis variant",
+    )
+    .is_some();
     if pg {
         out.push(Backend {
             db: Db::Postgres,
@@ -69,6 +89,91 @@ pub fn redis_url() -> Option<String> {
     std::env::var("IAMGW_TEST_REDIS_URL")
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+// ---------------------------------------------------------------------------
+// What a test needs from the machine.
+
+/// A CI run: `CI` set (as CI services set it) to anything but `0`/`false`.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Where skips are recorded, one `test<TAB>reason` line each; scripts/test
+/// empties it before the cargo tests and lists it at the end.
+pub fn skip_log() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests")
+}
+
+/// `found` when the test's dependency is there. When it is missing
+/// (`None`): with `CI` set the test fails, so CI never passes by skipping;
+/// otherwise the skip is recorded (see [`skip_log`]) and the caller returns.
+pub fn needs<T>(found: Option<T>, missing: &str) -> Option<T> {
+    if found.is_none() {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("(unnamed test)")
+            .to_string();
+        assert!(
+            !in_ci(),
+            "{test}: {missing}. With CI set every test must run, none may skip: install \
+             what it needs (scripts/install-deps test) and set the test URLs (scripts/test does)"
+        );
+        eprintln!("SKIPPED {test}: {missing}");
+        let line = format!("{test}\t{missing}\n");
+        let log = skip_log();
+        let _ = std::fs::create_dir_all(log.parent().unwrap());
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+        {
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+    found
+}
+
+/// An executable from PATH or the sbin directories (nginx lives in
+/// /usr/sbin, which is not on every user's PATH).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut dirs: Vec<&str> = path.split(':').collect();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
+    dirs.into_iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// [`find_tool`], through [`needs`]: `Some(path)`, or a recorded skip (a
+/// failure in CI) naming the Debian package to install.
+pub fn needs_tool(name: &str, package: &str) -> Option<PathBuf> {
+    needs(
+        find_tool(name),
+        &format!("{name} is not installed (Debian package {package}; scripts/install-deps test)"),
+    )
+}
+
+/// Polls until `port` on 127.0.0.1 accepts connections (10 s at most);
+/// fails at once, with its log, if `child` exits first.
+pub async fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(10) {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{what} is not listening on {port}");
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -514,14 +619,17 @@ impl IssuerServer {
         handoff_url: String,
     ) -> IssuerServer {
         let sql = iam_gateway::store::open(&database_url).await.unwrap();
+        let clock = ManualClock::new();
         let kv: Arc<dyn KvStore> = match backend.sessions {
-            Sessions::Database => Arc::new(DbKv::new(sql.db().clone())),
-            Sessions::Memory => Arc::new(MemoryKv::new()),
+            Sessions::Database => Arc::new(DbKv::with_clock(
+                sql.db().clone(),
+                Arc::new(clock.clone()),
+            )),
+            Sessions::Memory => Arc::new(MemoryKv::with_clock(Arc::new(clock.clone()))),
             Sessions::Redis => Arc::new(RedisKv::new(&redis_url().unwrap()).unwrap()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let clock = ManualClock::new();
         let secret = iam_gateway::crypto::random_bytes::<32>().unwrap().to_vec();
         let state = twilio_issuer::build(
             sql.clone(),

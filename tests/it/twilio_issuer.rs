@@ -240,7 +240,7 @@ async fn userinfo(srv: &IssuerServer, token: &str, post: bool) -> (u16, Value) {
 
 #[tokio::test]
 async fn discovery_advertises_the_code_flow_with_pkce_and_rfc9207() {
-    let srv = IssuerServer::start(matrix()[0]).await;
+    let srv = IssuerServer::start(sqlite()).await;
     let resp = client()
         .get(srv.url("/.well-known/openid-configuration"))
         .send()
@@ -491,7 +491,7 @@ async fn token_endpoint_refuses_wrong_verifier_wrong_redirect_uri_and_old_codes(
 
 #[tokio::test]
 async fn both_client_auth_methods_work_and_a_wrong_secret_is_invalid_client() {
-    let srv = IssuerServer::start(matrix()[0]).await;
+    let srv = IssuerServer::start(sqlite()).await;
     srv.add_account("cy@twilio.test", "Cy").await;
     let mut br = Browser::new();
     let p = pkce();
@@ -613,7 +613,7 @@ async fn both_client_auth_methods_work_and_a_wrong_secret_is_invalid_client() {
 
 #[tokio::test]
 async fn authorization_errors_redirect_only_to_registered_uris() {
-    let srv = IssuerServer::start(matrix()[0]).await;
+    let srv = IssuerServer::start(sqlite()).await;
     let p = pkce();
     let mut br = Browser::new();
 
@@ -689,7 +689,7 @@ async fn authorization_errors_redirect_only_to_registered_uris() {
 
 #[tokio::test]
 async fn sign_in_page_needs_csrf_and_answers_unknown_email_like_wrong_password() {
-    let srv = IssuerServer::start(matrix()[0]).await;
+    let srv = IssuerServer::start(sqlite()).await;
     srv.add_account("dee@twilio.test", "Dee").await;
     let mut br = Browser::new();
     let page = br.get(&srv.url("/login")).await;
@@ -1130,7 +1130,7 @@ async fn key_rotation_publishes_the_new_key_signs_with_it_and_retires_the_old() 
 
 #[tokio::test]
 async fn console_lists_segment_with_the_handoff_link() {
-    let srv = IssuerServer::start(matrix()[0]).await;
+    let srv = IssuerServer::start(sqlite()).await;
     srv.add_account("hal@twilio.test", "Hal").await;
     let mut br = Browser::new();
     let anon = br.get(&srv.url("/console")).await;
@@ -1314,7 +1314,7 @@ async fn add_account_cli_prints_the_sub_and_the_account_signs_in() {
         .unwrap()
         .to_string();
 
-    let srv = IssuerServer::start_on(matrix()[0], dir.clone(), db.clone()).await;
+    let srv = IssuerServer::start_on(sqlite(), dir.clone(), db.clone()).await;
     let mut br = Browser::new();
     let p = pkce();
     let path = authorize_path(&p.challenge, "s", "n", &[]);

@@ -146,7 +146,7 @@ async fn the_console_hands_a_signed_in_twilio_user_to_the_gateway_without_a_seco
 
 #[tokio::test]
 async fn linking_moves_sign_in_to_twilio_and_the_profile_follows_it() {
-    let Pair { gw, iss } = pair(matrix()[0]).await;
+    let Pair { gw, iss } = pair(sqlite()).await;
     gw.bootstrap("acme", "ann@acme.test").await;
     iss.add_account("ann.t@twilio.test", "Ann from Twilio")
         .await;
@@ -391,7 +391,7 @@ async fn count_users(gw: &TestServer) -> usize {
 
 #[tokio::test]
 async fn prompt_none_without_a_twilio_session_is_refused_with_nothing_set() {
-    let Pair { gw, iss } = pair(matrix()[0]).await;
+    let Pair { gw, iss } = pair(sqlite()).await;
     let mut br = Browser::new();
     let (page, url) = navigate(&mut br, &gw.url("/login/twilio?prompt=none")).await;
     assert!(url.starts_with(&gw.url("/auth/twilio/callback")), "{url}");
@@ -410,7 +410,7 @@ async fn prompt_none_without_a_twilio_session_is_refused_with_nothing_set() {
 
 #[tokio::test]
 async fn state_bound_to_another_browser_or_replayed_is_refused() {
-    let Pair { gw, iss } = pair(matrix()[0]).await;
+    let Pair { gw, iss } = pair(sqlite()).await;
     iss.add_account("eve@twilio.test", "Eve").await;
     let mut attacker = Browser::new();
     issuer_sign_in(&mut attacker, &iss, "eve@twilio.test").await;
@@ -462,7 +462,7 @@ async fn hostile_issuers_are_refused_through_the_gateway_with_nothing_persisted(
         fixture.set_redirect_uri(&format!("{gw_base}/auth/twilio/callback"));
         let gw = TestServer::start_with(Options {
             listener: Some(listener),
-            ..Options::new(matrix()[0])
+            ..Options::new(sqlite())
                 .env("IAMGW_TWILIO__MODE", "external")
                 .env("IAMGW_TWILIO__ISSUER_URL", &fixture.issuer)
                 .env("IAMGW_TWILIO__CLIENT_ID", FIX_CLIENT_ID)

@@ -1,5 +1,7 @@
-//! Checks on the signed Assertion and the identity read from it
-//! (SECURITY-CASES 5, 7, 8, 9, 10; SPEC section 7 attribute mapping).
+//! Checks on the signed Assertion and the identity read from it: the whole
+//! text of the NameID (a comment inside never truncates it), the validity
+//! window with a small skew, Recipient/Destination, InResponseTo, Audience
+//! and Issuer, then the attribute mapping.
 //! Every value here comes from the signed content only.
 
 use super::xml::{self, NS_ASSERTION};

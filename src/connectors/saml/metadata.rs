@@ -155,7 +155,7 @@ fn check_certificate(der: &[u8]) -> Result<(), SamlError> {
     ))
 }
 
-/// This connection's SP metadata (SPEC section 7): one SPSSODescriptor,
+/// This connection's SP metadata: one SPSSODescriptor,
 /// unsigned requests, signed assertions wanted, NameID format emailAddress,
 /// one HTTP-POST AssertionConsumerService.
 pub fn sp_metadata_xml(sp: &SpSettings) -> String {

@@ -2,7 +2,8 @@
 //! (HTTP-Redirect) and a fail-closed Response validator (HTTP-POST).
 //!
 //! Pure library code: the caller wires routes and cookies, keeps the request
-//! id server-side, and owns the replay cache (SECURITY-CASES 6) keyed on
+//! id server-side, and owns the replay cache (the same Response twice is
+//! refused, on every instance) keyed on
 //! [`ValidatedAssertion::issuer`] + [`ValidatedAssertion::assertion_id`]
 //! until [`ValidatedAssertion::not_on_or_after`].
 //!

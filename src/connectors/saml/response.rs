@@ -15,7 +15,8 @@ pub const MAX_RESPONSE_B64_LEN: usize = 512 * 1024;
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// Validates a `SAMLResponse` from the HTTP-POST binding against what this
-/// SP expects. The caller still owns the replay cache (SECURITY-CASES 6):
+/// SP expects. The caller still owns the replay cache (a replayed Response
+/// is refused):
 /// remember `issuer` + `assertion_id` until `not_on_or_after`.
 pub fn validate_response(
     saml_response_b64: &str,

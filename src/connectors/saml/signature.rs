@@ -1,5 +1,6 @@
 //! Which signature counts, what it covers, and the signed content the rest
-//! of validation reads (SECURITY-CASES 1–4 and 12).
+//! of validation reads. Wrapped, altered, unsigned or self-keyed (KeyInfo)
+//! content is refused, and so is more than one Assertion.
 //!
 //! Three layers, each enough to stop the XML Signature Wrapping family:
 //! 1. shape: one Assertion in the whole document, a direct child of the

@@ -87,7 +87,7 @@ fn persistent_name_id_takes_the_email_from_the_first_known_attribute() {
         ),
     ];
     let v = check(&r.signed(Sign::Assertion)).unwrap();
-    // `mail` comes before the OID in the SPEC's order of preference.
+    // `mail` comes before the OID in the attribute mapping's order of preference.
     assert_eq!(v.email.as_deref(), Some("alice@corp.test"));
     assert_eq!(v.subject_key, "u-8c1f2a");
     assert_eq!(v.name_id_format.as_deref(), Some(PERSISTENT_FMT));

@@ -1,4 +1,7 @@
-//! SECURITY-CASES 2–5 and 7–12: one test per attack.
+//! One test per attack on the ACS: unsigned, altered, self-keyed or HMAC
+//! signatures, NameID comments, validity window, Recipient/Destination,
+//! InResponseTo, Audience/Issuer, DOCTYPE, several Assertions or a failed
+//! Status.
 
 use super::idp::*;
 use super::template::Resp;

@@ -1,5 +1,5 @@
-//! SECURITY-CASES 1 and 2: XML Signature Wrapping (XSW1–XSW8 as SAML Raider
-//! builds them) and signatures that do not cover their own parent. In each,
+//! XML Signature Wrapping (XSW1–XSW8 as SAML Raider builds them) and
+//! signatures that do not cover their own parent. In each,
 //! the IdP really signed something for alice; the attacker rearranges it so
 //! that a naive reader would take `victim@corp.test` from unsigned content.
 
