@@ -3,6 +3,7 @@
 mod access;
 mod cli;
 mod credentials;
+mod dns;
 mod dns_server;
 mod forward_auth;
 mod oidc_fixture;
