@@ -26,6 +26,7 @@ pub mod dns;
 pub mod domain;
 pub mod invalidation;
 pub mod jwt;
+pub mod keys;
 pub mod mail;
 pub mod mapping;
 pub mod password;
