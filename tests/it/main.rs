@@ -6,6 +6,7 @@ mod credentials;
 mod dns;
 mod dns_server;
 mod forward_auth;
+mod header_props;
 mod keys;
 mod oidc_fixture;
 mod oidc_rp;
