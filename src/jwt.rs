@@ -233,16 +233,6 @@ impl Signer {
             .ok_or_else(|| DomainError::Internal("no signing key".into()))
     }
 
-    /// The kid of the key that signs now.
-    pub fn signing_kid(&self) -> Option<String> {
-        let (set, states) = self.current();
-        set.rows
-            .iter()
-            .zip(&states)
-            .find(|(_, s)| **s == keys::State::Signing)
-            .map(|(r, _)| r.kid.clone())
-    }
-
     /// `{"keys": [...]}` of the published keys (next, signing, previous),
     /// public parameters only.
     pub fn jwks_json(&self) -> String {

@@ -220,6 +220,9 @@ async fn rotation_under_load(db: Db) {
             let http = client();
             let mut i = 0usize;
             while !stop.load(Ordering::SeqCst) {
+                // The app's time when the request leaves: the test moves the
+                // clocks while requests are in flight.
+                let now = clock.now();
                 let r = http
                     .get(&urls[i % 2])
                     .header("cookie", &cookie)
@@ -231,7 +234,6 @@ async fn rotation_under_load(db: Db) {
                     .to_str()
                     .unwrap()
                     .to_string();
-                let now = clock.now();
                 let kid = verifier
                     .lock()
                     .await
