@@ -107,9 +107,15 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         cfg.session.absolute_timeout,
         cfg.is_https(),
     );
-    let signer = Signer::load_or_create(sql.as_ref(), &secret, clock.now())
-        .await
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    let signer = Signer::load_or_create(
+        sql.db().write().clone(),
+        &secret,
+        clock.clone(),
+        cfg.keys.keep_published,
+    )
+    .await
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    signer.spawn_refresh(cfg.keys.refresh);
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
@@ -128,26 +134,8 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         .map_err(|e| StartError::Config(e.to_string()))?;
     let twilio = twilio_connector(&cfg, &secret, clock.clone())?;
     let fast = Arc::new(crate::fastpath::FastPath::default());
-    let invalidate = match cfg.session.store {
-        SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
-            // A cluster passes every PUBLISH to every node: one node (the
-            // first URL) carries the channel.
-            redis::Client::open(
-                crate::session::redis::node_urls(&cfg.session.redis_url)
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-            )
-            .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
-        ),
-        SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
-            crate::invalidation::Channel::Postgres {
-                pool: sql.db().write().clone(),
-            }
-        }
-        _ => crate::invalidation::Channel::Local,
-    };
-    invalidate.spawn_listener(fast.clone(), Some(cfg.database_url.clone()));
+    let invalidate = invalidation_channel(&cfg, &sql)?;
+    invalidate.spawn_listener(fast.clone(), Some(cfg.database_url.clone()), signer.clone());
     let state = AppState(Arc::new(Core {
         cfg,
         store,
@@ -165,6 +153,33 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         secret,
     }));
     Ok(Gateway { state, sql })
+}
+
+/// The channel between the instances of a deployment: Redis pub/sub with
+/// Redis sessions, LISTEN/NOTIFY with PostgreSQL, none otherwise.
+pub fn invalidation_channel(
+    cfg: &Config,
+    sql: &SqlStore,
+) -> Result<crate::invalidation::Channel, StartError> {
+    Ok(match cfg.session.store {
+        SessionStoreKind::Redis => crate::invalidation::Channel::Redis(
+            // A cluster passes every PUBLISH to every node: one node (the
+            // first URL) carries the channel.
+            redis::Client::open(
+                crate::session::redis::node_urls(&cfg.session.redis_url)
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| StartError::Config(format!("session.redis_url: {e}")))?,
+        ),
+        SessionStoreKind::Database if sql.backend() == crate::store::sql::Backend::Postgres => {
+            crate::invalidation::Channel::Postgres {
+                pool: sql.db().write().clone(),
+            }
+        }
+        _ => crate::invalidation::Channel::Local,
+    })
 }
 
 /// The gateway's Twilio relying party: the embedded issuer's public URL (or

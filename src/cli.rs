@@ -81,6 +81,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ScimTokenAction,
     },
+    /// The keys that sign assertions and ID tokens (published at
+    /// /.well-known/jwks.json).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Run only the simulated Twilio issuer, or manage its accounts.
     TwilioIssuer {
         #[arg(long)]
@@ -113,6 +119,32 @@ pub enum ScimTokenAction {
         workspace: String,
         #[arg(long, default_value = "")]
         description: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// List every key with its state (next, signing, previous, expired,
+    /// retired) and times.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Add a key: published at once, signing after `keys.publish_ahead`;
+    /// the key it replaces stays published for `keys.keep_published`.
+    Rotate {
+        /// Sign with the new key at once (a leaked key): verifiers that
+        /// cached the JWKS refuse its tokens until they fetch it again.
+        #[arg(long)]
+        now: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Unpublish a key at once: tokens it signed stop verifying.
+    Retire {
+        kid: String,
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -220,6 +252,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     config,
                 },
         } => scim_token_create(load(config.as_ref())?, &workspace, &description).await,
+        Command::Keys { action } => keys(action).await,
         Command::TwilioIssuer { config, action } => match action {
             None => Ok(app::run_issuer(load(config.as_ref())?).await?),
             Some(IssuerCommand::AddAccount {
@@ -249,6 +282,78 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             .await
         }
     }
+}
+
+async fn keys(action: KeysAction) -> Result<(), Failure> {
+    use crate::clock::rfc3339;
+    use crate::keys::State;
+    let config = match &action {
+        KeysAction::List { config }
+        | KeysAction::Rotate { config, .. }
+        | KeysAction::Retire { config, .. } => config.clone(),
+    };
+    let cfg = load(config.as_ref())?;
+    let secret = app::load_or_create_secret(&cfg.secret_key_file)?;
+    let store = crate::store::open(&cfg.database_url).await?;
+    let policy = cfg.keys.policy();
+    let now = SystemClock.now();
+    let changed = match action {
+        KeysAction::List { .. } => {
+            println!("KID               STATE     CREATED               SIGNS FROM            PUBLISHED UNTIL");
+            for k in crate::keys::list(store.db().write(), now, policy).await? {
+                let until = match k.state {
+                    State::Previous { until } | State::Expired { until } => rfc3339(until),
+                    State::Retired { at } => rfc3339(at),
+                    State::Next | State::Signing => "-".into(),
+                };
+                println!(
+                    "{:<17} {:<9} {:<21} {:<21} {}",
+                    k.row.kid,
+                    k.state.name(),
+                    rfc3339(k.row.created_at),
+                    rfc3339(k.row.activates_at),
+                    until
+                );
+            }
+            false
+        }
+        KeysAction::Rotate { now: at_once, .. } => {
+            let row = crate::keys::rotate(store.db().write(), &secret, now, policy, at_once).await?;
+            println!("{}", row.kid);
+            if at_once {
+                eprintln!(
+                    "key {} signs now; verifiers that cached the JWKS refuse its tokens until they fetch it again",
+                    row.kid
+                );
+            } else {
+                eprintln!(
+                    "key {} is published now and signs from {}",
+                    row.kid,
+                    rfc3339(row.activates_at)
+                );
+            }
+            true
+        }
+        KeysAction::Retire { kid, .. } => {
+            crate::keys::retire(store.db().write(), &kid, now, policy)
+                .await
+                .map_err(|e| match e {
+                    DomainError::NotFound => Failure(format!("no key {kid}")),
+                    other => other.into(),
+                })?;
+            eprintln!("key {kid} is no longer published; tokens it signed stop verifying");
+            true
+        }
+    };
+    if changed {
+        // Instances also re-read the keys every keys.refresh.
+        let channel = app::invalidation_channel(&cfg, &store)?;
+        if let Err(e) = channel.announce_keys().await {
+            eprintln!("warning: could not tell the running instances ({e}); they pick the change up within {}", crate::domain::duration::format(cfg.keys.refresh));
+        }
+    }
+    store.close().await;
+    Ok(())
 }
 
 async fn bootstrap(

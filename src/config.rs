@@ -70,9 +70,20 @@ const SCHEMA: &[Field] = &[
     f("dns.resolver", ""),
     f("mail.smtp_url", ""),
     f("mail.from", "IAM Gateway <no-reply@localhost>"),
+    f("keys.publish_ahead", "10m"),
+    f("keys.keep_published", "1d"),
+    f("keys.refresh", "30s"),
 ];
 
-const SECTIONS: &[&str] = &["session", "tls", "twilio", "twilio_issuer", "dns", "mail"];
+const SECTIONS: &[&str] = &[
+    "session",
+    "tls",
+    "twilio",
+    "twilio_issuer",
+    "dns",
+    "mail",
+    "keys",
+];
 
 /// Environment variables with the prefix that are not configuration keys.
 const ENV_NOT_CONFIG: &[&str] = &["IAMGW_LOG_FORMAT", "IAMGW_LOG", "IAMGW_CONFIG"];
@@ -134,6 +145,26 @@ pub struct MailConfig {
     pub from: String,
 }
 
+/// Signing-key rotation (see [`crate::keys`]).
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// How long a new key is published before it signs.
+    pub publish_ahead: Duration,
+    /// How long a replaced key stays published after it stopped signing.
+    pub keep_published: Duration,
+    /// How often each instance re-reads the keys.
+    pub refresh: Duration,
+}
+
+impl KeysConfig {
+    pub fn policy(&self) -> crate::keys::Policy {
+        crate::keys::Policy {
+            publish_ahead: self.publish_ahead.as_secs() as i64,
+            keep_published: self.keep_published.as_secs() as i64,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Without a trailing slash.
@@ -150,6 +181,7 @@ pub struct Config {
     pub twilio_issuer: TwilioIssuerConfig,
     pub dns_resolver: Option<SocketAddr>,
     pub mail: MailConfig,
+    pub keys: KeysConfig,
     raw: BTreeMap<&'static str, Raw>,
 }
 
@@ -501,6 +533,28 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
     if from.is_empty() {
         err("mail.from: must not be empty".into());
     }
+    let publish_ahead = parse_duration("keys.publish_ahead", &s("keys.publish_ahead"), &mut err);
+    let max_age = Duration::from_secs(crate::keys::JWKS_MAX_AGE_SECS as u64);
+    if publish_ahead.is_some_and(|d| d < max_age) {
+        err(format!(
+            "keys.publish_ahead: must be at least {} (how long verifiers may cache the JWKS)",
+            duration::format(max_age)
+        ));
+    }
+    let keep_published = parse_duration("keys.keep_published", &s("keys.keep_published"), &mut err);
+    let longest_token = Duration::from_secs(crate::keys::MIN_KEEP_PUBLISHED_SECS as u64);
+    if keep_published.is_some_and(|d| d < longest_token) {
+        err(format!(
+            "keys.keep_published: must be at least {} (tokens signed with a replaced key must verify until they expire)",
+            duration::format(longest_token)
+        ));
+    }
+    let refresh = parse_duration("keys.refresh", &s("keys.refresh"), &mut err);
+    if let (Some(r), Some(p)) = (refresh, publish_ahead) {
+        if r * 2 > p {
+            err("keys.refresh: must be at most half of keys.publish_ahead, so every instance reads a new key before it signs".into());
+        }
+    }
 
     Some(Config {
         public_url: public_url?,
@@ -529,6 +583,11 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         },
         dns_resolver,
         mail: MailConfig { smtp_url, from },
+        keys: KeysConfig {
+            publish_ahead: publish_ahead?,
+            keep_published: keep_published?,
+            refresh: refresh?,
+        },
         raw,
     })
 }

@@ -4,6 +4,9 @@
 //! with PostgreSQL, in-process otherwise. While the channel is down the
 //! caches are bypassed, so a revocation is never missed.
 //!
+//! The same channel tells every instance that the signing keys changed
+//! (`keys rotate`, `keys retire`), so they re-read them at once.
+//!
 //! A shared channel also carries each instance's heartbeat: a ping it
 //! publishes every [`HEARTBEAT_EVERY`] and must receive back within
 //! [`crate::fastpath::HEARTBEAT_DEADLINE_MS`]. Messages on one channel
@@ -12,6 +15,7 @@
 //! answers) stops the pings and so turns the caches off within that
 //! deadline.
 
+use crate::jwt::Signer;
 use crate::fastpath::FastPath;
 use futures_util::StreamExt;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use std::time::Duration;
 const REDIS_CHANNEL: &str = "iamgw:invalidate";
 const PG_CHANNEL: &str = "iamgw_invalidate";
 const FLUSH: &str = "flush";
+const KEYS: &str = "keys";
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
@@ -56,9 +61,23 @@ impl Channel {
         }
     }
 
+    /// Tells every instance that the signing keys changed (best effort:
+    /// each also re-reads them every `keys.refresh`).
+    pub async fn announce_keys(&self) -> Result<(), String> {
+        tokio::time::timeout(Duration::from_secs(2), self.send(KEYS, &mut None))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()))
+    }
+
     /// Keeps this instance subscribed and its heartbeat going; the cache is
     /// usable only while the subscription is live and the heartbeat on time.
-    pub fn spawn_listener(&self, fast: Arc<FastPath>, database_url: Option<String>) {
+    /// `signer` re-reads its keys when told they changed.
+    pub fn spawn_listener(
+        &self,
+        fast: Arc<FastPath>,
+        database_url: Option<String>,
+        signer: Signer,
+    ) {
         if matches!(self, Channel::Local) {
             fast.set_healthy(true);
             return;
@@ -74,9 +93,9 @@ impl Channel {
         tokio::spawn(async move {
             loop {
                 let r = match &me {
-                    Channel::Redis(client) => listen_redis(client, &f, &own).await,
+                    Channel::Redis(client) => listen_redis(client, &f, &own, &signer).await,
                     Channel::Postgres { .. } => match &database_url {
-                        Some(url) => listen_pg(url, &f, &own).await,
+                        Some(url) => listen_pg(url, &f, &own, &signer).await,
                         None => Err("no database URL to listen on".into()),
                     },
                     Channel::Local => return,
@@ -145,9 +164,11 @@ impl Channel {
 }
 
 /// What one message on the channel means for this instance.
-fn on_message(fast: &FastPath, payload: &str, own_ping: &str) {
+fn on_message(fast: &FastPath, payload: &str, own_ping: &str, signer: &Signer) {
     if payload == own_ping {
         fast.beat();
+    } else if payload == KEYS {
+        signer.changed();
     } else if !payload.starts_with("ping:") {
         // "flush", or anything unknown: err on the side of forgetting.
         fast.flush();
@@ -158,6 +179,7 @@ async fn listen_redis(
     client: &redis::Client,
     fast: &FastPath,
     own_ping: &str,
+    signer: &Signer,
 ) -> Result<(), String> {
     let mut ps = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
         .await
@@ -169,15 +191,21 @@ async fn listen_redis(
     // Anything may have happened while we were away.
     fast.flush();
     fast.set_healthy(true);
+    signer.changed();
     let mut stream = ps.on_message();
     while let Some(msg) = stream.next().await {
         let payload: String = msg.get_payload().unwrap_or_default();
-        on_message(fast, &payload, own_ping);
+        on_message(fast, &payload, own_ping, signer);
     }
     Err("subscription closed".into())
 }
 
-async fn listen_pg(url: &str, fast: &FastPath, own_ping: &str) -> Result<(), String> {
+async fn listen_pg(
+    url: &str,
+    fast: &FastPath,
+    own_ping: &str,
+    signer: &Signer,
+) -> Result<(), String> {
     let mut listener = sqlx::postgres::PgListener::connect(url)
         .await
         .map_err(|e| e.to_string())?;
@@ -187,11 +215,12 @@ async fn listen_pg(url: &str, fast: &FastPath, own_ping: &str) -> Result<(), Str
         .map_err(|e| e.to_string())?;
     fast.flush();
     fast.set_healthy(true);
+    signer.changed();
     loop {
         // try_recv reports a lost connection as Ok(None) instead of hiding a
         // reconnect: notifications sent meanwhile would be lost.
         match listener.try_recv().await {
-            Ok(Some(n)) => on_message(fast, n.payload(), own_ping),
+            Ok(Some(n)) => on_message(fast, n.payload(), own_ping, signer),
             Ok(None) => return Err("connection lost".into()),
             Err(e) => return Err(e.to_string()),
         }

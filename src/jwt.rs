@@ -1,16 +1,22 @@
 //! ES256 JSON Web Signatures. [`EsKey`] is one P-256 key (generate, seal for
-//! storage, sign, publish); [`Signer`] holds the gateway's active keys for
-//! `X-Auth-Assertion`, kept in the database and published as a JWKS without
-//! private parameters.
+//! storage, sign, publish); [`Signer`] holds the gateway's keys for
+//! `X-Auth-Assertion` (and ID tokens), kept sealed in the database, rotated
+//! as [`crate::keys`] describes, and published as a JWKS without private
+//! parameters.
 
+use crate::clock::Clock;
 use crate::crypto;
 use crate::domain::DomainError;
-use crate::store::{Store, StoredSigningKey};
+use crate::keys::{self, SEAL_PURPOSE};
+use crate::store::sql_keys::{self, KeyRow};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};
-
-const SEAL_PURPOSE: &str = "signing-key";
+use sqlx::AnyPool;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
 
 /// One ES256 key with its key id.
 #[derive(Clone)]
@@ -87,53 +93,157 @@ pub fn jwks(keys: &[EsKey]) -> String {
     json!({"keys": keys.iter().map(EsKey::public_jwk).collect::<Vec<_>>()}).to_string()
 }
 
-pub struct Signer {
-    /// Oldest first; the first one signs, all are published.
-    keys: Vec<EsKey>,
-    jwks: String,
+/// The rows as last read, and the opened keys among them that may be
+/// published or sign.
+#[derive(Default)]
+struct KeySet {
+    rows: Vec<KeyRow>,
+    keys: HashMap<String, EsKey>,
 }
 
+struct SignerInner {
+    pool: AnyPool,
+    secret: Vec<u8>,
+    clock: Arc<dyn Clock>,
+    keep_published: i64,
+    set: RwLock<Arc<KeySet>>,
+    /// Set when another process changed the keys (the invalidation channel).
+    changed: Notify,
+}
+
+/// The gateway's signing keys, shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct Signer(Arc<SignerInner>);
+
 impl Signer {
-    /// Loads the active keys, creating the first one if there is none. Two
-    /// instances starting together may both create one; both are then
-    /// published and the oldest signs, so they agree.
+    /// Reads the keys, creating the first one (signing at once: nobody can
+    /// have cached a JWKS yet) when there is none. Two instances starting
+    /// together may both create one; both are published, and the schedule
+    /// orders them alike everywhere, so the instances agree on the signer
+    /// once each has read the other's.
     pub async fn load_or_create(
-        store: &dyn Store,
+        pool: AnyPool,
         secret: &[u8],
-        now: i64,
+        clock: Arc<dyn Clock>,
+        keep_published: Duration,
     ) -> Result<Signer, DomainError> {
-        let mut stored = store.signing_keys().await?;
-        if stored.is_empty() {
-            let key = EsKey::generate()?;
-            let record = StoredSigningKey {
-                kid: key.kid.clone(),
-                alg: "ES256".into(),
-                sealed_private_key: key.seal(secret, SEAL_PURPOSE)?,
-                public_jwk: key.public_jwk().to_string(),
-                created_at: now,
-            };
-            store.insert_signing_key(&record).await?;
-            stored = store.signing_keys().await?;
+        let now = clock.now();
+        let rows = sql_keys::all(&pool).await?;
+        if rows.iter().all(|r| r.retired_at.is_some()) {
+            let (_, row) = keys::new_row(secret, now, now)?;
+            sql_keys::insert(&pool, &row).await?;
+            tracing::info!(kid = %row.kid, "created the first signing key");
         }
-        let keys = stored
-            .iter()
-            .map(|s| EsKey::open(&s.kid, &s.sealed_private_key, secret, SEAL_PURPOSE))
-            .collect::<Result<Vec<_>, _>>()?;
-        let jwks = jwks(&keys);
-        Ok(Signer { keys, jwks })
+        let signer = Signer(Arc::new(SignerInner {
+            pool,
+            secret: secret.to_vec(),
+            clock,
+            keep_published: keep_published.as_secs() as i64,
+            set: RwLock::new(Arc::new(KeySet::default())),
+            changed: Notify::new(),
+        }));
+        signer.reload().await?;
+        Ok(signer)
     }
 
-    /// A compact JWS (ES256) over `claims` with the current key.
+    fn snapshot(&self) -> Arc<KeySet> {
+        match self.0.set.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads the keys again; keeps the current set when that fails.
+    pub async fn reload(&self) -> Result<(), DomainError> {
+        let rows = sql_keys::all(&self.0.pool).await?;
+        let now = self.0.clock.now();
+        let states = keys::schedule(&rows, now, self.0.keep_published);
+        if !states.contains(&keys::State::Signing) {
+            return Err(DomainError::Internal(
+                "no signing key in the database (every key is retired)".into(),
+            ));
+        }
+        let old = self.snapshot();
+        let mut opened = HashMap::new();
+        for (row, state) in rows.iter().zip(&states) {
+            if !state.published() {
+                continue;
+            }
+            let key = match old.keys.get(&row.kid) {
+                Some(k) => k.clone(),
+                None => EsKey::open(
+                    &row.kid,
+                    &row.sealed_private_key,
+                    &self.0.secret,
+                    SEAL_PURPOSE,
+                )?,
+            };
+            opened.insert(row.kid.clone(), key);
+        }
+        let set = Arc::new(KeySet { rows, keys: opened });
+        match self.0.set.write() {
+            Ok(mut s) => *s = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        Ok(())
+    }
+
+    /// Re-reads the keys every `every`, and at once after [`Self::changed`];
+    /// stops when the last clone of this signer is dropped.
+    pub fn spawn_refresh(&self, every: Duration) {
+        let weak: Weak<SignerInner> = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            loop {
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {}
+                        _ = inner.changed.notified() => {}
+                    }
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                if let Err(e) = Signer(inner).reload().await {
+                    tracing::warn!(error = %e, "re-reading the signing keys failed; keeping the ones loaded");
+                }
+            }
+        });
+    }
+
+    /// Another process rotated or retired a key: re-read them now.
+    pub fn changed(&self) {
+        self.0.changed.notify_one();
+    }
+
+    /// The key that signs now and the published ones.
+    fn current(&self) -> (Arc<KeySet>, Vec<keys::State>) {
+        let set = self.snapshot();
+        let states = keys::schedule(&set.rows, self.0.clock.now(), self.0.keep_published);
+        (set, states)
+    }
+
+    /// A compact JWS (ES256) over `claims` with the key that signs now.
     pub fn sign(&self, claims: &Value) -> Result<String, DomainError> {
-        let k = self
-            .keys
-            .first()
-            .ok_or_else(|| DomainError::Internal("no signing key".into()))?;
-        Ok(k.sign(claims))
+        let (set, states) = self.current();
+        set.rows
+            .iter()
+            .zip(&states)
+            .find(|(_, s)| **s == keys::State::Signing)
+            .and_then(|(r, _)| set.keys.get(&r.kid))
+            .map(|k| k.sign(claims))
+            .ok_or_else(|| DomainError::Internal("no signing key".into()))
     }
 
-    /// `{"keys": [...]}` with public parameters only.
-    pub fn jwks_json(&self) -> &str {
-        &self.jwks
+    /// `{"keys": [...]}` of the published keys (next, signing, previous),
+    /// public parameters only.
+    pub fn jwks_json(&self) -> String {
+        let (set, states) = self.current();
+        let published: Vec<EsKey> = set
+            .rows
+            .iter()
+            .zip(&states)
+            .filter(|(_, s)| s.published())
+            .filter_map(|(r, _)| set.keys.get(&r.kid).cloned())
+            .collect();
+        jwks(&published)
     }
 }

@@ -28,6 +28,7 @@ pub mod domain;
 pub mod fastpath;
 pub mod invalidation;
 pub mod jwt;
+pub mod keys;
 pub mod mail;
 pub mod mapping;
 pub mod metrics;

@@ -53,3 +53,38 @@ mod tests {
         assert!(well_formed(&s, SCIM_PREFIX) && !well_formed(&t, SCIM_PREFIX));
     }
 }
+
+/// Property tests: the shape check never panics, accepts what `mint`
+/// makes, and refuses any one-character change of it.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn foreign_strings_are_refused_without_a_panic(s in any::<String>(), tail in "[A-Za-z0-9_-]{49}") {
+            prop_assert!(!well_formed(&s, API_PREFIX));
+            let _ = well_formed(&format!("{API_PREFIX}{s}"), API_PREFIX);
+            // Right prefix and length, random body: the checksum refuses it
+            // (but for one chance in 2^36).
+            let forged = format!("{API_PREFIX}{tail}");
+            prop_assert!(!well_formed(&forged, API_PREFIX));
+        }
+
+        #[test]
+        fn a_one_character_change_is_refused(
+            at in any::<prop::sample::Index>(),
+            c in "[A-Za-z0-9_-]",
+            scim in any::<bool>(),
+        ) {
+            let prefix = if scim { SCIM_PREFIX } else { API_PREFIX };
+            let t = mint(prefix).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(well_formed(&t, prefix));
+            let i = prefix.len() + at.index(t.len() - prefix.len());
+            let mut changed = t.clone();
+            changed.replace_range(i..=i, &c);
+            prop_assert_eq!(well_formed(&changed, prefix), changed == t);
+        }
+    }
+}

@@ -98,3 +98,116 @@ mod tests {
         assert_eq!(sanitize(None, &allowed()), DEFAULT);
     }
 }
+
+/// Property tests: whatever `return_to` says, the browser ends up on the
+/// gateway or on an allowed origin (resolved as browsers resolve a
+/// `Location`, by the WHATWG URL rules the `url` crate implements).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const GATEWAY: &str = "https://gw.example.com/login/password";
+
+    fn allowed() -> Vec<String> {
+        vec![
+            "https://app.example.com".to_string(),
+            "http://127.0.0.1:3000".to_string(),
+        ]
+    }
+
+    /// Pieces attackers combine: schemes, slashes of every kind and
+    /// encoding, user info, look-alike hosts, whitespace and controls.
+    fn tricky() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(
+            &[
+                "/",
+                "//",
+                "\\",
+                "/\\",
+                "%2f",
+                "%2F",
+                "%5c",
+                "%5C",
+                "%09",
+                "%0a",
+                "%00",
+                "\t",
+                "\n",
+                "\r",
+                " ",
+                "\u{0}",
+                "\u{a0}",
+                "\u{3000}",
+                "\u{ff0f}",
+                "\u{2215}",
+                "http:",
+                "https:",
+                "HTTPS:",
+                "javascript:",
+                "data:",
+                "//evil.test",
+                "evil.test",
+                "app.example.com",
+                "https://app.example.com",
+                "http://127.0.0.1:3000",
+                "https://app.example.com.evil.test",
+                "@",
+                "user:pw@",
+                ":443",
+                ":3000",
+                "#",
+                "?",
+                ".",
+                "..",
+                "/..",
+                "%2e%2e",
+                "w",
+                "acme",
+                "access",
+                "@evil.test",
+                "xn--",
+                "\u{2e}",
+                "\u{ff0e}",
+            ][..],
+        );
+        proptest::collection::vec(piece, 1..8).prop_map(|p| p.concat())
+    }
+
+    fn lands_on_allowed_origin(raw: &str) -> Result<(), TestCaseError> {
+        let out = sanitize(Some(raw), &allowed());
+        prop_assert!(
+            !out.chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '\\'),
+            "{raw:?} -> {out:?}"
+        );
+        let base = url::Url::parse(GATEWAY).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let target = base
+            .join(&out)
+            .map_err(|e| TestCaseError::fail(format!("{raw:?} -> {out:?}: {e}")))?;
+        let origin = target.origin().ascii_serialization();
+        prop_assert!(
+            origin == base.origin().ascii_serialization() || allowed().contains(&origin),
+            "{raw:?} -> {out:?} lands on {origin}"
+        );
+        prop_assert!(target.username().is_empty() && target.password().is_none());
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn no_text_leads_off_site(raw in any::<String>()) {
+            lands_on_allowed_origin(&raw)?;
+        }
+
+        #[test]
+        fn no_combination_of_tricks_leads_off_site(raw in tricky()) {
+            lands_on_allowed_origin(&raw)?;
+        }
+
+        #[test]
+        fn plain_paths_are_kept(path in "/[a-z0-9_-]{1,10}(/[a-z0-9_-]{1,10}){0,3}(\\?[a-z]{1,5}=[a-z0-9%]{0,8})?") {
+            prop_assert_eq!(sanitize(Some(&path), &allowed()), path);
+        }
+    }
+}

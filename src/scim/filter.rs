@@ -1124,3 +1124,342 @@ mod tests {
         assert_eq!(t("active ne true"), (UserCond::All, false));
     }
 }
+
+/// Property tests (`proptest`; `PROPTEST_CASES=10000 cargo test --lib props`
+/// runs them longer).
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::domain::model::normalize_email;
+    use crate::scim::resources::user_json;
+    use crate::scim::schema::{GROUP_TYPE, USER_TYPE};
+    use crate::store::scim::{ScimUserRecord, ScimUserState};
+    use proptest::prelude::*;
+
+    /// The filter as text, every operand parenthesised.
+    fn show(f: &Filter) -> String {
+        match f {
+            Filter::And(a, b) => format!("({}) and ({})", show(a), show(b)),
+            Filter::Or(a, b) => format!("({}) or ({})", show(a), show(b)),
+            Filter::Not(a) => format!("not ({})", show(a)),
+            Filter::Present(p) => format!("{p} pr"),
+            Filter::ValuePath { path, filter } => format!("{path}[{}]", show(filter)),
+            Filter::Compare { path, op, value } => {
+                let op = format!("{op:?}").to_ascii_lowercase();
+                let v = match value {
+                    Literal::Str(s) => serde_json::to_string(s).unwrap_or_default(),
+                    Literal::Num(n) => n.to_string(),
+                    Literal::Bool(b) => b.to_string(),
+                    Literal::Null => "null".into(),
+                };
+                format!("{path} {op} {v}")
+            }
+        }
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z][a-zA-Z0-9_-]{0,6}"
+    }
+
+    fn attr_path(sub: bool) -> impl Strategy<Value = AttrPath> {
+        (
+            proptest::option::of("urn(:[a-z0-9]{1,5}){1,4}"),
+            name(),
+            if sub {
+                proptest::option::of(name()).boxed()
+            } else {
+                Just(None).boxed()
+            },
+        )
+            .prop_map(|(urn, attr, sub)| AttrPath { urn, attr, sub })
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Eq),
+            Just(Op::Ne),
+            Just(Op::Co),
+            Just(Op::Sw),
+            Just(Op::Ew),
+            Just(Op::Gt),
+            Just(Op::Ge),
+            Just(Op::Lt),
+            Just(Op::Le)
+        ]
+    }
+
+    fn literal() -> impl Strategy<Value = Literal> {
+        prop_oneof![
+            any::<String>().prop_map(Literal::Str),
+            any::<i64>().prop_map(|n| Literal::Num(n.into())),
+            // Decimals as people write them (serde_json's float parsing is
+            // not exact to the last bit for arbitrary doubles).
+            (any::<i32>(), 0u8..6).prop_filter_map("a number", |(n, k)| {
+                match serde_json::from_str::<Value>(&format!("{n}e-{k}")) {
+                    Ok(Value::Number(n)) => Some(Literal::Num(n)),
+                    _ => None,
+                }
+            }),
+            any::<bool>().prop_map(Literal::Bool),
+            Just(Literal::Null),
+        ]
+    }
+
+    fn leaf() -> impl Strategy<Value = Filter> {
+        prop_oneof![
+            (attr_path(true), op(), literal()).prop_map(|(path, op, value)| Filter::Compare {
+                path,
+                op,
+                value
+            }),
+            attr_path(true).prop_map(Filter::Present),
+        ]
+    }
+
+    fn tree(inner: BoxedStrategy<Filter>) -> impl Strategy<Value = Filter> {
+        inner.prop_recursive(3, 12, 2, |f| {
+            prop_oneof![
+                (f.clone(), f.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+                (f.clone(), f.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+                f.prop_map(|a| Filter::Not(Box::new(a))),
+            ]
+        })
+    }
+
+    /// Any syntactically valid filter (value filters hold no value filter).
+    fn filter() -> impl Strategy<Value = Filter> {
+        let value_path =
+            (attr_path(false), tree(leaf().boxed())).prop_map(|(path, f)| Filter::ValuePath {
+                path,
+                filter: Box::new(f),
+            });
+        tree(prop_oneof![3 => leaf(), 1 => value_path].boxed())
+    }
+
+    /// Text made of filter words, often almost a filter.
+    fn filterish() -> impl Strategy<Value = String> {
+        let word = prop_oneof![
+            Just("userName".to_string()),
+            Just("emails".to_string()),
+            Just("emails.value".to_string()),
+            Just("meta.lastModified".to_string()),
+            Just("active".to_string()),
+            Just("members".to_string()),
+            Just("urn:ietf:params:scim:schemas:core:2.0:User:name.givenName".to_string()),
+            Just("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User".to_string()),
+            Just("eq".to_string()),
+            Just("co".to_string()),
+            Just("gt".to_string()),
+            Just("pr".to_string()),
+            Just("and".to_string()),
+            Just("or".to_string()),
+            Just("not".to_string()),
+            Just("(".to_string()),
+            Just(")".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            Just("\"2024-01-01T00:00:00Z\"".to_string()),
+            Just("true".to_string()),
+            Just("null".to_string()),
+            Just("1e400".to_string()),
+            Just("\"a\\".to_string()),
+            "\"[^\"]{0,5}\"",
+            "[ -~]{1,4}",
+        ];
+        proptest::collection::vec(word, 0..14).prop_map(|w| w.join(" "))
+    }
+
+    /// Parse and compile as the routes do: every refusal must be a 400
+    /// `invalidFilter`, and what compiles evaluates and translates.
+    fn exercise(text: &str) {
+        let doc = serde_json::json!({"userName": "a", "emails": [{"value": "a@x.test"}], "active": true,
+            "meta": {"lastModified": "2024-01-01T00:00:00Z"}, "members": [{"value": "u"}]});
+        let parsed = parse(text).map_err(ScimError::invalid_filter);
+        for def in [&USER_TYPE, &GROUP_TYPE] {
+            match parsed.clone().and_then(|f| compile(def, &f)) {
+                Ok(c) => {
+                    c.matches(&doc);
+                    to_user_cond(&c);
+                }
+                Err(e) => {
+                    assert_eq!(e.scim_type, Some("invalidFilter"), "{text:?}: {}", e.detail);
+                    assert_eq!(e.status.as_u16(), 400);
+                }
+            }
+        }
+    }
+
+    // --- A model of the SQL a user condition becomes (store/scim.rs),
+    // evaluated on the row the representation is built from.
+
+    fn like(have: &str, want: &str, op: TextOp, fold: bool) -> bool {
+        let (h, w) = if fold {
+            (have.to_ascii_lowercase(), want.to_ascii_lowercase())
+        } else {
+            (have.to_string(), want.to_string())
+        };
+        match op {
+            TextOp::Eq => have == want,
+            TextOp::Co => h.contains(&w),
+            TextOp::Sw => h.starts_with(&w),
+            TextOp::Ew => h.ends_with(&w),
+        }
+    }
+
+    /// `fold`: SQLite's LIKE (ASCII case folded); else PostgreSQL's.
+    fn sql(c: &UserCond, r: &ScimUserRecord, fold: bool) -> bool {
+        let st = r.state.as_ref();
+        let col = |c: TextCol| match c {
+            TextCol::Id => Some(r.user_id.clone()),
+            TextCol::UserName => Some(normalize_email(&r.email)),
+            TextCol::ExternalId => st.and_then(|s| s.external_id.clone()),
+        };
+        match c {
+            UserCond::All => true,
+            UserCond::Nothing => false,
+            UserCond::And(p) => p.iter().all(|c| sql(c, r, fold)),
+            UserCond::Or(p) => p.iter().any(|c| sql(c, r, fold)),
+            UserCond::Not(c) => !sql(c, r, fold),
+            UserCond::Text { col: c, op, value } => {
+                col(*c).is_some_and(|v| like(&v, value, *op, fold))
+            }
+            UserCond::Present(c) => col(*c).is_some_and(|v| !v.is_empty()),
+            UserCond::Time { col, op, secs } => {
+                let t = match (col, st) {
+                    (TimeCol::Created, Some(s)) => s.created_at,
+                    (TimeCol::LastModified, Some(s)) => s.updated_at,
+                    _ => r.member_since.unwrap_or(r.user_created_at),
+                };
+                match op {
+                    TimeOp::Eq => t == *secs,
+                    TimeOp::Gt => t > *secs,
+                    TimeOp::Ge => t >= *secs,
+                    TimeOp::Lt => t < *secs,
+                    TimeOp::Le => t <= *secs,
+                }
+            }
+            UserCond::Member(b) => r.member_since.is_some() == *b,
+        }
+    }
+
+    const WORDS: &[&str] = &["a", "A", "ab", "Ab", "b", "%", "_", "\\", "É", "é", ""];
+    const T0: i64 = 1_700_000_000;
+
+    fn word() -> impl Strategy<Value = String> {
+        proptest::sample::select(WORDS).prop_map(str::to_string)
+    }
+
+    fn record() -> impl Strategy<Value = ScimUserRecord> {
+        (
+            word(),
+            word(),
+            proptest::option::of(word()),
+            any::<bool>(),
+            proptest::option::of(any::<bool>()),
+            0i64..3,
+            0i64..3,
+        )
+            .prop_map(|(id, email, ext, member, active, c, m)| ScimUserRecord {
+                user_id: format!("u{id}"),
+                email,
+                name: String::new(),
+                user_created_at: T0,
+                member_since: member.then_some(T0),
+                state: Some(ScimUserState {
+                    external_id: ext,
+                    active,
+                    attributes: "{}".into(),
+                    created_user: true,
+                    version: 1,
+                    created_at: T0 + c,
+                    updated_at: T0 + m,
+                }),
+            })
+    }
+
+    /// Filters on the attributes the SQL translation knows.
+    fn user_filter() -> impl Strategy<Value = Filter> {
+        let text_attr =
+            proptest::sample::select(&["userName", "id", "externalId", "displayName"][..]);
+        let time_attr = proptest::sample::select(&["meta.created", "meta.lastModified"][..]);
+        let time = (0i64..4, prop_oneof![Just(""), Just(".5")]).prop_map(|(s, frac)| {
+            crate::clock::rfc3339(T0 - 1 + s).replace('Z', &format!("{frac}Z"))
+        });
+        let leaf = prop_oneof![
+            (text_attr, op(), word()).prop_map(|(a, op, w)| {
+                let w = if a == "id" { format!("u{w}") } else { w };
+                Filter::Compare {
+                    path: parse_attr_path(a).unwrap_or_else(|e| panic!("{e}")),
+                    op,
+                    value: Literal::Str(w),
+                }
+            }),
+            (
+                proptest::sample::select(&[Op::Eq, Op::Ne][..]),
+                any::<bool>()
+            )
+                .prop_map(|(op, b)| Filter::Compare {
+                    path: parse_attr_path("active").unwrap_or_else(|e| panic!("{e}")),
+                    op,
+                    value: Literal::Bool(b),
+                }),
+            (
+                time_attr,
+                proptest::sample::select(&[Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le][..]),
+                time
+            )
+                .prop_map(|(a, op, t)| Filter::Compare {
+                    path: parse_attr_path(a).unwrap_or_else(|e| panic!("{e}")),
+                    op,
+                    value: Literal::Str(t),
+                }),
+            proptest::sample::select(&["userName", "id", "externalId", "displayName"][..])
+                .prop_map(|a| Filter::Present(
+                    parse_attr_path(a).unwrap_or_else(|e| panic!("{e}"))
+                )),
+        ];
+        tree(leaf.boxed())
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_is_a_filter_or_an_invalid_filter(text in any::<String>()) {
+            exercise(&text);
+        }
+
+        #[test]
+        fn filter_like_text_is_a_filter_or_an_invalid_filter(text in filterish()) {
+            exercise(&text);
+        }
+
+        #[test]
+        fn valid_filters_round_trip_through_text(f in filter()) {
+            let text = show(&f);
+            prop_assert_eq!(parse(&text), Ok(f), "{}", text);
+            exercise(&text);
+        }
+
+        #[test]
+        fn patch_paths_parse_or_are_refused_without_a_panic(text in any::<String>(), f in filter()) {
+            let _ = parse_patch_path(&text);
+            let _ = parse_patch_path(&format!("emails[{}].value", show(&f)));
+        }
+
+        /// The SQL never drops a user the filter matches, on PostgreSQL's
+        /// or SQLite's LIKE, and says exactly the same where it claims to.
+        #[test]
+        fn the_sql_translation_keeps_every_match(f in user_filter(), r in record()) {
+            let c = compile(&USER_TYPE, &f).map_err(|e| TestCaseError::fail(e.detail))?;
+            let doc = user_json("https://gw.test/scim/v2", &r, &[]);
+            let matched = c.matches(&doc);
+            let (cond, exact) = to_user_cond(&c);
+            for fold in [false, true] {
+                let s = sql(&cond, &r, fold);
+                prop_assert!(!matched || s, "{} matches {} but not {:?}", show(&f), doc, cond);
+                if exact {
+                    prop_assert_eq!(matched, s, "{} on {}: {:?} (fold {})", show(&f), doc, cond, fold);
+                }
+            }
+        }
+    }
+}

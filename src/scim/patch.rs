@@ -639,3 +639,119 @@ mod tests {
         assert_eq!(out["nickName"], "Al");
     }
 }
+
+/// Property tests: whatever a SCIM client sends, PATCH answers a 400 or
+/// applies it; it never panics and never fails as a server error.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::scim::schema::{GROUP_TYPE, USER_TYPE};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            proptest::sample::select(&["", "a@x.test", "True", "False", "work", "u1", "x"][..])
+                .prop_map(|s| json!(s)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((path(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Paths as clients write them, broken ones among them.
+    fn path() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(
+                &[
+                    "active",
+                    "userName",
+                    "displayName",
+                    "name.givenName",
+                    "emails",
+                    "emails.value",
+                    "emails[type eq \"work\"]",
+                    "emails[type eq \"work\"].value",
+                    "emails[type eq \"work\" and primary eq true].display",
+                    "emails[value co \"@\"]",
+                    "members",
+                    "members[value eq \"u1\"]",
+                    "members[value eq \"u1\"].display",
+                    "groups",
+                    "meta.created",
+                    "id",
+                    "externalId",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+                    "urn:ietf:params:scim:schemas:core:2.0:User:name.familyName",
+                    "emails[",
+                    "emails[]",
+                    "emails[type eq]",
+                    "emails[type eq \"a\"].",
+                    "]",
+                    "",
+                ][..]
+            )
+            .prop_map(str::to_string),
+            "[a-zA-Z\\[\\]\". :]{0,24}",
+            any::<String>(),
+        ]
+    }
+
+    fn operation() -> impl Strategy<Value = Value> {
+        (
+            proptest::sample::select(
+                &["add", "Add", "remove", "Replace", "REPLACE", "move", ""][..],
+            ),
+            proptest::option::of(path()),
+            proptest::option::of(json_value()),
+        )
+            .prop_map(|(op, path, value)| {
+                let mut o = json!({"op": op});
+                if let Some(p) = path {
+                    o["path"] = json!(p);
+                }
+                if let Some(v) = value {
+                    o["value"] = v;
+                }
+                o
+            })
+    }
+
+    fn check(def: &ResourceDef, doc: &Value, body: &Value) -> Result<(), TestCaseError> {
+        let mut d = doc.clone();
+        let r = parse(body).and_then(|ops| apply(def, &mut d, &ops));
+        match r {
+            Ok(()) => prop_assert!(d.is_object()),
+            Err(e) => prop_assert_eq!(e.status.as_u16(), 400, "{}: {}", body, e.detail),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_patch_is_applied_or_a_400(ops in proptest::collection::vec(operation(), 0..5)) {
+            let body = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops});
+            let user = json!({"id": "u1", "userName": "a@x.test", "active": true,
+                "emails": [{"value": "a@x.test", "type": "work", "primary": true}],
+                "name": {"givenName": "A"}});
+            let group = json!({"id": "g", "displayName": "Eng", "members": [{"value": "u1"}]});
+            check(&USER_TYPE, &user, &body)?;
+            check(&GROUP_TYPE, &group, &body)?;
+        }
+
+        #[test]
+        fn any_json_body_is_a_patch_or_a_400(body in json_value()) {
+            check(&USER_TYPE, &json!({"id": "u1", "userName": "a"}), &body)?;
+        }
+    }
+}

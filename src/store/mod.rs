@@ -6,6 +6,7 @@ pub mod postgres;
 pub mod scim;
 pub mod sql;
 pub mod sql_access;
+pub mod sql_keys;
 pub mod sql_sso;
 pub mod sqlite;
 pub mod sso;

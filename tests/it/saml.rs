@@ -6,6 +6,7 @@
 mod accept;
 pub mod idp;
 mod metadata;
+mod props;
 mod refuse;
 pub mod template;
 mod wrapping;
