@@ -318,7 +318,8 @@ async fn keys(action: KeysAction) -> Result<(), Failure> {
             false
         }
         KeysAction::Rotate { now: at_once, .. } => {
-            let row = crate::keys::rotate(store.db().write(), &secret, now, policy, at_once).await?;
+            let row =
+                crate::keys::rotate(store.db().write(), &secret, now, policy, at_once).await?;
             println!("{}", row.kid);
             if at_once {
                 eprintln!(

@@ -15,8 +15,8 @@
 //! answers) stops the pings and so turns the caches off within that
 //! deadline.
 
-use crate::jwt::Signer;
 use crate::fastpath::FastPath;
+use crate::jwt::Signer;
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -318,7 +318,7 @@ fn judge(door: Door, expect: Expect, a: &Answer, here: &str, s: &Setup) -> Resul
         (Door::ForwardAuth, Expect::Mfa) => a.status == 401 && a.reason == "mfa_required",
         (Door::Page, Expect::Allowed) => {
             a.status != 401
-                && !(a.status == 404 && !here.contains("no-such"))
+                && (a.status != 404 || here.contains("no-such"))
                 && !(a.status == 303
                     && ["/login", "/sso/", "/account"]
                         .iter()
@@ -340,7 +340,7 @@ fn judge(door: Door, expect: Expect, a: &Answer, here: &str, s: &Setup) -> Resul
             a.status != 401
                 && !a.problem_type.ends_with("/sso-required")
                 && !a.problem_type.ends_with("/mfa-required")
-                && !(a.status == 404 && !here.contains("no-such"))
+                && (a.status != 404 || here.contains("no-such"))
         }
         (_, Expect::Hidden) => a.status == 404,
         (_, Expect::SignIn) => a.status == 401,

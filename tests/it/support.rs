@@ -621,10 +621,9 @@ impl IssuerServer {
         let sql = iam_gateway::store::open(&database_url).await.unwrap();
         let clock = ManualClock::new();
         let kv: Arc<dyn KvStore> = match backend.sessions {
-            Sessions::Database => Arc::new(DbKv::with_clock(
-                sql.db().clone(),
-                Arc::new(clock.clone()),
-            )),
+            Sessions::Database => {
+                Arc::new(DbKv::with_clock(sql.db().clone(), Arc::new(clock.clone())))
+            }
             Sessions::Memory => Arc::new(MemoryKv::with_clock(Arc::new(clock.clone()))),
             Sessions::Redis => Arc::new(RedisKv::new(&redis_url().unwrap()).unwrap()),
         };
