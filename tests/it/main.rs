@@ -15,6 +15,7 @@ mod oidc_rp;
 mod openapi;
 mod ops;
 mod pages;
+mod rules_6b;
 mod saml;
 mod scim;
 mod session_conformance;
