@@ -413,7 +413,7 @@ async fn bootstrap(
         store
             .create_action_token(
                 &crypto::sha256_hex(token.as_bytes()),
-                crate::web::login::SET_PASSWORD,
+                crate::service::account::SET_PASSWORD,
                 &user.id,
                 now,
                 now + 24 * 3600,
@@ -451,7 +451,7 @@ async fn export_members(cfg: Config, slug: &str) -> Result<(), Failure> {
     use std::io::Write;
     let (store, ws) = open_workspace(&cfg, slug).await?;
     let dyn_store: std::sync::Arc<dyn Store> = store.clone();
-    let mut rows = std::pin::pin!(crate::web::api::members::csv_stream(
+    let mut rows = std::pin::pin!(crate::service::members::csv_stream(
         dyn_store,
         ws.id.clone(),
         SystemClock.now()
@@ -476,8 +476,7 @@ async fn token_create(
     description: &str,
 ) -> Result<(), Failure> {
     let policies = vec![crate::domain::roles::Policy::workspace(role)];
-    crate::web::api::tokens::check_token_policies(&policies)
-        .map_err(|e| Failure(format!("{}", e.0)))?;
+    crate::service::tokens::check_token_policies(&policies).map_err(|e| Failure(e.to_string()))?;
     let (store, ws) = open_workspace(&cfg, slug).await?;
     let secret =
         crate::tokens::mint(crate::tokens::API_PREFIX).map_err(|e| Failure(e.to_string()))?;

@@ -29,3 +29,8 @@ pub async fn ensure_managed_here(store: &dyn Store, user_id: &str) -> Result<(),
 /// What a Twilio-linked person is told when they try to change what Twilio
 /// manages.
 pub const MANAGED_IN_TWILIO: &str = "Your account is linked to Twilio: your password, name and two-factor authentication are managed in Twilio. Change them in the Twilio Console, or unlink Twilio from your account page first.";
+
+/// Purpose of a one-time link that sets a first password (a new account).
+pub const SET_PASSWORD: &str = "set_password";
+/// Purpose of a one-time link that resets a forgotten password.
+pub const RESET_PASSWORD: &str = "reset_password";

@@ -4,6 +4,8 @@
 
 pub mod access;
 pub mod account;
+pub mod members;
+pub mod tokens;
 
 use crate::clock::Clock;
 use crate::config::Config;

@@ -23,10 +23,10 @@ use axum::Form;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
-/// Purpose of the one-time links `bootstrap` prints (24 hours).
-pub const SET_PASSWORD: &str = "set_password";
 /// Purpose of the links "forgot password" mails (1 hour).
-pub const RESET_PASSWORD: &str = "reset_password";
+pub use crate::service::account::RESET_PASSWORD;
+/// Purpose of the one-time links `bootstrap` prints (24 hours).
+pub use crate::service::account::SET_PASSWORD;
 pub const RESET_TTL_SECS: i64 = 3600;
 
 #[derive(Deserialize)]

@@ -432,10 +432,7 @@ async fn refuse_nul_in_uri(req: axum::extract::Request, next: middleware::Next) 
 
 /// Validates a list of policies against the catalog.
 pub fn check_policies(policies: &[Policy]) -> Result<(), ApiError> {
-    for p in policies {
-        p.validate().map_err(DomainError::Invalid)?;
-    }
-    Ok(())
+    Ok(crate::service::tokens::check_policies(policies)?)
 }
 
 #[derive(Debug, serde::Deserialize)]

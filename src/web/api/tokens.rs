@@ -1,8 +1,8 @@
 //! API tokens (bearer access to this API) and SCIM tokens.
 
-use super::{check_policies, opt_time, parse_body, time, Ctx};
+use super::{opt_time, parse_body, time, Ctx};
 use crate::domain::model::ApiToken;
-use crate::domain::roles::{self, Policy};
+use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::tokens;
 use crate::web::errors::ApiError;
@@ -19,17 +19,7 @@ pub fn token_json(t: &ApiToken) -> Value {
 
 /// A token needs at least Workspace Owner or Workspace Member.
 pub fn check_token_policies(policies: &[Policy]) -> Result<(), ApiError> {
-    check_policies(policies)?;
-    if !policies
-        .iter()
-        .any(|p| p.role == roles::WORKSPACE_OWNER || p.role == roles::WORKSPACE_MEMBER)
-    {
-        return Err(DomainError::Invalid(
-            "an API token needs the workspace_owner or workspace_member role".into(),
-        )
-        .into());
-    }
-    Ok(())
+    Ok(crate::service::tokens::check_token_policies(policies)?)
 }
 
 /// Mints and stores a token; returns the record and the secret (shown once).
