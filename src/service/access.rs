@@ -38,6 +38,9 @@ impl Caller {
     }
 }
 
+/// Why a member who is not an owner is refused a change.
+pub const OWNERS_ONLY: &str = "Only workspace owners can do this.";
+
 /// What a request needs in the workspace.
 #[derive(Debug, Clone)]
 pub enum Need<'a> {
@@ -107,7 +110,7 @@ pub async fn authorize(
     if !allowed {
         return Err(DomainError::Forbidden(
             match need {
-                Need::Owner => "Only workspace owners can do this.",
+                Need::Owner => OWNERS_ONLY,
                 Need::Read => "Only workspace owners and members can see this.",
                 Need::Role(_) => "Your roles in this workspace do not allow this.",
             }
@@ -132,22 +135,31 @@ async fn session_rules(
     if outlived_timeouts(&ws.settings, session, now) {
         return Err(DomainError::Unauthenticated);
     }
-    if ws.settings.require_sso && !ws.settings.sso_exempt_user_ids.contains(&user.id) {
-        let from_here = match &session.method {
-            AuthMethod::Sso(conn) => {
-                store.sso_connection_workspace(conn).await?.as_deref() == Some(ws.id.as_str())
-            }
-            _ => false,
-        };
-        if !from_here {
-            let connection = first_enabled_connection(store, &ws.id).await?;
-            return Err(DomainError::SsoRequired(connection.map(|c| c.id)));
-        }
+    if ws.settings.require_sso
+        && !ws.settings.sso_exempt_user_ids.contains(&user.id)
+        && !signed_in_through_sso(store, session, ws).await?
+    {
+        let connection = first_enabled_connection(store, &ws.id).await?;
+        return Err(DomainError::SsoRequired(connection.map(|c| c.id)));
     }
     if ws.settings.require_mfa && !satisfies_mfa(session) {
         return Err(DomainError::MfaRequired);
     }
     Ok(())
+}
+
+/// Whether the session came from one of this workspace's SSO connections.
+pub async fn signed_in_through_sso(
+    store: &dyn Store,
+    session: &Session,
+    ws: &Workspace,
+) -> Result<bool, DomainError> {
+    Ok(match &session.method {
+        AuthMethod::Sso(conn) => {
+            store.sso_connection_workspace(conn).await?.as_deref() == Some(ws.id.as_str())
+        }
+        _ => false,
+    })
 }
 
 /// Label scopes need the resource's labels; an unregistered resource has none.
@@ -168,12 +180,12 @@ async fn resource_labels(
 
 /// Password sessions need a second factor; SSO sessions follow their IdP;
 /// Twilio sessions count when Twilio says 2FA was used.
-pub fn satisfies_mfa(s: &Session) -> bool {
+fn satisfies_mfa(s: &Session) -> bool {
     s.mfa || matches!(s.method, AuthMethod::Sso(_))
 }
 
 /// A workspace may set tighter idle and absolute timeouts than the gateway.
-pub fn outlived_timeouts(settings: &WorkspaceSettings, s: &Session, now: i64) -> bool {
+fn outlived_timeouts(settings: &WorkspaceSettings, s: &Session, now: i64) -> bool {
     settings
         .idle_timeout_secs()
         .is_some_and(|idle| s.idle_secs >= idle)

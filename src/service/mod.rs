@@ -85,7 +85,7 @@ impl Ctx {
             Ok(())
         } else {
             Err(crate::domain::DomainError::Forbidden(
-                "Only workspace owners can do this.".into(),
+                access::OWNERS_ONLY.into(),
             ))
         }
     }

@@ -2,7 +2,7 @@
 
 use super::{parse_body, Caller, Ctx};
 use crate::domain::duration;
-use crate::domain::model::{AuthMethod, WorkspaceSettings};
+use crate::domain::model::WorkspaceSettings;
 use crate::domain::roles;
 use crate::domain::DomainError;
 use crate::web::errors::ApiError;
@@ -90,13 +90,10 @@ pub async fn apply_settings(
             // Only someone who just proved the workspace's SSO works may turn
             // it on, so nobody locks the workspace out (tokens never can).
             let from_sso = match &ctx.caller {
-                Caller::User { session, .. } => match &session.method {
-                    AuthMethod::Sso(conn) => {
-                        state.store.sso_connection_workspace(conn).await?.as_deref()
-                            == Some(ws.id.as_str())
-                    }
-                    _ => false,
-                },
+                Caller::User { session, .. } => {
+                    crate::service::access::signed_in_through_sso(state.store.as_ref(), session, ws)
+                        .await?
+                }
                 Caller::Token(_) => false,
             };
             if !from_sso {
