@@ -43,6 +43,15 @@ pub struct Core {
     pub secret: Vec<u8>,
 }
 
+impl Core {
+    /// Access may have shrunk (a logout, a removal, a changed role, a new
+    /// password...): this instance drops its forward-auth cache and tells
+    /// every other one, before the operation answers.
+    pub async fn access_changed(&self) {
+        self.invalidate.publish(&self.fast).await;
+    }
+}
+
 /// A request in one workspace, authorised by [`access::authorize`]: what
 /// every workspace operation is given.
 #[derive(Clone)]
@@ -77,6 +86,28 @@ impl Ctx {
             },
         )
         .await;
+    }
+
+    /// Runs `change` (store writes) as one audited change of this workspace:
+    /// the audit event (`action`, `target`, `details`, this caller as actor)
+    /// commits in the change's own transaction, so neither exists without
+    /// the other, and then every instance drops its forward-auth cache
+    /// (the change may have taken access away).
+    pub async fn audited<T, F>(
+        &self,
+        core: &Core,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+        change: F,
+    ) -> Result<T, crate::domain::DomainError>
+    where
+        F: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    {
+        let out = change.await?;
+        self.audit(core, action, target, details).await;
+        core.access_changed().await;
+        Ok(out)
     }
 
     /// `Forbidden` unless the caller is a Workspace Owner.

@@ -605,18 +605,39 @@ async fn cache_hits_read_the_session_store_only_when_configured_to() {
             srv.bootstrap("acme", "ann@acme.test").await;
             let mut br = Browser::new();
             br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
-            channel_up(&srv).await;
-            for _ in 0..3 {
-                assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+            // A late heartbeat on a loaded machine bypasses the cache (as
+            // designed); retry until three requests in a row ran with the
+            // channel healthy and at least two of them were cache hits.
+            let hits = |srv: &TestServer| {
+                srv.state
+                    .fast
+                    .hits
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            };
+            let mut served = None;
+            for _ in 0..5 {
+                channel_up(&srv).await;
+                let (checks_before, _) = srv.state.sessions.existence_checks();
+                let hits_before = hits(&srv);
+                for _ in 0..3 {
+                    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+                }
+                let served_hits = hits(&srv) - hits_before;
+                if served_hits >= 2 {
+                    let (checks, rounds) = srv.state.sessions.existence_checks();
+                    served = Some((served_hits, checks - checks_before, checks, rounds));
+                    break;
+                }
             }
-            let (checks, rounds) = srv.state.sessions.existence_checks();
+            let (served_hits, checks, total_checks, rounds) =
+                served.unwrap_or_else(|| panic!("{b:?}: never served from the cache"));
             if !strict {
                 assert_eq!(checks, 0, "{b:?}: channel mode reads nothing per hit");
                 srv.stop().await;
                 continue;
             }
-            assert_eq!(checks, 2, "{b:?}: both cache hits were checked");
-            assert!(rounds >= 1 && rounds <= checks, "{b:?}");
+            assert_eq!(checks, served_hits, "{b:?}: every cache hit was checked");
+            assert!(rounds >= 1 && rounds <= total_checks, "{b:?}");
             // The session disappears behind the gateway's back (no flush on
             // the channel): the very next hit sees it.
             let key = iam_gateway::crypto::sha256_hex(br.session_cookie().unwrap().as_bytes());
@@ -632,8 +653,9 @@ async fn cache_hits_read_the_session_store_only_when_configured_to() {
                 "{b:?}: every_request sees a session gone without a flush"
             );
             let metrics = br.get(&srv.url("/metrics")).await.body;
+            let (total_checks, _) = srv.state.sessions.existence_checks();
             assert!(
-                metrics.contains("iamgw_session_checks_total 3"),
+                metrics.contains(&format!("iamgw_session_checks_total {total_checks}")),
                 "{b:?}: {metrics}"
             );
             srv.stop().await;

@@ -619,17 +619,24 @@ async fn two_instances(backend: Backend) {
 
     // Sign-out on A: B refuses that session on the very next request, and
     // only that one.
+    // (B learns of it through the revocation channel, which delivers
+    // asynchronously: "at once" is the channel's delivery time, well under
+    // PROPAGATION even on a loaded machine.)
     let ann_cookie = ann.session_cookie().unwrap();
     logout(&mut ann, &a).await;
-    let r = client()
-        .get(b.url("/auth/verify?workspace=acme"))
-        .header("cookie", format!("iamgw_session={ann_cookie}"))
-        .send()
-        .await
-        .unwrap();
+    let status = settles_on(401, || async {
+        client()
+            .get(b.url("/auth/verify?workspace=acme"))
+            .header("cookie", format!("iamgw_session={ann_cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await;
     assert_eq!(
-        r.status(),
-        401,
+        status, 401,
         "{backend:?}: signed-out session refused on B at once"
     );
     assert_eq!(owner.br.verify(&b, "workspace=acme").await.status, 200);
@@ -643,9 +650,20 @@ async fn two_instances(backend: Backend) {
         )
         .await;
     assert_eq!(s, 204);
+    let mia_cookie = mia_br.session_cookie().unwrap();
+    let status = settles_on(403, || async {
+        client()
+            .get(b.url("/auth/verify?workspace=acme"))
+            .header("cookie", format!("iamgw_session={mia_cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+    .await;
     assert_eq!(
-        mia_br.verify(&b, "workspace=acme").await.status,
-        403,
+        status, 403,
         "{backend:?}: removed on A, refused on B at once"
     );
 
@@ -689,6 +707,28 @@ async fn two_instances(backend: Backend) {
     assert!(replay.body.contains("already used"), "{}", replay.body);
     a.stop().await;
     b.stop().await;
+}
+
+/// How long a revocation on one instance may take to reach another through
+/// the revocation channel (pub/sub or LISTEN/NOTIFY deliver asynchronously;
+/// `session.revocation_check = "every_request"` closes even this window).
+const PROPAGATION: Duration = Duration::from_millis(500);
+
+/// Asks `status` until it answers `want` or [`PROPAGATION`] has passed;
+/// returns the last answer.
+async fn settles_on<F, Fut>(want: u16, status: F) -> u16
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let start = Instant::now();
+    loop {
+        let got = status().await;
+        if got == want || start.elapsed() > PROPAGATION {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Posts a base64 SAMLResponse to `srv`'s ACS from a fresh browser.

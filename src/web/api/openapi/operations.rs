@@ -332,14 +332,17 @@ pub const OPERATIONS: &[Operation] = &[
             json(200, "The group after the change.", "Group"),
         )
     },
-    op(
-        Delete,
-        ws_path!("/groups/{id}"),
-        "deleteGroup",
-        "groups",
-        "Delete a group (its members stay in the workspace)",
-        DELETED,
-    ),
+    Operation {
+        errors: &[409],
+        ..op(
+            Delete,
+            ws_path!("/groups/{id}"),
+            "deleteGroup",
+            "groups",
+            "Delete a group (its members stay in the workspace; 409 when it holds the last owner role)",
+            DELETED,
+        )
+    },
     Operation {
         errors: &[409],
         ..op(
@@ -353,14 +356,17 @@ pub const OPERATIONS: &[Operation] = &[
             },
         )
     },
-    op(
-        Delete,
-        ws_path!("/groups/{id}/members/{user_id}"),
-        "removeGroupMember",
-        "groups",
-        "Remove a member from a group",
-        DELETED,
-    ),
+    Operation {
+        errors: &[409],
+        ..op(
+            Delete,
+            ws_path!("/groups/{id}/members/{user_id}"),
+            "removeGroupMember",
+            "groups",
+            "Remove a member from a group (409 when that takes away the last owner)",
+            DELETED,
+        )
+    },
     op(
         Get,
         ws_path!("/invitations"),
