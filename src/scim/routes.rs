@@ -81,24 +81,42 @@ pub struct ScimCtx {
 }
 
 impl ScimCtx {
-    async fn audit(&self, state: &AppState, action: &str, target: &str, details: Value) {
-        audit::record(
-            state.store.as_ref(),
-            state.clock.now(),
-            audit::Entry {
-                workspace_id: Some(&self.ws.id),
-                actor: Actor {
-                    kind: "scim".into(),
-                    id: Some(self.token.id.clone()),
-                    email: None,
-                },
-                action,
-                target: Some(target),
-                ip: Some(self.ip.clone()),
-                details,
+    /// Runs a SCIM write with its audit event bound to it (they commit
+    /// together; see [`audit::bound`]); `target` None: the created row.
+    /// A write that answers `Stale` wrote nothing and records nothing; a
+    /// change that wrote nothing else (a no-op) records its event alone.
+    /// Then every instance drops its forward-auth cache.
+    async fn audited<T: Stale>(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: Option<&str>,
+        details: Value,
+        change: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, crate::store::StoreError> {
+        let event = audit::Entry {
+            workspace_id: Some(&self.ws.id),
+            actor: Actor {
+                kind: "scim".into(),
+                id: Some(self.token.id.clone()),
+                email: None,
             },
-        )
-        .await;
+            action,
+            target,
+            ip: Some(self.ip.clone()),
+            details,
+        }
+        .event(state.clock.now());
+        let (out, unwritten) = audit::bound(event, change).await;
+        let out = out?;
+        if out.is_stale() {
+            return Ok(out);
+        }
+        if let Some(event) = unwritten {
+            audit::write(state.store.as_ref(), &event).await;
+        }
+        state.access_changed().await;
+        Ok(out)
     }
 
     fn default_policies(&self) -> Vec<Policy> {
@@ -563,18 +581,18 @@ async fn create_user(
         attributes: Value::Object(attrs).to_string(),
         default_policies: ctx.default_policies(),
     };
-    let created = state
-        .store
-        .scim_create_user(&ctx.ws.id, &new, state.clock.now())
+    let created = ctx
+        .audited(
+            &state,
+            "scim.user.created",
+            None,
+            json!({"userName": user_name, "externalId": external_id, "active": active != Some(false),
+                   "roles": new.default_policies}),
+            state
+                .store
+                .scim_create_user(&ctx.ws.id, &new, state.clock.now()),
+        )
         .await?;
-    ctx.audit(
-        &state,
-        "scim.user.created",
-        &created.user_id,
-        json!({"userName": user_name, "externalId": external_id, "active": active != Some(false),
-               "existing_account": !created.created_account, "roles": new.default_policies}),
-    )
-    .await;
     let (rec, doc) = load_user(&state, &ctx, &created.user_id).await?;
     let location = doc["meta"]["location"].as_str().map(str::to_string);
     let doc = projection_of(&query_map(q.as_deref())).apply(&USER_TYPE, doc);
@@ -649,40 +667,34 @@ async fn write_user(
                 )?
             }
         };
-        let written = state
-            .store
-            .scim_update_user(
-                &ctx.ws.id,
-                id,
-                Some(rec.version()),
-                &update,
-                state.clock.now(),
+        // The version claim makes the record read above the one written
+        // over, so whether this (re)activates or deactivates is known now.
+        let member_now = rec.member_since.is_some();
+        let action = match (member_now, update.member) {
+            (true, false) => "scim.user.deactivated",
+            (false, true) => "scim.user.reactivated",
+            _ => "scim.user.updated",
+        };
+        let written = ctx
+            .audited(
+                state,
+                action,
+                Some(id),
+                json!({"userName": rec.email, "externalId": update.external_id, "active": update.member,
+                       "via": if matches!(edit, Edit::Put(_)) { "PUT" } else { "PATCH" }}),
+                state.store.scim_update_user(
+                    &ctx.ws.id,
+                    id,
+                    Some(rec.version()),
+                    &update,
+                    state.clock.now(),
+                ),
             )
             .await?;
         match written {
             Written::Stale if guarded => return Err(ScimError::precondition_failed()),
             Written::Stale => continue,
-            Written::Done {
-                activated,
-                deactivated,
-            } => {
-                let action = if deactivated {
-                    "scim.user.deactivated"
-                } else if activated {
-                    "scim.user.reactivated"
-                } else {
-                    "scim.user.updated"
-                };
-                ctx.audit(
-                    state,
-                    action,
-                    id,
-                    json!({"userName": rec.email, "externalId": update.external_id, "active": update.member,
-                           "via": if matches!(edit, Edit::Put(_)) { "PUT" } else { "PATCH" }}),
-                )
-                .await;
-                return load_user(state, ctx, id).await;
-            }
+            Written::Done { .. } => return load_user(state, ctx, id).await,
         }
     }
     Err(ScimError::new(
@@ -700,22 +712,13 @@ async fn delete_user(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let expected = if_match_version(&headers)?;
-    match state
-        .store
-        .scim_delete_user(&ctx.ws.id, &id, expected)
+    let delete = state.store.scim_delete_user(&ctx.ws.id, &id, expected);
+    match ctx
+        .audited(&state, "scim.user.deleted", Some(&id), json!({}), delete)
         .await
     {
         Ok(Written::Stale) => Err(ScimError::precondition_failed()),
-        Ok(Written::Done { deactivated, .. }) => {
-            ctx.audit(
-                &state,
-                "scim.user.deleted",
-                &id,
-                json!({"membership_removed": deactivated}),
-            )
-            .await;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        Ok(Written::Done { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(crate::store::StoreError::NotFound) => {
             Err(ScimError::not_found(format!("no user `{id}`")))
         }
@@ -879,17 +882,17 @@ async fn create_group(
         policies: ctx.default_policies(),
         members: members.clone(),
     };
-    let id = state
-        .store
-        .scim_create_group(&ctx.ws.id, &new, state.clock.now())
+    let id = ctx
+        .audited(
+            &state,
+            "scim.group.created",
+            None,
+            json!({"displayName": name, "externalId": external_id, "members": members, "roles": new.policies}),
+            state
+                .store
+                .scim_create_group(&ctx.ws.id, &new, state.clock.now()),
+        )
         .await?;
-    ctx.audit(
-        &state,
-        "scim.group.created",
-        &id,
-        json!({"displayName": name, "externalId": external_id, "members": members, "roles": new.policies}),
-    )
-    .await;
     let (rec, doc) = load_group(&state, &ctx, &id).await?;
     let location = doc["meta"]["location"].as_str().map(str::to_string);
     let doc = projection_of(&query_map(q.as_deref())).apply(&GROUP_TYPE, doc);
@@ -934,30 +937,26 @@ async fn write_group(
                 .cloned()
                 .collect(),
         };
-        let written = state
-            .store
-            .scim_update_group(
-                &ctx.ws.id,
-                id,
-                Some(rec.version()),
-                &update,
-                state.clock.now(),
+        let written = ctx
+            .audited(
+                state,
+                "scim.group.updated",
+                Some(id),
+                json!({"displayName": name, "externalId": external_id, "members_added": update.add,
+                       "members_removed": update.remove}),
+                state.store.scim_update_group(
+                    &ctx.ws.id,
+                    id,
+                    Some(rec.version()),
+                    &update,
+                    state.clock.now(),
+                ),
             )
             .await?;
         match written {
             Written::Stale if guarded => return Err(ScimError::precondition_failed()),
             Written::Stale => continue,
-            Written::Done { .. } => {
-                ctx.audit(
-                    state,
-                    "scim.group.updated",
-                    id,
-                    json!({"displayName": name, "externalId": external_id, "members_added": update.add,
-                           "members_removed": update.remove}),
-                )
-                .await;
-                return load_group(state, ctx, id).await;
-            }
+            Written::Done { .. } => return load_group(state, ctx, id).await,
         }
     }
     Err(ScimError::new(
@@ -975,23 +974,35 @@ async fn delete_group(
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
     let expected = if_match_version(&headers)?;
-    match state
-        .store
-        .scim_delete_group(&ctx.ws.id, &id, expected)
+    let delete = state.store.scim_delete_group(&ctx.ws.id, &id, expected);
+    match ctx
+        .audited(&state, "scim.group.deleted", Some(&id), json!({}), delete)
         .await
     {
         Ok(Written::Stale) => Err(ScimError::precondition_failed()),
-        Ok(Written::Done { .. }) => {
-            ctx.audit(&state, "scim.group.deleted", &id, json!({}))
-                .await;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        }
+        Ok(Written::Done { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(crate::store::StoreError::NotFound) => {
             Err(ScimError::not_found(format!("no group `{id}`")))
         }
         Err(e) => Err(e.into()),
     }
 }
+
+/// Whether a SCIM write lost its version race (it then wrote nothing).
+trait Stale {
+    fn is_stale(&self) -> bool {
+        false
+    }
+}
+
+impl Stale for Written {
+    fn is_stale(&self) -> bool {
+        matches!(self, Written::Stale)
+    }
+}
+
+impl Stale for crate::store::scim::ScimCreated {}
+impl Stale for String {}
 
 // ---------------------------------------------------------------------------
 // Handlers shared by Users and Groups: what differs is in [`Kind`].

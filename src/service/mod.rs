@@ -76,16 +76,26 @@ impl Ctx {
         crate::audit::record(
             core.store.as_ref(),
             core.clock.now(),
-            crate::audit::Entry {
-                workspace_id: Some(&self.ws.id),
-                actor: self.caller.actor(),
-                action,
-                target,
-                ip: Some(self.ip.clone()),
-                details,
-            },
+            self.entry(action, target, details),
         )
         .await;
+    }
+
+    /// An audit entry for this workspace with this caller as actor.
+    fn entry<'a>(
+        &'a self,
+        action: &'a str,
+        target: Option<&'a str>,
+        details: serde_json::Value,
+    ) -> crate::audit::Entry<'a> {
+        crate::audit::Entry {
+            workspace_id: Some(&self.ws.id),
+            actor: self.caller.actor(),
+            action,
+            target,
+            ip: Some(self.ip.clone()),
+            details,
+        }
     }
 
     /// Runs `change` (store writes) as one audited change of this workspace:
@@ -104,8 +114,13 @@ impl Ctx {
     where
         F: std::future::Future<Output = Result<T, crate::store::StoreError>>,
     {
-        let out = change.await?;
-        self.audit(core, action, target, details).await;
+        let event = self.entry(action, target, details).event(core.clock.now());
+        let (out, unwritten) = crate::audit::bound(event, change).await;
+        let out = out?;
+        if let Some(event) = unwritten {
+            // The change committed nothing (a no-op): its event on its own.
+            crate::audit::write(core.store.as_ref(), &event).await;
+        }
         core.access_changed().await;
         Ok(out)
     }

@@ -51,15 +51,6 @@ pub struct OutboxMail {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone)]
-pub struct StoredSigningKey {
-    pub kid: String,
-    pub alg: String,
-    pub sealed_private_key: String,
-    pub public_jwk: String,
-    pub created_at: i64,
-}
-
 /// A workspace and the user's own policies in it.
 #[derive(Debug, Clone)]
 pub struct WorkspaceAccess {
@@ -176,9 +167,6 @@ pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
         purpose: &str,
         now: i64,
     ) -> StoreResult<Option<String>>;
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
 }
 
 /// Opens the store named by a `database_url` and runs migrations.

@@ -745,7 +745,8 @@ impl ScimStore for SqlStore {
         if new.active != Some(false) {
             add_membership(&mut tx, workspace_id, &user_id, &new.default_policies, now).await?;
         }
-        tx.commit().await?;
+        let facts = serde_json::json!({"existing_account": !created_account});
+        self.commit_noting(tx, Some(&user_id), Some(facts)).await?;
         Ok(ScimCreated {
             user_id,
             created_account,
@@ -806,7 +807,7 @@ impl ScimStore for SqlStore {
             ensure_owner_left(&mut tx, workspace_id).await?;
             deactivated = true;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Written::Done {
             activated,
             deactivated,
@@ -842,7 +843,8 @@ impl ScimStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await?;
+        let facts = serde_json::json!({"membership_removed": deactivated});
+        self.commit_noting(tx, None, Some(facts)).await?;
         Ok(Written::Done {
             activated: false,
             deactivated,
@@ -932,7 +934,7 @@ impl ScimStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         add_group_members(&mut tx, workspace_id, &id, &new.members).await?;
-        tx.commit().await?;
+        self.commit_created(tx, Some(&id)).await?;
         Ok(id)
     }
 
@@ -990,7 +992,7 @@ impl ScimStore for SqlStore {
         if !update.remove.is_empty() {
             ensure_owner_left(&mut tx, workspace_id).await?;
         }
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Written::Done {
             activated: false,
             deactivated: false,
@@ -1032,7 +1034,7 @@ impl ScimStore for SqlStore {
                 .await?;
         }
         ensure_owner_left(&mut tx, workspace_id).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(Written::Done {
             activated: false,
             deactivated: false,

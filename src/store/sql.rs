@@ -188,6 +188,73 @@ impl SqlStore {
         Ok(self.db.begin().await?)
     }
 
+    /// Commits a write transaction. The audit event of the change running
+    /// in this task (see [`crate::audit::bound`]) is written in it first,
+    /// so the change and its event commit together or not at all.
+    pub(crate) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> StoreResult<()> {
+        self.commit_created(tx, None).await
+    }
+
+    /// [`Self::commit`] for a change that created the row `created` (the
+    /// pending event's target when it names none).
+    pub(crate) async fn commit_created(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        created: Option<&str>,
+    ) -> StoreResult<()> {
+        self.commit_noting(tx, created, None).await
+    }
+
+    /// [`Self::commit`], completing the pending event with what the change
+    /// learnt (see [`crate::audit::take_pending_for`]).
+    pub(crate) async fn commit_noting(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        created: Option<&str>,
+        facts: Option<serde_json::Value>,
+    ) -> StoreResult<()> {
+        if let Some(event) = crate::audit::take_pending_for(created, facts) {
+            insert_audit(&mut *tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// One write statement; with a pending audit event (see
+    /// [`crate::audit::bound`]), in a transaction with it, committed only if
+    /// the statement changed a row (`created` names the row it created).
+    /// Returns the number of rows changed.
+    pub(crate) async fn exec_write<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        created: Option<&str>,
+    ) -> StoreResult<u64> {
+        if !crate::audit::is_pending() {
+            return Ok(q.execute(self.write()).await?.rows_affected());
+        }
+        let mut tx = self.begin_write().await?;
+        let changed = q.execute(&mut *tx).await?.rows_affected();
+        if changed > 0 {
+            self.commit_created(tx, created).await?;
+        }
+        Ok(changed)
+    }
+
+    /// [`Self::exec_write`] of a statement that must change a row (else
+    /// NotFound).
+    pub(crate) async fn write_one<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> StoreResult<()> {
+        match self.exec_write(q, None).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
@@ -269,6 +336,29 @@ where
         .bind(now)
         .execute(ex)
         .await?;
+    Ok(())
+}
+
+pub(crate) async fn insert_audit<'e, E>(ex: E, e: &AuditEvent) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO audit_events (id, workspace_id, time, actor_type, actor_id, actor_email, action, target, ip, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&e.id)
+    .bind(&e.workspace_id)
+    .bind(e.time)
+    .bind(&e.actor.kind)
+    .bind(&e.actor.id)
+    .bind(&e.actor.email)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.ip)
+    .bind(e.details.to_string())
+    .execute(ex)
+    .await?;
     Ok(())
 }
 
@@ -363,22 +453,19 @@ impl Store for SqlStore {
     }
 
     async fn set_user_name(&self, user_id: &str, name: &str) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(name.trim())
                 .bind(user_id),
-            self.write(),
         )
         .await
     }
 
     async fn set_pending_totp(&self, user_id: &str, sealed_secret: &str) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE users SET totp_secret = $1, totp_last_step = NULL WHERE id = $2 AND totp_enabled_at IS NULL")
                 .bind(sealed_secret)
-                .bind(user_id),
-            self.write(),
-        )
+                .bind(user_id))
         .await
     }
 
@@ -399,7 +486,7 @@ impl Store for SqlStore {
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, recovery_hashes).await?;
-        Ok(tx.commit().await?)
+        self.commit(tx).await
     }
 
     async fn disable_totp(&self, user_id: &str) -> StoreResult<()> {
@@ -410,7 +497,7 @@ impl Store for SqlStore {
         )
         .await?;
         write_recovery_codes(&mut tx, user_id, &[]).await?;
-        Ok(tx.commit().await?)
+        self.commit(tx).await
     }
 
     async fn claim_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
@@ -427,7 +514,7 @@ impl Store for SqlStore {
     async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         write_recovery_codes(&mut tx, user_id, hashes).await?;
-        Ok(tx.commit().await?)
+        self.commit(tx).await
     }
 
     async fn use_recovery_code(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<bool> {
@@ -466,33 +553,16 @@ impl Store for SqlStore {
         settings: &WorkspaceSettings,
     ) -> StoreResult<()> {
         let text = serde_json::to_string(settings).map_err(|e| StoreError::Other(e.to_string()))?;
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2")
                 .bind(text)
                 .bind(workspace_id),
-            self.write(),
         )
         .await
     }
 
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (id, workspace_id, time, actor_type, actor_id, actor_email, action, target, ip, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&e.id)
-        .bind(&e.workspace_id)
-        .bind(e.time)
-        .bind(&e.actor.kind)
-        .bind(&e.actor.id)
-        .bind(&e.actor.email)
-        .bind(&e.action)
-        .bind(&e.target)
-        .bind(&e.ip)
-        .bind(e.details.to_string())
-        .execute(self.write())
-        .await?;
-        Ok(())
+        insert_audit(self.write(), e).await
     }
 
     async fn enqueue_mail(&self, m: &OutboxMail) -> StoreResult<()> {
@@ -509,21 +579,18 @@ impl Store for SqlStore {
 
     async fn mail_sent(&self, id: &str, now: i64) -> StoreResult<()> {
         // The body may hold a one-time link: once delivered it is not kept.
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE outbox SET sent_at = $1, attempts = attempts + 1, body = '(delivered)', last_error = NULL WHERE id = $2")
                 .bind(now)
-                .bind(id),
-            self.write(),
-        )
+                .bind(id))
         .await
     }
 
     async fn mail_failed(&self, id: &str, error: &str) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1 WHERE id = $2")
                 .bind(error)
                 .bind(id),
-            self.write(),
         )
         .await
     }
@@ -654,7 +721,7 @@ impl Store for SqlStore {
             now,
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok((ws, user))
     }
 
@@ -714,37 +781,5 @@ impl Store for SqlStore {
         row.map(|r| r.try_get("user_id"))
             .transpose()
             .map_err(StoreError::from)
-    }
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, private_key, public_jwk, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at, kid",
-        )
-        .fetch_all(self.read())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredSigningKey {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    sealed_private_key: r.try_get("private_key")?,
-                    public_jwk: r.try_get("public_jwk")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&key.kid)
-            .bind(&key.alg)
-            .bind(&key.sealed_private_key)
-            .bind(&key.public_jwk)
-            .bind(key.created_at)
-            .execute(self.write())
-            .await?;
-        Ok(())
     }
 }

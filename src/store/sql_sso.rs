@@ -1,6 +1,6 @@
 //! [`SsoStore`] for both SQL backends.
 
-use super::sql::{exec_one, map_err, SqlStore};
+use super::sql::SqlStore;
 use super::sso::*;
 use super::{StoreError, StoreResult};
 use async_trait::async_trait;
@@ -45,25 +45,27 @@ fn flag(on: bool, at: i64) -> Option<i64> {
 #[async_trait]
 impl SsoStore for SqlStore {
     async fn create_connection(&self, c: &SsoConnection) -> StoreResult<()> {
-        sqlx::query(&format!(
+        self.exec_write(
+            sqlx::query(&format!(
             "INSERT INTO sso_connections ({CONN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
-        .bind(&c.id)
-        .bind(&c.workspace_id)
-        .bind(&c.kind)
-        .bind(&c.name)
-        .bind(flag(c.enabled, c.updated_at))
-        .bind(flag(c.allow_idp_initiated, c.updated_at))
-        .bind(c.config.to_string())
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .execute(self.write())
+            .bind(&c.id)
+            .bind(&c.workspace_id)
+            .bind(&c.kind)
+            .bind(&c.name)
+            .bind(flag(c.enabled, c.updated_at))
+            .bind(flag(c.allow_idp_initiated, c.updated_at))
+            .bind(c.config.to_string())
+            .bind(c.created_at)
+            .bind(c.updated_at),
+            None,
+        )
         .await?;
         Ok(())
     }
 
     async fn update_connection(&self, c: &SsoConnection) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("UPDATE sso_connections SET name = $1, enabled_at = $2, allow_idp_initiated = $3, config = $4, updated_at = $5 WHERE id = $6 AND workspace_id = $7")
                 .bind(&c.name)
                 .bind(flag(c.enabled, c.updated_at))
@@ -71,9 +73,7 @@ impl SsoStore for SqlStore {
                 .bind(c.config.to_string())
                 .bind(c.updated_at)
                 .bind(&c.id)
-                .bind(&c.workspace_id),
-            self.write(),
-        )
+                .bind(&c.workspace_id))
         .await
     }
 
@@ -96,25 +96,24 @@ impl SsoStore for SqlStore {
     }
 
     async fn delete_connection(&self, workspace_id: &str, id: &str) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("DELETE FROM sso_connections WHERE workspace_id = $1 AND id = $2")
                 .bind(workspace_id)
                 .bind(id),
-            self.write(),
         )
         .await
     }
 
     async fn create_domain(&self, d: &Domain) -> StoreResult<()> {
-        sqlx::query("INSERT INTO domains (domain, workspace_id, token, verified_at, created_at) VALUES ($1, $2, $3, $4, $5)")
+        self.exec_write(sqlx::query("INSERT INTO domains (domain, workspace_id, token, verified_at, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&d.domain)
             .bind(&d.workspace_id)
             .bind(&d.token)
             .bind(d.verified_at)
             .bind(d.created_at)
-            .execute(self.write())
+            , None)
             .await
-            .map_err(|e| match map_err(e) {
+            .map_err(|e| match e {
                 StoreError::Conflict(_) => StoreError::Conflict("this domain is already claimed by a workspace".into()),
                 other => other,
             })?;
@@ -135,23 +134,21 @@ impl SsoStore for SqlStore {
     }
 
     async fn mark_domain_verified(&self, domain: &str, now: i64) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query(
                 "UPDATE domains SET verified_at = COALESCE(verified_at, $1) WHERE domain = $2",
             )
             .bind(now)
             .bind(domain),
-            self.write(),
         )
         .await
     }
 
     async fn delete_domain(&self, workspace_id: &str, domain: &str) -> StoreResult<()> {
-        exec_one(
+        self.write_one(
             sqlx::query("DELETE FROM domains WHERE workspace_id = $1 AND domain = $2")
                 .bind(workspace_id)
                 .bind(domain),
-            self.write(),
         )
         .await
     }

@@ -63,11 +63,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(state): State<AppState>) -> Response {
+    let cache = format!("public, max-age={}", crate::keys::JWKS_MAX_AGE_SECS);
     (
         StatusCode::OK,
         [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CACHE_CONTROL, cache),
         ],
         state.signer.jwks_json().to_string(),
     )

@@ -24,14 +24,14 @@ pub(super) async fn create_group(
     now: i64,
 ) -> StoreResult<Group> {
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query("INSERT INTO user_groups (id, workspace_id, name, description, policies, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+    s.exec_write(sqlx::query("INSERT INTO user_groups (id, workspace_id, name, description, policies, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(&id)
         .bind(workspace_id)
         .bind(name.trim())
         .bind(description.trim())
         .bind(policies_text(policies)?)
         .bind(now)
-        .execute(s.write())
+        , Some(&id))
         .await?;
     Ok(Group {
         id,
@@ -133,7 +133,7 @@ pub(super) async fn update_group(
             .await?;
         ensure_owner_left(&mut tx, workspace_id).await?;
     }
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }
 
 pub(super) async fn delete_group(
@@ -155,7 +155,7 @@ pub(super) async fn delete_group(
         .execute(&mut *tx)
         .await?;
     ensure_owner_left(&mut tx, workspace_id).await?;
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }
 
 pub(super) async fn add_group_member(
@@ -164,7 +164,7 @@ pub(super) async fn add_group_member(
     group_id: &str,
     user_id: &str,
 ) -> StoreResult<()> {
-    let done = sqlx::query(
+    let done = s.exec_write(sqlx::query(
         "INSERT INTO group_members (group_id, user_id, workspace_id) \
          SELECT g.id, m.user_id, g.workspace_id FROM user_groups g JOIN memberships m ON m.workspace_id = g.workspace_id \
          WHERE g.id = $1 AND g.workspace_id = $2 AND m.user_id = $3 \
@@ -173,9 +173,9 @@ pub(super) async fn add_group_member(
     .bind(group_id)
     .bind(workspace_id)
     .bind(user_id)
-    .execute(s.write())
+    , None)
     .await?;
-    if done.rows_affected() == 0 {
+    if done == 0 {
         // Either already in the group (fine) or no such group/member.
         let present = sqlx::query("SELECT 1 AS one FROM group_members WHERE group_id = $1 AND user_id = $2 AND workspace_id = $3")
             .bind(group_id)
@@ -209,5 +209,5 @@ pub(super) async fn remove_group_member(
     )
     .await?;
     ensure_owner_left(&mut tx, workspace_id).await?;
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }

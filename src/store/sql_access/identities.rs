@@ -11,13 +11,13 @@ pub(super) async fn link_identity(
     email: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
+    s.exec_write(sqlx::query("INSERT INTO identity_links (provider, subject, user_id, email, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(provider)
         .bind(subject)
         .bind(user_id)
         .bind(email)
         .bind(now)
-        .execute(s.write())
+        , None)
         .await?;
     Ok(())
 }
@@ -58,11 +58,10 @@ pub(super) async fn unlink_identity(
     provider: &str,
     user_id: &str,
 ) -> StoreResult<()> {
-    exec_one(
+    s.write_one(
         sqlx::query("DELETE FROM identity_links WHERE provider = $1 AND user_id = $2")
             .bind(provider)
             .bind(user_id),
-        s.write(),
     )
     .await
 }
@@ -84,27 +83,23 @@ pub(super) async fn create_user_with_identity(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+    s.commit(tx).await?;
     Ok(user)
 }
 
 pub(super) async fn set_user_email(s: &SqlStore, user_id: &str, email: &str) -> StoreResult<()> {
-    exec_one(
+    s.write_one(
         sqlx::query("UPDATE users SET email = $1, email_norm = $2 WHERE id = $3")
             .bind(email.trim())
             .bind(normalize_email(email))
             .bind(user_id),
-        s.write(),
     )
     .await
 }
 
 pub(super) async fn clear_password(s: &SqlStore, user_id: &str) -> StoreResult<()> {
-    exec_one(
-        sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id),
-        s.write(),
-    )
-    .await
+    s.write_one(sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id))
+        .await
 }
 
 pub(super) async fn set_last_auth_method(
@@ -112,10 +107,12 @@ pub(super) async fn set_last_auth_method(
     user_id: &str,
     method: &str,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
-        .bind(method)
-        .bind(user_id)
-        .execute(s.write())
-        .await?;
+    s.exec_write(
+        sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
+            .bind(method)
+            .bind(user_id),
+        None,
+    )
+    .await?;
     Ok(())
 }

@@ -134,7 +134,7 @@ pub(super) async fn create_invitation(
     .bind(inv.expires_at)
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
+    s.commit_created(tx, Some(&id)).await?;
     Ok(Invitation {
         id,
         workspace_id: inv.workspace_id.clone(),
@@ -198,13 +198,11 @@ pub(super) async fn revoke_invitation(
     id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    exec_one(
+    s.write_one(
         sqlx::query("UPDATE invitations SET revoked_at = $1 WHERE workspace_id = $2 AND id = $3 AND accepted_at IS NULL AND revoked_at IS NULL")
             .bind(now)
             .bind(workspace_id)
-            .bind(id),
-        s.write(),
-    )
+            .bind(id))
     .await
 }
 
@@ -215,14 +213,12 @@ pub(super) async fn renew_invitation(
     token_hash: &str,
     expires_at: i64,
 ) -> StoreResult<()> {
-    exec_one(
+    s.write_one(
         sqlx::query("UPDATE invitations SET token_hash = $1, expires_at = $2 WHERE workspace_id = $3 AND id = $4 AND accepted_at IS NULL AND revoked_at IS NULL")
             .bind(token_hash)
             .bind(expires_at)
             .bind(workspace_id)
-            .bind(id),
-        s.write(),
-    )
+            .bind(id))
     .await
 }
 
@@ -234,7 +230,7 @@ pub(super) async fn accept_invitation(
 ) -> StoreResult<()> {
     let mut tx = s.begin_write().await?;
     accept_in_tx(&mut tx, invitation_id, user_id, now).await?;
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }
 
 pub(super) async fn accept_invitation_as_new_user(
@@ -246,6 +242,6 @@ pub(super) async fn accept_invitation_as_new_user(
     let mut tx = s.begin_write().await?;
     let user = insert_user(&mut *tx, new, now).await?;
     accept_in_tx(&mut tx, invitation_id, &user.id, now).await?;
-    tx.commit().await?;
+    s.commit(tx).await?;
     Ok(user)
 }

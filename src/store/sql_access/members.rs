@@ -232,7 +232,7 @@ pub(super) async fn update_member(
         set_user_groups(&mut tx, workspace_id, user_id, g).await?;
     }
     ensure_owner_left(&mut tx, workspace_id).await?;
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }
 
 pub(super) async fn remove_member_checked(
@@ -255,7 +255,7 @@ pub(super) async fn remove_member_checked(
     )
     .await?;
     ensure_owner_left(&mut tx, workspace_id).await?;
-    Ok(tx.commit().await?)
+    s.commit(tx).await
 }
 
 pub(super) async fn count_owners(s: &SqlStore, workspace_id: &str) -> StoreResult<i64> {

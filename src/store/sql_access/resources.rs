@@ -18,7 +18,7 @@ pub(super) async fn put_resource(
     r: &Resource,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
+    s.exec_write(sqlx::query(
         "INSERT INTO resources (workspace_id, id, kind, name, labels, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (workspace_id, id) DO UPDATE SET kind = excluded.kind, name = excluded.name, labels = excluded.labels",
     )
@@ -28,7 +28,7 @@ pub(super) async fn put_resource(
     .bind(&r.name)
     .bind(to_json(&r.labels)?)
     .bind(now)
-    .execute(s.write())
+    , None)
     .await?;
     Ok(())
 }
@@ -59,11 +59,10 @@ pub(super) async fn list_resources(s: &SqlStore, workspace_id: &str) -> StoreRes
 }
 
 pub(super) async fn delete_resource(s: &SqlStore, workspace_id: &str, id: &str) -> StoreResult<()> {
-    exec_one(
+    s.write_one(
         sqlx::query("DELETE FROM resources WHERE workspace_id = $1 AND id = $2")
             .bind(workspace_id)
             .bind(id),
-        s.write(),
     )
     .await
 }

@@ -20,7 +20,7 @@ fn token_from(r: &AnyRow) -> StoreResult<ApiToken> {
 }
 
 pub(super) async fn create_token(s: &SqlStore, t: &ApiToken, token_hash: &str) -> StoreResult<()> {
-    sqlx::query(
+    s.exec_write(sqlx::query(
         "INSERT INTO api_tokens (id, workspace_id, token_hash, kind, description, policies, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&t.id)
@@ -31,7 +31,7 @@ pub(super) async fn create_token(s: &SqlStore, t: &ApiToken, token_hash: &str) -
     .bind(policies_text(&t.policies)?)
     .bind(&t.created_by)
     .bind(t.created_at)
-    .execute(s.write())
+    , None)
     .await?;
     Ok(())
 }
@@ -51,11 +51,13 @@ pub(super) async fn token_by_hash(
         return Ok(None);
     };
     if t.last_used_at.is_none_or(|l| now - l >= 60) {
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(&t.id)
-            .execute(s.write())
-            .await?;
+        s.exec_write(
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&t.id),
+            None,
+        )
+        .await?;
     }
     Ok(Some(t))
 }
@@ -80,9 +82,7 @@ pub(super) async fn revoke_token(
     id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    exec_one(
-        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND kind = $3 AND id = $4 AND revoked_at IS NULL").bind(now).bind(workspace_id).bind(kind).bind(id),
-        s.write(),
-    )
+    s.write_one(
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE workspace_id = $2 AND kind = $3 AND id = $4 AND revoked_at IS NULL").bind(now).bind(workspace_id).bind(kind).bind(id))
     .await
 }
