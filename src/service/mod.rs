@@ -50,6 +50,25 @@ impl Core {
     pub async fn access_changed(&self) {
         self.invalidate.publish(&self.fast).await;
     }
+
+    /// Ends the session of this cookie value (a logout) on every instance.
+    pub async fn end_session(&self, cookie_value: &str) -> Result<(), crate::domain::DomainError> {
+        self.sessions.revoke(cookie_value).await?;
+        self.access_changed().await;
+        Ok(())
+    }
+
+    /// Ends every session of this person but `keep` (a new password, an
+    /// unlinked identity, "sign out everywhere") on every instance.
+    pub async fn end_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<usize, crate::domain::DomainError> {
+        let ended = self.sessions.revoke_all(user_id, keep).await?;
+        self.access_changed().await;
+        Ok(ended)
+    }
 }
 
 /// A request in one workspace, authorised by [`access::authorize`]: what
