@@ -53,7 +53,7 @@ pub fn routes() -> Router<AppState> {
             get(get_one::<Users>)
                 .put(replace::<Users>)
                 .patch(patch_one::<Users>)
-                .delete(delete_user),
+                .delete(delete_one::<Users>),
         )
         .route("/Groups", get(list::<Groups>).post(create_group))
         .route("/Groups/.search", post(search::<Groups>))
@@ -62,7 +62,7 @@ pub fn routes() -> Router<AppState> {
             get(get_one::<Groups>)
                 .put(replace::<Groups>)
                 .patch(patch_one::<Groups>)
-                .delete(delete_group),
+                .delete(delete_one::<Groups>),
         )
         .route("/.search", post(search_all))
         .fallback(not_found)
@@ -639,93 +639,6 @@ enum Edit {
     Patch(Vec<patch::Operation>),
 }
 
-async fn write_user(
-    state: &AppState,
-    ctx: &ScimCtx,
-    headers: &HeaderMap,
-    id: &str,
-    edit: Edit,
-) -> ScimResult<(ScimUserRecord, Value)> {
-    for _ in 0..ATTEMPTS {
-        let (rec, doc) = load_user(state, ctx, id).await?;
-        let guarded = if_match(headers, rec.version())?;
-        let update = match &edit {
-            Edit::Put(body) => user_update(
-                ctx,
-                &rec,
-                user_parts(canonical_resource(&USER_TYPE, body)?),
-                true,
-            )?,
-            Edit::Patch(ops) => {
-                let mut new = doc.clone();
-                patch::apply(&USER_TYPE, &mut new, ops)?;
-                user_update(
-                    ctx,
-                    &rec,
-                    user_parts(canonical_resource(&USER_TYPE, &new)?),
-                    false,
-                )?
-            }
-        };
-        // The version claim makes the record read above the one written
-        // over, so whether this (re)activates or deactivates is known now.
-        let member_now = rec.member_since.is_some();
-        let action = match (member_now, update.member) {
-            (true, false) => "scim.user.deactivated",
-            (false, true) => "scim.user.reactivated",
-            _ => "scim.user.updated",
-        };
-        let written = ctx
-            .audited(
-                state,
-                action,
-                Some(id),
-                json!({"userName": rec.email, "externalId": update.external_id, "active": update.member,
-                       "via": if matches!(edit, Edit::Put(_)) { "PUT" } else { "PATCH" }}),
-                state.store.scim_update_user(
-                    &ctx.ws.id,
-                    id,
-                    Some(rec.version()),
-                    &update,
-                    state.clock.now(),
-                ),
-            )
-            .await?;
-        match written {
-            Written::Stale if guarded => return Err(ScimError::precondition_failed()),
-            Written::Stale => continue,
-            Written::Done { .. } => return load_user(state, ctx, id).await,
-        }
-    }
-    Err(ScimError::new(
-        StatusCode::CONFLICT,
-        None,
-        "The resource is changing too fast; retry.",
-    ))
-}
-
-async fn delete_user(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let expected = if_match_version(&headers)?;
-    let delete = state.store.scim_delete_user(&ctx.ws.id, &id, expected);
-    match ctx
-        .audited(&state, "scim.user.deleted", Some(&id), json!({}), delete)
-        .await
-    {
-        Ok(Written::Stale) => Err(ScimError::precondition_failed()),
-        Ok(Written::Done { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(crate::store::StoreError::NotFound) => {
-            Err(ScimError::not_found(format!("no user `{id}`")))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Groups
 
@@ -904,90 +817,6 @@ async fn create_group(
     ))
 }
 
-async fn write_group(
-    state: &AppState,
-    ctx: &ScimCtx,
-    headers: &HeaderMap,
-    id: &str,
-    edit: Edit,
-) -> ScimResult<(ScimGroupRecord, Value)> {
-    for _ in 0..ATTEMPTS {
-        let (rec, doc) = load_group(state, ctx, id).await?;
-        let guarded = if_match(headers, rec.version())?;
-        let (name, external_id, members) = match &edit {
-            Edit::Put(body) => group_parts(canonical_resource(&GROUP_TYPE, body)?)?,
-            Edit::Patch(ops) => {
-                let mut new = doc.clone();
-                patch::apply(&GROUP_TYPE, &mut new, ops)?;
-                group_parts(canonical_resource(&GROUP_TYPE, &new)?)?
-            }
-        };
-        let have = &rec.group.member_ids;
-        let update = ScimGroupUpdate {
-            name: (name != rec.group.name).then(|| name.clone()),
-            external_id: external_id.clone(),
-            add: members
-                .iter()
-                .filter(|m| !have.contains(m))
-                .cloned()
-                .collect(),
-            remove: have
-                .iter()
-                .filter(|m| !members.contains(m))
-                .cloned()
-                .collect(),
-        };
-        let written = ctx
-            .audited(
-                state,
-                "scim.group.updated",
-                Some(id),
-                json!({"displayName": name, "externalId": external_id, "members_added": update.add,
-                       "members_removed": update.remove}),
-                state.store.scim_update_group(
-                    &ctx.ws.id,
-                    id,
-                    Some(rec.version()),
-                    &update,
-                    state.clock.now(),
-                ),
-            )
-            .await?;
-        match written {
-            Written::Stale if guarded => return Err(ScimError::precondition_failed()),
-            Written::Stale => continue,
-            Written::Done { .. } => return load_group(state, ctx, id).await,
-        }
-    }
-    Err(ScimError::new(
-        StatusCode::CONFLICT,
-        None,
-        "The resource is changing too fast; retry.",
-    ))
-}
-
-async fn delete_group(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ScimResult<Response> {
-    let ctx = authenticate(&state, &headers, peer).await?;
-    let expected = if_match_version(&headers)?;
-    let delete = state.store.scim_delete_group(&ctx.ws.id, &id, expected);
-    match ctx
-        .audited(&state, "scim.group.deleted", Some(&id), json!({}), delete)
-        .await
-    {
-        Ok(Written::Stale) => Err(ScimError::precondition_failed()),
-        Ok(Written::Done { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
-        Err(crate::store::StoreError::NotFound) => {
-            Err(ScimError::not_found(format!("no group `{id}`")))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Whether a SCIM write lost its version race (it then wrote nothing).
 trait Stale {
     fn is_stale(&self) -> bool {
@@ -1016,20 +845,32 @@ trait Kind: Send + Sync + 'static {
         ctx: &ScimCtx,
         params: &ListParams,
     ) -> impl std::future::Future<Output = ScimResult<Response>> + Send;
-    /// One resource: its version and representation.
-    fn load(
+    /// "user" or "group", in audit actions and messages.
+    const NOUN: &'static str;
+    /// What one resource is read as before a write.
+    type Record: Send + Sync;
+    fn record(
         state: &AppState,
         ctx: &ScimCtx,
         id: &str,
-    ) -> impl std::future::Future<Output = ScimResult<(i64, Value)>> + Send;
-    /// A PUT or PATCH applied (with If-Match and retries on a race).
-    fn write(
+    ) -> impl std::future::Future<Output = ScimResult<(Self::Record, i64, Value)>> + Send;
+    /// One attempt at writing the representation `new` over `rec` (a PUT
+    /// when `put`, else the result of a PATCH).
+    fn put(
         state: &AppState,
         ctx: &ScimCtx,
-        headers: &HeaderMap,
         id: &str,
-        edit: Edit,
-    ) -> impl std::future::Future<Output = ScimResult<(i64, Value)>> + Send;
+        rec: &Self::Record,
+        new: &Value,
+        put: bool,
+    ) -> impl std::future::Future<Output = ScimResult<Written>> + Send;
+    /// Deletes one resource (if still at version `expected`, when given).
+    fn delete(
+        state: &AppState,
+        ws: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> impl std::future::Future<Output = crate::store::StoreResult<Written>> + Send;
 }
 
 struct Users;
@@ -1037,44 +878,186 @@ struct Groups;
 
 impl Kind for Users {
     const TYPE: &'static ResourceDef = &USER_TYPE;
+    const NOUN: &'static str = "user";
+    type Record = ScimUserRecord;
     async fn query(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> ScimResult<Response> {
         query_users(state, ctx, params).await
     }
-    async fn load(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(i64, Value)> {
-        let (rec, doc) = load_user(state, ctx, id).await?;
-        Ok((rec.version(), doc))
-    }
-    async fn write(
+    async fn record(
         state: &AppState,
         ctx: &ScimCtx,
-        headers: &HeaderMap,
         id: &str,
-        edit: Edit,
-    ) -> ScimResult<(i64, Value)> {
-        let (rec, doc) = write_user(state, ctx, headers, id, edit).await?;
-        Ok((rec.version(), doc))
+    ) -> ScimResult<(ScimUserRecord, i64, Value)> {
+        let (rec, doc) = load_user(state, ctx, id).await?;
+        let version = rec.version();
+        Ok((rec, version, doc))
+    }
+    async fn put(
+        state: &AppState,
+        ctx: &ScimCtx,
+        id: &str,
+        rec: &ScimUserRecord,
+        new: &Value,
+        put: bool,
+    ) -> ScimResult<Written> {
+        let update = user_update(
+            ctx,
+            rec,
+            user_parts(canonical_resource(&USER_TYPE, new)?),
+            put,
+        )?;
+        // The version claim makes the record read above the one written over,
+        // so whether this (re)activates or deactivates is known now.
+        let action = match (rec.member_since.is_some(), update.member) {
+            (true, false) => "scim.user.deactivated",
+            (false, true) => "scim.user.reactivated",
+            _ => "scim.user.updated",
+        };
+        let details = json!({"userName": rec.email, "externalId": update.external_id, "active": update.member,
+                             "via": if put { "PUT" } else { "PATCH" }});
+        let write = state.store.scim_update_user(
+            &ctx.ws.id,
+            id,
+            Some(rec.version()),
+            &update,
+            state.clock.now(),
+        );
+        Ok(ctx.audited(state, action, Some(id), details, write).await?)
+    }
+    async fn delete(
+        state: &AppState,
+        ws: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> crate::store::StoreResult<Written> {
+        state.store.scim_delete_user(ws, id, expected).await
     }
 }
 
 impl Kind for Groups {
     const TYPE: &'static ResourceDef = &GROUP_TYPE;
+    const NOUN: &'static str = "group";
+    type Record = ScimGroupRecord;
     async fn query(state: &AppState, ctx: &ScimCtx, params: &ListParams) -> ScimResult<Response> {
         query_groups(state, ctx, params).await
     }
-    async fn load(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(i64, Value)> {
-        let (rec, doc) = load_group(state, ctx, id).await?;
-        Ok((rec.version(), doc))
-    }
-    async fn write(
+    async fn record(
         state: &AppState,
         ctx: &ScimCtx,
-        headers: &HeaderMap,
         id: &str,
-        edit: Edit,
-    ) -> ScimResult<(i64, Value)> {
-        let (rec, doc) = write_group(state, ctx, headers, id, edit).await?;
-        Ok((rec.version(), doc))
+    ) -> ScimResult<(ScimGroupRecord, i64, Value)> {
+        let (rec, doc) = load_group(state, ctx, id).await?;
+        let version = rec.version();
+        Ok((rec, version, doc))
     }
+    async fn put(
+        state: &AppState,
+        ctx: &ScimCtx,
+        id: &str,
+        rec: &ScimGroupRecord,
+        new: &Value,
+        _put: bool,
+    ) -> ScimResult<Written> {
+        let (name, external_id, members) = group_parts(canonical_resource(&GROUP_TYPE, new)?)?;
+        let have = &rec.group.member_ids;
+        let update = ScimGroupUpdate {
+            name: (name != rec.group.name).then(|| name.clone()),
+            external_id: external_id.clone(),
+            add: members
+                .iter()
+                .filter(|m| !have.contains(m))
+                .cloned()
+                .collect(),
+            remove: have
+                .iter()
+                .filter(|m| !members.contains(m))
+                .cloned()
+                .collect(),
+        };
+        let details = json!({"displayName": name, "externalId": external_id, "members_added": update.add,
+                             "members_removed": update.remove});
+        let write = state.store.scim_update_group(
+            &ctx.ws.id,
+            id,
+            Some(rec.version()),
+            &update,
+            state.clock.now(),
+        );
+        Ok(ctx
+            .audited(state, "scim.group.updated", Some(id), details, write)
+            .await?)
+    }
+    async fn delete(
+        state: &AppState,
+        ws: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> crate::store::StoreResult<Written> {
+        state.store.scim_delete_group(ws, id, expected).await
+    }
+}
+
+/// `DELETE /Users/{id}`, `DELETE /Groups/{id}` (audited).
+async fn delete_one<K: Kind>(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ScimResult<Response> {
+    let ctx = authenticate(&state, &headers, peer).await?;
+    let expected = if_match_version(&headers)?;
+    let action = format!("scim.{}.deleted", K::NOUN);
+    let delete = K::delete(&state, &ctx.ws.id, &id, expected);
+    match ctx
+        .audited(&state, &action, Some(&id), json!({}), delete)
+        .await
+    {
+        Ok(Written::Stale) => Err(ScimError::precondition_failed()),
+        Ok(Written::Done { .. }) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(crate::store::StoreError::NotFound) => {
+            Err(ScimError::not_found(format!("no {} `{id}`", K::NOUN)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One resource: its version and representation.
+async fn load<K: Kind>(state: &AppState, ctx: &ScimCtx, id: &str) -> ScimResult<(i64, Value)> {
+    let (_, version, doc) = K::record(state, ctx, id).await?;
+    Ok((version, doc))
+}
+
+/// A PUT or PATCH applied: read, check If-Match, write with the version
+/// claimed; a lost race without If-Match is retried.
+async fn write<K: Kind>(
+    state: &AppState,
+    ctx: &ScimCtx,
+    headers: &HeaderMap,
+    id: &str,
+    edit: &Edit,
+) -> ScimResult<(i64, Value)> {
+    for _ in 0..ATTEMPTS {
+        let (rec, version, doc) = K::record(state, ctx, id).await?;
+        let guarded = if_match(headers, version)?;
+        let written = match edit {
+            Edit::Put(body) => K::put(state, ctx, id, &rec, body, true).await?,
+            Edit::Patch(ops) => {
+                let mut new = doc;
+                patch::apply(K::TYPE, &mut new, ops)?;
+                K::put(state, ctx, id, &rec, &new, false).await?
+            }
+        };
+        match written {
+            Written::Stale if guarded => return Err(ScimError::precondition_failed()),
+            Written::Stale => continue,
+            Written::Done { .. } => return load::<K>(state, ctx, id).await,
+        }
+    }
+    Err(ScimError::new(
+        StatusCode::CONFLICT,
+        None,
+        "The resource is changing too fast; retry.",
+    ))
 }
 
 /// `GET /Users`, `GET /Groups`.
@@ -1109,7 +1092,7 @@ async fn get_one<K: Kind>(
     RawQuery(q): RawQuery,
 ) -> ScimResult<Response> {
     let ctx = authenticate(&state, &headers, peer).await?;
-    let (version, doc) = K::load(&state, &ctx, &id).await?;
+    let (version, doc) = load::<K>(&state, &ctx, &id).await?;
     if let Some(r) = not_modified(&headers, version) {
         return Ok(r);
     }
@@ -1153,7 +1136,7 @@ async fn written<K: Kind>(
     edit: Edit,
     q: Option<&str>,
 ) -> ScimResult<Response> {
-    let (version, doc) = K::write(state, ctx, headers, id, edit).await?;
+    let (version, doc) = write::<K>(state, ctx, headers, id, &edit).await?;
     let doc = projection_of(&query_map(q)).apply(K::TYPE, doc);
     Ok(respond(StatusCode::OK, &doc, Some(version), None))
 }
