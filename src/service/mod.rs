@@ -4,7 +4,10 @@
 
 pub mod access;
 pub mod account;
+pub mod domains;
+pub mod invitations;
 pub mod members;
+pub mod sso_admin;
 pub mod tokens;
 
 use crate::clock::Clock;

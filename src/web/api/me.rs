@@ -3,7 +3,7 @@
 use super::{caller, parse_body, Caller, Ctx};
 use crate::clock::rfc3339;
 use crate::domain::model::{valid_slug, NewUserPlaceholder};
-use crate::domain::roles::{self, Policy};
+use crate::domain::roles;
 use crate::domain::DomainError;
 use crate::web::csrf;
 use crate::web::errors::ApiError;
@@ -141,9 +141,4 @@ pub async fn create_workspace(
 pub async fn roles(State(_state): State<AppState>, _ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = roles::CATALOG.iter().map(|r| json!({"id": r.id, "name": r.name, "description": r.description, "scopable": r.scopable})).collect();
     Ok(Json(super::list(items, None)))
-}
-
-/// Default policies for a workspace (its default role).
-pub fn default_policies(ws: &crate::domain::model::Workspace) -> Vec<Policy> {
-    vec![Policy::workspace(&ws.settings.default_role)]
 }
