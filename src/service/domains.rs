@@ -115,3 +115,27 @@ pub async fn remove_domain(core: &Core, ctx: &Ctx, domain: &str) -> Result<(), D
     ctx.audited(core, "domain.removed", Some(&domain), json!({}), change)
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_domain;
+
+    #[test]
+    fn domain_names() {
+        for ok in ["corp.example", "a-b.c0.example", "x.y"] {
+            assert!(valid_domain(ok), "{ok}");
+        }
+        for bad in [
+            "example",
+            "-a.example",
+            "a-.example",
+            "a..example",
+            "a_b.example",
+            "",
+            "é.example",
+        ] {
+            assert!(!valid_domain(bad), "{bad}");
+        }
+        assert!(!valid_domain(&format!("{}.example", "a".repeat(64))));
+    }
+}

@@ -329,3 +329,19 @@ pub async fn accept_new_account(
     audit_accepted(core, &o.inv, &user, ip).await;
     Ok(user)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_new_account;
+
+    #[test]
+    fn a_new_account_needs_a_name_and_a_strong_password() {
+        let strong = "correct horse battery staple";
+        assert!(check_new_account("Ada", strong, "ada@example.com").is_ok());
+        for name in ["", "   ", "a\u{7}b", &"x".repeat(201)] {
+            let e = check_new_account(name, strong, "ada@example.com").unwrap_err();
+            assert_eq!(e.to_string(), "Enter your name (at most 200 characters).");
+        }
+        assert!(check_new_account("Ada", "short", "ada@example.com").is_err());
+    }
+}

@@ -80,12 +80,13 @@ async fn fetch_metadata(url: &str) -> Result<String, DomainError> {
         .map_err(|_| unprocessable("the IdP metadata is not UTF-8".into()))
 }
 
-/// Every group a mapping points at is a group of this workspace.
-async fn check_mappings(
+/// The mappings, once every group they point at is known to be a group of
+/// this workspace.
+async fn checked_mappings(
     core: &Core,
     ws_id: &str,
     m: &BTreeMap<String, String>,
-) -> Result<(), DomainError> {
+) -> Result<BTreeMap<String, String>, DomainError> {
     for gid in m.values() {
         core.store.get_group(ws_id, gid).await?.ok_or_else(|| {
             invalid(format!(
@@ -93,7 +94,7 @@ async fn check_mappings(
             ))
         })?;
     }
-    Ok(())
+    Ok(m.clone())
 }
 
 /// The IdP part of a SAML configuration from metadata (pasted, or fetched
@@ -156,8 +157,7 @@ async fn saml_config(
     set(&mut cfg.name_attribute, &b.name_attribute);
     set(&mut cfg.group_attribute, &b.group_attribute);
     if let Some(m) = &b.group_mappings {
-        check_mappings(core, ws_id, m).await?;
-        cfg.group_mappings = m.clone();
+        cfg.group_mappings = checked_mappings(core, ws_id, m).await?;
     }
     Ok(cfg)
 }
@@ -208,10 +208,7 @@ async fn oidc_config(
         return Err(invalid("scopes must include openid"));
     }
     let group_mappings = match &b.group_mappings {
-        Some(m) => {
-            check_mappings(core, ws_id, m).await?;
-            m.clone()
-        }
+        Some(m) => checked_mappings(core, ws_id, m).await?,
         None => base.map(|c| c.group_mappings).unwrap_or_default(),
     };
     Ok(OidcSsoConfig {
@@ -342,4 +339,26 @@ pub async fn delete_connection(core: &Core, ctx: &Ctx, id: &str) -> Result<(), D
         core.store.delete_connection(&ctx.ws.id, id),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_with_a_host_and_the_error_names_the_field() {
+        assert!(http_url("issuer", "https://idp.example.com").is_ok());
+        assert!(http_url("issuer", "http://idp.example.com/x").is_ok());
+        for bad in ["ftp://idp.example.com", "https://", "idp.example.com", ""] {
+            let e = http_url("issuer", bad).unwrap_err();
+            assert!(e.to_string().starts_with("issuer:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_body_refuses_unknown_fields() {
+        let r: Result<ConnectionBody, _> =
+            serde_json::from_value(serde_json::json!({"type": "saml", "nope": 1}));
+        assert!(r.is_err());
+    }
 }

@@ -5,6 +5,7 @@ use crate::clock::rfc3339;
 use crate::domain::model::{valid_slug, NewUserPlaceholder};
 use crate::domain::roles;
 use crate::domain::DomainError;
+use crate::service::workspaces::{self, Membership};
 use crate::web::csrf;
 use crate::web::errors::ApiError;
 use crate::web::http::current_session;
@@ -14,6 +15,16 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+fn membership_json(m: &Membership) -> Value {
+    json!({
+        "id": m.workspace.id,
+        "slug": m.workspace.slug,
+        "name": m.workspace.name,
+        "policies": m.policies,
+        "roles": m.effective.iter().map(|p| p.label()).collect::<Vec<_>>(),
+    })
+}
 
 /// The signed-in user, their workspaces and roles, and the CSRF token.
 pub async fn me(
@@ -28,22 +39,7 @@ pub async fn me(
         .user_by_id(&session.uid)
         .await?
         .ok_or(DomainError::Unauthenticated)?;
-    let mut workspaces = Vec::new();
-    for w in state.store.workspaces_of_user(&user.id).await? {
-        let effective = state
-            .store
-            .effective_access(&w.workspace.id, &user.id)
-            .await?
-            .unwrap_or_default()
-            .all();
-        workspaces.push(json!({
-            "id": w.workspace.id,
-            "slug": w.workspace.slug,
-            "name": w.workspace.name,
-            "policies": w.policies,
-            "roles": effective.iter().map(|p| p.label()).collect::<Vec<_>>(),
-        }));
-    }
+    let workspaces = workspaces::of_user(&state, &user.id).await?;
     Ok(Json(json!({
         "user": {
             "id": user.id,
@@ -54,7 +50,7 @@ pub async fn me(
             "last_login_at": user.last_login_at.map(rfc3339),
         },
         "auth_method": session.method.as_header(),
-        "workspaces": workspaces,
+        "workspaces": workspaces.iter().map(membership_json).collect::<Vec<_>>(),
         "csrf_token": csrf::token_for_session(&state, &session),
     })))
 }
