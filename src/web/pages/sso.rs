@@ -246,10 +246,10 @@ pub(super) async fn open_post(
 async fn settings_refused(
     state: &AppState,
     wp: &WsPage,
-    e: ApiError,
+    e: DomainError,
 ) -> Result<Response, PageError> {
-    let forbidden = matches!(e.0, DomainError::Forbidden(_));
-    let why = refusal(e)?;
+    let forbidden = matches!(e, DomainError::Forbidden(_));
+    let why = refusal(ApiError(e))?;
     let mut page = build(state, wp).await?;
     let (field, status) = if forbidden {
         ("require_sso", StatusCode::FORBIDDEN)
@@ -289,7 +289,7 @@ pub async fn save_settings(
     };
     match apply_settings(&state, &wp.ctx, patch).await {
         Ok(_) => Ok(see_other(&format!("{}?done=settings", here(&slug)))),
-        Err(e) => settings_refused(&state, &wp, e).await,
+        Err(e) => settings_refused(&state, &wp, e.0).await,
     }
 }
 

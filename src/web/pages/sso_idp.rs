@@ -1,5 +1,5 @@
 //! The SSO page's connection and domain forms. They check their input,
-//! then go through `sso_backend` (the API's own functions); its refusals
+//! then go through `sso_backend` (the core operations the API uses); its refusals
 //! come back on the page, next to the field at fault when it names one.
 
 use super::forms::{Errors, Fields};
