@@ -4,8 +4,13 @@
 
 pub mod access;
 pub mod account;
+pub mod audit_log;
+pub mod domains;
+pub mod invitations;
 pub mod members;
+pub mod sso_admin;
 pub mod tokens;
+pub mod workspaces;
 
 use crate::clock::Clock;
 use crate::config::Config;

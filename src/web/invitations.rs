@@ -1,6 +1,7 @@
 //! Accepting an invitation at `/invitations/{token}`: a signed-in person
 //! with the invited email accepts with one click; someone without an account
-//! sets a name and password; an existing user signs in first.
+//! sets a name and password; an existing user signs in first. The rules are
+//! `service::invitations`'; this shapes the page.
 
 use super::csrf;
 use super::errors::PageError;
@@ -8,12 +9,9 @@ use super::http::{client_ip, current_session};
 use super::login::{csrf_refused, finish_sign_in, see_other, with_cookie};
 use super::views::{self, Chrome, InvitationPage};
 use super::AppState;
-use crate::audit;
-use crate::crypto;
-use crate::domain::model::{normalize_email, Actor, Invitation, Workspace};
 use crate::domain::DomainError;
-use crate::password::check_policy;
-use crate::store::NewUser;
+use crate::service::invitations::{self, Offer, Opened};
+use crate::session::Session;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,110 +19,59 @@ use axum::Form;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-fn gone() -> PageError {
-    PageError(DomainError::Invalid("This invitation is no longer valid: it was used, revoked or has expired. Ask a workspace owner to send a new one.".into()))
-}
-
-/// An open invitation, its workspace and the token it was opened with.
-struct Opened {
-    token: String,
-    inv: Invitation,
-    ws: Workspace,
-}
-
-async fn open_invitation(state: &AppState, token: &str) -> Result<Opened, PageError> {
-    let inv = state
-        .store
-        .invitation_by_token(&crypto::sha256_hex(token.as_bytes()))
-        .await?
-        .ok_or_else(gone)?;
-    if !inv.is_open(state.clock.now()) {
-        return Err(gone());
-    }
-    let ws = state
-        .store
-        .workspace_by_id(&inv.workspace_id)
-        .await?
-        .ok_or_else(gone)?;
-    Ok(Opened {
-        token: token.to_string(),
-        inv,
-        ws,
-    })
-}
-
-/// What the page offers, decided from who is looking.
-enum Mode {
-    Accept,
-    WrongAccount(String),
-    SignInFirst,
-    CreateAccount,
-}
-
-async fn mode(
+/// What the invitation offers whoever is looking, and their session.
+async fn offer(
     state: &AppState,
     headers: &HeaderMap,
-    inv: &Invitation,
-) -> Result<(Mode, Option<crate::session::Session>), DomainError> {
-    if let Some((_, s)) = current_session(state, headers).await? {
-        let user = state
-            .store
-            .user_by_id(&s.uid)
-            .await?
-            .ok_or(DomainError::Unauthenticated)?;
-        let m = if normalize_email(&user.email) == normalize_email(&inv.email) {
-            Mode::Accept
-        } else {
-            Mode::WrongAccount(user.email)
-        };
-        return Ok((m, Some(s)));
+    o: &Opened,
+) -> Result<(Offer, Option<Session>), DomainError> {
+    let session = current_session(state, headers).await?.map(|(_, s)| s);
+    let offer = invitations::offer(state, &o.inv, session.as_ref()).await?;
+    Ok((offer, session))
+}
+
+/// The page's kind and the email the visitor is signed in with, when it
+/// is not the invited one.
+fn kind_of(offer: &Offer) -> (&'static str, Option<String>) {
+    match offer {
+        Offer::Accept => ("accept", None),
+        Offer::WrongAccount(e) => ("wrong_account", Some(e.clone())),
+        Offer::SignInFirst => ("sign_in", None),
+        Offer::CreateAccount => ("create", None),
     }
-    Ok((
-        if state.store.user_by_email(&inv.email).await?.is_some() {
-            Mode::SignInFirst
-        } else {
-            Mode::CreateAccount
-        },
-        None,
-    ))
 }
 
 fn page(
     state: &AppState,
     headers: &HeaderMap,
     o: &Opened,
-    mode: &Mode,
-    session: Option<&crate::session::Session>,
+    offer: &Offer,
+    session: Option<&Session>,
     error: Option<String>,
 ) -> Response {
-    let (token, inv, ws) = (&o.token, &o.inv, &o.ws);
     let (csrf, set) = csrf::page_token(state, headers, session);
-    let (kind, signed_in_as) = match mode {
-        Mode::Accept => ("accept", None),
-        Mode::WrongAccount(e) => ("wrong_account", Some(e.clone())),
-        Mode::SignInFirst => ("sign_in", None),
-        Mode::CreateAccount => ("create", None),
+    let (kind, signed_in_as) = kind_of(offer);
+    let status = match error {
+        Some(_) => StatusCode::BAD_REQUEST,
+        None => StatusCode::OK,
     };
-    let status = if error.is_some() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
+    let user_email = signed_in_as
+        .clone()
+        .or_else(|| session.map(|_| o.inv.email.clone()));
+    let return_to = format!("/invitations/{}", o.token);
     let p = InvitationPage {
         chrome: Chrome {
             csrf,
-            user_email: signed_in_as
-                .clone()
-                .or_else(|| session.map(|_| inv.email.clone())),
+            user_email,
             ..Chrome::default()
         },
-        workspace: ws.name.clone(),
-        email: inv.email.clone(),
+        workspace: o.ws.name.clone(),
+        email: o.inv.email.clone(),
         mode: kind.into(),
         signed_in_as,
         login_link: format!(
             "/login?return_to={}",
-            super::forward_auth::urlencode(&format!("/invitations/{token}"))
+            super::forward_auth::urlencode(&return_to)
         ),
         error,
     };
@@ -137,9 +84,11 @@ async fn through_idp(state: &AppState, o: &Opened) -> Result<Option<Response>, P
     if !o.ws.settings.require_sso {
         return Ok(None);
     }
-    Ok(super::sso::first_enabled(state, &o.ws.id)
-        .await?
-        .map(|c| see_other(&format!("/sso/{}/start?return_to=%2Fworkspaces", c.id))))
+    Ok(
+        crate::service::access::first_enabled_connection(state.store.as_ref(), &o.ws.id)
+            .await?
+            .map(|c| see_other(&format!("/sso/{}/start?return_to=%2Fworkspaces", c.id))),
+    )
 }
 
 pub async fn show(
@@ -147,12 +96,12 @@ pub async fn show(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let o = open_invitation(&state, &token).await?;
+    let o = invitations::open(&state, &token).await?;
     if let Some(r) = through_idp(&state, &o).await? {
         return Ok(r);
     }
-    let (m, session) = mode(&state, &headers, &o.inv).await?;
-    Ok(page(&state, &headers, &o, &m, session.as_ref(), None))
+    let (offer, session) = offer(&state, &headers, &o).await?;
+    Ok(page(&state, &headers, &o, &offer, session.as_ref(), None))
 }
 
 #[derive(Deserialize)]
@@ -164,6 +113,25 @@ pub struct AcceptForm {
     pub password: String,
 }
 
+/// Someone without an account sets a name and password: the account is
+/// created, accepts, and is signed in; a refused name or password comes
+/// back on the page.
+async fn create_account(
+    state: &AppState,
+    headers: &HeaderMap,
+    o: &Opened,
+    f: &AcceptForm,
+    ip: std::net::IpAddr,
+) -> Result<Response, PageError> {
+    if let Err(why) = invitations::check_new_account(&f.name, &f.password, &o.inv.email) {
+        let offer = Offer::CreateAccount;
+        return Ok(page(state, headers, o, &offer, None, Some(why.to_string())));
+    }
+    let ip_text = ip.to_string();
+    let user = invitations::accept_new_account(state, o, &f.name, &f.password, &ip_text).await?;
+    Ok(finish_sign_in(state, headers, &user, false, "/workspaces", ip).await?)
+}
+
 pub async fn accept(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -171,91 +139,24 @@ pub async fn accept(
     Path(token): Path<String>,
     Form(f): Form<AcceptForm>,
 ) -> Result<Response, PageError> {
-    let o = open_invitation(&state, &token).await?;
+    let o = invitations::open(&state, &token).await?;
     if let Some(r) = through_idp(&state, &o).await? {
         return Ok(r);
     }
-    let (m, session) = mode(&state, &headers, &o.inv).await?;
+    let (offer, session) = offer(&state, &headers, &o).await?;
     if !csrf::verify(&state, &headers, session.as_ref(), f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
-    let now = state.clock.now();
     let ip = client_ip(&state, peer, &headers);
-    let (inv, ws) = (&o.inv, &o.ws);
-    let (user, signed_in) = match m {
-        Mode::Accept => {
-            let Some(s) = &session else {
-                return Err(PageError(DomainError::Unauthenticated));
-            };
-            let user = state
-                .store
-                .user_by_id(&s.uid)
-                .await?
-                .ok_or(DomainError::Unauthenticated)?;
-            state
-                .store
-                .accept_invitation(&inv.id, &user.id, now)
-                .await
-                .map_err(|e| match e {
-                    crate::store::StoreError::NotFound => gone(),
-                    other => other.into(),
-                })?;
-            (user, true)
+    match (&offer, &session) {
+        (Offer::Accept, Some(s)) => {
+            invitations::accept_signed_in(&state, &o, s, &ip.to_string()).await?;
+            Ok(see_other("/workspaces"))
         }
-        Mode::CreateAccount => {
-            let name = f.name.trim();
-            if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-                return Ok(page(
-                    &state,
-                    &headers,
-                    &o,
-                    &m,
-                    None,
-                    Some("Enter your name (at most 200 characters).".into()),
-                ));
-            }
-            if let Err(why) = check_policy(&f.password, &inv.email) {
-                return Ok(page(&state, &headers, &o, &m, None, Some(why)));
-            }
-            let hash = state
-                .hasher
-                .hash(&f.password)
-                .await
-                .map_err(|e| DomainError::Internal(e.to_string()))?;
-            let new = NewUser {
-                email: inv.email.clone(),
-                name: name.to_string(),
-                password_hash: Some(hash),
-            };
-            let user = state
-                .store
-                .accept_invitation_as_new_user(&inv.id, &new, now)
-                .await
-                .map_err(|e| match e {
-                    crate::store::StoreError::NotFound => gone(),
-                    other => other.into(),
-                })?;
-            (user, false)
+        (Offer::Accept, None) => Err(PageError(DomainError::Unauthenticated)),
+        (Offer::CreateAccount, _) => create_account(&state, &headers, &o, &f, ip).await,
+        (Offer::SignInFirst | Offer::WrongAccount(_), _) => {
+            Ok(page(&state, &headers, &o, &offer, session.as_ref(), None))
         }
-        Mode::SignInFirst | Mode::WrongAccount(_) => {
-            return Ok(page(&state, &headers, &o, &m, session.as_ref(), None))
-        }
-    };
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: Some(&ws.id),
-            actor: Actor::user(&user.id, &user.email),
-            action: "invitation.accepted",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"invitation_id": inv.id, "policies": inv.policies, "group_ids": inv.group_ids}),
-        },
-    )
-    .await;
-    if signed_in {
-        return Ok(see_other("/workspaces"));
     }
-    Ok(finish_sign_in(&state, &headers, &user, false, "/workspaces", ip).await?)
 }

@@ -3,8 +3,9 @@
 use super::{caller, parse_body, Caller, Ctx};
 use crate::clock::rfc3339;
 use crate::domain::model::{valid_slug, NewUserPlaceholder};
-use crate::domain::roles::{self, Policy};
+use crate::domain::roles;
 use crate::domain::DomainError;
+use crate::service::workspaces::{self, Membership};
 use crate::web::csrf;
 use crate::web::errors::ApiError;
 use crate::web::http::current_session;
@@ -14,6 +15,16 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+fn membership_json(m: &Membership) -> Value {
+    json!({
+        "id": m.workspace.id,
+        "slug": m.workspace.slug,
+        "name": m.workspace.name,
+        "policies": m.policies,
+        "roles": m.effective.iter().map(|p| p.label()).collect::<Vec<_>>(),
+    })
+}
 
 /// The signed-in user, their workspaces and roles, and the CSRF token.
 pub async fn me(
@@ -28,22 +39,7 @@ pub async fn me(
         .user_by_id(&session.uid)
         .await?
         .ok_or(DomainError::Unauthenticated)?;
-    let mut workspaces = Vec::new();
-    for w in state.store.workspaces_of_user(&user.id).await? {
-        let effective = state
-            .store
-            .effective_access(&w.workspace.id, &user.id)
-            .await?
-            .unwrap_or_default()
-            .all();
-        workspaces.push(json!({
-            "id": w.workspace.id,
-            "slug": w.workspace.slug,
-            "name": w.workspace.name,
-            "policies": w.policies,
-            "roles": effective.iter().map(|p| p.label()).collect::<Vec<_>>(),
-        }));
-    }
+    let workspaces = workspaces::of_user(&state, &user.id).await?;
     Ok(Json(json!({
         "user": {
             "id": user.id,
@@ -54,7 +50,7 @@ pub async fn me(
             "last_login_at": user.last_login_at.map(rfc3339),
         },
         "auth_method": session.method.as_header(),
-        "workspaces": workspaces,
+        "workspaces": workspaces.iter().map(membership_json).collect::<Vec<_>>(),
         "csrf_token": csrf::token_for_session(&state, &session),
     })))
 }
@@ -141,9 +137,4 @@ pub async fn create_workspace(
 pub async fn roles(State(_state): State<AppState>, _ctx: Ctx) -> Result<Json<Value>, ApiError> {
     let items = roles::CATALOG.iter().map(|r| json!({"id": r.id, "name": r.name, "description": r.description, "scopable": r.scopable})).collect();
     Ok(Json(super::list(items, None)))
-}
-
-/// Default policies for a workspace (its default role).
-pub fn default_policies(ws: &crate::domain::model::Workspace) -> Vec<Policy> {
-    vec![Policy::workspace(&ws.settings.default_role)]
 }

@@ -8,12 +8,13 @@ use super::access::when;
 use super::forms::{refusal, Errors, Fields};
 use super::sso_backend::{self as backend, ConnectionView, DomainView, SsoError};
 use super::{open, open_for_change, role_options, seg, RoleOption, WsPage};
-use crate::domain::model::AuthMethod;
+use crate::domain::model::Workspace;
 use crate::domain::{roles, DomainError};
+use crate::service::access::signed_in_through_sso;
 use crate::store::MemberFilter;
 use crate::web::api::settings::{apply_settings, SettingsPatch};
 use crate::web::api::tokens;
-use crate::web::errors::PageError;
+use crate::web::errors::{ApiError, PageError};
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
@@ -107,12 +108,8 @@ fn listed<T>(r: Result<Vec<T>, SsoError>) -> Result<(Vec<T>, Option<String>), Do
     }
 }
 
-pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, DomainError> {
-    let ws = &wp.ctx.ws;
-    let base = state.cfg.public_url.trim_end_matches('/').to_string();
-    let (conns, connections_unavailable) = listed(backend::list_connections(state, &wp.ctx).await)?;
-    let (domains, domains_unavailable) = listed(backend::list_domains(state, &wp.ctx).await)?;
-    let connections = conns
+fn connection_rows(base: &str, conns: Vec<ConnectionView>) -> Vec<ConnectionRow> {
+    conns
         .into_iter()
         .map(|c| ConnectionRow {
             entity_id: format!("{base}/sso/saml/{}/metadata", seg(&c.id)),
@@ -120,9 +117,13 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
             redirect_uri: format!("{base}/sso/oidc/{}/callback", seg(&c.id)),
             c,
         })
-        .collect();
+        .collect()
+}
+
+/// The first 200 members, each marked exempt from Require SSO or not.
+async fn exempt_rows(state: &AppState, ws: &Workspace) -> Result<Vec<ExemptRow>, DomainError> {
     let filter = MemberFilter::default();
-    let members = state
+    Ok(state
         .store
         .list_members(&ws.id, &filter, None, 200, state.clock.now())
         .await?
@@ -132,28 +133,36 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
             id: m.id,
             email: m.email,
         })
-        .collect();
-    let mut scim_tokens = Vec::new();
-    if wp.owner {
-        for t in state.store.list_tokens(&ws.id, "scim").await? {
-            scim_tokens.push(ScimRow {
-                description: if t.description.is_empty() {
-                    "(no description)".into()
-                } else {
-                    t.description.clone()
-                },
-                created: when(t.created_at),
-                last_used: t.last_used_at.map(when).unwrap_or_else(|| "Never".into()),
-                id: t.id,
-            });
-        }
+        .collect())
+}
+
+/// The workspace's SCIM tokens (owners only see them).
+async fn scim_rows(state: &AppState, wp: &WsPage) -> Result<Vec<ScimRow>, DomainError> {
+    if !wp.owner {
+        return Ok(Vec::new());
     }
-    let session_from_sso = match &wp.session.method {
-        AuthMethod::Sso(conn) => {
-            state.store.sso_connection_workspace(conn).await?.as_deref() == Some(ws.id.as_str())
-        }
-        _ => false,
-    };
+    let tokens = state.store.list_tokens(&wp.ctx.ws.id, "scim").await?;
+    Ok(tokens
+        .into_iter()
+        .map(|t| ScimRow {
+            description: if t.description.is_empty() {
+                "(no description)".into()
+            } else {
+                t.description.clone()
+            },
+            created: when(t.created_at),
+            last_used: t.last_used_at.map(when).unwrap_or_else(|| "Never".into()),
+            id: t.id,
+        })
+        .collect())
+}
+
+pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, DomainError> {
+    let ws = &wp.ctx.ws;
+    let base = state.cfg.public_url.trim_end_matches('/').to_string();
+    let (conns, connections_unavailable) = listed(backend::list_connections(state, &wp.ctx).await)?;
+    let (domains, domains_unavailable) = listed(backend::list_domains(state, &wp.ctx).await)?;
+    let session_from_sso = signed_in_through_sso(state.store.as_ref(), &wp.session, ws).await?;
     Ok(SsoPage {
         chrome: wp.chrome.clone(),
         ws_name: ws.name.clone(),
@@ -166,7 +175,7 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
         errors: Errors::default(),
         roles: role_options(),
         connections_unavailable,
-        connections,
+        connections: connection_rows(&base, conns),
         domains_unavailable,
         domains,
         input: SsoInput {
@@ -177,9 +186,9 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
         require_mfa: ws.settings.require_mfa,
         default_role: ws.settings.default_role.clone(),
         session_from_sso,
-        members,
+        members: exempt_rows(state, ws).await?,
         scim_url: format!("{base}/scim/v2"),
-        scim_tokens,
+        scim_tokens: scim_rows(state, wp).await?,
         new_scim_secret: None,
     })
 }
@@ -232,6 +241,25 @@ pub(super) async fn open_post(
     open_for_change(state, headers, peer, slug, &here(slug), f.csrf()).await
 }
 
+/// The settings form again after a refusal: Require SSO refused (403) is
+/// said next to it, anything else next to the default role (400).
+async fn settings_refused(
+    state: &AppState,
+    wp: &WsPage,
+    e: DomainError,
+) -> Result<Response, PageError> {
+    let forbidden = matches!(e, DomainError::Forbidden(_));
+    let why = refusal(ApiError(e))?;
+    let mut page = build(state, wp).await?;
+    let (field, status) = if forbidden {
+        ("require_sso", StatusCode::FORBIDDEN)
+    } else {
+        ("default_role", StatusCode::BAD_REQUEST)
+    };
+    page.errors.add(field, why);
+    Ok(render(&page, status))
+}
+
 /// Require SSO, its exemptions, two-factor and the default role.
 pub async fn save_settings(
     State(state): State<AppState>,
@@ -261,25 +289,7 @@ pub async fn save_settings(
     };
     match apply_settings(&state, &wp.ctx, patch).await {
         Ok(_) => Ok(see_other(&format!("{}?done=settings", here(&slug)))),
-        Err(e) => {
-            let forbidden = matches!(e.0, DomainError::Forbidden(_));
-            let why = refusal(e)?;
-            let mut page = build(&state, &wp).await?;
-            page.errors.add(
-                if forbidden {
-                    "require_sso"
-                } else {
-                    "default_role"
-                },
-                why,
-            );
-            let status = if forbidden {
-                StatusCode::FORBIDDEN
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Ok(render(&page, status))
-        }
+        Err(e) => settings_refused(&state, &wp, e.0).await,
     }
 }
 

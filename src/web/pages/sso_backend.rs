@@ -1,19 +1,18 @@
 //! The one seam between the SSO settings page and the SSO connections and
-//! domains logic: it calls the same shared functions as the REST API
-//! (`api::sso`: `create_connection`, `delete_connection`, `add_domain`,
-//! `check_domain`, `remove_domain`), so the page and the API keep one set of
-//! rules and audit events, and turns their refusals into words for the form:
+//! domains logic: it calls the same core operations as the REST API
+//! (`service::sso_admin` and `service::domains`), so the page and the API
+//! keep one set of rules and audit events, and turns their refusals into
+//! words for the form:
 //! [`SsoError::Invalid`] names the field at fault, [`SsoError::Refused`]
 //! is anything else the person should read. [`SsoError::NotAvailable`]
 //! remains for a gateway without SSO; the page then says so.
 
 use super::forms::sentence;
 use crate::domain::DomainError;
+use crate::service::sso_admin::{self, ConnectionBody};
+use crate::service::{domains, Ctx};
 use crate::sso_config;
 use crate::store::{Domain, SsoConnection};
-use crate::web::api::sso::{self as api, ConnectionBody};
-use crate::web::api::Ctx;
-use crate::web::errors::ApiError;
 use crate::web::AppState;
 
 /// A connection as the page lists it.
@@ -90,10 +89,10 @@ fn field_of(message: &str, fallback: &'static str) -> &'static str {
         .unwrap_or(fallback)
 }
 
-/// An API refusal for the page; `fallback` is the field blamed when the
+/// A core refusal for the page; `fallback` is the field blamed when the
 /// message names none (e.g. the metadata the person gave).
-fn refused(e: ApiError, fallback: &'static str) -> SsoError {
-    match e.0 {
+fn refused(e: DomainError, fallback: &'static str) -> SsoError {
+    match e {
         DomainError::Invalid(m) | DomainError::Unprocessable(m) => SsoError::Invalid {
             field: field_of(&m, fallback),
             message: sentence(&m),
@@ -133,7 +132,7 @@ fn domain_view(d: &Domain) -> DomainView {
     DomainView {
         domain: d.domain.clone(),
         verified: d.verified_at.is_some(),
-        verification_record: format!("iamgw-verification={}", d.token),
+        verification_record: domains::verification_record(d),
     }
 }
 
@@ -141,21 +140,16 @@ pub async fn list_connections(
     state: &AppState,
     ctx: &Ctx,
 ) -> Result<Vec<ConnectionView>, SsoError> {
-    let items = state
-        .store
-        .list_connections(&ctx.ws.id)
+    let items = sso_admin::list_connections(state, ctx)
         .await
         .map_err(failed)?;
     Ok(items.iter().map(connection_view).collect())
 }
 
-/// Creates a connection; the returned view carries its new id.
-pub async fn create_connection(
-    state: &AppState,
-    ctx: &Ctx,
-    new: NewConnection,
-) -> Result<ConnectionView, SsoError> {
-    let (body, fallback) = match new {
+/// The core's body for a form's connection, and the field blamed for a
+/// refusal that names none.
+fn body_of(new: NewConnection) -> (ConnectionBody, &'static str) {
+    match new {
         NewConnection::Saml {
             name,
             metadata_xml,
@@ -191,27 +185,36 @@ pub async fn create_connection(
             };
             (body, "issuer")
         }
-    };
-    let c = api::create_connection(state, ctx, body)
+    }
+}
+
+/// Creates a connection; the returned view carries its new id.
+pub async fn create_connection(
+    state: &AppState,
+    ctx: &Ctx,
+    new: NewConnection,
+) -> Result<ConnectionView, SsoError> {
+    let (body, fallback) = body_of(new);
+    let c = sso_admin::create_connection(state, ctx, body)
         .await
         .map_err(|e| refused(e, fallback))?;
     Ok(connection_view(&c))
 }
 
 pub async fn delete_connection(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), SsoError> {
-    api::delete_connection(state, ctx, id)
+    sso_admin::delete_connection(state, ctx, id)
         .await
         .map_err(|e| refused(e, "name"))
 }
 
 pub async fn list_domains(state: &AppState, ctx: &Ctx) -> Result<Vec<DomainView>, SsoError> {
-    let items = state.store.list_domains(&ctx.ws.id).await.map_err(failed)?;
+    let items = domains::list_domains(state, ctx).await.map_err(failed)?;
     Ok(items.iter().map(domain_view).collect())
 }
 
 /// Claims a domain; the view carries the TXT record to publish.
 pub async fn add_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<DomainView, SsoError> {
-    let d = api::add_domain(state, ctx, domain)
+    let d = domains::add_domain(state, ctx, domain)
         .await
         .map_err(|e| refused(e, "domain"))?;
     Ok(domain_view(&d))
@@ -223,14 +226,14 @@ pub async fn verify_domain(
     ctx: &Ctx,
     domain: &str,
 ) -> Result<DomainView, SsoError> {
-    let d = api::check_domain(state, ctx, domain)
+    let d = domains::verify_domain(state, ctx, domain)
         .await
         .map_err(|e| refused(e, "domain"))?;
     Ok(domain_view(&d))
 }
 
 pub async fn delete_domain(state: &AppState, ctx: &Ctx, domain: &str) -> Result<(), SsoError> {
-    api::remove_domain(state, ctx, domain)
+    domains::remove_domain(state, ctx, domain)
         .await
         .map_err(|e| refused(e, "domain"))
 }

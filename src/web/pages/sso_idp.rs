@@ -1,5 +1,5 @@
 //! The SSO page's connection and domain forms. They check their input,
-//! then go through `sso_backend` (the API's own functions); its refusals
+//! then go through `sso_backend` (the core operations the API uses); its refusals
 //! come back on the page, next to the field at fault when it names one.
 
 use super::forms::{Errors, Fields};
@@ -42,18 +42,59 @@ async fn backend_refused(
     Ok(render(&page, status))
 }
 
-pub async fn add_connection(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: Bytes,
-) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
+fn https_url(u: &str) -> bool {
+    url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+}
+
+/// The OpenID Connect form's connection, each missing field noted.
+fn oidc_form(f: &Fields, input: &SsoInput, errors: &mut Errors) -> NewConnection {
+    if !https_url(&input.issuer) {
+        errors.add(
+            "issuer",
+            "Enter the issuer URL, like https://idp.example.com.",
+        );
+    }
+    if input.client_id.is_empty() {
+        errors.add("client_id", "Enter the client ID the IdP gave you.");
+    }
+    if f.get("client_secret").is_empty() {
+        errors.add("client_secret", "Enter the client secret the IdP gave you.");
+    }
+    NewConnection::Oidc {
+        name: input.name.clone(),
+        issuer: input.issuer.clone(),
+        client_id: input.client_id.clone(),
+        client_secret: f.get("client_secret").to_string(),
+    }
+}
+
+/// The SAML form's connection: pasted metadata or its URL, not both.
+fn saml_form(input: &SsoInput, errors: &mut Errors) -> NewConnection {
+    match (input.metadata_xml.is_empty(), input.metadata_url.is_empty()) {
+        (true, true) => errors.add(
+            "metadata_xml",
+            "Paste the IdP's metadata XML, or give its URL below.",
+        ),
+        (false, false) => errors.add(
+            "metadata_url",
+            "Give either pasted metadata or a URL, not both.",
+        ),
+        (true, false) if !https_url(&input.metadata_url) => errors.add(
+            "metadata_url",
+            "Enter the metadata URL, like https://idp.example.com/metadata.",
+        ),
+        _ => {}
+    }
+    NewConnection::Saml {
+        name: input.name.clone(),
+        metadata_xml: Some(input.metadata_xml.clone()).filter(|x| !x.is_empty()),
+        metadata_url: Some(input.metadata_url.clone()).filter(|x| !x.is_empty()),
+    }
+}
+
+/// What the "add connection" form holds, the connection it asks for, and
+/// what is wrong with it, field by field.
+fn connection_form(f: &Fields) -> (SsoInput, NewConnection, Errors) {
     let input = SsoInput {
         kind: f.get("kind").to_string(),
         name: f.get("name").to_string(),
@@ -67,52 +108,26 @@ pub async fn add_connection(
     if input.name.is_empty() || input.name.chars().count() > 100 {
         errors.add("name", "Give the connection a name of 1 to 100 characters.");
     }
-    let https_url =
-        |u: &str| url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
     let new = match input.kind.as_str() {
-        "oidc" => {
-            if !https_url(&input.issuer) {
-                errors.add(
-                    "issuer",
-                    "Enter the issuer URL, like https://idp.example.com.",
-                );
-            }
-            if input.client_id.is_empty() {
-                errors.add("client_id", "Enter the client ID the IdP gave you.");
-            }
-            if f.get("client_secret").is_empty() {
-                errors.add("client_secret", "Enter the client secret the IdP gave you.");
-            }
-            NewConnection::Oidc {
-                name: input.name.clone(),
-                issuer: input.issuer.clone(),
-                client_id: input.client_id.clone(),
-                client_secret: f.get("client_secret").to_string(),
-            }
-        }
-        _ => {
-            match (input.metadata_xml.is_empty(), input.metadata_url.is_empty()) {
-                (true, true) => errors.add(
-                    "metadata_xml",
-                    "Paste the IdP's metadata XML, or give its URL below.",
-                ),
-                (false, false) => errors.add(
-                    "metadata_url",
-                    "Give either pasted metadata or a URL, not both.",
-                ),
-                (true, false) if !https_url(&input.metadata_url) => errors.add(
-                    "metadata_url",
-                    "Enter the metadata URL, like https://idp.example.com/metadata.",
-                ),
-                _ => {}
-            }
-            NewConnection::Saml {
-                name: input.name.clone(),
-                metadata_xml: Some(input.metadata_xml.clone()).filter(|x| !x.is_empty()),
-                metadata_url: Some(input.metadata_url.clone()).filter(|x| !x.is_empty()),
-            }
-        }
+        "oidc" => oidc_form(f, &input, &mut errors),
+        _ => saml_form(&input, &mut errors),
     };
+    (input, new, errors)
+}
+
+pub async fn add_connection(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let f = Fields::parse(&body);
+    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
+        Ok(wp) => wp,
+        Err(r) => return Ok(r),
+    };
+    let (input, new, errors) = connection_form(&f);
     if !errors.is_empty() {
         let mut page = build(&state, &wp).await?;
         page.input = input;
@@ -160,7 +175,7 @@ pub async fn add_domain(
         domain: domain.clone(),
         ..SsoInput::default()
     };
-    let looks_like_domain = crate::web::api::sso::valid_domain(domain.trim_end_matches('.'));
+    let looks_like_domain = crate::service::domains::valid_domain(domain.trim_end_matches('.'));
     if !looks_like_domain {
         let mut page = build(&state, &wp).await?;
         page.input = input;

@@ -6,8 +6,9 @@ use super::access::{build, InviteInput};
 use super::forms::{refusal, Errors, Fields, PolicyInput};
 use super::{open_for_change, seg, WsPage};
 use crate::domain::model::valid_email;
-use crate::web::api::invitations::{self, NewInvite};
-use crate::web::errors::PageError;
+use crate::domain::DomainError;
+use crate::service::invitations::{self, NewInvite};
+use crate::web::errors::{ApiError, PageError};
 use crate::web::login::see_other;
 use crate::web::AppState;
 use axum::body::Bytes;
@@ -32,6 +33,45 @@ async fn refused(
     Ok(page.render(status))
 }
 
+/// A refused invitation next to the field at fault; the page's status.
+fn invite_refused(e: DomainError, errors: &mut Errors) -> Result<StatusCode, DomainError> {
+    let status = if matches!(e, DomainError::Conflict(_)) {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let msg = refusal(ApiError(e))?;
+    let field = if msg.contains("group") {
+        "group_ids"
+    } else if msg.starts_with("Email") || status == StatusCode::CONFLICT {
+        "email"
+    } else {
+        "role"
+    };
+    errors.add(field, msg);
+    Ok(status)
+}
+
+/// What the invite form asks for, or what is wrong with it, field by field.
+fn invite_form(input: &InviteInput) -> Result<NewInvite, Errors> {
+    let mut errors = Errors::default();
+    if !valid_email(&input.email) {
+        errors.add("email", "Enter an email address, like name@company.com.");
+    }
+    let policy = input.policy.policy().unwrap_or_else(|(field, msg)| {
+        errors.add(field, msg);
+        None
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(NewInvite {
+        email: input.email.clone(),
+        policies: policy.into_iter().collect(),
+        group_ids: input.group_ids.clone(),
+    })
+}
+
 /// "Invite Team Member": email plus a role (with its scope) and/or groups.
 /// A refused form comes back with each error next to its field and nothing
 /// sent or stored.
@@ -53,39 +93,17 @@ pub async fn invite(
         policy: PolicyInput::from_fields(&f),
         group_ids: f.all("group_ids"),
     };
-    let mut errors = Errors::default();
-    let mut status = StatusCode::BAD_REQUEST;
-    if !valid_email(&input.email) {
-        errors.add("email", "Enter an email address, like name@company.com.");
-    }
-    let policy = input.policy.policy().unwrap_or_else(|(field, msg)| {
-        errors.add(field, msg);
-        None
-    });
-    if errors.is_empty() {
-        let req = NewInvite {
-            email: input.email.clone(),
-            policies: policy.into_iter().collect(),
-            group_ids: input.group_ids.clone(),
-        };
-        match invitations::invite(&state, &wp.ctx, req).await {
+    let (errors, status) = match invite_form(&input) {
+        Err(errors) => (errors, StatusCode::BAD_REQUEST),
+        Ok(req) => match invitations::invite(&state, &wp.ctx, req).await {
             Ok(_) => return Ok(see_other(&format!("{back}&done=invited"))),
             Err(e) => {
-                if matches!(e.0, crate::domain::DomainError::Conflict(_)) {
-                    status = StatusCode::CONFLICT;
-                }
-                let msg = refusal(e)?;
-                let field = if msg.contains("group") {
-                    "group_ids"
-                } else if msg.starts_with("Email") || status == StatusCode::CONFLICT {
-                    "email"
-                } else {
-                    "role"
-                };
-                errors.add(field, msg);
+                let mut errors = Errors::default();
+                let status = invite_refused(e, &mut errors)?;
+                (errors, status)
             }
-        }
-    }
+        },
+    };
     let mut page = build(&state, &wp, "users", "", None).await?;
     page.invite = input;
     page.errors = errors;
@@ -105,10 +123,10 @@ pub async fn resend(
         Ok(wp) => wp,
         Err(r) => return Ok(r),
     };
-    match invitations::resend_open(&state, &wp.ctx, &id).await {
+    match invitations::resend(&state, &wp.ctx, &id).await {
         Ok(_) => Ok(see_other(&format!("{back}&done=resent"))),
         Err(e) => {
-            let why = refusal(e)?;
+            let why = refusal(ApiError(e))?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
         }
     }
@@ -127,10 +145,10 @@ pub async fn revoke(
         Ok(wp) => wp,
         Err(r) => return Ok(r),
     };
-    match invitations::revoke_open(&state, &wp.ctx, &id).await {
+    match invitations::revoke(&state, &wp.ctx, &id).await {
         Ok(()) => Ok(see_other(&format!("{back}&done=revoked"))),
         Err(e) => {
-            let why = refusal(e)?;
+            let why = refusal(ApiError(e))?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
         }
     }
