@@ -4,7 +4,10 @@
 
 pub mod access;
 pub mod account;
+pub mod groups;
 pub mod members;
+pub mod resources;
+pub mod settings;
 pub mod tokens;
 
 use crate::clock::Clock;

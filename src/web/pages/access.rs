@@ -2,7 +2,7 @@
 //! and Tokens (`?tab=users|groups|tokens`), as in Segment.
 
 use super::forms::{Errors, PolicyInput};
-use super::{open, policy_text, role_options, summary, RoleOption, WsPage};
+use super::{policy_text, role_options, summary, RoleOption, WsPage};
 use crate::domain::model::MemberRow;
 use crate::domain::roles;
 use crate::domain::DomainError;
@@ -12,11 +12,10 @@ use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// Members per page of the Users tab.
 pub const PAGE_SIZE: i64 = 50;
@@ -287,17 +286,10 @@ pub struct AccessQuery {
 
 pub async fn page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    wp: WsPage,
     Query(query): Query<AccessQuery>,
 ) -> Result<Response, PageError> {
     let tab = tab_of(query.tab.as_deref());
-    let here = format!("/w/{}/access?tab={tab}", super::seg(&slug));
-    let wp = match open(&state, &headers, peer, &slug, &here).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let q = query.q.as_deref().unwrap_or("").trim();
     let mut page = match build(&state, &wp, tab, q, query.cursor.as_deref()).await {
         Ok(p) => p,

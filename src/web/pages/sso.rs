@@ -10,9 +10,9 @@ use super::sso_backend::{self as backend, ConnectionView, DomainView, SsoError};
 use super::{open, open_for_change, role_options, seg, RoleOption, WsPage};
 use crate::domain::model::AuthMethod;
 use crate::domain::{roles, DomainError};
+use crate::service::settings::{update as apply_settings, SettingsPatch};
+use crate::service::tokens::{self, Kind};
 use crate::store::MemberFilter;
-use crate::web::api::settings::{apply_settings, SettingsPatch};
-use crate::web::api::tokens;
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
@@ -262,7 +262,7 @@ pub async fn save_settings(
     match apply_settings(&state, &wp.ctx, patch).await {
         Ok(_) => Ok(see_other(&format!("{}?done=settings", here(&slug)))),
         Err(e) => {
-            let forbidden = matches!(e.0, DomainError::Forbidden(_));
+            let forbidden = matches!(e, DomainError::Forbidden(_));
             let why = refusal(e)?;
             let mut page = build(&state, &wp).await?;
             page.errors.add(
@@ -305,7 +305,7 @@ pub async fn create_scim_token(
         );
         return Ok(render(&page, StatusCode::BAD_REQUEST));
     }
-    let (_, secret) = match tokens::create_scim_token(&state, &wp.ctx, &description).await {
+    let (_, secret) = match tokens::create_scim(&state, &wp.ctx, &description).await {
         Ok(x) => x,
         Err(e) => {
             let why = refusal(e)?;
@@ -332,7 +332,7 @@ pub async fn revoke_scim_token(
         Ok(wp) => wp,
         Err(r) => return Ok(r),
     };
-    match tokens::revoke_kind(&state, &wp.ctx, "scim", &id).await {
+    match tokens::revoke(&state, &wp.ctx, Kind::Scim, &id).await {
         Ok(()) => Ok(see_other(&format!("{}?done=scim_revoked", here(&slug)))),
         Err(e) => {
             let why = refusal(e)?;

@@ -3,18 +3,17 @@
 //! (`member.rs`).
 
 use super::access::{build, InviteInput};
-use super::forms::{refusal, Errors, Fields, PolicyInput};
-use super::{open_for_change, seg, WsPage};
+use super::forms::{refusal, Errors, PolicyInput, Refused};
+use super::{seg, OwnerForm, WsPage};
 use crate::domain::model::valid_email;
+use crate::domain::DomainError;
 use crate::web::api::invitations::{self, NewInvite};
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use std::net::SocketAddr;
 
 fn users_tab(slug: &str) -> String {
     format!("/w/{}/access?tab=users", seg(slug))
@@ -32,22 +31,34 @@ async fn refused(
     Ok(page.render(status))
 }
 
+/// Where the invitation service's refusal goes on the form, and with what
+/// status (409 for someone already a member or invited).
+fn invite_refused(e: impl Refused, errors: &mut Errors) -> Result<StatusCode, DomainError> {
+    let e = e.domain();
+    let status = if matches!(e, DomainError::Conflict(_)) {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let msg = refusal(e)?;
+    let field = if msg.contains("group") {
+        "group_ids"
+    } else if msg.starts_with("Email") || status == StatusCode::CONFLICT {
+        "email"
+    } else {
+        "role"
+    };
+    errors.add(field, msg);
+    Ok(status)
+}
+
 /// "Invite Team Member": email plus a role (with its scope) and/or groups.
 /// A refused form comes back with each error next to its field and nothing
 /// sent or stored.
 pub async fn invite(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: Bytes,
+    OwnerForm { wp, f }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let input = InviteInput {
         email: f.get("email").to_string(),
         policy: PolicyInput::from_fields(&f),
@@ -69,21 +80,8 @@ pub async fn invite(
             group_ids: input.group_ids.clone(),
         };
         match invitations::invite(&state, &wp.ctx, req).await {
-            Ok(_) => return Ok(see_other(&format!("{back}&done=invited"))),
-            Err(e) => {
-                if matches!(e.0, crate::domain::DomainError::Conflict(_)) {
-                    status = StatusCode::CONFLICT;
-                }
-                let msg = refusal(e)?;
-                let field = if msg.contains("group") {
-                    "group_ids"
-                } else if msg.starts_with("Email") || status == StatusCode::CONFLICT {
-                    "email"
-                } else {
-                    "role"
-                };
-                errors.add(field, msg);
-            }
+            Ok(_) => return Ok(see_other(&format!("{}&done=invited", users_tab(wp.slug())))),
+            Err(e) => status = invite_refused(e, &mut errors)?,
         }
     }
     let mut page = build(&state, &wp, "users", "", None).await?;
@@ -94,19 +92,11 @@ pub async fn invite(
 
 pub async fn resend(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match invitations::resend_open(&state, &wp.ctx, &id).await {
-        Ok(_) => Ok(see_other(&format!("{back}&done=resent"))),
+        Ok(_) => Ok(see_other(&format!("{}&done=resent", users_tab(wp.slug())))),
         Err(e) => {
             let why = refusal(e)?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
@@ -116,19 +106,11 @@ pub async fn resend(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match invitations::revoke_open(&state, &wp.ctx, &id).await {
-        Ok(()) => Ok(see_other(&format!("{back}&done=revoked"))),
+        Ok(()) => Ok(see_other(&format!("{}&done=revoked", users_tab(wp.slug())))),
         Err(e) => {
             let why = refusal(e)?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
