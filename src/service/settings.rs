@@ -49,8 +49,10 @@ pub const MAX_DURATION_DAYS: u64 = 3650;
 const MAX_DURATION_SECS: u64 = MAX_DURATION_DAYS * 86_400;
 
 /// How many times a change is re-applied when another one was written
-/// between its read and its write.
-const ATTEMPTS: usize = 8;
+/// between its read and its write. Each round one writer wins, so this
+/// bounds how many changes of the same workspace's settings may race
+/// before one answers 409.
+const ATTEMPTS: usize = 64;
 
 fn double_option<'de, D: serde::Deserializer<'de>>(
     d: D,
@@ -91,6 +93,7 @@ pub async fn update(
         {
             Ok(()) => return Ok(next),
             Err(DomainError::Conflict(m)) if m == STALE => {
+                tokio::task::yield_now().await;
                 before = current(core, &ctx.ws).await?;
                 next = patched(core, ctx, &before, patch.clone()).await?;
             }

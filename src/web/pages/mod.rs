@@ -4,9 +4,11 @@
 //! what they may do, form parsing, field errors, policy fields and the
 //! header's workspace switcher.
 //!
-//! The rules are the REST API's (`web::api`): pages authorise with
-//! `workspace_ctx` and change things through the same shared functions, so a
-//! page can never allow what the API refuses.
+//! The rules are the core's (`service/`): the gate makes the one decision
+//! (`service::access::authorize`) before any handler and hands it over
+//! through the [`WsPage`] extractor ([`OwnerForm`] for an owner's form
+//! posts); handlers change things through the same service operations as
+//! the REST API, so a page can never allow what the API refuses.
 
 pub mod access;
 pub mod forms;
@@ -315,27 +317,10 @@ async fn decide(
     slug: &str,
     here: &str,
 ) -> Result<WsPage, Response> {
-    let fail = |e: DomainError| PageError(e).into_response();
-    let Some((_, session)) = current_session(state, headers)
-        .await
-        .map_err(|e| fail(e.into()))?
-    else {
-        return Err(see_other(&format!(
-            "/login?return_to={}",
-            super::forward_auth::urlencode(here)
-        )));
-    };
-    let user = state
-        .store
-        .user_by_id(&session.uid)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let Some(user) = user else {
-        return Err(see_other("/login"));
-    };
+    let (user, session) = signed_in(state, headers, here).await?;
     let chrome = signed_in_chrome(state, &session, &user, None)
         .await
-        .map_err(fail)?;
+        .map_err(|e| PageError(e).into_response())?;
     // Pages read with GET rules: a form's csrf_token is checked by
     // [`OwnerForm`], not the API's X-CSRF-Token header.
     let caller = Caller::User {
@@ -346,26 +331,57 @@ async fn decide(
         Ok(ctx) => ctx,
         Err(e) => return Err(refused(e.0, chrome, here).unwrap_or_else(|e| e.into_response())),
     };
-    let owner = ctx.owner;
-    let chrome = Chrome {
-        current_workspace: Some(ctx.ws.slug.clone()),
+    Ok(WsPage {
+        chrome: in_workspace(chrome, &ctx.ws.slug),
+        owner: ctx.owner,
+        ctx,
+        user,
+        session,
+    })
+}
+
+/// The signed-in person and their session, or a redirect to sign in
+/// (coming back to `here`).
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<(User, Session), Response> {
+    let fail = |e: DomainError| PageError(e).into_response();
+    let found = current_session(state, headers)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let Some((_, session)) = found else {
+        return Err(see_other(&format!(
+            "/login?return_to={}",
+            super::forward_auth::urlencode(here)
+        )));
+    };
+    let user = state
+        .store
+        .user_by_id(&session.uid)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    match user {
+        Some(user) => Ok((user, session)),
+        None => Err(see_other("/login")),
+    }
+}
+
+/// The header's chrome with workspace `slug` as the current one.
+fn in_workspace(chrome: Chrome, slug: &str) -> Chrome {
+    Chrome {
+        current_workspace: Some(slug.to_string()),
         workspaces: chrome
             .workspaces
             .into_iter()
             .map(|mut w| {
-                w.current = w.slug == ctx.ws.slug;
+                w.current = w.slug == slug;
                 w
             })
             .collect(),
         ..chrome
-    };
-    Ok(WsPage {
-        ctx,
-        user,
-        session,
-        owner,
-        chrome,
-    })
+    }
 }
 
 /// The pages' shape of a refusal by the one decision (SPEC 6b): sign in
