@@ -443,24 +443,28 @@ pub async fn open_for_change(
         Ok(wp) => wp,
         Err(r) => return Ok(Err(r)),
     };
-    Ok(for_change(state, headers, wp, csrf_token, back))
+    Ok(match change_refused(state, headers, &wp, csrf_token, back) {
+        Some(refusal) => Err(refusal),
+        None => Ok(wp),
+    })
 }
 
-/// The form's token is this session's, and the person is an owner.
-fn for_change(
+/// Why `wp` may not post this form, if it may not: the form's token is not
+/// this session's (expired form), or the person is not an owner.
+fn change_refused(
     state: &AppState,
     headers: &HeaderMap,
-    wp: WsPage,
+    wp: &WsPage,
     csrf_token: Option<&str>,
     back: &str,
-) -> Result<WsPage, Response> {
+) -> Option<Response> {
     if !csrf::verify(state, headers, Some(&wp.session), csrf_token) {
-        return Err(csrf_refused());
+        return Some(csrf_refused());
     }
     if !wp.owner {
-        return Err(wp.not_owner(back));
+        return Some(wp.not_owner(back));
     }
-    Ok(wp)
+    None
 }
 
 /// The gate's decision for this request: a workspace page's handler takes
@@ -500,8 +504,10 @@ impl FromRequest<AppState> for OwnerForm {
             .await
             .map_err(IntoResponse::into_response)?;
         let f = Fields::parse(&body);
-        let wp = for_change(state, &headers, wp, f.csrf(), &back)?;
-        Ok(OwnerForm { wp, f })
+        match change_refused(state, &headers, &wp, f.csrf(), &back) {
+            Some(refusal) => Err(refusal),
+            None => Ok(OwnerForm { wp, f }),
+        }
     }
 }
 
