@@ -136,3 +136,17 @@ pub async fn set_member(
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_one_line_of_1_to_100_characters() {
+        assert!(check_name("Engineering").is_ok());
+        for bad in ["", "  ", "a\nb", &"x".repeat(101)] {
+            let e = check_name(bad).unwrap_err().to_string();
+            assert!(e.starts_with("name: "), "{bad:?}: {e}");
+        }
+    }
+}

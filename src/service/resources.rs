@@ -17,7 +17,9 @@ pub fn check(r: &Resource) -> Result<(), DomainError> {
         ));
     }
     if r.labels.iter().any(|l| !l.contains(':') || chars(l) > 200) {
-        return Err(DomainError::Invalid("labels are written key:value".into()));
+        return Err(DomainError::Invalid(
+            "labels: each is written key:value".into(),
+        ));
     }
     Ok(())
 }
@@ -49,4 +51,31 @@ pub async fn delete(core: &Core, ctx: &Ctx, id: &str) -> Result<(), DomainError>
     let change = core.store.delete_resource(&ctx.ws.id, id);
     ctx.audited(core, "resource.deleted", Some(id), json!({}), change)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(id: &str, kind: &str, labels: &[&str]) -> Resource {
+        Resource {
+            id: id.into(),
+            kind: kind.into(),
+            name: String::new(),
+            labels: labels.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert!(check(&resource("src-1", "source", &["env:prod"])).is_ok());
+        let e = check(&resource(" ", "source", &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("id "), "{e}");
+        let e = check(&resource("src-1", "source", &["prod"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("labels: "), "{e}");
+    }
 }

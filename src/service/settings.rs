@@ -221,3 +221,30 @@ async fn patched(
     }
     Ok(next)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(e: DomainError) -> String {
+        e.to_string()
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert!(text(check_default_role("nope").unwrap_err()).starts_with("default_role: "));
+        assert!(
+            text(check_default_role(roles::WORKSPACE_OWNER).unwrap_err())
+                .starts_with("default_role: ")
+        );
+        assert!(check_default_role(roles::WORKSPACE_MEMBER).is_ok());
+        assert!(
+            text(check_duration("idle_timeout", "soon").unwrap_err()).starts_with("idle_timeout: ")
+        );
+        assert_eq!(
+            text(check_duration("audit_retention", "3651d").unwrap_err()),
+            "audit_retention: at most 3650d"
+        );
+        assert!(check_duration("invitation_ttl", "3650d").is_ok());
+    }
+}

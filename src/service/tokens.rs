@@ -11,7 +11,8 @@ use serde_json::json;
 /// Validates a list of policies against the catalog.
 pub fn check_policies(policies: &[Policy]) -> Result<(), DomainError> {
     for p in policies {
-        p.validate().map_err(DomainError::Invalid)?;
+        p.validate()
+            .map_err(|e| DomainError::Invalid(format!("policies: {e}")))?;
     }
     Ok(())
 }
@@ -25,7 +26,7 @@ pub fn check_token_policies(policies: &[Policy]) -> Result<(), DomainError> {
         .any(|p| p.role == roles::WORKSPACE_OWNER || p.role == roles::WORKSPACE_MEMBER)
     {
         return Err(DomainError::Invalid(
-            "an API token needs the workspace_owner or workspace_member role".into(),
+            "policies: an API token needs the workspace_owner or workspace_member role".into(),
         ));
     }
     Ok(())

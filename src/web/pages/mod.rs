@@ -443,10 +443,12 @@ pub async fn open_for_change(
         Ok(wp) => wp,
         Err(r) => return Ok(Err(r)),
     };
-    Ok(match change_refused(state, headers, &wp, csrf_token, back) {
-        Some(refusal) => Err(refusal),
-        None => Ok(wp),
-    })
+    Ok(
+        match change_refused(state, headers, &wp, csrf_token, back) {
+            Some(refusal) => Err(refusal),
+            None => Ok(wp),
+        },
+    )
 }
 
 /// Why `wp` may not post this form, if it may not: the form's token is not
