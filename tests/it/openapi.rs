@@ -458,7 +458,7 @@ async fn the_last_owner_through_a_group_is_kept_with_a_documented_409() {
         (
             "PATCH",
             format!("{ws}/groups/{group}"),
-            json_body(json!({"policies": [{"role": "workspace_viewer"}]})),
+            json_body(json!({"policies": [{"role": "workspace_member"}]})),
             format!("{template}/groups/{{id}}"),
         ),
         (
