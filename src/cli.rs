@@ -8,7 +8,7 @@ use crate::crypto;
 use crate::domain::model::{valid_email, valid_slug};
 use crate::domain::DomainError;
 use crate::password::check_policy;
-use crate::store::{AccessStore, NewUser, Store, StoreError};
+use crate::store::{NewUser, Store, StoreError};
 use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -477,39 +477,14 @@ async fn token_create(
 ) -> Result<(), Failure> {
     let policies = vec![crate::domain::roles::Policy::workspace(role)];
     crate::service::tokens::check_token_policies(&policies).map_err(|e| Failure(e.to_string()))?;
-    let (store, ws) = open_workspace(&cfg, slug).await?;
-    let secret =
-        crate::tokens::mint(crate::tokens::API_PREFIX).map_err(|e| Failure(e.to_string()))?;
-    let now = SystemClock.now();
-    let t = crate::domain::model::ApiToken {
-        id: uuid::Uuid::new_v4().to_string(),
-        workspace_id: ws.id.clone(),
-        kind: "api".into(),
-        description: description.trim().to_string(),
+    cli_token(
+        cfg,
+        slug,
+        crate::service::tokens::Kind::Api,
+        description,
         policies,
-        created_by: None,
-        created_at: now,
-        last_used_at: None,
-    };
-    store
-        .create_token(&t, &crate::tokens::hash(&secret))
-        .await?;
-    crate::audit::record(
-        store.as_ref(),
-        now,
-        crate::audit::Entry {
-            workspace_id: Some(&ws.id),
-            actor: crate::domain::model::Actor::system(),
-            action: "token.created",
-            target: Some(&t.id),
-            ip: None,
-            details: serde_json::json!({"description": t.description, "policies": t.policies, "via": "cli"}),
-        },
     )
-    .await;
-    println!("{secret}");
-    store.close().await;
-    Ok(())
+    .await
 }
 
 /// `scim-token create`: like `POST /api/v1/workspaces/{slug}/scim-tokens`;
@@ -518,38 +493,31 @@ async fn scim_token_create(cfg: Config, slug: &str, description: &str) -> Result
     if description.chars().count() > 200 {
         return Err(Failure("--description: at most 200 characters".into()));
     }
+    let kind = crate::service::tokens::Kind::Scim;
+    cli_token(cfg, slug, kind, description, Vec::new()).await
+}
+
+/// Mints a token of workspace `slug` through the core and prints only its
+/// secret.
+async fn cli_token(
+    cfg: Config,
+    slug: &str,
+    kind: crate::service::tokens::Kind,
+    description: &str,
+    policies: Vec<crate::domain::roles::Policy>,
+) -> Result<(), Failure> {
     let (store, ws) = open_workspace(&cfg, slug).await?;
-    let secret =
-        crate::tokens::mint(crate::tokens::SCIM_PREFIX).map_err(|e| Failure(e.to_string()))?;
-    let now = SystemClock.now();
-    let t = crate::domain::model::ApiToken {
-        id: uuid::Uuid::new_v4().to_string(),
-        workspace_id: ws.id.clone(),
-        kind: "scim".into(),
-        description: description.trim().to_string(),
-        policies: Vec::new(),
-        created_by: None,
-        created_at: now,
-        last_used_at: None,
-    };
-    store
-        .create_token(&t, &crate::tokens::hash(&secret))
-        .await?;
-    crate::audit::record(
+    let secret = crate::service::tokens::create_from_cli(
         store.as_ref(),
-        now,
-        crate::audit::Entry {
-            workspace_id: Some(&ws.id),
-            actor: crate::domain::model::Actor::system(),
-            action: "scim_token.created",
-            target: Some(&t.id),
-            ip: None,
-            details: serde_json::json!({"description": t.description, "via": "cli"}),
-        },
+        SystemClock.now(),
+        &ws.id,
+        kind,
+        description,
+        policies,
     )
     .await;
-    println!("{secret}");
     store.close().await;
+    println!("{}", secret?);
     Ok(())
 }
 

@@ -1,10 +1,141 @@
-//! Members: the members CSV (SPEC section 8), streamed from the store.
+//! Members: list, show, change, remove, reset 2FA, and the members CSV
+//! (SPEC section 8), streamed from the store.
 
+use super::tokens::check_policies;
+use super::{Core, Ctx};
 use crate::domain::csv;
-use crate::domain::model::{Group, MemberRow};
+use crate::domain::model::{EffectiveAccess, Group, MemberRow, User};
 use crate::domain::roles::Policy;
+use crate::domain::DomainError;
 use crate::store::{MemberFilter, Store};
+use serde::Deserialize;
+use serde_json::json;
 use std::sync::Arc;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    pub policies: Option<Vec<Policy>>,
+    pub group_ids: Option<Vec<String>>,
+}
+
+/// One page of members and open invitations, ordered by email, after
+/// `cursor`; the cursor of the next page when there is one.
+pub async fn list(
+    core: &Core,
+    ctx: &Ctx,
+    filter: &MemberFilter,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<MemberRow>, Option<String>), DomainError> {
+    let rows = core
+        .store
+        .list_members(&ctx.ws.id, filter, cursor, limit + 1, core.clock.now())
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
+    let next = if more {
+        page.last().map(|(c, _)| c.clone())
+    } else {
+        None
+    };
+    Ok((page.into_iter().map(|(_, m)| m).collect(), next))
+}
+
+/// A member's access (direct and through groups); `NotFound` for anyone
+/// who is not a member.
+pub async fn access(core: &Core, ctx: &Ctx, user_id: &str) -> Result<EffectiveAccess, DomainError> {
+    core.store
+        .effective_access(&ctx.ws.id, user_id)
+        .await?
+        .ok_or(DomainError::NotFound)
+}
+
+/// A member with their access.
+pub async fn show(
+    core: &Core,
+    ctx: &Ctx,
+    user_id: &str,
+) -> Result<(User, EffectiveAccess), DomainError> {
+    let access = access(core, ctx, user_id).await?;
+    let user = core
+        .store
+        .user_by_id(user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    Ok((user, access))
+}
+
+/// The member with this email, if there is one.
+pub async fn by_email(core: &Core, ctx: &Ctx, email: &str) -> Result<Option<User>, DomainError> {
+    let Some(user) = core.store.user_by_email(email).await? else {
+        return Ok(None);
+    };
+    let member = core.store.membership(&ctx.ws.id, &user.id).await?;
+    Ok(member.map(|_| user))
+}
+
+/// Replaces a member's policies and/or groups (owners; audited); the last
+/// owner stays (409). Returns the member's access after the change.
+pub async fn update(
+    core: &Core,
+    ctx: &Ctx,
+    user_id: &str,
+    patch: MemberPatch,
+) -> Result<EffectiveAccess, DomainError> {
+    ctx.require_owner()?;
+    if let Some(p) = &patch.policies {
+        check_policies(p)?;
+    }
+    let details = json!({"policies": patch.policies, "group_ids": patch.group_ids});
+    let change = core.store.update_member(
+        &ctx.ws.id,
+        user_id,
+        patch.policies.as_deref(),
+        patch.group_ids.as_deref(),
+    );
+    ctx.audited(core, "member.updated", Some(user_id), details, change)
+        .await?;
+    access(core, ctx, user_id).await
+}
+
+/// Removes a member (owners; audited): their access to this workspace ends
+/// at the next request; the user and their other workspaces stay. Refuses
+/// the last owner (409).
+pub async fn remove(core: &Core, ctx: &Ctx, user_id: &str) -> Result<(), DomainError> {
+    ctx.require_owner()?;
+    let change = core.store.remove_member_checked(&ctx.ws.id, user_id);
+    ctx.audited(core, "member.removed", Some(user_id), json!({}), change)
+        .await
+}
+
+/// An owner resets a member's two-factor authentication (audited).
+pub async fn reset_mfa(core: &Core, ctx: &Ctx, user_id: &str) -> Result<(), DomainError> {
+    ctx.require_owner()?;
+    core.store
+        .membership(&ctx.ws.id, user_id)
+        .await?
+        .ok_or(DomainError::NotFound)?;
+    let change = core.store.disable_totp(user_id);
+    ctx.audited(core, "member.mfa_reset", Some(user_id), json!({}), change)
+        .await
+}
+
+/// The members CSV for an owner (audited as an export).
+pub async fn export(
+    core: &Core,
+    ctx: &Ctx,
+) -> Result<impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send, DomainError> {
+    ctx.require_owner()?;
+    // audit-after: an export changes nothing; it is recorded as it starts.
+    ctx.audit(core, "members.exported", Some(&ctx.ws.slug), json!({}))
+        .await;
+    Ok(csv_stream(
+        core.store.clone(),
+        ctx.ws.id.clone(),
+        core.clock.now(),
+    ))
+}
 
 pub const CSV_HEADER: [&str; 11] = [
     "user_id",

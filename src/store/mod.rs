@@ -103,6 +103,15 @@ pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
         settings: &WorkspaceSettings,
     ) -> StoreResult<()>;
 
+    /// Compare-and-swap: writes `after` only if the stored settings are
+    /// still `before` (as read); false when they changed meanwhile.
+    async fn swap_workspace_settings(
+        &self,
+        workspace_id: &str,
+        before: &WorkspaceSettings,
+        after: &WorkspaceSettings,
+    ) -> StoreResult<bool>;
+
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
 
     async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()>;

@@ -561,6 +561,37 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn swap_workspace_settings(
+        &self,
+        workspace_id: &str,
+        before: &WorkspaceSettings,
+        after: &WorkspaceSettings,
+    ) -> StoreResult<bool> {
+        // The stored text is compared as read (not as `before` would be
+        // written now), so older or differently ordered documents swap too.
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT settings FROM workspaces WHERE id = $1")
+                .bind(workspace_id)
+                .fetch_optional(self.write())
+                .await?;
+        let Some(stored) = stored else {
+            return Err(StoreError::NotFound);
+        };
+        let parsed: WorkspaceSettings = serde_json::from_str(&stored).unwrap_or_default();
+        if parsed != *before {
+            return Ok(false);
+        }
+        let text = serde_json::to_string(after).map_err(|e| StoreError::Other(e.to_string()))?;
+        let done =
+            sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2 AND settings = $3")
+                .bind(text)
+                .bind(workspace_id)
+                .bind(stored)
+                .execute(self.write())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         insert_audit(self.write(), e).await
     }

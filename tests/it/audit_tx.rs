@@ -6,7 +6,7 @@
 use crate::saml::idp::{metadata_xml, world};
 use crate::support::*;
 use iam_gateway::domain::roles::Policy;
-use iam_gateway::web::api::tokens;
+use iam_gateway::service::tokens;
 use serde_json::{json, Value};
 use sqlx::{Executor, Row};
 
@@ -123,9 +123,10 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
             .add_member(&ws_id, "mia@acme.test", &["source_read_only"])
             .await;
         let (_, token) = tokens::mint(
-            &srv.state,
+            srv.state.store.as_ref(),
+            iam_gateway::clock::Clock::now(srv.state.clock.as_ref()),
             &ws_id,
-            "api",
+            tokens::Kind::Api,
             "audit tests",
             vec![Policy::workspace("workspace_owner")],
             None,

@@ -906,3 +906,62 @@ async fn thirty_two_clients_write_at_once_on_postgresql_without_5xx_or_lost_writ
     }
     all_write_paths_at_once(Db::Postgres).await;
 }
+
+/// Concurrent PATCHes of different settings fields: each one's field is
+/// kept (the change is a compare-and-swap on the settings read, retried on
+/// the settings of the moment), on every database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_settings_patches_of_different_fields_are_all_kept() {
+    for backend in matrix() {
+        let srv = TestServer::start(backend).await;
+        let (ws_id, _) = srv.bootstrap("acme", "ann@acme.test").await;
+        let (_, token) = iam_gateway::service::tokens::mint(
+            srv.state.store.as_ref(),
+            srv.clock.now(),
+            &ws_id,
+            iam_gateway::service::tokens::Kind::Api,
+            "settings race",
+            vec![iam_gateway::domain::roles::Policy::workspace(
+                "workspace_owner",
+            )],
+            None,
+        )
+        .await
+        .unwrap();
+        let url = srv.url("/api/v1/workspaces/acme/settings");
+        for round in 1..=5u32 {
+            let want = json!({
+                "idle_timeout": format!("{}m", 10 + round),
+                "absolute_timeout": format!("{}h", 10 + round),
+                "invitation_ttl": format!("{}d", round),
+                "audit_retention": format!("{}d", 30 + round),
+                "require_mfa": round % 2 == 1,
+                "default_role": if round % 2 == 1 { "minimal_access" } else { "workspace_member" },
+            });
+            let patches = want.as_object().unwrap().iter().map(|(k, v)| {
+                let req = crate::support::client()
+                    .patch(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({ k.clone(): v.clone() }));
+                async move {
+                    let r = req.send().await.unwrap();
+                    (r.status().as_u16(), r.text().await.unwrap_or_default())
+                }
+            });
+            for (status, body) in futures_util::future::join_all(patches).await {
+                assert_eq!(status, 200, "{backend:?} round {round}: {body}");
+            }
+            let r = crate::support::client()
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            let got: Value = r.json().await.unwrap();
+            for (k, v) in want.as_object().unwrap() {
+                assert_eq!(&got[k], v, "{backend:?} round {round}: {k} lost in {got}");
+            }
+        }
+        srv.stop().await;
+    }
+}

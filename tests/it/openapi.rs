@@ -4,7 +4,8 @@
 
 use crate::support::*;
 use iam_gateway::domain::roles::Policy;
-use iam_gateway::web::api::{openapi, tokens, NO_SUCH_ROUTE};
+use iam_gateway::service::tokens;
+use iam_gateway::web::api::{openapi, NO_SUCH_ROUTE};
 use serde_json::{json, Value};
 
 /// A workspace `acme` with an owner, and an owner API token of it.
@@ -16,9 +17,10 @@ async fn setup_on(backend: Backend) -> (TestServer, String, String) {
     let srv = TestServer::start(backend).await;
     let (ws_id, owner_id) = srv.bootstrap("acme", "ann@acme.test").await;
     let (_, secret) = tokens::mint(
-        &srv.state,
+        srv.state.store.as_ref(),
+        iam_gateway::clock::Clock::now(srv.state.clock.as_ref()),
         &ws_id,
-        "api",
+        tokens::Kind::Api,
         "openapi tests",
         vec![Policy::workspace("workspace_owner")],
         None,

@@ -1,20 +1,19 @@
 //! Members: list (with open invitations), show, change, remove, CSV.
 
-use super::{check_policies, opt_time, parse_body, time, Ctx, Page};
+use super::{opt_time, parse_body, time, Ctx, Page};
 use crate::domain::model::MemberRow;
-use crate::domain::roles::Policy;
 use crate::domain::DomainError;
+use crate::service::members;
 use crate::store::MemberFilter;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 pub fn member_json(m: &MemberRow) -> Value {
     json!({
@@ -56,25 +55,10 @@ pub async fn list(
         group_id: q.group_id,
         include_invited: true,
     };
-    let rows = state
-        .store
-        .list_members(
-            &ctx.ws.id,
-            &filter,
-            super::cursor(q.cursor.as_deref())?,
-            limit + 1,
-            state.clock.now(),
-        )
-        .await?;
-    let more = rows.len() as i64 > limit;
-    let page: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = if more {
-        page.last().map(|(c, _)| c.clone())
-    } else {
-        None
-    };
+    let cursor = super::cursor(q.cursor.as_deref())?;
+    let (rows, next) = members::list(&state, &ctx, &filter, cursor, limit).await?;
     Ok(Json(super::list(
-        page.iter().map(|(_, m)| member_json(m)).collect(),
+        rows.iter().map(member_json).collect(),
         next,
     )))
 }
@@ -85,16 +69,7 @@ pub async fn show(
     ctx: Ctx,
     Path((_, user_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let access = state
-        .store
-        .effective_access(&ctx.ws.id, &user_id)
-        .await?
-        .ok_or(DomainError::NotFound)?;
-    let user = state
-        .store
-        .user_by_id(&user_id)
-        .await?
-        .ok_or(DomainError::NotFound)?;
+    let (user, access) = members::show(&state, &ctx, &user_id).await?;
     Ok(Json(json!({
         "user_id": user.id,
         "email": user.email,
@@ -110,54 +85,6 @@ pub async fn show(
     })))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct MemberPatch {
-    pub policies: Option<Vec<Policy>>,
-    pub group_ids: Option<Vec<String>>,
-}
-
-/// Replaces a member's policies and/or groups (audited); the last owner
-/// stays (409).
-pub async fn update_member(
-    state: &AppState,
-    ctx: &Ctx,
-    user_id: &str,
-    patch: MemberPatch,
-) -> Result<(), ApiError> {
-    if let Some(p) = &patch.policies {
-        check_policies(p)?;
-    }
-    state
-        .store
-        .update_member(
-            &ctx.ws.id,
-            user_id,
-            patch.policies.as_deref(),
-            patch.group_ids.as_deref(),
-        )
-        .await?;
-    ctx.audit(
-        state,
-        "member.updated",
-        Some(user_id),
-        json!({"policies": patch.policies, "group_ids": patch.group_ids}),
-    )
-    .await;
-    Ok(())
-}
-
-/// Removes a member (audited); refuses the last owner (409).
-pub async fn remove_member(state: &AppState, ctx: &Ctx, user_id: &str) -> Result<(), ApiError> {
-    state
-        .store
-        .remove_member_checked(&ctx.ws.id, user_id)
-        .await?;
-    ctx.audit(state, "member.removed", Some(user_id), json!({}))
-        .await;
-    Ok(())
-}
-
 /// Replaces a member's policies and/or groups; the last owner stays (409).
 pub async fn update(
     State(state): State<AppState>,
@@ -167,12 +94,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     ctx.require_owner()?;
     let patch: MemberPatch = parse_body(&body)?;
-    update_member(&state, &ctx, &user_id, patch).await?;
-    let access = state
-        .store
-        .effective_access(&ctx.ws.id, &user_id)
-        .await?
-        .ok_or(DomainError::NotFound)?;
+    let access = members::update(&state, &ctx, &user_id, patch).await?;
     Ok(Json(
         json!({"user_id": user_id, "policies": access.direct, "group_ids": access.groups.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>()}),
     ))
@@ -186,25 +108,26 @@ pub async fn remove(
     Path((_, user_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     ctx.require_owner()?;
-    remove_member(&state, &ctx, &user_id).await?;
+    members::remove(&state, &ctx, &user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub use crate::service::members::{csv_record, csv_stream, CSV_HEADER};
+pub use crate::service::members::{csv_record, csv_stream, MemberPatch, CSV_HEADER};
 
-pub fn csv_response(state: &AppState, ws: &crate::domain::model::Workspace) -> Response {
-    let stream = csv_stream(state.store.clone(), ws.id.clone(), state.clock.now());
-    (
+/// The members CSV as a download (owners; audited).
+pub async fn csv_response(state: &AppState, ctx: &Ctx) -> Result<Response, DomainError> {
+    let stream = members::export(state, ctx).await?;
+    Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}-members.csv\"", ws.slug),
+                format!("attachment; filename=\"{}-members.csv\"", ctx.ws.slug),
             ),
         ],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// `members.csv` (owners only).
@@ -214,26 +137,13 @@ pub async fn csv(
     Path(_slug): Path<String>,
 ) -> Result<Response, ApiError> {
     ctx.require_owner()?;
-    ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
-        .await;
-    Ok(csv_response(&state, &ctx.ws))
+    Ok(csv_response(&state, &ctx).await?)
 }
 
 /// `/w/{slug}/access/members.csv` for the browser (session cookie; owners).
 pub async fn page_csv(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    wp: crate::web::pages::WsPage,
 ) -> Result<Response, crate::web::errors::PageError> {
-    let here = format!("/w/{}/access/members.csv", crate::web::pages::seg(&slug));
-    let wp = match crate::web::pages::open(&state, &headers, peer, &slug, &here).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
-    let ctx = wp.ctx;
-    ctx.require_owner()?;
-    ctx.audit(&state, "members.exported", Some(&ctx.ws.slug), json!({}))
-        .await;
-    Ok(csv_response(&state, &ctx.ws))
+    Ok(csv_response(&state, &wp.ctx).await?)
 }

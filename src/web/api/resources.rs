@@ -2,7 +2,7 @@
 
 use super::{parse_body, Ctx};
 use crate::domain::model::Resource;
-use crate::domain::DomainError;
+use crate::service::resources;
 use crate::web::errors::ApiError;
 use crate::web::AppState;
 use axum::extract::{Path, State};
@@ -10,26 +10,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-fn check(r: &Resource) -> Result<(), ApiError> {
-    // Lengths in characters, as JSON Schema's maxLength counts them.
-    let chars = |s: &str| s.chars().count();
-    let ok_text = |s: &str, max: usize| {
-        !s.trim().is_empty() && chars(s) <= max && !s.chars().any(char::is_control)
-    };
-    if !ok_text(&r.id, 200) || !ok_text(&r.kind, 50) || chars(&r.name) > 200 {
-        return Err(DomainError::Invalid(
-            "id (≤200) and kind (≤50) are required; name ≤200 characters".into(),
-        )
-        .into());
-    }
-    if r.labels.iter().any(|l| !l.contains(':') || chars(l) > 200) {
-        return Err(DomainError::Invalid("labels are written key:value".into()).into());
-    }
-    Ok(())
-}
-
 pub async fn list(State(state): State<AppState>, ctx: Ctx) -> Result<Json<Value>, ApiError> {
-    let items = state.store.list_resources(&ctx.ws.id).await?;
+    let items = resources::list(&state, &ctx).await?;
     Ok(Json(super::list(
         items.iter().map(|r| json!(r)).collect(),
         None,
@@ -44,18 +26,7 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     ctx.require_owner()?;
     let r: Resource = parse_body(&body)?;
-    check(&r)?;
-    state
-        .store
-        .put_resource(&ctx.ws.id, &r, state.clock.now())
-        .await?;
-    ctx.audit(
-        &state,
-        "resource.registered",
-        Some(&r.id),
-        json!({"kind": r.kind, "labels": r.labels}),
-    )
-    .await;
+    resources::put(&state, &ctx, &r).await?;
     Ok((StatusCode::CREATED, Json(json!(r))))
 }
 
@@ -64,11 +35,7 @@ pub async fn show(
     ctx: Ctx,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let r = state
-        .store
-        .get_resource(&ctx.ws.id, &id)
-        .await?
-        .ok_or(DomainError::NotFound)?;
+    let r = resources::get(&state, &ctx, &id).await?;
     Ok(Json(json!(r)))
 }
 
@@ -78,8 +45,6 @@ pub async fn remove(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     ctx.require_owner()?;
-    state.store.delete_resource(&ctx.ws.id, &id).await?;
-    ctx.audit(&state, "resource.deleted", Some(&id), json!({}))
-        .await;
+    resources::delete(&state, &ctx, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

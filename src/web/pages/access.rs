@@ -2,21 +2,21 @@
 //! and Tokens (`?tab=users|groups|tokens`), as in Segment.
 
 use super::forms::{Errors, PolicyInput};
-use super::{open, policy_text, role_options, summary, RoleOption, WsPage};
+use super::{policy_text, role_options, summary, RoleOption, WsPage};
 use crate::domain::model::MemberRow;
 use crate::domain::roles;
 use crate::domain::DomainError;
+use crate::service::{groups, members, tokens};
 use crate::store::MemberFilter;
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// Members per page of the Users tab.
 pub const PAGE_SIZE: i64 = 50;
@@ -163,9 +163,7 @@ pub async fn build(
     cursor: Option<&str>,
 ) -> Result<AccessPage, DomainError> {
     let ws = &wp.ctx.ws;
-    let groups: Vec<GroupItem> = state
-        .store
-        .list_groups(&ws.id)
+    let groups: Vec<GroupItem> = groups::list(state, &wp.ctx)
         .await?
         .into_iter()
         .map(|g| GroupItem {
@@ -205,62 +203,75 @@ pub async fn build(
         new_secret: None,
     };
     match tab {
-        "users" => {
-            let filter = MemberFilter {
-                email: Some(q.to_string()).filter(|q| !q.is_empty()),
-                include_invited: true,
-                ..MemberFilter::default()
-            };
-            let rows = state
-                .store
-                .list_members(&ws.id, &filter, cursor, PAGE_SIZE + 1, state.clock.now())
-                .await?;
-            if rows.len() as i64 > PAGE_SIZE {
-                page.next_page = rows.get(PAGE_SIZE as usize - 1).map(|(c, _)| super::seg(c));
-            }
-            for (_, m) in rows.iter().take(PAGE_SIZE as usize) {
-                if m.invited {
-                    page.invited_count += 1;
-                } else {
-                    page.member_count += 1;
-                }
-                page.members.push(member_item(m, &groups, &wp.user.id));
-            }
-        }
-        "tokens" if wp.owner => {
-            for t in state.store.list_tokens(&ws.id, "api").await? {
-                let creator = match &t.created_by {
-                    Some(uid) => state
-                        .store
-                        .user_by_id(uid)
-                        .await?
-                        .map(|u| u.email)
-                        .unwrap_or_else(|| "A former member".into()),
-                    None => "Command line".into(),
-                };
-                page.tokens.push(TokenItem {
-                    access: t
-                        .policies
-                        .iter()
-                        .map(policy_text)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    description: if t.description.is_empty() {
-                        "(no description)".into()
-                    } else {
-                        t.description.clone()
-                    },
-                    creator,
-                    created: when(t.created_at),
-                    last_used: t.last_used_at.map(when).unwrap_or_else(|| "Never".into()),
-                    id: t.id,
-                });
-            }
-        }
+        "users" => fill_users(state, wp, &mut page, &groups, cursor).await?,
+        "tokens" if wp.owner => fill_tokens(state, wp, &mut page).await?,
         _ => {}
     }
     page.groups = groups;
     Ok(page)
+}
+
+/// The Users tab: a page of members and invitations matching `page.q`.
+async fn fill_users(
+    state: &AppState,
+    wp: &WsPage,
+    page: &mut AccessPage,
+    groups: &[GroupItem],
+    cursor: Option<&str>,
+) -> Result<(), DomainError> {
+    let filter = MemberFilter {
+        email: Some(page.q.clone()).filter(|q| !q.is_empty()),
+        include_invited: true,
+        ..MemberFilter::default()
+    };
+    let (rows, next) = members::list(state, &wp.ctx, &filter, cursor, PAGE_SIZE).await?;
+    page.next_page = next.map(|c| super::seg(&c));
+    for m in &rows {
+        if m.invited {
+            page.invited_count += 1;
+        } else {
+            page.member_count += 1;
+        }
+        page.members.push(member_item(m, groups, &wp.user.id));
+    }
+    Ok(())
+}
+
+/// The Tokens tab (owners): the API tokens with who made them.
+async fn fill_tokens(
+    state: &AppState,
+    wp: &WsPage,
+    page: &mut AccessPage,
+) -> Result<(), DomainError> {
+    for t in tokens::list(state, &wp.ctx, tokens::Kind::Api).await? {
+        let creator = match &t.created_by {
+            Some(uid) => state
+                .store
+                .user_by_id(uid)
+                .await?
+                .map(|u| u.email)
+                .unwrap_or_else(|| "A former member".into()),
+            None => "Command line".into(),
+        };
+        page.tokens.push(TokenItem {
+            access: t
+                .policies
+                .iter()
+                .map(policy_text)
+                .collect::<Vec<_>>()
+                .join(", "),
+            description: if t.description.is_empty() {
+                "(no description)".into()
+            } else {
+                t.description.clone()
+            },
+            creator,
+            created: when(t.created_at),
+            last_used: t.last_used_at.map(when).unwrap_or_else(|| "Never".into()),
+            id: t.id,
+        });
+    }
+    Ok(())
 }
 
 /// What a `done=` query parameter says after a successful change.
@@ -287,17 +298,10 @@ pub struct AccessQuery {
 
 pub async fn page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    wp: WsPage,
     Query(query): Query<AccessQuery>,
 ) -> Result<Response, PageError> {
     let tab = tab_of(query.tab.as_deref());
-    let here = format!("/w/{}/access?tab={tab}", super::seg(&slug));
-    let wp = match open(&state, &headers, peer, &slug, &here).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let q = query.q.as_deref().unwrap_or("").trim();
     let mut page = match build(&state, &wp, tab, q, query.cursor.as_deref()).await {
         Ok(p) => p,

@@ -144,10 +144,27 @@ impl PolicyInput {
     }
 }
 
-/// A shared function's refusal as text for the form; internal errors and
+/// An operation's error, from the core or an API adapter.
+pub trait Refused {
+    fn domain(self) -> DomainError;
+}
+
+impl Refused for DomainError {
+    fn domain(self) -> DomainError {
+        self
+    }
+}
+
+impl Refused for ApiError {
+    fn domain(self) -> DomainError {
+        self.0
+    }
+}
+
+/// An operation's refusal as text for the form; internal errors and
 /// unavailability stay errors (the page reports them as such).
-pub fn refusal(e: ApiError) -> Result<String, DomainError> {
-    match e.0 {
+pub fn refusal(e: impl Refused) -> Result<String, DomainError> {
+    match e.domain() {
         DomainError::Invalid(m)
         | DomainError::Unprocessable(m)
         | DomainError::Conflict(m)

@@ -4,22 +4,20 @@
 
 use super::forms::{refusal, Errors, Fields, PolicyInput};
 use super::groups::{description_error, name_error};
-use super::{open, open_for_change, policy_rows, role_options, seg, PolicyRow, RoleOption, WsPage};
+use super::{policy_rows, role_options, seg, OwnerForm, PolicyRow, RoleOption, WsPage};
 use crate::domain::model::Group;
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
-use crate::web::api::groups::{self, GroupPatch};
+use crate::service::groups::{self, GroupPatch};
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 pub struct GroupMember {
     pub id: String,
@@ -111,17 +109,14 @@ pub struct Done {
 
 pub async fn page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
+    wp: WsPage,
+    Path((_, id)): Path<(String, String)>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
-    let wp = match open(&state, &headers, peer, &slug, &group_url(&slug, &id)).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
-    let Some(g) = state.store.get_group(&wp.ctx.ws.id, &id).await? else {
-        return Ok(no_group(&wp));
+    let g = match groups::get(&state, &wp.ctx, &id).await {
+        Ok(g) => g,
+        Err(DomainError::NotFound) => return Ok(no_group(&wp)),
+        Err(e) => return Err(e.into()),
     };
     let mut page = build(&state, &wp, &g).await?;
     page.notice = match q.done.as_deref() {
@@ -132,26 +127,6 @@ pub async fn page(
         _ => None,
     };
     Ok(render(&page, StatusCode::OK))
-}
-
-/// Opens the group for a change by an owner, with a valid form token.
-async fn open_group(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    slug: &str,
-    id: &str,
-    f: &Fields,
-) -> Result<Result<(WsPage, Group), Response>, PageError> {
-    let back = group_url(slug, id);
-    let wp = match open_for_change(state, headers, peer, slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(Err(r)),
-    };
-    match state.store.get_group(&wp.ctx.ws.id, id).await? {
-        Some(g) => Ok(Ok((wp, g))),
-        None => Ok(Err(no_group(&wp))),
-    }
 }
 
 /// A change to one group from its page: the person may change the
@@ -168,21 +143,15 @@ impl FromRequest<AppState> for GroupForm {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        let ConnectInfo(peer) = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, state)
+        let Path((_, id)) = Path::<(String, String)>::from_request_parts(&mut parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        let Path((slug, id)) = Path::<(String, String)>::from_request_parts(&mut parts, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let headers = parts.headers.clone();
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let f = Fields::parse(&body);
-        match open_group(state, &headers, peer, &slug, &id, &f).await {
-            Ok(Ok((wp, g))) => Ok(GroupForm { wp, g, f }),
-            Ok(Err(r)) => Err(r),
-            Err(e) => Err(e.into_response()),
+        let OwnerForm { wp, f } =
+            OwnerForm::from_request(Request::from_parts(parts, body), state).await?;
+        match groups::get(state, &wp.ctx, &id).await {
+            Ok(g) => Ok(GroupForm { wp, g, f }),
+            Err(DomainError::NotFound) => Err(no_group(&wp)),
+            Err(e) => Err(PageError(e).into_response()),
         }
     }
 }
@@ -206,7 +175,7 @@ async fn apply(
     g: &Group,
     patch: GroupPatch,
 ) -> Result<Response, PageError> {
-    match groups::update_group(state, &wp.ctx, &g.id, patch).await {
+    match groups::update(state, &wp.ctx, &g.id, patch).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
             group_url(wp.slug(), &g.id)
@@ -302,30 +271,19 @@ pub async fn add_member(
     GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
     let email = f.get("email").to_string();
-    let user = match state.store.user_by_email(&email).await? {
-        Some(u)
-            if state
-                .store
-                .membership(&wp.ctx.ws.id, &u.id)
-                .await?
-                .is_some() =>
-        {
-            u
-        }
-        _ => {
-            let msg = if email.is_empty() {
-                "Enter the email of a member of this workspace."
-            } else {
-                "Nobody with this email is a member of this workspace. Invite them first."
-            };
-            return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
-                p.errors = Errors::one("email", msg);
-                p.new_member = email;
-            })
-            .await;
-        }
+    let Some(user) = crate::service::members::by_email(&state, &wp.ctx, &email).await? else {
+        let msg = if email.is_empty() {
+            "Enter the email of a member of this workspace."
+        } else {
+            "Nobody with this email is a member of this workspace. Invite them first."
+        };
+        return refused(&state, &wp, &g, StatusCode::BAD_REQUEST, |p| {
+            p.errors = Errors::one("email", msg);
+            p.new_member = email;
+        })
+        .await;
     };
-    match groups::set_group_member(&state, &wp.ctx, &g.id, &user.id, true).await {
+    match groups::set_member(&state, &wp.ctx, &g.id, &user.id, true).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
             group_url(wp.slug(), &g.id)
@@ -345,7 +303,7 @@ pub async fn remove_member(
     State(state): State<AppState>,
     GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::set_group_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
+    match groups::set_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
             group_url(wp.slug(), &g.id)
@@ -364,7 +322,7 @@ pub async fn delete(
     State(state): State<AppState>,
     GroupForm { wp, g, .. }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::delete_group(&state, &wp.ctx, &g.id).await {
+    match groups::delete(&state, &wp.ctx, &g.id).await {
         Ok(()) => Ok(see_other(&format!(
             "/w/{}/access?tab=groups&done=group_deleted",
             seg(wp.slug())

@@ -5,23 +5,20 @@
 use super::access::when;
 use super::forms::{refusal, Errors, Fields, PolicyInput};
 use super::{
-    open, open_for_change, policy_rows, policy_text, role_options, seg, PolicyRow, RoleOption,
-    WsPage,
+    policy_rows, policy_text, role_options, seg, OwnerForm, PolicyRow, RoleOption, WsPage,
 };
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
-use crate::web::api::members::{self, MemberPatch};
+use crate::service::members::{self, MemberPatch};
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 pub struct MemberGroup {
     pub id: String,
@@ -127,16 +124,10 @@ pub struct Done {
 
 pub async fn page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
+    wp: WsPage,
+    Path((_, user_id)): Path<(String, String)>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
-    let here = format!("/w/{}/access/users/{}", seg(&slug), seg(&user_id));
-    let wp = match open(&state, &headers, peer, &slug, &here).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let Some(mut page) = build(&state, &wp, &user_id).await? else {
         return Ok(not_a_member(&wp));
     };
@@ -148,6 +139,20 @@ pub async fn page(
     Ok(render(&page, StatusCode::OK))
 }
 
+/// The member's page again with a refusal at the top.
+async fn refused(
+    state: &AppState,
+    wp: &WsPage,
+    user_id: &str,
+    why: String,
+) -> Result<Response, PageError> {
+    let Some(mut page) = build(state, wp, user_id).await? else {
+        return Ok(not_a_member(wp));
+    };
+    page.form_error = Some(why);
+    Ok(render(&page, StatusCode::CONFLICT))
+}
+
 /// Applies a change to the member; a refusal (such as taking the last
 /// owner's role) comes back on the page and nothing changes.
 async fn change(
@@ -157,97 +162,99 @@ async fn change(
     patch: MemberPatch,
     done: &str,
 ) -> Result<Response, PageError> {
-    let conflict_status = StatusCode::CONFLICT;
-    match members::update_member(state, &wp.ctx, user_id, patch).await {
-        Ok(()) => Ok(see_other(&format!(
+    match members::update(state, &wp.ctx, user_id, patch).await {
+        Ok(_) => Ok(see_other(&format!(
             "/w/{}/access/users/{}?done={done}",
             seg(wp.slug()),
             seg(user_id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
-            let Some(mut page) = build(state, wp, user_id).await? else {
-                return Ok(not_a_member(wp));
-            };
-            page.form_error = Some(why);
-            Ok(render(&page, conflict_status))
+            refused(state, wp, user_id, why).await
         }
     }
 }
 
-async fn open_member(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    slug: &str,
-    user_id: &str,
-    f: &Fields,
-) -> Result<Result<(WsPage, Vec<Policy>), Response>, PageError> {
-    let back = format!("/w/{}/access/users/{}", seg(slug), seg(user_id));
-    let wp = match open_for_change(state, headers, peer, slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(Err(r)),
-    };
-    let Some(access) = state.store.effective_access(&wp.ctx.ws.id, user_id).await? else {
-        return Ok(Err(not_a_member(&wp)));
-    };
-    Ok(Ok((wp, access.direct)))
+/// A change to one member from their page: the person may change the
+/// workspace, the CSRF token matches and `user_id` is a member (with these
+/// direct policies); otherwise the rejection is the answer.
+pub struct MemberForm {
+    wp: WsPage,
+    f: Fields,
+    user_id: String,
+    direct: Vec<Policy>,
+}
+
+impl FromRequest<AppState> for MemberForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path((_, user_id)) = Path::<(String, String)>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let OwnerForm { wp, f } =
+            OwnerForm::from_request(Request::from_parts(parts, body), state).await?;
+        match members::access(state, &wp.ctx, &user_id).await {
+            Ok(access) => Ok(MemberForm {
+                wp,
+                f,
+                user_id,
+                direct: access.direct,
+            }),
+            Err(DomainError::NotFound) => Err(not_a_member(&wp)),
+            Err(e) => Err(PageError(e).into_response()),
+        }
+    }
 }
 
 pub async fn add_policy(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
-    body: Bytes,
+    MemberForm {
+        wp,
+        f,
+        user_id,
+        mut direct,
+    }: MemberForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, mut direct) = match open_member(&state, &headers, peer, &slug, &user_id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let input = PolicyInput::from_fields(&f);
-    let (policy, errors) = match input.policy() {
-        Ok(Some(p)) => (Some(p), Errors::default()),
-        Ok(None) => (None, Errors::one("role", "Choose a role to add.")),
-        Err((field, msg)) => (None, Errors::one(field, msg)),
+    let errors = match input.policy() {
+        Ok(Some(policy)) => {
+            if !direct.contains(&policy) {
+                direct.push(policy);
+            }
+            let patch = MemberPatch {
+                policies: Some(direct),
+                group_ids: None,
+            };
+            return change(&state, &wp, &user_id, patch, "policies").await;
+        }
+        Ok(None) => Errors::one("role", "Choose a role to add."),
+        Err((field, msg)) => Errors::one(field, msg),
     };
-    let Some(policy) = policy else {
-        let Some(mut page) = build(&state, &wp, &user_id).await? else {
-            return Ok(not_a_member(&wp));
-        };
-        page.new_policy = input;
-        page.errors = errors;
-        return Ok(render(&page, StatusCode::BAD_REQUEST));
+    let Some(mut page) = build(&state, &wp, &user_id).await? else {
+        return Ok(not_a_member(&wp));
     };
-    if !direct.contains(&policy) {
-        direct.push(policy);
-    }
-    let patch = MemberPatch {
-        policies: Some(direct),
-        group_ids: None,
-    };
-    change(&state, &wp, &user_id, patch, "policies").await
+    page.new_policy = input;
+    page.errors = errors;
+    Ok(render(&page, StatusCode::BAD_REQUEST))
 }
 
 pub async fn remove_policy(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
-    body: Bytes,
+    MemberForm {
+        wp,
+        f,
+        user_id,
+        direct,
+    }: MemberForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, direct) = match open_member(&state, &headers, peer, &slug, &user_id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let Ok(gone) = serde_json::from_str::<Policy>(f.get("policy")) else {
         return Ok(wp.message(
             StatusCode::BAD_REQUEST,
             "Nothing changed",
             "That role could not be read; reload the page and try again.",
-            &format!("/w/{}/access/users/{}", seg(&slug), seg(&user_id)),
+            &format!("/w/{}/access/users/{}", seg(wp.slug()), seg(&user_id)),
         ));
     };
     let patch = MemberPatch {
@@ -259,16 +266,8 @@ pub async fn remove_policy(
 
 pub async fn set_groups(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
-    body: Bytes,
+    MemberForm { wp, f, user_id, .. }: MemberForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, _) = match open_member(&state, &headers, peer, &slug, &user_id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
     let patch = MemberPatch {
         policies: None,
         group_ids: Some(f.all("group_ids")),
@@ -280,29 +279,17 @@ pub async fn set_groups(
 /// request. The last owner cannot be removed.
 pub async fn remove(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, user_id)): Path<(String, String)>,
-    body: Bytes,
+    MemberForm { wp, user_id, .. }: MemberForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let (wp, _) = match open_member(&state, &headers, peer, &slug, &user_id, &f).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
-    match members::remove_member(&state, &wp.ctx, &user_id).await {
+    match members::remove(&state, &wp.ctx, &user_id).await {
         Ok(()) if user_id == wp.user.id => Ok(see_other("/workspaces")),
         Ok(()) => Ok(see_other(&format!(
             "/w/{}/access?tab=users&done=removed",
-            seg(&slug)
+            seg(wp.slug())
         ))),
         Err(e) => {
             let why = refusal(e)?;
-            let Some(mut page) = build(&state, &wp, &user_id).await? else {
-                return Ok(not_a_member(&wp));
-            };
-            page.form_error = Some(why);
-            Ok(render(&page, StatusCode::CONFLICT))
+            refused(&state, &wp, &user_id, why).await
         }
     }
 }

@@ -4,9 +4,11 @@
 //! what they may do, form parsing, field errors, policy fields and the
 //! header's workspace switcher.
 //!
-//! The rules are the REST API's (`web::api`): pages authorise with
-//! `workspace_ctx` and change things through the same shared functions, so a
-//! page can never allow what the API refuses.
+//! The rules are the core's (`service/`): the gate makes the one decision
+//! (`service::access::authorize`) before any handler and hands it over
+//! through the [`WsPage`] extractor ([`OwnerForm`] for an owner's form
+//! posts); handlers change things through the same service operations as
+//! the REST API, so a page can never allow what the API refuses.
 
 pub mod access;
 pub mod forms;
@@ -31,13 +33,15 @@ use crate::domain::model::User;
 use crate::domain::roles::{self, Policy, Scope};
 use crate::domain::DomainError;
 use crate::session::Session;
-use axum::extract::{ConnectInfo, Path, Request};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use std::cell::RefCell;
+use forms::Fields;
 use std::net::SocketAddr;
 
 /// One page route: method, path template and handler.
@@ -203,18 +207,17 @@ async fn gate(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let slug = params.get("slug").map(String::as_str).unwrap_or_default();
-    match open(&state, req.headers(), peer, slug, &here).await {
-        // The handler gets this decision, not a second one (a second
-        // session look-up would no longer see the idle time).
-        Ok(Ok(wp)) => PASS.scope(RefCell::new(Some(wp)), next.run(req)).await,
-        Ok(Err(refusal)) => refusal,
-        Err(e) => e.into_response(),
+    match decide(&state, req.headers(), peer, slug, &here).await {
+        // The handler gets this decision (the [`WsPage`] extractor), not a
+        // second one: a second session look-up would no longer see the idle
+        // time.
+        Ok(wp) => {
+            let mut req = req;
+            req.extensions_mut().insert(wp);
+            next.run(req).await
+        }
+        Err(refusal) => refusal,
     }
-}
-
-tokio::task_local! {
-    /// The gate's decision for the request being handled.
-    static PASS: RefCell<Option<WsPage>>;
 }
 
 /// A signed-in person looking at one workspace, authorised to read it.
@@ -289,9 +292,9 @@ pub async fn signed_in_chrome(
     })
 }
 
-/// Opens workspace `slug` for the signed-in person: `Err(response)` is a
-/// redirect to sign in; errors are 404 (not a member: the workspace is not
-/// revealed) or 403 (a member without read access, with the reason).
+/// Opens workspace `slug` for the signed-in person (for pages not yet on
+/// the [`WsPage`] extractor; they decide a second time): `Err(response)` is
+/// a redirect to sign in or a page saying why not.
 pub async fn open(
     state: &AppState,
     headers: &HeaderMap,
@@ -299,54 +302,86 @@ pub async fn open(
     slug: &str,
     here: &str,
 ) -> Result<Result<WsPage, Response>, PageError> {
-    if let Ok(Some(wp)) = PASS.try_with(|p| p.borrow_mut().take()) {
-        if wp.ctx.ws.slug == slug {
-            return Ok(Ok(wp));
-        }
-    }
-    let Some((_, session)) = current_session(state, headers).await? else {
-        return Ok(Err(see_other(&format!(
-            "/login?return_to={}",
-            super::forward_auth::urlencode(here)
-        ))));
-    };
-    let Some(user) = state.store.user_by_id(&session.uid).await? else {
-        return Ok(Err(see_other("/login")));
-    };
-    let chrome = signed_in_chrome(state, &session, &user, None).await?;
-    // Pages read with GET rules: the form's csrf_token is checked by the
-    // handler (`check_csrf`), not the API's X-CSRF-Token header.
+    Ok(decide(state, headers, peer, slug, here).await)
+}
+
+/// The one decision for a workspace page: the signed-in person, the
+/// workspace and [`crate::service::access::authorize`]. A refusal is the
+/// answer to send: a redirect to sign in (or to the IdP, or to add a second
+/// factor), 404 for a non-member (the workspace is not revealed), 403 with
+/// the reason for the rest.
+async fn decide(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    slug: &str,
+    here: &str,
+) -> Result<WsPage, Response> {
+    let (user, session) = signed_in(state, headers, here).await?;
+    let chrome = signed_in_chrome(state, &session, &user, None)
+        .await
+        .map_err(|e| PageError(e).into_response())?;
+    // Pages read with GET rules: a form's csrf_token is checked by
+    // [`OwnerForm`], not the API's X-CSRF-Token header.
     let caller = Caller::User {
         user: user.clone(),
         session: session.clone(),
     };
     let ctx = match ctx_for(state, caller, headers, peer, slug, Need::Read).await {
         Ok(ctx) => ctx,
-        Err(e) => return Ok(Err(refused(e.0, chrome, here)?)),
+        Err(e) => return Err(refused(e.0, chrome, here).unwrap_or_else(|e| e.into_response())),
     };
-    if !matches!(ctx.caller, Caller::User { .. }) {
-        return Err(PageError(DomainError::Unauthenticated));
+    Ok(WsPage {
+        chrome: in_workspace(chrome, &ctx.ws.slug),
+        owner: ctx.owner,
+        ctx,
+        user,
+        session,
+    })
+}
+
+/// The signed-in person and their session, or a redirect to sign in
+/// (coming back to `here`).
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<(User, Session), Response> {
+    let fail = |e: DomainError| PageError(e).into_response();
+    let found = current_session(state, headers)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let Some((_, session)) = found else {
+        return Err(see_other(&format!(
+            "/login?return_to={}",
+            super::forward_auth::urlencode(here)
+        )));
+    };
+    let user = state
+        .store
+        .user_by_id(&session.uid)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    match user {
+        Some(user) => Ok((user, session)),
+        None => Err(see_other("/login")),
     }
-    let owner = ctx.owner;
-    let chrome = Chrome {
-        current_workspace: Some(ctx.ws.slug.clone()),
+}
+
+/// The header's chrome with workspace `slug` as the current one.
+fn in_workspace(chrome: Chrome, slug: &str) -> Chrome {
+    Chrome {
+        current_workspace: Some(slug.to_string()),
         workspaces: chrome
             .workspaces
             .into_iter()
             .map(|mut w| {
-                w.current = w.slug == ctx.ws.slug;
+                w.current = w.slug == slug;
                 w
             })
             .collect(),
         ..chrome
-    };
-    Ok(Ok(WsPage {
-        ctx,
-        user,
-        session,
-        owner,
-        chrome,
-    }))
+    }
 }
 
 /// The pages' shape of a refusal by the one decision (SPEC 6b): sign in
@@ -395,6 +430,7 @@ fn refused(e: DomainError, chrome: Chrome, here: &str) -> Result<Response, PageE
 
 /// Opens the workspace for a form post: signed in, CSRF token valid, owner.
 /// `Err(response)` says why not (redirect, 403 expired form, 403 read-only).
+/// For pages not yet on [`OwnerForm`].
 pub async fn open_for_change(
     state: &AppState,
     headers: &HeaderMap,
@@ -403,17 +439,108 @@ pub async fn open_for_change(
     back: &str,
     csrf_token: Option<&str>,
 ) -> Result<Result<WsPage, Response>, PageError> {
-    let wp = match open(state, headers, peer, slug, back).await? {
+    let wp = match decide(state, headers, peer, slug, back).await {
         Ok(wp) => wp,
         Err(r) => return Ok(Err(r)),
     };
+    Ok(
+        match change_refused(state, headers, &wp, csrf_token, back) {
+            Some(refusal) => Err(refusal),
+            None => Ok(wp),
+        },
+    )
+}
+
+/// Why `wp` may not post this form, if it may not: the form's token is not
+/// this session's (expired form), or the person is not an owner.
+fn change_refused(
+    state: &AppState,
+    headers: &HeaderMap,
+    wp: &WsPage,
+    csrf_token: Option<&str>,
+    back: &str,
+) -> Option<Response> {
     if !csrf::verify(state, headers, Some(&wp.session), csrf_token) {
-        return Ok(Err(csrf_refused()));
+        return Some(csrf_refused());
     }
     if !wp.owner {
-        return Ok(Err(wp.not_owner(back)));
+        return Some(wp.not_owner(back));
     }
-    Ok(Ok(wp))
+    None
+}
+
+/// The gate's decision for this request: a workspace page's handler takes
+/// it as an argument.
+impl FromRequestParts<AppState> for WsPage {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, PageError> {
+        parts.extensions.remove::<WsPage>().ok_or_else(|| {
+            PageError(DomainError::Internal(
+                "a workspace page ran without the workspace gate".into(),
+            ))
+        })
+    }
+}
+
+/// A form posted to a workspace page by an owner with this session's form
+/// token: the page and the form's fields. Otherwise the rejection is the
+/// answer (the expired-form page, or 403 read-only linking back to the page
+/// the form is on).
+pub struct OwnerForm {
+    pub wp: WsPage,
+    pub f: Fields,
+}
+
+impl FromRequest<AppState> for OwnerForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let wp = WsPage::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let back = form_back(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let f = Fields::parse(&body);
+        match change_refused(state, &headers, &wp, f.csrf(), &back) {
+            Some(refusal) => Err(refusal),
+            None => Ok(OwnerForm { wp, f }),
+        }
+    }
+}
+
+/// The page a form of this route is on (where "Go back" leads).
+async fn form_back(parts: &mut Parts, state: &AppState) -> String {
+    let template = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let params =
+        Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| p)
+            .unwrap_or_default();
+    let p = |k: &str| seg(params.get(k).map(String::as_str).unwrap_or_default());
+    let ws = format!("/w/{}", p("slug"));
+    let rest = template.strip_prefix("/w/{slug}").unwrap_or_default();
+    if rest.starts_with("/access/users/{user_id}") {
+        format!("{ws}/access/users/{}", p("user_id"))
+    } else if rest.starts_with("/access/groups/{id}") {
+        format!("{ws}/access/groups/{}", p("id"))
+    } else if rest.starts_with("/access/groups") {
+        format!("{ws}/access?tab=groups")
+    } else if rest.starts_with("/access/tokens") {
+        format!("{ws}/access?tab=tokens")
+    } else if rest.starts_with("/settings/sso") {
+        format!("{ws}/settings/sso")
+    } else {
+        format!("{ws}/access?tab=users")
+    }
 }
 
 /// Roles as `<option>`s: (id, name, description, scopable).

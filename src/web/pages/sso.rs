@@ -11,10 +11,10 @@ use super::{open, open_for_change, role_options, seg, RoleOption, WsPage};
 use crate::domain::model::Workspace;
 use crate::domain::{roles, DomainError};
 use crate::service::access::signed_in_through_sso;
+use crate::service::settings::{update as apply_settings, SettingsPatch};
+use crate::service::tokens::{self, Kind};
 use crate::store::MemberFilter;
-use crate::web::api::settings::{apply_settings, SettingsPatch};
-use crate::web::api::tokens;
-use crate::web::errors::{ApiError, PageError};
+use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
@@ -249,7 +249,7 @@ async fn settings_refused(
     e: DomainError,
 ) -> Result<Response, PageError> {
     let forbidden = matches!(e, DomainError::Forbidden(_));
-    let why = refusal(ApiError(e))?;
+    let why = refusal(e)?;
     let mut page = build(state, wp).await?;
     let (field, status) = if forbidden {
         ("require_sso", StatusCode::FORBIDDEN)
@@ -289,7 +289,7 @@ pub async fn save_settings(
     };
     match apply_settings(&state, &wp.ctx, patch).await {
         Ok(_) => Ok(see_other(&format!("{}?done=settings", here(&slug)))),
-        Err(e) => settings_refused(&state, &wp, e.0).await,
+        Err(e) => settings_refused(&state, &wp, e).await,
     }
 }
 
@@ -315,7 +315,7 @@ pub async fn create_scim_token(
         );
         return Ok(render(&page, StatusCode::BAD_REQUEST));
     }
-    let (_, secret) = match tokens::create_scim_token(&state, &wp.ctx, &description).await {
+    let (_, secret) = match tokens::create_scim(&state, &wp.ctx, &description).await {
         Ok(x) => x,
         Err(e) => {
             let why = refusal(e)?;
@@ -342,7 +342,7 @@ pub async fn revoke_scim_token(
         Ok(wp) => wp,
         Err(r) => return Ok(r),
     };
-    match tokens::revoke_kind(&state, &wp.ctx, "scim", &id).await {
+    match tokens::revoke(&state, &wp.ctx, Kind::Scim, &id).await {
         Ok(()) => Ok(see_other(&format!("{}?done=scim_revoked", here(&slug)))),
         Err(e) => {
             let why = refusal(e)?;

@@ -2,41 +2,23 @@
 //! the page that answers the form) and revoke one.
 
 use super::access::{build, TokenInput};
-use super::forms::{refusal, Errors, Fields, PolicyInput};
-use super::{open_for_change, seg};
-use crate::domain::roles;
-use crate::web::api::tokens::{self, NewToken};
+use super::forms::{refusal, Errors, PolicyInput};
+use super::{seg, OwnerForm};
+use crate::domain::roles::{self, Policy};
+use crate::service::tokens::{self, Kind, NewToken};
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use std::net::SocketAddr;
 
 fn tokens_tab(slug: &str) -> String {
     format!("/w/{}/access?tab=tokens", seg(slug))
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: Bytes,
-) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = tokens_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
-    let input = TokenInput {
-        description: f.get("description").to_string(),
-        access: f.get("access").to_string(),
-        policy: PolicyInput::from_fields(&f),
-    };
+/// The token the form describes, or the errors by field.
+fn new_token(input: &TokenInput) -> Result<NewToken, Errors> {
     let mut errors = Errors::default();
     let d = &input.description;
     if d.is_empty() || d.chars().count() > 200 || d.chars().any(char::is_control) {
@@ -52,27 +34,41 @@ pub async fn create(
         errors.add(field, msg);
         None
     });
-    let mut page_secret = None;
-    if errors.is_empty() {
-        let mut policies = vec![roles::Policy::workspace(&input.access)];
-        policies.extend(extra.filter(|p| !policies.contains(p)));
-        let req = NewToken {
-            description: input.description.clone(),
-            policies,
-        };
-        match tokens::create_api_token(&state, &wp.ctx, req).await {
-            Ok((_, secret)) => page_secret = Some(secret),
-            Err(e) => errors.add("access", refusal(e)?),
-        }
+    if !errors.is_empty() {
+        return Err(errors);
     }
+    let mut policies = vec![Policy::workspace(&input.access)];
+    policies.extend(extra.filter(|p| !policies.contains(p)));
+    Ok(NewToken {
+        description: input.description.clone(),
+        policies,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    OwnerForm { wp, f }: OwnerForm,
+) -> Result<Response, PageError> {
+    let input = TokenInput {
+        description: f.get("description").to_string(),
+        access: f.get("access").to_string(),
+        policy: PolicyInput::from_fields(&f),
+    };
+    let made = match new_token(&input) {
+        Ok(req) => match tokens::create_api(&state, &wp.ctx, req).await {
+            Ok((_, secret)) => Ok(secret),
+            Err(e) => Err(Errors::one("access", refusal(e)?)),
+        },
+        Err(errors) => Err(errors),
+    };
     let mut page = build(&state, &wp, "tokens", "", None).await?;
-    match page_secret {
-        Some(secret) => {
+    match made {
+        Ok(secret) => {
             page.new_secret = Some(secret);
             page.notice = Some("Token created.".into());
             Ok(page.render(StatusCode::OK))
         }
-        None => {
+        Err(errors) => {
             page.new_token = input;
             page.errors = errors;
             Ok(page.render(StatusCode::BAD_REQUEST))
@@ -82,19 +78,14 @@ pub async fn create(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = tokens_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
-    match tokens::revoke_kind(&state, &wp.ctx, "api", &id).await {
-        Ok(()) => Ok(see_other(&format!("{back}&done=token_revoked"))),
+    match tokens::revoke(&state, &wp.ctx, Kind::Api, &id).await {
+        Ok(()) => Ok(see_other(&format!(
+            "{}&done=token_revoked",
+            tokens_tab(wp.slug())
+        ))),
         Err(e) => {
             let why = refusal(e)?;
             let mut page = build(&state, &wp, "tokens", "", None).await?;

@@ -3,19 +3,17 @@
 //! (`member.rs`).
 
 use super::access::{build, InviteInput};
-use super::forms::{refusal, Errors, Fields, PolicyInput};
-use super::{open_for_change, seg, WsPage};
+use super::forms::{refusal, Errors, PolicyInput, Refused};
+use super::{seg, OwnerForm, WsPage};
 use crate::domain::model::valid_email;
 use crate::domain::DomainError;
 use crate::service::invitations::{self, NewInvite};
-use crate::web::errors::{ApiError, PageError};
+use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use std::net::SocketAddr;
 
 fn users_tab(slug: &str) -> String {
     format!("/w/{}/access?tab=users", seg(slug))
@@ -33,14 +31,16 @@ async fn refused(
     Ok(page.render(status))
 }
 
-/// A refused invitation next to the field at fault; the page's status.
-fn invite_refused(e: DomainError, errors: &mut Errors) -> Result<StatusCode, DomainError> {
+/// Where the invitation service's refusal goes on the form, and with what
+/// status (409 for someone already a member or invited).
+fn invite_refused(e: impl Refused, errors: &mut Errors) -> Result<StatusCode, DomainError> {
+    let e = e.domain();
     let status = if matches!(e, DomainError::Conflict(_)) {
         StatusCode::CONFLICT
     } else {
         StatusCode::BAD_REQUEST
     };
-    let msg = refusal(ApiError(e))?;
+    let msg = refusal(e)?;
     let field = if msg.contains("group") {
         "group_ids"
     } else if msg.starts_with("Email") || status == StatusCode::CONFLICT {
@@ -52,9 +52,20 @@ fn invite_refused(e: DomainError, errors: &mut Errors) -> Result<StatusCode, Dom
     Ok(status)
 }
 
-/// What the invite form asks for, or what is wrong with it, field by field.
-fn invite_form(input: &InviteInput) -> Result<NewInvite, Errors> {
+/// "Invite Team Member": email plus a role (with its scope) and/or groups.
+/// A refused form comes back with each error next to its field and nothing
+/// sent or stored.
+pub async fn invite(
+    State(state): State<AppState>,
+    OwnerForm { wp, f }: OwnerForm,
+) -> Result<Response, PageError> {
+    let input = InviteInput {
+        email: f.get("email").to_string(),
+        policy: PolicyInput::from_fields(&f),
+        group_ids: f.all("group_ids"),
+    };
     let mut errors = Errors::default();
+    let mut status = StatusCode::BAD_REQUEST;
     if !valid_email(&input.email) {
         errors.add("email", "Enter an email address, like name@company.com.");
     }
@@ -62,48 +73,17 @@ fn invite_form(input: &InviteInput) -> Result<NewInvite, Errors> {
         errors.add(field, msg);
         None
     });
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        let req = NewInvite {
+            email: input.email.clone(),
+            policies: policy.into_iter().collect(),
+            group_ids: input.group_ids.clone(),
+        };
+        match invitations::invite(&state, &wp.ctx, req).await {
+            Ok(_) => return Ok(see_other(&format!("{}&done=invited", users_tab(wp.slug())))),
+            Err(e) => status = invite_refused(e, &mut errors)?,
+        }
     }
-    Ok(NewInvite {
-        email: input.email.clone(),
-        policies: policy.into_iter().collect(),
-        group_ids: input.group_ids.clone(),
-    })
-}
-
-/// "Invite Team Member": email plus a role (with its scope) and/or groups.
-/// A refused form comes back with each error next to its field and nothing
-/// sent or stored.
-pub async fn invite(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: Bytes,
-) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
-    let input = InviteInput {
-        email: f.get("email").to_string(),
-        policy: PolicyInput::from_fields(&f),
-        group_ids: f.all("group_ids"),
-    };
-    let (errors, status) = match invite_form(&input) {
-        Err(errors) => (errors, StatusCode::BAD_REQUEST),
-        Ok(req) => match invitations::invite(&state, &wp.ctx, req).await {
-            Ok(_) => return Ok(see_other(&format!("{back}&done=invited"))),
-            Err(e) => {
-                let mut errors = Errors::default();
-                let status = invite_refused(e, &mut errors)?;
-                (errors, status)
-            }
-        },
-    };
     let mut page = build(&state, &wp, "users", "", None).await?;
     page.invite = input;
     page.errors = errors;
@@ -112,21 +92,13 @@ pub async fn invite(
 
 pub async fn resend(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match invitations::resend(&state, &wp.ctx, &id).await {
-        Ok(_) => Ok(see_other(&format!("{back}&done=resent"))),
+        Ok(_) => Ok(see_other(&format!("{}&done=resent", users_tab(wp.slug())))),
         Err(e) => {
-            let why = refusal(ApiError(e))?;
+            let why = refusal(e)?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
         }
     }
@@ -134,21 +106,13 @@ pub async fn resend(
 
 pub async fn revoke(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    Path((_, id)): Path<(String, String)>,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let back = users_tab(&slug);
-    let wp = match open_for_change(&state, &headers, peer, &slug, &back, f.csrf()).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match invitations::revoke(&state, &wp.ctx, &id).await {
-        Ok(()) => Ok(see_other(&format!("{back}&done=revoked"))),
+        Ok(()) => Ok(see_other(&format!("{}&done=revoked", users_tab(wp.slug())))),
         Err(e) => {
-            let why = refusal(ApiError(e))?;
+            let why = refusal(e)?;
             refused(&state, &wp, StatusCode::CONFLICT, why).await
         }
     }
