@@ -57,24 +57,19 @@ pub async fn create(core: &Core, ctx: &Ctx, req: NewGroup) -> Result<Group, Doma
     ctx.require_owner()?;
     check_name(&req.name)?;
     check_policies(&req.policies)?;
-    let g = core
-        .store
-        .create_group(
-            &ctx.ws.id,
-            req.name.trim(),
-            &req.description,
-            &req.policies,
-            core.clock.now(),
-        )
+    let name = req.name.trim();
+    let details = json!({"name": name, "policies": req.policies});
+    let create = core.store.create_group(
+        &ctx.ws.id,
+        name,
+        &req.description,
+        &req.policies,
+        core.clock.now(),
+    );
+    // The event's target is the group the store creates.
+    let g = ctx
+        .audited(core, "group.created", None, details, create)
         .await?;
-    // audit-after: the group's id is the store's.
-    ctx.audit(
-        core,
-        "group.created",
-        Some(&g.id),
-        json!({"name": g.name, "policies": g.policies}),
-    )
-    .await;
     Ok(g)
 }
 

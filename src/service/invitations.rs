@@ -98,28 +98,24 @@ pub async fn invite(core: &Core, ctx: &Ctx, req: NewInvite) -> Result<Invitation
     let policies = checked_policies(core, ctx, &req).await?;
     let token = crypto::random_token("")?;
     let now = core.clock.now();
-    let inv = core
-        .store
-        .create_invitation(&NewInvitation {
-            workspace_id: ctx.ws.id.clone(),
-            email: req.email.trim().to_string(),
-            token_hash: crypto::sha256_hex(token.as_bytes()),
-            policies,
-            group_ids: req.group_ids,
-            invited_by: ctx.caller.user().map(|u| u.id.clone()),
-            now,
-            expires_at: now + ctx.ws.settings.invitation_ttl_secs(),
-        })
+    let new = NewInvitation {
+        workspace_id: ctx.ws.id.clone(),
+        email: req.email.trim().to_string(),
+        token_hash: crypto::sha256_hex(token.as_bytes()),
+        policies: policies.clone(),
+        group_ids: req.group_ids.clone(),
+        invited_by: ctx.caller.user().map(|u| u.id.clone()),
+        now,
+        expires_at: now + ctx.ws.settings.invitation_ttl_secs(),
+    };
+    let create = core.store.create_invitation(&new);
+    // The store adds the invitation's id to the event's details.
+    let details = json!({"policies": policies, "group_ids": req.group_ids});
+    let target = req.email.trim();
+    let inv = ctx
+        .audited(core, "invitation.created", Some(target), details, create)
         .await?;
     mail_invitation(core, ctx, &inv.email, &token).await?;
-    // audit-after: the invitation's id is the store's.
-    ctx.audit(
-        core,
-        "invitation.created",
-        Some(&inv.email),
-        json!({"invitation_id": inv.id, "policies": inv.policies, "group_ids": inv.group_ids}),
-    )
-    .await;
     Ok(inv)
 }
 

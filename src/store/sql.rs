@@ -582,14 +582,12 @@ impl Store for SqlStore {
             return Ok(false);
         }
         let text = serde_json::to_string(after).map_err(|e| StoreError::Other(e.to_string()))?;
-        let done =
+        let swap =
             sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2 AND settings = $3")
                 .bind(text)
                 .bind(workspace_id)
-                .bind(stored)
-                .execute(self.write())
-                .await?;
-        Ok(done.rows_affected() == 1)
+                .bind(stored);
+        Ok(self.exec_write(swap, None).await? == 1)
     }
 
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {

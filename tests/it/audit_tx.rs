@@ -122,6 +122,9 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
         let mia = srv
             .add_member(&ws_id, "mia@acme.test", &["source_read_only"])
             .await;
+        let kim = srv
+            .add_member(&ws_id, "kim@acme.test", &["workspace_member"])
+            .await;
         let (_, token) = tokens::mint(
             srv.state.store.as_ref(),
             iam_gateway::clock::Clock::now(srv.state.clock.as_ref()),
@@ -186,6 +189,17 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
         .await;
         assert_eq!(s, 201, "{c}");
         let conn = c["id"].as_str().unwrap().to_string();
+        for (path, body) in [
+            (format!("{ws}/groups/{group}/members/{kim}"), None),
+            (
+                format!("{ws}/resources"),
+                Some(json!({"id": "src-0", "kind": "source", "name": "Old", "labels": []})),
+            ),
+            (format!("{ws}/domains"), Some(json!({"domain": "old.test"}))),
+        ] {
+            let (s, answer) = call(&srv, &token, "POST", &path, body.as_ref()).await;
+            assert!(s < 300, "{path}: {s} {answer}");
+        }
         // The SCIM token's first use is recorded (last used): not a change.
         assert_eq!(
             call(&srv, &scim_token, "GET", "/scim/v2/Users", None)
@@ -232,6 +246,12 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
                 "invitation.created",
             ),
             (
+                "POST",
+                format!("{ws}/invitations/{invitation}/resend"),
+                None,
+                "invitation.resent",
+            ),
+            (
                 "DELETE",
                 format!("{ws}/invitations/{invitation}"),
                 None,
@@ -252,7 +272,9 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
             (
                 "POST",
                 format!("{ws}/resources"),
-                Some(json!({"id": "src-1", "kind": "source", "name": "Web"})),
+                Some(
+                    json!({"id": "src-1", "kind": "source", "name": "Web", "labels": ["env:prod"]}),
+                ),
                 "resource.registered",
             ),
             (
@@ -274,6 +296,52 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
                     json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "sam@acme.test"}),
                 ),
                 "scim.user.created",
+            ),
+            (
+                "DELETE",
+                format!("{ws}/groups/{group}/members/{kim}"),
+                None,
+                "group.member_removed",
+            ),
+            (
+                "DELETE",
+                format!("{ws}/resources/src-0"),
+                None,
+                "resource.deleted",
+            ),
+            (
+                "DELETE",
+                format!("{ws}/domains/old.test"),
+                None,
+                "domain.removed",
+            ),
+            (
+                "POST",
+                format!("{ws}/sso/connections"),
+                Some(json!({"type": "saml", "name": "Second", "idp_metadata_xml": meta})),
+                "sso.connection_created",
+            ),
+            (
+                "POST",
+                format!("{ws}/scim-tokens"),
+                Some(json!({"description": "IdP 2"})),
+                "scim_token.created",
+            ),
+            (
+                "PATCH",
+                format!("/scim/v2/Users/{kim}"),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": false}}]}),
+                ),
+                "scim.user.deactivated",
+            ),
+            (
+                "POST",
+                "/scim/v2/Groups".to_string(),
+                Some(
+                    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "SCIM Eng"}),
+                ),
+                "scim.group.created",
             ),
             (
                 "DELETE",

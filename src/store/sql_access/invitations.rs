@@ -134,7 +134,8 @@ pub(super) async fn create_invitation(
     .bind(inv.expires_at)
     .execute(&mut *tx)
     .await?;
-    s.commit_created(tx, Some(&id)).await?;
+    let facts = serde_json::json!({"invitation_id": id});
+    s.commit_noting(tx, None, Some(facts)).await?;
     Ok(Invitation {
         id,
         workspace_id: inv.workspace_id.clone(),
