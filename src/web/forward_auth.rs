@@ -5,10 +5,12 @@
 use super::http::{current_session, original_url, OriginalUrl};
 use super::AppState;
 use crate::domain::access::Requirement;
-use crate::domain::roles;
+use crate::domain::model::{User, Workspace};
+use crate::domain::roles::{self, Policy};
 use crate::domain::DomainError;
 use crate::fastpath::{Allowed, FastPath};
 use crate::service::access::{authorize, Caller, Need};
+use crate::session::Session;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -83,31 +85,9 @@ async fn decide(
     headers: &HeaderMap,
     original: Option<&str>,
 ) -> Outcome {
-    let session = match current_session(state, headers).await {
-        Ok(Some((_, s))) => s,
-        Ok(None) => return Outcome::Unauthenticated,
-        Err(e) => {
-            tracing::warn!(error = %e, "session store unreachable");
-            return Outcome::Unavailable;
-        }
-    };
-    let Some(slug) = params.workspace.as_deref().filter(|s| !s.is_empty()) else {
-        return Outcome::BadRequest("the workspace parameter is required");
-    };
-    if let Some(role) = params.role.as_deref() {
-        if roles::find(role).is_none() {
-            return Outcome::BadRequest("unknown role");
-        }
-    }
-    let user = match state.store.user_by_id(&session.uid).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return Outcome::Unauthenticated,
-        Err(_) => return Outcome::Unavailable,
-    };
-    let workspace = match state.store.workspace_by_slug(slug).await {
-        Ok(Some(w)) => w,
-        Ok(None) => return Outcome::Forbidden,
-        Err(_) => return Outcome::Unavailable,
+    let (caller, workspace) = match caller_and_workspace(state, params, headers).await {
+        Ok(found) => found,
+        Err(outcome) => return outcome,
     };
     let now = state.clock.now();
     let need = Need::Role(Requirement {
@@ -115,14 +95,64 @@ async fn decide(
         resource: params.resource.as_deref(),
         resource_labels: &[],
     });
-    let caller = Caller::User { user, session };
-    let policies = match authorize(state.store.as_ref(), now, &caller, &workspace, &need).await {
-        Ok(grant) => grant.policies,
-        Err(refusal) => return refused(state, refusal, original),
+    match authorize(state.store.as_ref(), now, &caller, &workspace, &need).await {
+        Ok(grant) => match caller {
+            Caller::User { user, session } => {
+                allowed(state, now, user, &session, workspace, &grant.policies)
+            }
+            Caller::Token(_) => Outcome::Unavailable,
+        },
+        Err(refusal) => refused(state, refusal, original),
+    }
+}
+
+/// The request's signed-in person and the workspace it names, or why not.
+async fn caller_and_workspace(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<(Caller, Workspace), Outcome> {
+    let session = match current_session(state, headers).await {
+        Ok(Some((_, s))) => s,
+        Ok(None) => return Err(Outcome::Unauthenticated),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unreachable");
+            return Err(Outcome::Unavailable);
+        }
     };
-    let Caller::User { user, session } = caller else {
-        return Outcome::Unavailable;
+    let Some(slug) = params.workspace.as_deref().filter(|s| !s.is_empty()) else {
+        return Err(Outcome::BadRequest("the workspace parameter is required"));
     };
+    if params
+        .role
+        .as_deref()
+        .is_some_and(|r| roles::find(r).is_none())
+    {
+        return Err(Outcome::BadRequest("unknown role"));
+    }
+    let user = match state.store.user_by_id(&session.uid).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Err(Outcome::Unauthenticated),
+        Err(_) => return Err(Outcome::Unavailable),
+    };
+    match state.store.workspace_by_slug(slug).await {
+        Ok(Some(w)) => Ok((Caller::User { user, session }, w)),
+        Ok(None) => Err(Outcome::Forbidden),
+        Err(_) => Err(Outcome::Unavailable),
+    }
+}
+
+/// An allowed request: identity headers with a signed assertion, reusable
+/// for half the assertion's life and never past the session's or the
+/// workspace's own timeouts.
+fn allowed(
+    state: &AppState,
+    now: i64,
+    user: User,
+    session: &Session,
+    workspace: Workspace,
+    policies: &[Policy],
+) -> Outcome {
     let roles: Vec<String> = policies.iter().map(|p| p.label()).collect();
     let claims = json!({
         "iss": state.cfg.public_url,
@@ -144,8 +174,6 @@ async fn decide(
             return Outcome::Unavailable;
         }
     };
-    // Reusable for half the assertion's life, never past the session's or
-    // the workspace's own timeouts.
     let ws = &workspace.settings;
     let idle = (state.cfg.session.idle_timeout.as_secs() as i64)
         .min(ws.idle_timeout_secs().unwrap_or(i64::MAX / 4));
@@ -226,6 +254,21 @@ fn status_only(status: StatusCode, reason: Option<&str>) -> Response {
 
 /// The decision, from the cache when this session was allowed the same
 /// request moments ago (and nothing was revoked since).
+/// A cached decision. A logout anywhere flushed this cache through the
+/// revocation channel, whose heartbeat also proves the store still answers.
+/// With `revocation_check = "every_request"` a shared store is read too
+/// (batched): then even a logout whose flush is still in flight is seen.
+async fn reuse(state: &AppState, session_key: &str, hit: Allowed) -> Outcome {
+    if state.invalidate.is_local() || !state.cfg.session.check_every_request {
+        return Outcome::Allow(hit.headers, hit.until);
+    }
+    match state.sessions.exists(session_key).await {
+        Ok(true) => Outcome::Allow(hit.headers, hit.until),
+        Ok(false) => Outcome::Unauthenticated,
+        Err(_) => Outcome::Unavailable,
+    }
+}
+
 async fn cached_decide(
     state: &AppState,
     headers: &HeaderMap,
@@ -235,23 +278,9 @@ async fn cached_decide(
     let session_key = crate::web::http::cookie(headers, state.sessions.cookie_name())
         .map(|v| crate::crypto::sha256_hex(v.as_bytes()));
     let key = session_key.as_deref().map(|s| FastPath::key(s, query));
-    let now = state.clock.now();
-    if let (Some(hit), Some(sk)) = (
-        key.as_deref().and_then(|k| state.fast.get(k, now)),
-        session_key.as_deref(),
-    ) {
-        // A logout anywhere flushed this cache through the revocation
-        // channel, whose heartbeat also proves the store still answers. With
-        // `revocation_check = "every_request"` a shared store is read too
-        // (batched): then even a logout whose flush is still in flight is
-        // seen.
-        if state.invalidate.is_local() || !state.cfg.session.check_every_request {
-            return Outcome::Allow(hit.headers, hit.until);
-        }
-        match state.sessions.exists(sk).await {
-            Ok(true) => return Outcome::Allow(hit.headers, hit.until),
-            Ok(false) => return Outcome::Unauthenticated,
-            Err(_) => return Outcome::Unavailable,
+    if let (Some(k), Some(sk)) = (key.as_deref(), session_key.as_deref()) {
+        if let Some(hit) = state.fast.get(k, state.clock.now()) {
+            return reuse(state, sk, hit).await;
         }
     }
     let generation = state.fast.generation();
