@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod members;
+pub mod signin;
 pub mod tokens;
 
 use crate::clock::Clock;

@@ -257,5 +257,13 @@ pub async fn accept(
     if signed_in {
         return Ok(see_other("/workspaces"));
     }
-    Ok(finish_sign_in(&state, &headers, &user, false, "/workspaces", ip).await?)
+    Ok(finish_sign_in(
+        &state,
+        &headers,
+        &user,
+        crate::service::signin::Via::Password { mfa: false },
+        "/workspaces",
+        ip,
+    )
+    .await?)
 }

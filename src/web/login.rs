@@ -12,9 +12,10 @@ use super::views::{
 use super::AppState;
 use crate::audit;
 use crate::crypto;
-use crate::domain::model::{valid_email, Actor, AuthMethod, User};
+use crate::domain::model::{valid_email, Actor, User};
 use crate::domain::{return_to, DomainError};
 use crate::password::{check_policy, MAX_PASSWORD_BYTES};
+use crate::service::signin;
 use crate::throttle::Gate;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -204,45 +205,22 @@ pub fn throttled_page(wait: i64) -> Response {
     resp
 }
 
-/// Mints the session (ending any presented one), records the sign-in and
-/// redirects to `return_to`.
+/// Completes a sign-in in the core ([`signin::complete`], ending the
+/// session the browser presented) and answers with its cookie and a 303 to
+/// where it goes: the one web side of every sign-in.
 pub async fn finish_sign_in(
     state: &AppState,
     headers: &HeaderMap,
     user: &User,
-    mfa: bool,
+    via: signin::Via,
     return_to: &str,
     ip: IpAddr,
 ) -> Result<Response, DomainError> {
     let previous = cookie(headers, state.sessions.cookie_name());
-    let (value, _s) = state
-        .sessions
-        .login(&user.id, AuthMethod::Password, mfa, previous)
-        .await?;
-    let now = state.clock.now();
-    state.store.record_login(&user.id, now).await?;
-    state
-        .store
-        .set_last_auth_method(&user.id, &AuthMethod::Password.as_header())
-        .await?;
-    state.metrics.signin("password", "success");
-    tracing::info!(event = "signin", method = "password", user_id = %user.id, mfa, "signed in");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action: "user.signed_in",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"method": "password", "mfa": mfa}),
-        },
-    )
-    .await;
+    let done = signin::complete(state, user, via, previous, &ip.to_string(), return_to).await?;
     Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
+        see_other(&done.return_to),
+        Some(state.sessions.set_cookie_header(&done.cookie_value)),
     ))
 }
 
@@ -328,7 +306,15 @@ pub async fn login_password(
         return Ok(with_cookie(see_other("/login/mfa"), Some(pending)));
     }
     state.throttle.success(&email).await?;
-    Ok(finish_sign_in(&state, &headers, &user, false, &return_to, ip).await?)
+    Ok(finish_sign_in(
+        &state,
+        &headers,
+        &user,
+        signin::Via::Password { mfa: false },
+        &return_to,
+        ip,
+    )
+    .await?)
 }
 
 /// Ends this session on every instance and clears the cookie.

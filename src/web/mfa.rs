@@ -176,7 +176,15 @@ pub async fn mfa_submit(
         return Ok(expired());
     }
     state.throttle.success(&p.email).await?;
-    let mut resp = finish_sign_in(&state, &headers, &user, true, &p.return_to, ip).await?;
+    let mut resp = finish_sign_in(
+        &state,
+        &headers,
+        &user,
+        crate::service::signin::Via::Password { mfa: true },
+        &p.return_to,
+        ip,
+    )
+    .await?;
     let clear = format!("{COOKIE}=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0");
     if let Ok(v) = axum::http::HeaderValue::from_str(&clear) {
         resp.headers_mut().append(axum::http::header::SET_COOKIE, v);

@@ -6,15 +6,15 @@
 use super::csrf;
 use super::errors::PageError;
 use super::federation::{self, refused};
-use super::http::{client_ip, cookie, current_session};
-use super::login::{csrf_refused, see_other, throttled_page, with_cookie};
+use super::http::{client_ip, current_session};
+use super::login::{csrf_refused, finish_sign_in, see_other, throttled_page, with_cookie};
 use super::views::{self, Chrome, TwilioConfirmPage};
 use super::AppState;
 use crate::audit;
 use crate::connectors::oidc::{CallbackParams, OidcError, PendingAuth, PENDING_TTL_SECS};
 use crate::connectors::ExternalIdentity;
 use crate::crypto;
-use crate::domain::model::{Actor, AuthMethod, User};
+use crate::domain::model::{Actor, User};
 use crate::domain::{return_to, DomainError};
 use crate::password::check_policy;
 use crate::store::NewUser;
@@ -229,32 +229,8 @@ async fn start_session(
     return_to: &str,
     ip: IpAddr,
 ) -> Result<Response, PageError> {
-    let previous = cookie(headers, state.sessions.cookie_name());
-    let (value, _) = state
-        .sessions
-        .login(&user.id, AuthMethod::Twilio, mfa, previous)
-        .await?;
-    let now = state.clock.now();
-    state.store.record_login(&user.id, now).await?;
-    state.store.set_last_auth_method(&user.id, PROVIDER).await?;
-    state.metrics.signin("twilio", "success");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action: "user.signed_in",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"method": "twilio", "mfa": mfa}),
-        },
-    )
-    .await;
-    Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
-    ))
+    let via = crate::service::signin::Via::Twilio { mfa };
+    Ok(finish_sign_in(state, headers, user, via, return_to, ip).await?)
 }
 
 async fn sign_in(

@@ -484,7 +484,11 @@ async fn the_last_owner_through_a_group_is_kept_with_a_documented_409() {
     // Nothing changed: the group still holds the owner role and its member.
     let a = send(&srv, &token, "GET", &format!("{ws}/groups/{group}"), None).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
-    assert_eq!(a.body["policies"][0]["role"], "workspace_owner", "{:?}", a.body);
+    assert_eq!(
+        a.body["policies"][0]["role"], "workspace_owner",
+        "{:?}",
+        a.body
+    );
     let a = send(&srv, &token, "GET", &format!("{ws}/members/{owner}"), None).await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     assert_eq!(a.body["groups"][0]["id"], group.as_str(), "{:?}", a.body);

@@ -6,12 +6,11 @@ pub mod saml;
 
 use super::errors::PageError;
 use super::federation::{self, refused};
-use super::http::cookie;
-use super::login::{see_other, with_cookie};
+use super::login::finish_sign_in;
 use super::AppState;
 use crate::audit;
 use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
-use crate::domain::model::{Actor, AuthMethod, Workspace};
+use crate::domain::model::{Actor, Workspace};
 use crate::domain::{return_to, DomainError};
 use crate::mapping::{self, MapError, SsoIdentity};
 use crate::sso_config;
@@ -163,35 +162,13 @@ pub async fn complete(
             }
             Err(MapError::Store(e)) => return Err(PageError(e)),
         };
-    let previous = cookie(headers, state.sessions.cookie_name());
-    let method = AuthMethod::Sso(conn.id.clone());
-    let (value, _) = state
-        .sessions
-        .login(&user.id, method.clone(), false, previous)
-        .await?;
-    state.store.record_login(&user.id, now).await?;
-    state
-        .store
-        .set_last_auth_method(&user.id, &method.as_header())
-        .await?;
-    state.metrics.signin("sso", "success");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: Some(&ws.id),
-            actor: Actor::user(&user.id, &user.email),
-            action: "sso.signed_in",
-            target: Some(&conn.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"connection": conn.id, "kind": conn.kind, "groups": identity.groups}),
-        },
-    )
-    .await;
-    Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
-    ))
+    let via = crate::service::signin::Via::Sso {
+        connection_id: conn.id.clone(),
+        workspace_id: ws.id.clone(),
+        kind: conn.kind.clone(),
+        groups: identity.groups,
+    };
+    Ok(finish_sign_in(state, headers, &user, via, return_to, ip).await?)
 }
 
 /// The first enabled connection of a workspace (where Require SSO and
