@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod members;
 pub mod signin;
+pub mod sso;
 pub mod tokens;
 
 use crate::clock::Clock;

@@ -4,7 +4,7 @@
 pub mod oidc;
 pub mod saml;
 
-use super::errors::PageError;
+use super::errors::Halt;
 use super::federation::{self, refused};
 use super::login::finish_sign_in;
 use super::AppState;
@@ -13,8 +13,10 @@ use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
 use crate::domain::model::{Actor, Workspace};
 use crate::domain::{return_to, DomainError};
 use crate::mapping::{self, MapError, SsoIdentity};
+use crate::service::sso::SsoKind;
 use crate::sso_config;
 use crate::store::SsoConnection;
+use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -30,21 +32,96 @@ pub const PRE_COOKIE: &str = "iamgw_sso";
 pub async fn enabled_connection(
     state: &AppState,
     id: &str,
-) -> Result<Result<(SsoConnection, Workspace), Response>, PageError> {
+) -> Result<(SsoConnection, Workspace), Halt> {
     let gone = || {
-        refused(
+        Halt::Reply(refused(
             404,
             "Unknown sign-in",
             "This single sign-on connection does not exist or is turned off.",
-        )
+        ))
     };
     let Some(conn) = state.store.get_connection(id).await?.filter(|c| c.enabled) else {
-        return Ok(Err(gone()));
+        return Err(gone());
     };
     let Some(ws) = state.store.workspace_by_id(&conn.workspace_id).await? else {
-        return Ok(Err(gone()));
+        return Err(gone());
     };
-    Ok(Ok((conn, ws)))
+    Ok((conn, ws))
+}
+
+/// A verified identity from the IdP, and where the person goes next.
+pub struct Verified {
+    pub identity: SsoIdentity,
+    pub return_to: String,
+}
+
+/// Why an IdP's answer was not accepted: refused (recorded, with the status
+/// and reason shown), or an error on our side.
+pub enum Refusal {
+    Refused { status: u16, reason: String },
+    Failed(DomainError),
+}
+
+impl Refusal {
+    pub fn new(status: u16, reason: impl Into<String>) -> Self {
+        Refusal::Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl<E: Into<DomainError>> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Refusal::Failed(e.into())
+    }
+}
+
+/// One SSO connector (as Dex has them): sends the browser to the IdP, and
+/// turns the IdP's answer into a verified identity. [`SsoKind`] says which
+/// one serves a connection.
+#[async_trait]
+pub trait Connector: Sync {
+    /// What the IdP sends back (the SAML form post, the OIDC callback query).
+    type Answer: Send;
+
+    /// Redirects to the IdP, keeping `return_to` for the way back.
+    async fn start(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        return_to: String,
+    ) -> Result<Response, Halt>;
+
+    /// Verifies the IdP's answer for `conn`.
+    async fn finish(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        answer: Self::Answer,
+    ) -> Result<Verified, Refusal>;
+}
+
+/// The IdP's answer for connection `id`, through its connector: a refusal
+/// is recorded and shown; a verified identity is signed in.
+pub async fn finish<C: Connector>(
+    connector: &C,
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    id: &str,
+    answer: C::Answer,
+) -> Result<Response, Halt> {
+    let (conn, ws) = enabled_connection(state, id).await?;
+    match connector.finish(state, headers, &conn, answer).await {
+        Ok(v) => complete(state, headers, &conn, &ws, v.identity, &v.return_to, ip).await,
+        Err(Refusal::Refused { status, reason }) => {
+            Ok(refuse(state, &conn, ip, status, &reason).await)
+        }
+        Err(Refusal::Failed(e)) => Err(e.into()),
+    }
 }
 
 /// The OIDC relying party of a connection, kept while the connection is
@@ -85,21 +162,19 @@ pub struct StartQuery {
     pub return_to: Option<String>,
 }
 
-/// `GET /sso/{connection_id}/start?return_to=…`: SP-initiated sign-in.
+/// `GET /sso/{connection_id}/start?return_to=…`: SP-initiated sign-in,
+/// through the connector of the connection's kind.
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<StartQuery>,
-) -> Result<Response, PageError> {
-    let (conn, _ws) = match enabled_connection(&state, &id).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let (conn, _ws) = enabled_connection(&state, &id).await?;
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
-    match conn.kind.as_str() {
-        "saml" => saml::begin(&state, &headers, &conn, return_to).await,
-        _ => oidc::begin(&state, &headers, &conn, return_to).await,
+    match SsoKind::parse(&conn.kind)? {
+        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to).await,
+        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to).await,
     }
 }
 
@@ -139,7 +214,7 @@ pub async fn complete(
     identity: SsoIdentity,
     return_to: &str,
     ip: IpAddr,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let now = state.clock.now();
     // Both kinds keep `group_mappings` (IdP value → group id) in their config.
     let mappings: BTreeMap<String, String> = conn
@@ -151,16 +226,10 @@ pub async fn complete(
         match mapping::provision(state.store.as_ref(), ws, conn, &identity, &mappings, now).await {
             Ok(u) => u,
             Err(MapError::Refused(reason)) => {
-                return Ok(refuse(
-                    state,
-                    conn,
-                    ip,
-                    403,
-                    &format!("You cannot sign in here: {reason}."),
-                )
-                .await)
+                let why = format!("You cannot sign in here: {reason}.");
+                return Ok(refuse(state, conn, ip, 403, &why).await);
             }
-            Err(MapError::Store(e)) => return Err(PageError(e)),
+            Err(MapError::Store(e)) => return Err(e.into()),
         };
     let via = crate::service::signin::Via::Sso {
         connection_id: conn.id.clone(),
