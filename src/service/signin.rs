@@ -121,3 +121,92 @@ pub async fn complete(
         return_to: return_to.to_string(),
     })
 }
+
+/// The answer to a guess at a secret (password, second factor), throttled
+/// per account and address.
+pub enum Guess {
+    Right,
+    /// Wrong; `locked` when this failure locked the account or address.
+    Wrong {
+        locked: Option<i64>,
+    },
+    /// Locked before the guess was even checked.
+    Locked(i64),
+}
+
+/// Checks `right` (not run when `account` or `ip` is locked) and counts a
+/// wrong guess against both.
+pub async fn throttled<F>(
+    core: &Core,
+    account: &str,
+    ip: std::net::IpAddr,
+    right: F,
+) -> Result<Guess, DomainError>
+where
+    F: std::future::Future<Output = Result<bool, DomainError>>,
+{
+    use crate::throttle::Gate;
+    if let Gate::Locked(wait) = core.throttle.check(account, ip).await? {
+        return Ok(Guess::Locked(wait));
+    }
+    if right.await? {
+        return Ok(Guess::Right);
+    }
+    let locked = match core.throttle.failure(account, ip).await? {
+        Gate::Locked(wait) => Some(wait),
+        Gate::Open => None,
+    };
+    Ok(Guess::Wrong { locked })
+}
+
+/// What a password sign-in attempt found.
+pub enum PasswordCheck {
+    Verified(User),
+    TooLong,
+    /// Throttled: try again in this many seconds.
+    Locked(i64),
+    Incorrect,
+}
+
+/// The password step: the same work for unknown accounts and wrong
+/// passwords, failures throttled per account and per address.
+pub async fn check_password(
+    core: &Core,
+    email: &str,
+    password: &str,
+    ip: std::net::IpAddr,
+) -> Result<PasswordCheck, DomainError> {
+    if password.len() > crate::password::MAX_PASSWORD_BYTES {
+        core.metrics.signin("password", "refused");
+        return Ok(PasswordCheck::TooLong);
+    }
+    let mut found = None;
+    let guess = throttled(core, email, ip, async {
+        found = if crate::domain::model::valid_email(email) {
+            core.store.user_by_email(email).await?
+        } else {
+            None
+        };
+        let hash = found.as_ref().and_then(|u: &User| u.password_hash.as_deref());
+        let ok = core.hasher.verify(hash, password).await;
+        if !ok {
+            core.metrics.signin("password", "failure");
+            tracing::info!(
+                event = "signin_failed",
+                method = "password",
+                "password sign-in failed"
+            );
+        }
+        Ok(ok && found.is_some())
+    })
+    .await?;
+    Ok(match (guess, found) {
+        (Guess::Right, Some(user)) => PasswordCheck::Verified(user),
+        (Guess::Locked(wait), _) => {
+            core.metrics.signin("password", "throttled");
+            PasswordCheck::Locked(wait)
+        }
+        (Guess::Wrong { locked: Some(wait) }, _) => PasswordCheck::Locked(wait),
+        _ => PasswordCheck::Incorrect,
+    })
+}
