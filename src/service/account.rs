@@ -218,3 +218,92 @@ mod tests {
         );
     }
 }
+
+/// How long a "forgot password" link works.
+pub const RESET_TTL_SECS: i64 = 3600;
+
+/// What a dead one-time link says.
+pub const LINK_DEAD: &str =
+    "This link is invalid, was already used, or has expired. Ask for a new one.";
+
+/// Sets `user`'s password (its policy already checked) from the one-time
+/// link `token` of `purpose`: the hash first, then the link is used
+/// (atomically: only one request wins), then the password is stored, every
+/// session of the person ends and their sign-in lock is lifted.
+pub async fn set_password_from_link(
+    core: &Core,
+    user: &User,
+    token: &str,
+    purpose: &str,
+    password: &str,
+    ip: &str,
+) -> Result<(), DomainError> {
+    let hash = core
+        .hasher
+        .hash(password)
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let token_hash = crypto::sha256_hex(token.as_bytes());
+    let now = core.clock.now();
+    let used_by = core
+        .store
+        .consume_action_token(&token_hash, purpose, now)
+        .await?;
+    if used_by.as_deref() != Some(user.id.as_str()) {
+        return Err(DomainError::Invalid(LINK_DEAD.into()));
+    }
+    core.store.set_password_hash(&user.id, &hash, now).await?;
+    core.sessions.revoke_all(&user.id, None).await?;
+    core.throttle.success(&user.email).await?;
+    let action = if purpose == RESET_PASSWORD {
+        "user.password_reset"
+    } else {
+        "user.password_set"
+    };
+    audit_self(core, user, action, ip).await;
+    tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
+    Ok(())
+}
+
+/// "Forgot password": mails a one-hour reset link when the account exists
+/// and its password is managed here, at most three per account per 15
+/// minutes. Says nothing about which happened.
+pub async fn send_reset_link(core: &Core, email: &str) -> Result<(), DomainError> {
+    if !crate::domain::model::valid_email(email) {
+        return Ok(());
+    }
+    let subject = crate::domain::model::normalize_email(email);
+    let counter = format!("reset:n:{}", core.throttle.subject_id("reset", &subject));
+    let window = std::time::Duration::from_secs(900);
+    if core.sessions.kv().incr(&counter, window).await? > 3 {
+        return Ok(());
+    }
+    let Some(user) = core.store.user_by_email(email).await? else {
+        return Ok(());
+    };
+    // A Twilio-linked account's password is managed in Twilio: no link.
+    if twilio_linked(core.store.as_ref(), &user.id).await? {
+        return Ok(());
+    }
+    let token = crypto::random_token("")?;
+    let now = core.clock.now();
+    let token_hash = crypto::sha256_hex(token.as_bytes());
+    core.store
+        .create_action_token(
+            &token_hash,
+            RESET_PASSWORD,
+            &user.id,
+            now,
+            now + RESET_TTL_SECS,
+        )
+        .await?;
+    let link = format!("{}/reset-password/{token}", core.cfg.public_url);
+    let body = format!(
+        "Someone asked to reset the password of {} on IAM Gateway.\n\nSet a new password within one hour:\n{link}\n\nIf it wasn't you, ignore this message; your password stays as it is.\n",
+        user.email
+    );
+    core.mailer
+        .send(&user.email, "Reset your IAM Gateway password", &body)
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))
+}

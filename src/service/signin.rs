@@ -187,7 +187,9 @@ pub async fn check_password(
         } else {
             None
         };
-        let hash = found.as_ref().and_then(|u: &User| u.password_hash.as_deref());
+        let hash = found
+            .as_ref()
+            .and_then(|u: &User| u.password_hash.as_deref());
         let ok = core.hasher.verify(hash, password).await;
         if !ok {
             core.metrics.signin("password", "failure");

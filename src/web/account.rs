@@ -239,12 +239,16 @@ pub async fn change_password(
     let me = posted_own(&state, &headers, f.csrf_token.as_deref()).await?;
     let ip = client_ip(&state, peer, &headers);
     let hash = me.user.password_hash.as_deref();
-    let current = async {
-        Ok(hash.is_none() || state.hasher.verify(hash, &f.current_password).await)
-    };
+    let current =
+        async { Ok(hash.is_none() || state.hasher.verify(hash, &f.current_password).await) };
     let guess = throttled(&state, &me.user.email, ip, current).await?;
     let not_changed = "Password not changed";
-    guessed(&me, guess, not_changed, "Your current password is not correct.")?;
+    guessed(
+        &me,
+        guess,
+        not_changed,
+        "Your current password is not correct.",
+    )?;
     if let Err(why) = check_policy(&f.new_password, &me.user.email) {
         return Err(stop(&me, StatusCode::BAD_REQUEST, not_changed, &why));
     }

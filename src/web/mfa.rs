@@ -151,7 +151,12 @@ pub async fn mfa_submit(
     }
     let user = user.ok_or(DomainError::Unauthenticated)?;
     // Single use: only the request that removes the pending sign-in goes on.
-    state.sessions.kv().take(&key(&token)).await?.ok_or_else(expired)?;
+    state
+        .sessions
+        .kv()
+        .take(&key(&token))
+        .await?
+        .ok_or_else(expired)?;
     state.throttle.success(&p.email).await?;
     let via = Via::Password { mfa: true };
     let resp = finish_sign_in(&state, &headers, &user, via, &p.return_to, ip).await?;
