@@ -8,6 +8,7 @@ pub mod members;
 pub mod signin;
 pub mod sso;
 pub mod tokens;
+pub mod twilio;
 
 use crate::clock::Clock;
 use crate::config::Config;
