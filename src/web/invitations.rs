@@ -257,13 +257,6 @@ pub async fn accept(
     if signed_in {
         return Ok(see_other("/workspaces"));
     }
-    Ok(finish_sign_in(
-        &state,
-        &headers,
-        &user,
-        crate::service::signin::Via::Password { mfa: false },
-        "/workspaces",
-        ip,
-    )
-    .await?)
+    let via = crate::service::signin::Via::Password { mfa: false };
+    Ok(finish_sign_in(&state, &headers, &user, via, "/workspaces", ip).await?)
 }

@@ -9,7 +9,7 @@ use super::login::{finish_sign_in, throttled_page, with_cookie};
 use super::views::{self, Chrome, MfaPage};
 use super::AppState;
 use crate::crypto;
-use crate::domain::DomainError;
+use crate::domain::DomainError::{self, Unauthenticated};
 use crate::service::signin::{throttled, Guess, Via};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,6 +21,8 @@ use std::time::Duration;
 
 pub const COOKIE: &str = "iamgw_mfa";
 const TTL: Duration = Duration::from_secs(300);
+/// Ends the pending sign-in's cookie.
+const CLEAR: &str = "iamgw_mfa=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0";
 
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -121,6 +123,34 @@ fn code_refused(state: &AppState, headers: &HeaderMap, email: String) -> Respons
     )
 }
 
+/// The person of the pending sign-in, once `code` proves their second
+/// factor (throttled like a password); or the page to answer with.
+async fn proven(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Pending,
+    code: &str,
+    ip: std::net::IpAddr,
+) -> Result<crate::domain::model::User, Halt> {
+    let mut user = None;
+    let check = async {
+        let found = state.store.user_by_id(&p.uid).await?;
+        let u = user.insert(found.ok_or(Unauthenticated)?);
+        let ok = check_second_factor(state, u, code).await?;
+        if !ok {
+            state.metrics.signin("password", "failure");
+        }
+        Ok(ok)
+    };
+    match throttled(state, &p.email, ip, check).await? {
+        Guess::Right => Ok(user.ok_or(Unauthenticated)?),
+        Guess::Locked(wait) | Guess::Wrong { locked: Some(wait) } => {
+            Err(throttled_page(wait).into())
+        }
+        Guess::Wrong { locked: None } => Err(code_refused(state, headers, p.email.clone()).into()),
+    }
+}
+
 pub async fn mfa_submit(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -132,34 +162,12 @@ pub async fn mfa_submit(
     }
     let (token, p) = pending(&state, &headers).await?.ok_or_else(expired)?;
     let ip = client_ip(&state, peer, &headers);
-    let mut user = None;
-    let code = async {
-        let u = state.store.user_by_id(&p.uid).await?;
-        let u = user.insert(u.ok_or(DomainError::Unauthenticated)?);
-        let ok = check_second_factor(&state, u, &f.code).await?;
-        if !ok {
-            state.metrics.signin("password", "failure");
-        }
-        Ok(ok)
-    };
-    match throttled(&state, &p.email, ip, code).await? {
-        Guess::Right => {}
-        Guess::Locked(wait) | Guess::Wrong { locked: Some(wait) } => {
-            return Ok(throttled_page(wait))
-        }
-        Guess::Wrong { locked: None } => return Ok(code_refused(&state, &headers, p.email)),
-    }
-    let user = user.ok_or(DomainError::Unauthenticated)?;
+    let user = proven(&state, &headers, &p, &f.code, ip).await?;
     // Single use: only the request that removes the pending sign-in goes on.
-    state
-        .sessions
-        .kv()
-        .take(&key(&token))
-        .await?
-        .ok_or_else(expired)?;
+    let kv = state.sessions.kv();
+    kv.take(&key(&token)).await?.ok_or_else(expired)?;
     state.throttle.success(&p.email).await?;
     let via = Via::Password { mfa: true };
     let resp = finish_sign_in(&state, &headers, &user, via, &p.return_to, ip).await?;
-    let clear = format!("{COOKIE}=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0");
-    Ok(with_cookie(resp, Some(clear)))
+    Ok(with_cookie(resp, Some(CLEAR.into())))
 }
