@@ -247,7 +247,8 @@ async fn require_2fa_enrolment_goes_back_to_the_workspace_page_that_asked() {
         "codes shown once"
     );
     // "Done" leads back to the page that asked, which now opens.
-    let next = html_decode(between(&done.body, "<a href=\"", "\" id=\"done\""));
+    let codes = &done.body[done.body.find("id=\"recovery-codes\"").unwrap()..];
+    let next = html_decode(between(codes, "<p><a href=\"", "\" id=\"done\""));
     assert_eq!(next, page);
     let back = br.get(&srv.url(&next)).await;
     assert_eq!(back.status, 200, "{}", back.body);
