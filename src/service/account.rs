@@ -1,7 +1,13 @@
 //! Rules about a person's own account.
 
+use super::Core;
+use crate::audit;
+use crate::crypto;
+use crate::domain::model::{Actor, User};
 use crate::domain::DomainError;
+use crate::session::Session;
 use crate::store::Store;
+use crate::totp;
 
 /// The identity provider name of Twilio Unified Login links.
 pub const TWILIO_PROVIDER: &str = "twilio";
@@ -34,13 +40,6 @@ pub const MANAGED_IN_TWILIO: &str = "Your account is linked to Twilio: your pass
 pub const SET_PASSWORD: &str = "set_password";
 /// Purpose of a one-time link that resets a forgotten password.
 pub const RESET_PASSWORD: &str = "reset_password";
-
-use super::Core;
-use crate::audit;
-use crate::crypto;
-use crate::domain::model::{Actor, User};
-use crate::session::Session;
-use crate::totp;
 
 /// How many recovery codes a person gets.
 pub const RECOVERY_CODES: usize = 10;
@@ -199,26 +198,6 @@ pub async fn change_password(
     Ok(value)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovery_codes_are_distinct_grouped_and_normalise_to_what_is_hashed() {
-        let (shown, hashes) = new_recovery_codes().unwrap();
-        assert_eq!(shown.len(), RECOVERY_CODES);
-        let mut uniq = hashes.clone();
-        uniq.sort();
-        uniq.dedup();
-        assert_eq!(uniq.len(), RECOVERY_CODES);
-        assert_eq!(shown[0].len(), 23);
-        assert_eq!(
-            crypto::sha256_hex(normalize_recovery_code(&shown[0].to_uppercase()).as_bytes()),
-            hashes[0]
-        );
-    }
-}
-
 /// How long a "forgot password" link works.
 pub const RESET_TTL_SECS: i64 = 3600;
 
@@ -306,4 +285,24 @@ pub async fn send_reset_link(core: &Core, email: &str) -> Result<(), DomainError
         .send(&user.email, "Reset your IAM Gateway password", &body)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_codes_are_distinct_grouped_and_normalise_to_what_is_hashed() {
+        let (shown, hashes) = new_recovery_codes().unwrap();
+        assert_eq!(shown.len(), RECOVERY_CODES);
+        let mut uniq = hashes.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), RECOVERY_CODES);
+        assert_eq!(shown[0].len(), 23);
+        assert_eq!(
+            crypto::sha256_hex(normalize_recovery_code(&shown[0].to_uppercase()).as_bytes()),
+            hashes[0]
+        );
+    }
 }

@@ -93,7 +93,7 @@ fn message(me: &SignedIn, status: StatusCode, title: &str, text: &str) -> Respon
 
 /// [`message`], as where a handler stops.
 fn stop(me: &SignedIn, status: StatusCode, title: &str, text: &str) -> Halt {
-    Halt::Reply(message(me, status, title, text))
+    Halt::from(message(me, status, title, text))
 }
 
 /// How a session was started, in words.

@@ -120,7 +120,7 @@ impl IntoResponse for PageError {
 /// refusal page, "form expired") or with an error shown as a page. Handlers
 /// return `Result<Response, Halt>` and stop with `?`.
 pub enum Halt {
-    Reply(Response),
+    Reply(Box<Response>),
     Error(PageError),
 }
 
@@ -138,14 +138,14 @@ impl From<PageError> for Halt {
 
 impl From<Response> for Halt {
     fn from(r: Response) -> Self {
-        Halt::Reply(r)
+        Halt::Reply(Box::new(r))
     }
 }
 
 impl IntoResponse for Halt {
     fn into_response(self) -> Response {
         match self {
-            Halt::Reply(r) => r,
+            Halt::Reply(r) => *r,
             Halt::Error(e) => e.into_response(),
         }
     }

@@ -223,7 +223,7 @@ async fn start_session(
 fn verified_email(state: &AppState, identity: &ExternalIdentity) -> Result<String, Halt> {
     let refuse = |title: &str, text: &str| {
         state.metrics.signin("twilio", "refused");
-        Halt::Reply(refused(403, title, text))
+        Halt::from(refused(403, title, text))
     };
     let Some(email) = identity
         .email

@@ -34,7 +34,7 @@ pub async fn enabled_connection(
     id: &str,
 ) -> Result<(SsoConnection, Workspace), Halt> {
     let gone = || {
-        Halt::Reply(refused(
+        Halt::from(refused(
             404,
             "Unknown sign-in",
             "This single sign-on connection does not exist or is turned off.",
