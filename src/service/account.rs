@@ -171,6 +171,29 @@ pub async fn confirm_totp(
     }))
 }
 
+/// The stored form of a new password (its policy already checked).
+pub async fn hash_password(core: &Core, password: &str) -> Result<String, DomainError> {
+    core.hasher
+        .hash(password)
+        .await
+        .map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+/// Stores a new password hash and ends every session of the person but
+/// `keep` (a session key hash).
+pub async fn store_password(
+    core: &Core,
+    user_id: &str,
+    hash: &str,
+    keep: Option<&str>,
+) -> Result<(), DomainError> {
+    core.store
+        .set_password_hash(user_id, hash, core.clock.now())
+        .await?;
+    core.sessions.revoke_all(user_id, keep).await?;
+    Ok(())
+}
+
 /// Sets a new password (its policy already checked): every session of the
 /// person ends, and a new one like `session` starts; returns its cookie
 /// value.
@@ -181,15 +204,8 @@ pub async fn change_password(
     new_password: &str,
     ip: &str,
 ) -> Result<String, DomainError> {
-    let hash = core
-        .hasher
-        .hash(new_password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
-    core.store
-        .set_password_hash(&user.id, &hash, core.clock.now())
-        .await?;
-    core.sessions.revoke_all(&user.id, None).await?;
+    let hash = hash_password(core, new_password).await?;
+    store_password(core, &user.id, &hash, None).await?;
     let (value, _) = core
         .sessions
         .login(&user.id, session.method.clone(), session.mfa, None)
@@ -217,11 +233,7 @@ pub async fn set_password_from_link(
     password: &str,
     ip: &str,
 ) -> Result<(), DomainError> {
-    let hash = core
-        .hasher
-        .hash(password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let hash = hash_password(core, password).await?;
     let token_hash = crypto::sha256_hex(token.as_bytes());
     let now = core.clock.now();
     let used_by = core
@@ -231,8 +243,7 @@ pub async fn set_password_from_link(
     if used_by.as_deref() != Some(user.id.as_str()) {
         return Err(DomainError::Invalid(LINK_DEAD.into()));
     }
-    core.store.set_password_hash(&user.id, &hash, now).await?;
-    core.sessions.revoke_all(&user.id, None).await?;
+    store_password(core, &user.id, &hash, None).await?;
     core.throttle.success(&user.email).await?;
     let action = if purpose == RESET_PASSWORD {
         "user.password_reset"

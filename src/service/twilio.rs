@@ -121,11 +121,7 @@ pub async fn unlink(
     kept_cookie: &str,
     ip: &str,
 ) -> Result<(), DomainError> {
-    let hash = core
-        .hasher
-        .hash(new_password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let hash = super::account::hash_password(core, new_password).await?;
     core.store
         .unlink_identity(TWILIO_PROVIDER, &user.id)
         .await
@@ -135,11 +131,8 @@ pub async fn unlink(
             }
             other => other.into(),
         })?;
-    core.store
-        .set_password_hash(&user.id, &hash, core.clock.now())
-        .await?;
     let kept = crate::crypto::sha256_hex(kept_cookie.as_bytes());
-    core.sessions.revoke_all(&user.id, Some(&kept)).await?;
+    super::account::store_password(core, &user.id, &hash, Some(&kept)).await?;
     audit_self(core, user, "user.twilio_unlinked", ip).await;
     Ok(())
 }
