@@ -155,12 +155,26 @@ async fn sign_in_form(
     headers: &HeaderMap,
     csrf_token: Option<&str>,
 ) -> Result<(String, Option<String>), Halt> {
+    let session = checked_form(state, headers, csrf_token).await?;
+    Ok(csrf::page_token(
+        state,
+        headers,
+        session.as_ref().map(|(_, s)| s),
+    ))
+}
+
+/// The browser's session (cookie value and session), if any, once the
+/// form's CSRF token checks out; "form expired" otherwise.
+async fn checked_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: Option<&str>,
+) -> Result<Option<(String, crate::session::Session)>, Halt> {
     let session = current_session(state, headers).await?;
-    let session = session.as_ref().map(|(_, s)| s);
-    if !csrf::verify(state, headers, session, csrf_token) {
+    if !csrf::verify(state, headers, session.as_ref().map(|(_, s)| s), csrf_token) {
         return Err(csrf_refused().into());
     }
-    Ok(csrf::page_token(state, headers, session))
+    Ok(session)
 }
 
 /// Step one: the email. Home-realm discovery comes here; everyone else gets
@@ -289,16 +303,8 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
-) -> Result<Response, PageError> {
-    let session = current_session(&state, &headers).await?;
-    if !csrf::verify(
-        &state,
-        &headers,
-        session.as_ref().map(|(_, s)| s),
-        f.csrf_token.as_deref(),
-    ) {
-        return Ok(csrf_refused());
-    }
+) -> Result<Response, Halt> {
+    let session = checked_form(&state, &headers, f.csrf_token.as_deref()).await?;
     if let Some((value, s)) = &session {
         state.sessions.revoke(value).await?;
         tracing::info!(event = "signout", user_id = %s.uid, "signed out");

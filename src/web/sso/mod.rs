@@ -6,7 +6,7 @@ pub mod saml;
 
 use super::errors::Halt;
 use super::federation::{self, refused};
-use super::login::finish_sign_in;
+use super::login::{finish_sign_in, see_other, with_cookie};
 use super::AppState;
 use crate::audit;
 use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
@@ -20,10 +20,11 @@ use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The cookie that binds an SSO round trip to the browser that started it.
 pub const PRE_COOKIE: &str = "iamgw_sso";
@@ -102,6 +103,29 @@ pub trait Connector: Sync {
         conn: &SsoConnection,
         answer: Self::Answer,
     ) -> Result<Verified, Refusal>;
+}
+
+/// Keeps `pending` (bound to this browser, for `ttl`) under `key` and
+/// sends the browser to the IdP at `url`. `cross_site_post`: the answer
+/// comes back as a cross-site POST (SAML).
+pub async fn to_idp<T: Serialize + Sync>(
+    state: &AppState,
+    headers: &HeaderMap,
+    cross_site_post: bool,
+    (key, pending, ttl): (&str, &T, Duration),
+    url: &str,
+) -> Result<Response, Halt> {
+    let set = federation::stash(
+        state,
+        headers,
+        PRE_COOKIE,
+        cross_site_post,
+        key,
+        pending,
+        ttl,
+    )
+    .await?;
+    Ok(with_cookie(see_other(url), set))
 }
 
 /// The IdP's answer for connection `id`, through its connector: a refusal

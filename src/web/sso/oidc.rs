@@ -8,7 +8,6 @@ use crate::store::SsoConnection;
 use crate::web::errors::Halt;
 use crate::web::federation;
 use crate::web::http::client_ip;
-use crate::web::login::{see_other, with_cookie};
 use crate::web::AppState;
 use async_trait::async_trait;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -50,8 +49,7 @@ impl Connector for Oidc {
             return_to,
         };
         let ttl = Duration::from_secs(PENDING_TTL_SECS as u64);
-        let set = federation::stash(state, headers, PRE_COOKIE, false, &key, &started, ttl).await?;
-        Ok(with_cookie(see_other(&url), set))
+        super::to_idp(state, headers, false, (&key, &started, ttl), &url).await
     }
 
     async fn finish(

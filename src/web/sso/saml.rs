@@ -16,7 +16,6 @@ use crate::store::SsoConnection;
 use crate::web::errors::{Halt, PageError};
 use crate::web::federation;
 use crate::web::http::client_ip;
-use crate::web::login::{see_other, with_cookie};
 use crate::web::AppState;
 use async_trait::async_trait;
 use axum::extract::{ConnectInfo, Path, State};
@@ -75,9 +74,7 @@ impl Connector for Saml {
             return_to,
         };
         let key = format!("saml:{handle}");
-        let set =
-            federation::stash(state, headers, PRE_COOKIE, true, &key, &out, REQUEST_TTL).await?;
-        Ok(with_cookie(see_other(&url), set))
+        super::to_idp(state, headers, true, (&key, &out, REQUEST_TTL), &url).await
     }
 
     async fn finish(
