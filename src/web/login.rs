@@ -380,22 +380,22 @@ async fn link_page(
     purpose: &str,
 ) -> Result<Response, PageError> {
     let user = link_user(state, token, purpose).await?;
-    let (csrf, set) = csrf::page_token(state, headers, None);
-    let page = SetPasswordPage {
-        chrome: Chrome {
-            csrf,
-            user_email: None,
-            ..Chrome::default()
-        },
-        email: user.email,
-        error: None,
-    };
-    Ok(with_cookie(views::render(&page), set))
+    Ok(password_form(state, headers, user.email, None))
 }
 
-/// The set-password page again, with why the password was refused (400).
-fn policy_refused(state: &AppState, headers: &HeaderMap, email: String, why: String) -> Response {
+/// The set-password page; with `error` (400) after a refused password.
+fn password_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: String,
+    error: Option<String>,
+) -> Response {
     let (csrf, set) = csrf::page_token(state, headers, None);
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let page = SetPasswordPage {
         chrome: Chrome {
             csrf,
@@ -403,12 +403,9 @@ fn policy_refused(state: &AppState, headers: &HeaderMap, email: String, why: Str
             ..Chrome::default()
         },
         email,
-        error: Some(why),
+        error,
     };
-    with_cookie(
-        (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
-        set,
-    )
+    with_cookie((status, views::render(&page)).into_response(), set)
 }
 
 /// 409 and a page when the account's password is managed in Twilio.
@@ -446,7 +443,7 @@ async fn link_submit(
     let user = link_user(state, token, purpose).await?;
     managed_here(state, &user).await?;
     if let Err(why) = check_policy(&f.password, &user.email) {
-        return Ok(policy_refused(state, headers, user.email, why));
+        return Ok(password_form(state, headers, user.email, Some(why)));
     }
     let (password, ip) = (&f.password, ip.to_string());
     crate::service::account::set_password_from_link(state, &user, token, purpose, password, &ip)
