@@ -19,8 +19,8 @@ pub enum Via {
     Sso {
         connection_id: String,
         workspace_id: String,
-        /// The connection's kind as stored (`saml`, `oidc`), for the audit log.
-        kind: String,
+        /// The connection's kind, for the audit log.
+        kind: super::sso::SsoKind,
         /// The groups the IdP asserted, for the audit log.
         groups: Vec<String>,
     },
@@ -93,7 +93,7 @@ pub async fn complete(
             Some(workspace_id.as_str()),
             "sso.signed_in",
             connection_id.as_str(),
-            serde_json::json!({"connection": connection_id, "kind": kind, "groups": groups}),
+            serde_json::json!({"connection": connection_id, "kind": kind.as_str(), "groups": groups}),
         ),
         other => (
             None,

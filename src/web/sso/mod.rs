@@ -258,7 +258,7 @@ pub async fn complete(
     let via = crate::service::signin::Via::Sso {
         connection_id: conn.id.clone(),
         workspace_id: ws.id.clone(),
-        kind: conn.kind.clone(),
+        kind: SsoKind::parse(&conn.kind)?,
         groups: identity.groups,
     };
     Ok(finish_sign_in(state, headers, &user, via, return_to, ip).await?)
