@@ -11,8 +11,11 @@ pub mod invitations;
 pub mod members;
 pub mod resources;
 pub mod settings;
+pub mod signin;
+pub mod sso;
 pub mod sso_admin;
 pub mod tokens;
+pub mod twilio;
 pub mod workspaces;
 
 use crate::clock::Clock;

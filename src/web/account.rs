@@ -1,56 +1,30 @@
 //! `/account`: profile, password, two-factor authentication and sessions.
+//! A workspace that requires 2FA sends people here with `return_to`; after
+//! they enrol (or step up) they go back there.
 
 use super::csrf;
-use super::errors::PageError;
+use super::errors::Halt;
 use super::http::{client_ip, current_session};
 use super::login::{csrf_refused, see_other, throttled_page, with_cookie};
-use super::mfa::check_second_factor;
 use super::views::{
     self, AccountPage, Chrome, MessagePage, MfaSetupPage, RecoveryCodesPage, SessionRow,
 };
 use super::AppState;
-use crate::audit;
-use crate::crypto;
-use crate::domain::model::{Actor, User};
-use crate::domain::DomainError;
+use crate::domain::model::{AuthMethod, User};
+use crate::domain::return_to;
 use crate::password::check_policy;
+use crate::service::account::{self as core_account, audit_self};
+use crate::service::signin::{throttled, Guess};
 use crate::session::Session;
-use crate::throttle::Gate;
 use crate::totp;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-pub const RECOVERY_CODES: usize = 10;
-
-/// Lower case without spaces or dashes: how recovery codes are compared.
-pub fn normalize_recovery_code(code: &str) -> String {
-    code.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
-}
-
-/// Ten fresh codes (100 bits each) for display, and their hashes to store.
-fn new_recovery_codes() -> Result<(Vec<String>, Vec<String>), DomainError> {
-    let mut shown = Vec::new();
-    let mut hashes = Vec::new();
-    for _ in 0..RECOVERY_CODES {
-        let raw = totp::base32_encode(&crypto::random_bytes::<13>()?).to_ascii_lowercase();
-        let code: String = raw.chars().take(20).collect();
-        hashes.push(crypto::sha256_hex(code.as_bytes()));
-        let groups: Vec<String> = code
-            .as_bytes()
-            .chunks(5)
-            .map(|c| String::from_utf8_lossy(c).to_string())
-            .collect();
-        shown.push(groups.join("-"));
-    }
-    Ok((shown, hashes))
-}
+pub use crate::service::account::{normalize_recovery_code, RECOVERY_CODES};
 
 struct SignedIn {
     cookie: String,
@@ -61,23 +35,20 @@ struct SignedIn {
 }
 
 /// The signed-in person, or a redirect to sign in.
-async fn signed_in(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Result<SignedIn, Response>, DomainError> {
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<SignedIn, Halt> {
     let Some((cookie, session)) = current_session(state, headers).await? else {
-        return Ok(Err(see_other("/login?return_to=%2Faccount")));
+        return Err(see_other("/login?return_to=%2Faccount").into());
     };
     let Some(user) = state.store.user_by_id(&session.uid).await? else {
-        return Ok(Err(see_other("/login")));
+        return Err(see_other("/login").into());
     };
     let chrome = super::pages::signed_in_chrome(state, &session, &user, None).await?;
-    Ok(Ok(SignedIn {
+    Ok(SignedIn {
         cookie,
         session,
         user,
         chrome,
-    }))
+    })
 }
 
 /// The signed-in person for a form post that carries a valid CSRF token,
@@ -86,15 +57,12 @@ async fn posted(
     state: &AppState,
     headers: &HeaderMap,
     csrf_token: Option<&str>,
-) -> Result<Result<SignedIn, Response>, DomainError> {
-    let me = match signed_in(state, headers).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(Err(r)),
-    };
+) -> Result<SignedIn, Halt> {
+    let me = signed_in(state, headers).await?;
     if !csrf::verify(state, headers, Some(&me.session), csrf_token) {
-        return Ok(Err(csrf_refused()));
+        return Err(csrf_refused().into());
     }
-    Ok(Ok(me))
+    Ok(me)
 }
 
 /// [`posted`], for the forms that change what Twilio manages for a linked
@@ -103,38 +71,19 @@ async fn posted_own(
     state: &AppState,
     headers: &HeaderMap,
     csrf_token: Option<&str>,
-) -> Result<Result<SignedIn, Response>, DomainError> {
-    let me = match posted(state, headers, csrf_token).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(Err(r)),
-    };
-    if let Err(DomainError::Conflict(why)) =
-        crate::service::account::ensure_managed_here(state.store.as_ref(), &me.user.id).await
+) -> Result<SignedIn, Halt> {
+    let me = posted(state, headers, csrf_token).await?;
+    if let Err(crate::domain::DomainError::Conflict(why)) =
+        core_account::ensure_managed_here(state.store.as_ref(), &me.user.id).await
     {
-        return Ok(Err(message(
-            state,
-            &me,
-            StatusCode::CONFLICT,
-            "Managed in Twilio",
-            &why,
-        )));
+        return Err(stop(&me, StatusCode::CONFLICT, "Managed in Twilio", &why));
     }
-    Ok(Ok(me))
+    Ok(me)
 }
 
-fn chrome(_state: &AppState, me: &SignedIn) -> Chrome {
-    me.chrome.clone()
-}
-
-fn message(
-    state: &AppState,
-    me: &SignedIn,
-    status: StatusCode,
-    title: &str,
-    text: &str,
-) -> Response {
+fn message(me: &SignedIn, status: StatusCode, title: &str, text: &str) -> Response {
     let page = MessagePage {
-        chrome: chrome(state, me),
+        chrome: me.chrome.clone(),
         title: title.into(),
         message: text.into(),
         link: Some(("/account".into(), "Back to your account".into())),
@@ -142,25 +91,13 @@ fn message(
     (status, views::render(&page)).into_response()
 }
 
-async fn audit_self(state: &AppState, me: &SignedIn, action: &str, ip: String) {
-    audit::record(
-        state.store.as_ref(),
-        state.clock.now(),
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&me.user.id, &me.user.email),
-            action,
-            target: Some(&me.user.id),
-            ip: Some(ip),
-            details: serde_json::json!({}),
-        },
-    )
-    .await;
+/// [`message`], as where a handler stops.
+fn stop(me: &SignedIn, status: StatusCode, title: &str, text: &str) -> Halt {
+    Halt::from(message(me, status, title, text))
 }
 
 /// How a session was started, in words.
-fn method_text(m: &crate::domain::model::AuthMethod) -> String {
-    use crate::domain::model::AuthMethod;
+fn method_text(m: &AuthMethod) -> String {
     match m {
         AuthMethod::Password => "Password".into(),
         AuthMethod::Twilio => "Twilio".into(),
@@ -168,32 +105,34 @@ fn method_text(m: &crate::domain::model::AuthMethod) -> String {
     }
 }
 
+/// Where to go after enrolling or stepping up: the page that asked for a
+/// second factor (validated), when one did.
+fn back_to(state: &AppState, raw: Option<&str>) -> Option<String> {
+    raw.filter(|r| !r.is_empty())
+        .map(|r| return_to::sanitize(Some(r), &state.cfg.allowed_return_origins))
+}
+
 #[derive(Deserialize)]
 pub struct Notice {
     pub done: Option<String>,
+    /// The page that sent the person here for a second factor.
+    pub return_to: Option<String>,
 }
 
-pub async fn page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<Notice>,
-) -> Result<Response, PageError> {
-    let me = match signed_in(&state, &headers).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
+fn notice_text(done: Option<&str>) -> Option<String> {
+    let text = match done? {
+        "profile" => "Your name is saved.",
+        "password" => "Your password is changed. Your other sessions were signed out.",
+        "mfa_off" => "Two-factor authentication is off.",
+        "twilio_linked" => "Your Twilio account is linked. From now on you sign in with Twilio.",
+        "twilio_unlinked" => "Your Twilio account is unlinked. Sign in with your new password.",
+        _ => return None,
     };
-    let notice = match q.done.as_deref() {
-        Some("profile") => Some("Your name is saved."),
-        Some("password") => Some("Your password is changed. Your other sessions were signed out."),
-        Some("mfa_off") => Some("Two-factor authentication is off."),
-        Some("twilio_linked") => {
-            Some("Your Twilio account is linked. From now on you sign in with Twilio.")
-        }
-        Some("twilio_unlinked") => {
-            Some("Your Twilio account is unlinked. Sign in with your new password.")
-        }
-        _ => None,
-    };
+    Some(text.to_string())
+}
+
+/// The person's live sessions, this one first.
+async fn session_rows(state: &AppState, me: &SignedIn) -> Result<Vec<SessionRow>, Halt> {
     let mut sessions: Vec<SessionRow> = state
         .sessions
         .sessions_of(&me.user.id)
@@ -211,21 +150,30 @@ pub async fn page(
             .cmp(&a.current)
             .then(b.last_seen.cmp(&a.last_seen))
     });
+    Ok(sessions)
+}
+
+pub async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Notice>,
+) -> Result<Response, Halt> {
+    let me = signed_in(&state, &headers).await?;
+    let identities = state.store.identities_of(&me.user.id).await?;
     let page = AccountPage {
-        chrome: chrome(&state, &me),
+        chrome: me.chrome.clone(),
         name: me.user.name.clone(),
         email: me.user.email.clone(),
         has_password: me.user.password_hash.is_some(),
         mfa_enabled: me.user.mfa_enabled(),
+        session_mfa: me.session.mfa,
         recovery_left: state.store.unused_recovery_codes(&me.user.id).await?,
-        sessions,
+        sessions: session_rows(&state, &me).await?,
         method: method_text(&me.session.method),
-        notice: notice.map(str::to_string),
+        notice: notice_text(q.done.as_deref()),
+        return_to: back_to(&state, q.return_to.as_deref()),
         twilio_available: state.twilio.is_some(),
-        twilio_subject: state
-            .store
-            .identities_of(&me.user.id)
-            .await?
+        twilio_subject: identities
             .into_iter()
             .find(|(p, _)| p == crate::web::twilio::PROVIDER)
             .map(|(_, s)| s),
@@ -244,15 +192,11 @@ pub async fn profile(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<ProfileForm>,
-) -> Result<Response, PageError> {
-    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let me = posted_own(&state, &headers, f.csrf_token.as_deref()).await?;
     let name = f.name.trim();
     if name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Ok(message(
-            &state,
+        return Err(stop(
             &me,
             StatusCode::BAD_REQUEST,
             "Name not saved",
@@ -272,6 +216,18 @@ pub struct PasswordChangeForm {
     pub csrf_token: Option<String>,
 }
 
+/// A guess's answer as where a handler stops: throttled (429) or wrong
+/// (401 with `title` and `text`).
+fn guessed(me: &SignedIn, guess: Guess, title: &str, text: &str) -> Result<(), Halt> {
+    match guess {
+        Guess::Right => Ok(()),
+        Guess::Locked(wait) | Guess::Wrong { locked: Some(wait) } => {
+            Err(throttled_page(wait).into())
+        }
+        Guess::Wrong { locked: None } => Err(stop(me, StatusCode::UNAUTHORIZED, title, text)),
+    }
+}
+
 /// Changes the password: the current one is required (and throttled like a
 /// sign-in); every session of the person ends and this browser gets a new one.
 pub async fn change_password(
@@ -279,56 +235,31 @@ pub async fn change_password(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<PasswordChangeForm>,
-) -> Result<Response, PageError> {
-    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let me = posted_own(&state, &headers, f.csrf_token.as_deref()).await?;
     let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
-        return Ok(throttled_page(wait));
-    }
-    if me.user.password_hash.is_some()
-        && !state
-            .hasher
-            .verify(me.user.password_hash.as_deref(), &f.current_password)
-            .await
-    {
-        if let Gate::Locked(wait) = state.throttle.failure(&me.user.email, ip).await? {
-            return Ok(throttled_page(wait));
-        }
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::UNAUTHORIZED,
-            "Password not changed",
-            "Your current password is not correct.",
-        ));
-    }
+    let hash = me.user.password_hash.as_deref();
+    let current =
+        async { Ok(hash.is_none() || state.hasher.verify(hash, &f.current_password).await) };
+    let guess = throttled(&state, &me.user.email, ip, current).await?;
+    let not_changed = "Password not changed";
+    guessed(
+        &me,
+        guess,
+        not_changed,
+        "Your current password is not correct.",
+    )?;
     if let Err(why) = check_policy(&f.new_password, &me.user.email) {
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::BAD_REQUEST,
-            "Password not changed",
-            &why,
-        ));
+        return Err(stop(&me, StatusCode::BAD_REQUEST, not_changed, &why));
     }
-    let hash = state
-        .hasher
-        .hash(&f.new_password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
-    state
-        .store
-        .set_password_hash(&me.user.id, &hash, state.clock.now())
-        .await?;
-    state.sessions.revoke_all(&me.user.id, None).await?;
-    let (value, _) = state
-        .sessions
-        .login(&me.user.id, me.session.method.clone(), me.session.mfa, None)
-        .await?;
-    audit_self(&state, &me, "user.password_changed", ip.to_string()).await;
+    let value = core_account::change_password(
+        &state,
+        &me.user,
+        &me.session,
+        &f.new_password,
+        &ip.to_string(),
+    )
+    .await?;
     Ok(with_cookie(
         see_other("/account?done=password"),
         Some(state.sessions.set_cookie_header(&value)),
@@ -340,32 +271,34 @@ pub struct CsrfOnly {
     pub csrf_token: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub struct SetupForm {
+    pub csrf_token: Option<String>,
+    pub return_to: Option<String>,
+}
+
 /// Makes a new secret (pending until confirmed) and shows it as a QR code,
 /// an `otpauth://` URI and base32 text.
 pub async fn mfa_setup(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
-) -> Result<Response, PageError> {
-    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+    Form(f): Form<SetupForm>,
+) -> Result<Response, Halt> {
+    let me = posted_own(&state, &headers, f.csrf_token.as_deref()).await?;
     if me.user.mfa_enabled() {
-        return Ok(message(&state, &me, StatusCode::CONFLICT, "Already on", "Two-factor authentication is already on. Turn it off first to set up a new authenticator."));
+        return Err(stop(&me, StatusCode::CONFLICT, "Already on", "Two-factor authentication is already on. Turn it off first to set up a new authenticator."));
     }
-    let secret = totp::new_secret()?;
-    state
-        .store
-        .set_pending_totp(
-            &me.user.id,
-            &crypto::seal(&state.secret, "totp", secret.as_bytes())?,
-        )
-        .await?;
-    Ok(render_setup(&state, &me, &secret, None))
+    let secret = core_account::begin_totp(&state, &me.user).await?;
+    let back = back_to(&state, f.return_to.as_deref());
+    Ok(render_setup(&me, &secret, back, None))
 }
 
-fn render_setup(state: &AppState, me: &SignedIn, secret: &str, error: Option<String>) -> Response {
+fn render_setup(
+    me: &SignedIn,
+    secret: &str,
+    return_to: Option<String>,
+    error: Option<String>,
+) -> Response {
     let uri = totp::otpauth_uri("IAM Gateway", &me.user.email, secret);
     let qr_svg = qrcode::QrCode::new(uri.as_bytes())
         .map(|c| {
@@ -380,11 +313,12 @@ fn render_setup(state: &AppState, me: &SignedIn, secret: &str, error: Option<Str
         StatusCode::OK
     };
     let page = MfaSetupPage {
-        chrome: chrome(state, me),
+        chrome: me.chrome.clone(),
         uri,
         secret: secret.to_string(),
         qr_svg,
         error,
+        return_to,
     };
     (status, views::render(&page)).into_response()
 }
@@ -394,96 +328,61 @@ pub struct CodeForm {
     #[serde(default)]
     pub code: String,
     pub csrf_token: Option<String>,
+    /// Where to go afterwards (enrolment and step-up, from a workspace
+    /// that requires 2FA).
+    pub return_to: Option<String>,
 }
 
-fn pending_secret(state: &AppState, user: &User) -> Result<Option<String>, DomainError> {
-    match user.totp_secret.as_deref() {
-        None => Ok(None),
-        Some(sealed) => Ok(Some(
-            String::from_utf8(crypto::open(&state.secret, "totp", sealed)?)
-                .map_err(|e| DomainError::Internal(e.to_string()))?,
-        )),
+/// The pending authenticator's secret of a person whose 2FA is off, or the
+/// page to answer with.
+fn pending_secret(state: &AppState, me: &SignedIn) -> Result<String, Halt> {
+    if me.user.mfa_enabled() {
+        let text = "Two-factor authentication is already on.";
+        return Err(stop(me, StatusCode::CONFLICT, "Already on", text));
     }
+    core_account::totp_secret(state, &me.user)?.ok_or_else(|| {
+        let text = "Set up two-factor authentication from your account page first.";
+        stop(me, StatusCode::BAD_REQUEST, "Start again", text)
+    })
 }
 
 /// Confirms the authenticator with a first code, turns 2FA on, shows the
-/// recovery codes once, and upgrades this session (new cookie value).
+/// recovery codes once (then on to `return_to`, or the account page), and
+/// upgrades this session (new cookie value).
 pub async fn mfa_confirm(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
-) -> Result<Response, PageError> {
-    let me = match posted_own(&state, &headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
+) -> Result<Response, Halt> {
+    let me = posted_own(&state, &headers, f.csrf_token.as_deref()).await?;
+    let secret = pending_secret(&state, &me)?;
+    let back = back_to(&state, f.return_to.as_deref());
+    let ip = client_ip(&state, peer, &headers).to_string();
+    let (user, session) = (&me.user, &me.session);
+    let enabled =
+        core_account::confirm_totp(&state, user, &secret, &f.code, session, &me.cookie, &ip)
+            .await?;
+    let Some(enabled) = enabled else {
+        let error = "That code didn't match. Check the time on your phone and try the next code.";
+        return Ok(render_setup(&me, &secret, back, Some(error.into())));
     };
-    if me.user.mfa_enabled() {
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::CONFLICT,
-            "Already on",
-            "Two-factor authentication is already on.",
-        ));
-    }
-    let Some(secret) = pending_secret(&state, &me.user)? else {
-        return Ok(message(
-            &state,
-            &me,
-            StatusCode::BAD_REQUEST,
-            "Start again",
-            "Set up two-factor authentication from your account page first.",
-        ));
-    };
-    let now = state.clock.now();
-    let Some(step) = totp::verify(&secret, &f.code, now, None) else {
-        return Ok(render_setup(
-            &state,
-            &me,
-            &secret,
-            Some(
-                "That code didn't match. Check the time on your phone and try the next code."
-                    .into(),
-            ),
-        ));
-    };
-    let (codes, hashes) = new_recovery_codes()?;
-    state
-        .store
-        .enable_totp(&me.user.id, now, step, &hashes)
-        .await?;
-    let (value, _) = state
-        .sessions
-        .login(
-            &me.user.id,
-            me.session.method.clone(),
-            true,
-            Some(&me.cookie),
-        )
-        .await?;
-    audit_self(
-        &state,
-        &me,
-        "user.mfa_enabled",
-        client_ip(&state, peer, &headers).to_string(),
-    )
-    .await;
     let fresh = state
         .sessions
-        .lookup(&value)
+        .lookup(&enabled.cookie_value)
         .await?
-        .ok_or(DomainError::Unauthenticated)?;
+        .ok_or(crate::domain::DomainError::Unauthenticated)?;
     let page = RecoveryCodesPage {
         chrome: Chrome {
             csrf: csrf::token_for_session(&state, &fresh),
             ..me.chrome.clone()
         },
-        codes,
+        codes: enabled.codes,
+        next: back.unwrap_or_else(|| "/account".into()),
     };
     Ok(with_cookie(
         views::render(&page),
-        Some(state.sessions.set_cookie_header(&value)),
+        Some(state.sessions.set_cookie_header(&enabled.cookie_value)),
     ))
 }
 
@@ -496,28 +395,13 @@ async fn with_second_factor(
     headers: &HeaderMap,
     f: &CodeForm,
     refused_title: &str,
-) -> Result<Result<(SignedIn, std::net::IpAddr), Response>, PageError> {
-    let me = match posted_own(state, headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(Err(r)),
-    };
+) -> Result<(SignedIn, IpAddr), Halt> {
+    let me = posted_own(state, headers, f.csrf_token.as_deref()).await?;
     let ip = client_ip(state, peer, headers);
-    if let Gate::Locked(wait) = state.throttle.check(&me.user.email, ip).await? {
-        return Ok(Err(throttled_page(wait)));
-    }
-    if !check_second_factor(state, &me.user, &f.code).await? {
-        if let Gate::Locked(wait) = state.throttle.failure(&me.user.email, ip).await? {
-            return Ok(Err(throttled_page(wait)));
-        }
-        return Ok(Err(message(
-            state,
-            &me,
-            StatusCode::UNAUTHORIZED,
-            refused_title,
-            "That code didn't work.",
-        )));
-    }
-    Ok(Ok((me, ip)))
+    let code = core_account::check_second_factor(state, &me.user, &f.code);
+    let guess = throttled(state, &me.user.email, ip, code).await?;
+    guessed(&me, guess, refused_title, "That code didn't work.")?;
+    Ok((me, ip))
 }
 
 /// Turning 2FA off needs a current code or a recovery code.
@@ -526,22 +410,35 @@ pub async fn mfa_disable(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
-) -> Result<Response, PageError> {
-    let (me, ip) = match with_second_factor(
-        &state,
-        peer,
-        &headers,
-        &f,
-        "Two-factor authentication is still on",
-    )
-    .await?
-    {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let title = "Two-factor authentication is still on";
+    let (me, ip) = with_second_factor(&state, peer, &headers, &f, title).await?;
     state.store.disable_totp(&me.user.id).await?;
-    audit_self(&state, &me, "user.mfa_disabled", ip.to_string()).await;
+    audit_self(&state, &me.user, "user.mfa_disabled", &ip.to_string()).await;
     Ok(see_other("/account?done=mfa_off"))
+}
+
+/// A session without a second factor (started before 2FA was turned on)
+/// proves one now: the session is upgraded (new cookie value) and the
+/// person goes back to `return_to`, or to the account page.
+pub async fn mfa_step_up(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<CodeForm>,
+) -> Result<Response, Halt> {
+    let title = "Second factor not confirmed";
+    let (me, _) = with_second_factor(&state, peer, &headers, &f, title).await?;
+    let method = me.session.method.clone();
+    let (value, _) = state
+        .sessions
+        .login(&me.user.id, method, true, Some(&me.cookie))
+        .await?;
+    let back = back_to(&state, f.return_to.as_deref());
+    Ok(with_cookie(
+        see_other(back.as_deref().unwrap_or("/account")),
+        Some(state.sessions.set_cookie_header(&value)),
+    ))
 }
 
 /// New recovery codes (the old ones stop working); needs a current code.
@@ -550,20 +447,19 @@ pub async fn mfa_new_recovery_codes(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
-) -> Result<Response, PageError> {
-    let (me, ip) = match with_second_factor(&state, peer, &headers, &f, "No new codes").await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
-    let (codes, hashes) = new_recovery_codes()?;
+) -> Result<Response, Halt> {
+    let (me, ip) = with_second_factor(&state, peer, &headers, &f, "No new codes").await?;
+    let (codes, hashes) = core_account::new_recovery_codes()?;
     state
         .store
         .replace_recovery_codes(&me.user.id, &hashes)
         .await?;
-    audit_self(&state, &me, "user.recovery_codes_replaced", ip.to_string()).await;
+    let ip = ip.to_string();
+    audit_self(&state, &me.user, "user.recovery_codes_replaced", &ip).await;
     let page = RecoveryCodesPage {
-        chrome: chrome(&state, &me),
+        chrome: me.chrome.clone(),
         codes,
+        next: "/account".into(),
     };
     Ok(views::render(&page))
 }
@@ -573,34 +469,11 @@ pub async fn revoke_sessions(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
-) -> Result<Response, PageError> {
-    let me = match posted(&state, &headers, f.csrf_token.as_deref()).await? {
-        Ok(m) => m,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let me = posted(&state, &headers, f.csrf_token.as_deref()).await?;
     state.sessions.revoke_all(&me.user.id, None).await?;
     Ok(with_cookie(
         see_other("/login"),
         Some(state.sessions.clear_cookie_header()),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recovery_codes_are_distinct_grouped_and_normalise_to_what_is_hashed() {
-        let (shown, hashes) = new_recovery_codes().unwrap();
-        assert_eq!(shown.len(), RECOVERY_CODES);
-        let mut uniq = hashes.clone();
-        uniq.sort();
-        uniq.dedup();
-        assert_eq!(uniq.len(), RECOVERY_CODES);
-        assert_eq!(shown[0].len(), 23);
-        assert_eq!(
-            crypto::sha256_hex(normalize_recovery_code(&shown[0].to_uppercase()).as_bytes()),
-            hashes[0]
-        );
-    }
 }

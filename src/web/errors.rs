@@ -115,3 +115,38 @@ impl IntoResponse for PageError {
         (status, views::render(&page)).into_response()
     }
 }
+
+/// Where a page handler stops early: with a ready answer (a redirect, a
+/// refusal page, "form expired") or with an error shown as a page. Handlers
+/// return `Result<Response, Halt>` and stop with `?`.
+pub enum Halt {
+    Reply(Box<Response>),
+    Error(PageError),
+}
+
+impl<E: Into<DomainError>> From<E> for Halt {
+    fn from(e: E) -> Self {
+        Halt::Error(PageError(e.into()))
+    }
+}
+
+impl From<PageError> for Halt {
+    fn from(e: PageError) -> Self {
+        Halt::Error(e)
+    }
+}
+
+impl From<Response> for Halt {
+    fn from(r: Response) -> Self {
+        Halt::Reply(Box::new(r))
+    }
+}
+
+impl IntoResponse for Halt {
+    fn into_response(self) -> Response {
+        match self {
+            Halt::Reply(r) => *r,
+            Halt::Error(e) => e.into_response(),
+        }
+    }
+}

@@ -129,7 +129,8 @@ async fn create_account(
     }
     let ip_text = ip.to_string();
     let user = invitations::accept_new_account(state, o, &f.name, &f.password, &ip_text).await?;
-    Ok(finish_sign_in(state, headers, &user, false, "/workspaces", ip).await?)
+    let via = crate::service::signin::Via::Password { mfa: false };
+    Ok(finish_sign_in(state, headers, &user, via, "/workspaces", ip).await?)
 }
 
 pub async fn accept(

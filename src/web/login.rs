@@ -2,7 +2,7 @@
 //! one-time set-password links.
 
 use super::csrf;
-use super::errors::PageError;
+use super::errors::{Halt, PageError};
 use super::http::{client_ip, cookie, current_session};
 use super::mfa;
 use super::views::{
@@ -10,24 +10,24 @@ use super::views::{
     WorkspaceRow, WorkspacesPage,
 };
 use super::AppState;
-use crate::audit;
 use crate::crypto;
-use crate::domain::model::{valid_email, Actor, AuthMethod, User};
+use crate::domain::model::{valid_email, User};
 use crate::domain::{return_to, DomainError};
-use crate::password::{check_policy, MAX_PASSWORD_BYTES};
-use crate::throttle::Gate;
+use crate::password::check_policy;
+use crate::service::signin;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
+use signin::PasswordCheck;
 use std::net::{IpAddr, SocketAddr};
 
 /// Purpose of the links "forgot password" mails (1 hour).
 pub use crate::service::account::RESET_PASSWORD;
+pub use crate::service::account::RESET_TTL_SECS;
 /// Purpose of the one-time links `bootstrap` prints (24 hours).
 pub use crate::service::account::SET_PASSWORD;
-pub const RESET_TTL_SECS: i64 = 3600;
 
 #[derive(Deserialize)]
 pub struct ReturnTo {
@@ -107,13 +107,15 @@ pub async fn home() -> Response {
     see_other("/workspaces")
 }
 
-pub async fn login_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(q): Query<ReturnTo>,
-) -> Result<Response, PageError> {
-    let session = current_session(&state, &headers).await?;
-    let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
+/// The email step's page (the sign-in page).
+fn email_page(
+    state: &AppState,
+    csrf: String,
+    return_to: String,
+    email: String,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
     let page = LoginEmailPage {
         twilio: state.twilio.is_some(),
         chrome: Chrome {
@@ -121,12 +123,58 @@ pub async fn login_page(
             user_email: None,
             ..Chrome::default()
         },
-        return_to: return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins),
-        email: String::new(),
-        error: None,
-        notice: None,
+        return_to,
+        email,
+        error: error.map(str::to_string),
+        notice: notice.map(str::to_string),
     };
-    Ok(with_cookie(views::render(&page), set))
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    (status, views::render(&page)).into_response()
+}
+
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ReturnTo>,
+) -> Result<Response, PageError> {
+    let session = current_session(&state, &headers).await?;
+    let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
+    let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
+    let page = email_page(&state, csrf, return_to, String::new(), None, None);
+    Ok(with_cookie(page, set))
+}
+
+/// The browser's session (if any) after checking a sign-in form's CSRF
+/// token, and the page token to render with (and its `Set-Cookie`).
+async fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: Option<&str>,
+) -> Result<(String, Option<String>), Halt> {
+    let session = checked_form(state, headers, csrf_token).await?;
+    Ok(csrf::page_token(
+        state,
+        headers,
+        session.as_ref().map(|(_, s)| s),
+    ))
+}
+
+/// The browser's session (cookie value and session), if any, once the
+/// form's CSRF token checks out; "form expired" otherwise.
+async fn checked_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: Option<&str>,
+) -> Result<Option<(String, crate::session::Session)>, Halt> {
+    let session = current_session(state, headers).await?;
+    if !csrf::verify(state, headers, session.as_ref().map(|(_, s)| s), csrf_token) {
+        return Err(csrf_refused().into());
+    }
+    Ok(session)
 }
 
 /// Step one: the email. Home-realm discovery comes here; everyone else gets
@@ -135,46 +183,32 @@ pub async fn login_email(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<EmailForm>,
-) -> Result<Response, PageError> {
-    let session = current_session(&state, &headers).await?;
-    if !csrf::verify(
-        &state,
-        &headers,
-        session.as_ref().map(|(_, s)| s),
-        f.csrf_token.as_deref(),
-    ) {
-        return Ok(csrf_refused());
-    }
-    let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
+) -> Result<Response, Halt> {
+    let (csrf, set) = sign_in_form(&state, &headers, f.csrf_token.as_deref()).await?;
     let return_to = return_to::sanitize(f.return_to.as_deref(), &state.cfg.allowed_return_origins);
     let email = f.email.trim().to_string();
     if !valid_email(&email) {
-        let page = LoginEmailPage {
-            twilio: state.twilio.is_some(),
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            return_to,
-            email,
-            error: Some("Enter a valid email address, like name@company.com.".into()),
-            notice: None,
-        };
-        return Ok(with_cookie(
-            (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
-            set,
-        ));
+        let error = "Enter a valid email address, like name@company.com.";
+        let page = email_page(&state, csrf, return_to, email, Some(error), None);
+        return Ok(with_cookie(page, set));
     }
     // Home-realm discovery: a verified domain with SSO goes to its IdP.
     if let Some(conn_id) = sso_for_email(&state, &email).await? {
-        let to = format!(
-            "/sso/{conn_id}/start?return_to={}",
-            super::forward_auth::urlencode(&return_to)
-        );
+        let back = super::forward_auth::urlencode(&return_to);
+        let to = format!("/sso/{conn_id}/start?return_to={back}");
         return Ok(with_cookie(see_other(&to), set));
     }
-    let page = LoginPasswordPage {
+    let page = password_page(csrf, return_to, email, None);
+    Ok(with_cookie(views::render(&page), set))
+}
+
+fn password_page(
+    csrf: String,
+    return_to: String,
+    email: String,
+    error: Option<&str>,
+) -> LoginPasswordPage {
+    LoginPasswordPage {
         chrome: Chrome {
             csrf,
             user_email: None,
@@ -182,9 +216,8 @@ pub async fn login_email(
         },
         return_to,
         email,
-        error: None,
-    };
-    Ok(with_cookie(views::render(&page), set))
+        error: error.map(str::to_string),
+    }
 }
 
 /// 429 with Retry-After and a page that says how long to wait.
@@ -204,45 +237,22 @@ pub fn throttled_page(wait: i64) -> Response {
     resp
 }
 
-/// Mints the session (ending any presented one), records the sign-in and
-/// redirects to `return_to`.
+/// Completes a sign-in in the core ([`signin::complete`], ending the
+/// session the browser presented) and answers with its cookie and a 303 to
+/// where it goes: the one web side of every sign-in.
 pub async fn finish_sign_in(
     state: &AppState,
     headers: &HeaderMap,
     user: &User,
-    mfa: bool,
+    via: signin::Via,
     return_to: &str,
     ip: IpAddr,
 ) -> Result<Response, DomainError> {
     let previous = cookie(headers, state.sessions.cookie_name());
-    let (value, _s) = state
-        .sessions
-        .login(&user.id, AuthMethod::Password, mfa, previous)
-        .await?;
-    let now = state.clock.now();
-    state.store.record_login(&user.id, now).await?;
-    state
-        .store
-        .set_last_auth_method(&user.id, &AuthMethod::Password.as_header())
-        .await?;
-    state.metrics.signin("password", "success");
-    tracing::info!(event = "signin", method = "password", user_id = %user.id, mfa, "signed in");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action: "user.signed_in",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"method": "password", "mfa": mfa}),
-        },
-    )
-    .await;
+    let done = signin::complete(state, user, via, previous, &ip.to_string(), return_to).await?;
     Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
+        see_other(&done.return_to),
+        Some(state.sessions.set_cookie_header(&done.cookie_value)),
     ))
 }
 
@@ -254,81 +264,38 @@ pub async fn login_password(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<PasswordForm>,
-) -> Result<Response, PageError> {
-    let session = current_session(&state, &headers).await?;
-    if !csrf::verify(
-        &state,
-        &headers,
-        session.as_ref().map(|(_, s)| s),
-        f.csrf_token.as_deref(),
-    ) {
-        return Ok(csrf_refused());
-    }
-    let (csrf, set) = csrf::page_token(&state, &headers, session.as_ref().map(|(_, s)| s));
+) -> Result<Response, Halt> {
+    let (csrf, set) = sign_in_form(&state, &headers, f.csrf_token.as_deref()).await?;
     let return_to = return_to::sanitize(f.return_to.as_deref(), &state.cfg.allowed_return_origins);
     let email = f.email.trim().to_string();
-    let refuse = |status: StatusCode, msg: &str, csrf: String| {
-        let page = LoginPasswordPage {
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            return_to: return_to.clone(),
-            email: email.clone(),
-            error: Some(msg.to_string()),
-        };
-        (status, views::render(&page)).into_response()
-    };
-    if f.password.len() > MAX_PASSWORD_BYTES {
-        state.metrics.signin("password", "refused");
-        return Ok(with_cookie(
-            refuse(StatusCode::BAD_REQUEST, "That password is too long.", csrf),
-            set,
-        ));
-    }
     let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&email, ip).await? {
-        state.metrics.signin("password", "throttled");
-        return Ok(throttled_page(wait));
-    }
-    let user = if valid_email(&email) {
-        state.store.user_by_email(&email).await?
-    } else {
-        None
+    let refuse = |status: StatusCode, error: &str| {
+        let page = password_page(csrf, return_to.clone(), email.clone(), Some(error));
+        with_cookie((status, views::render(&page)).into_response(), set)
     };
-    let ok = state
-        .hasher
-        .verify(
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            &f.password,
-        )
-        .await;
-    let Some(user) = user.filter(|_| ok) else {
-        state.metrics.signin("password", "failure");
-        tracing::info!(
-            event = "signin_failed",
-            method = "password",
-            "password sign-in failed"
-        );
-        if let Gate::Locked(wait) = state.throttle.failure(&email, ip).await? {
-            return Ok(throttled_page(wait));
+    let user = match signin::check_password(&state, &email, &f.password, ip).await? {
+        PasswordCheck::Verified(user) => user,
+        PasswordCheck::TooLong => {
+            return Ok(refuse(
+                StatusCode::BAD_REQUEST,
+                "That password is too long.",
+            ))
         }
-        return Ok(with_cookie(
-            refuse(
+        PasswordCheck::Locked(wait) => return Ok(throttled_page(wait)),
+        PasswordCheck::Incorrect => {
+            return Ok(refuse(
                 StatusCode::UNAUTHORIZED,
                 "Incorrect email or password.",
-                csrf,
-            ),
-            set,
-        ));
+            ))
+        }
     };
     if user.mfa_enabled() {
         let pending = mfa::begin(&state, &user.id, &user.email, &return_to).await?;
         return Ok(with_cookie(see_other("/login/mfa"), Some(pending)));
     }
     state.throttle.success(&email).await?;
-    Ok(finish_sign_in(&state, &headers, &user, false, &return_to, ip).await?)
+    let via = signin::Via::Password { mfa: false };
+    Ok(finish_sign_in(&state, &headers, &user, via, &return_to, ip).await?)
 }
 
 /// Ends this session on every instance and clears the cookie.
@@ -336,16 +303,8 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<CsrfForm>,
-) -> Result<Response, PageError> {
-    let session = current_session(&state, &headers).await?;
-    if !csrf::verify(
-        &state,
-        &headers,
-        session.as_ref().map(|(_, s)| s),
-        f.csrf_token.as_deref(),
-    ) {
-        return Ok(csrf_refused());
-    }
+) -> Result<Response, Halt> {
+    let session = checked_form(&state, &headers, f.csrf_token.as_deref()).await?;
     if let Some((value, s)) = &session {
         state.sessions.revoke(value).await?;
         tracing::info!(event = "signout", user_id = %s.uid, "signed out");
@@ -400,7 +359,7 @@ pub async fn workspaces(
 
 fn link_dead() -> PageError {
     PageError(DomainError::Invalid(
-        "This link is invalid, was already used, or has expired. Ask for a new one.".into(),
+        crate::service::account::LINK_DEAD.into(),
     ))
 }
 
@@ -421,22 +380,55 @@ async fn link_page(
     purpose: &str,
 ) -> Result<Response, PageError> {
     let user = link_user(state, token, purpose).await?;
+    Ok(password_form(state, headers, user.email, None))
+}
+
+/// The set-password page; with `error` (400) after a refused password.
+fn password_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: String,
+    error: Option<String>,
+) -> Response {
     let (csrf, set) = csrf::page_token(state, headers, None);
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let page = SetPasswordPage {
         chrome: Chrome {
             csrf,
             user_email: None,
             ..Chrome::default()
         },
-        email: user.email,
-        error: None,
+        email,
+        error,
     };
-    Ok(with_cookie(views::render(&page), set))
+    with_cookie((status, views::render(&page)).into_response(), set)
 }
 
-/// Sets a password from a one-time link: policy first, then the hash, then
-/// the link is used (atomically: only one request wins), then the password is
-/// stored and every session of the user ends.
+/// 409 and a page when the account's password is managed in Twilio.
+async fn managed_here(state: &AppState, user: &User) -> Result<(), Halt> {
+    match crate::service::account::ensure_managed_here(state.store.as_ref(), &user.id).await {
+        Err(DomainError::Conflict(why)) => {
+            let page = MessagePage {
+                chrome: Chrome::anonymous(),
+                title: "Managed in Twilio".into(),
+                message: why,
+                link: Some(("/login".into(), "Go to sign-in".into())),
+            };
+            Err((StatusCode::CONFLICT, views::render(&page))
+                .into_response()
+                .into())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Sets a password from a one-time link (policy first; see
+/// [`crate::service::account::set_password_from_link`]), then asks to
+/// sign in with it.
 async fn link_submit(
     state: &AppState,
     headers: &HeaderMap,
@@ -444,88 +436,22 @@ async fn link_submit(
     purpose: &str,
     f: NewPasswordForm,
     ip: IpAddr,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     if !csrf::verify(state, headers, None, f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
     let user = link_user(state, token, purpose).await?;
-    if let Err(DomainError::Conflict(why)) =
-        crate::service::account::ensure_managed_here(state.store.as_ref(), &user.id).await
-    {
-        let page = MessagePage {
-            chrome: Chrome::anonymous(),
-            title: "Managed in Twilio".into(),
-            message: why,
-            link: Some(("/login".into(), "Go to sign-in".into())),
-        };
-        return Ok((StatusCode::CONFLICT, views::render(&page)).into_response());
-    }
+    managed_here(state, &user).await?;
     if let Err(why) = check_policy(&f.password, &user.email) {
-        let (csrf, set) = csrf::page_token(state, headers, None);
-        let page = SetPasswordPage {
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            email: user.email,
-            error: Some(why),
-        };
-        return Ok(with_cookie(
-            (StatusCode::BAD_REQUEST, views::render(&page)).into_response(),
-            set,
-        ));
+        return Ok(password_form(state, headers, user.email, Some(why)));
     }
-    let hash = state
-        .hasher
-        .hash(&f.password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let token_hash = crypto::sha256_hex(token.as_bytes());
-    let now = state.clock.now();
-    if state
-        .store
-        .consume_action_token(&token_hash, purpose, now)
-        .await?
-        .as_deref()
-        != Some(user.id.as_str())
-    {
-        return Err(link_dead());
-    }
-    state.store.set_password_hash(&user.id, &hash, now).await?;
-    state.sessions.revoke_all(&user.id, None).await?;
-    state.throttle.success(&user.email).await?;
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action: if purpose == RESET_PASSWORD {
-                "user.password_reset"
-            } else {
-                "user.password_set"
-            },
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({}),
-        },
-    )
-    .await;
-    tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
-    let page = LoginEmailPage {
-        twilio: state.twilio.is_some(),
-        chrome: Chrome {
-            csrf: csrf::page_token(state, headers, None).0,
-            user_email: None,
-            ..Chrome::default()
-        },
-        return_to: return_to::DEFAULT.into(),
-        email: user.email,
-        error: None,
-        notice: Some("Your password is set. Sign in with it now.".into()),
-    };
-    Ok(views::render(&page))
+    let (password, ip) = (&f.password, ip.to_string());
+    crate::service::account::set_password_from_link(state, &user, token, purpose, password, &ip)
+        .await?;
+    let csrf = csrf::page_token(state, headers, None).0;
+    let notice = Some("Your password is set. Sign in with it now.");
+    let home = return_to::DEFAULT.into();
+    Ok(email_page(state, csrf, home, user.email, None, notice))
 }
 
 pub async fn set_password_page(
@@ -542,7 +468,7 @@ pub async fn set_password(
     headers: HeaderMap,
     Path(token): Path<String>,
     Form(f): Form<NewPasswordForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let ip = client_ip(&state, peer, &headers);
     link_submit(&state, &headers, &token, SET_PASSWORD, f, ip).await
 }
@@ -561,7 +487,7 @@ pub async fn reset_password(
     headers: HeaderMap,
     Path(token): Path<String>,
     Form(f): Form<NewPasswordForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let ip = client_ip(&state, peer, &headers);
     link_submit(&state, &headers, &token, RESET_PASSWORD, f, ip).await
 }
@@ -592,57 +518,7 @@ pub async fn forgot_submit(
     if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
-    let email = f.email.trim().to_string();
-    if valid_email(&email) {
-        let counter = format!(
-            "reset:n:{}",
-            state
-                .throttle
-                .subject_id("reset", &crate::domain::model::normalize_email(&email))
-        );
-        let sent = state
-            .sessions
-            .kv()
-            .incr(&counter, std::time::Duration::from_secs(900))
-            .await?;
-        if sent <= 3 {
-            let user = match state.store.user_by_email(&email).await? {
-                // A Twilio-linked account's password is managed in Twilio:
-                // no reset link (the answer stays the same for everyone).
-                Some(u)
-                    if crate::service::account::twilio_linked(state.store.as_ref(), &u.id)
-                        .await? =>
-                {
-                    None
-                }
-                other => other,
-            };
-            if let Some(user) = user {
-                let token = crypto::random_token("")?;
-                let now = state.clock.now();
-                state
-                    .store
-                    .create_action_token(
-                        &crypto::sha256_hex(token.as_bytes()),
-                        RESET_PASSWORD,
-                        &user.id,
-                        now,
-                        now + RESET_TTL_SECS,
-                    )
-                    .await?;
-                let link = format!("{}/reset-password/{token}", state.cfg.public_url);
-                let body = format!(
-                    "Someone asked to reset the password of {} on IAM Gateway.\n\nSet a new password within one hour:\n{link}\n\nIf it wasn't you, ignore this message; your password stays as it is.\n",
-                    user.email
-                );
-                state
-                    .mailer
-                    .send(&user.email, "Reset your IAM Gateway password", &body)
-                    .await
-                    .map_err(|e| DomainError::Internal(e.to_string()))?;
-            }
-        }
-    }
+    crate::service::account::send_reset_link(&state, f.email.trim()).await?;
     let (csrf, set) = csrf::page_token(&state, &headers, None);
     let page = ForgotPage {
         chrome: Chrome {

@@ -3,15 +3,14 @@
 //! to the browser by the `iamgw_mfa` cookie.
 
 use super::csrf;
-use super::errors::PageError;
+use super::errors::{Halt, PageError};
 use super::http::{client_ip, cookie};
 use super::login::{finish_sign_in, throttled_page, with_cookie};
 use super::views::{self, Chrome, MfaPage};
 use super::AppState;
 use crate::crypto;
-use crate::domain::DomainError;
-use crate::throttle::Gate;
-use crate::totp;
+use crate::domain::DomainError::{self, Unauthenticated};
+use crate::service::signin::{throttled, Guess, Via};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +21,8 @@ use std::time::Duration;
 
 pub const COOKIE: &str = "iamgw_mfa";
 const TTL: Duration = Duration::from_secs(300);
+/// Ends the pending sign-in's cookie.
+const CLEAR: &str = "iamgw_mfa=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0";
 
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -102,30 +103,52 @@ pub async fn mfa_page(
     Ok(with_cookie(views::render(&page), set))
 }
 
-/// Checks a TOTP code (claiming its step, so it works once) or a recovery
-/// code (marking it used). True when the code proves the second factor.
-pub async fn check_second_factor(
-    state: &AppState,
-    user: &crate::domain::model::User,
-    code: &str,
-) -> Result<bool, DomainError> {
-    let Some(sealed) = user.totp_secret.as_deref().filter(|_| user.mfa_enabled()) else {
-        return Ok(false);
+pub use crate::service::account::check_second_factor;
+
+/// The second-step page again, with why the code was refused (401).
+fn code_refused(state: &AppState, headers: &HeaderMap, email: String) -> Response {
+    let (csrf, set) = csrf::page_token(state, headers, None);
+    let page = MfaPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+            ..Chrome::default()
+        },
+        email,
+        error: Some("That code didn't work. Codes can be used once; wait for the next one.".into()),
     };
-    let secret = String::from_utf8(crypto::open(&state.secret, "totp", sealed)?)
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let now = state.clock.now();
-    if let Some(step) = totp::verify(&secret, code, now, user.totp_last_step) {
-        return Ok(state.store.claim_totp_step(&user.id, step).await?);
+    with_cookie(
+        (StatusCode::UNAUTHORIZED, views::render(&page)).into_response(),
+        set,
+    )
+}
+
+/// The person of the pending sign-in, once `code` proves their second
+/// factor (throttled like a password); or the page to answer with.
+async fn proven(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Pending,
+    code: &str,
+    ip: std::net::IpAddr,
+) -> Result<crate::domain::model::User, Halt> {
+    let mut user = None;
+    let check = async {
+        let found = state.store.user_by_id(&p.uid).await?;
+        let u = user.insert(found.ok_or(Unauthenticated)?);
+        let ok = check_second_factor(state, u, code).await?;
+        if !ok {
+            state.metrics.signin("password", "failure");
+        }
+        Ok(ok)
+    };
+    match throttled(state, &p.email, ip, check).await? {
+        Guess::Right => Ok(user.ok_or(Unauthenticated)?),
+        Guess::Locked(wait) | Guess::Wrong { locked: Some(wait) } => {
+            Err(throttled_page(wait).into())
+        }
+        Guess::Wrong { locked: None } => Err(code_refused(state, headers, p.email.clone()).into()),
     }
-    let normalized = crate::web::account::normalize_recovery_code(code);
-    if normalized.len() >= 16 {
-        return Ok(state
-            .store
-            .use_recovery_code(&user.id, &crypto::sha256_hex(normalized.as_bytes()), now)
-            .await?);
-    }
-    Ok(false)
 }
 
 pub async fn mfa_submit(
@@ -133,53 +156,18 @@ pub async fn mfa_submit(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<CodeForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
         return Ok(super::login::csrf_refused());
     }
-    let Some((token, p)) = pending(&state, &headers).await? else {
-        return Ok(expired());
-    };
+    let (token, p) = pending(&state, &headers).await?.ok_or_else(expired)?;
     let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&p.email, ip).await? {
-        return Ok(throttled_page(wait));
-    }
-    let user = state
-        .store
-        .user_by_id(&p.uid)
-        .await?
-        .ok_or(DomainError::Unauthenticated)?;
-    if !check_second_factor(&state, &user, &f.code).await? {
-        state.metrics.signin("password", "failure");
-        if let Gate::Locked(wait) = state.throttle.failure(&p.email, ip).await? {
-            return Ok(throttled_page(wait));
-        }
-        let (csrf, set) = csrf::page_token(&state, &headers, None);
-        let page = MfaPage {
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            email: p.email,
-            error: Some(
-                "That code didn't work. Codes can be used once; wait for the next one.".into(),
-            ),
-        };
-        return Ok(with_cookie(
-            (StatusCode::UNAUTHORIZED, views::render(&page)).into_response(),
-            set,
-        ));
-    }
+    let user = proven(&state, &headers, &p, &f.code, ip).await?;
     // Single use: only the request that removes the pending sign-in goes on.
-    if state.sessions.kv().take(&key(&token)).await?.is_none() {
-        return Ok(expired());
-    }
+    let kv = state.sessions.kv();
+    kv.take(&key(&token)).await?.ok_or_else(expired)?;
     state.throttle.success(&p.email).await?;
-    let mut resp = finish_sign_in(&state, &headers, &user, true, &p.return_to, ip).await?;
-    let clear = format!("{COOKIE}=; Path=/login; HttpOnly; SameSite=Lax; Max-Age=0");
-    if let Ok(v) = axum::http::HeaderValue::from_str(&clear) {
-        resp.headers_mut().append(axum::http::header::SET_COOKIE, v);
-    }
-    Ok(resp)
+    let via = Via::Password { mfa: true };
+    let resp = finish_sign_in(&state, &headers, &user, via, &p.return_to, ip).await?;
+    Ok(with_cookie(resp, Some(CLEAR.into())))
 }

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/mfa/setup", post(account::mfa_setup))
         .route("/account/mfa/confirm", post(account::mfa_confirm))
         .route("/account/mfa/disable", post(account::mfa_disable))
+        .route("/account/mfa/step-up", post(account::mfa_step_up))
         .route(
             "/account/mfa/recovery-codes",
             post(account::mfa_new_recovery_codes),

@@ -1,30 +1,34 @@
 //! Twilio Unified Login on the gateway side: sign-in (and the console's
 //! product-switcher hand-off, which is the same flow answered by the
 //! issuer's existing session), linking from `/account`, and unlinking.
-//! The issuer is reached only over HTTP, through OIDC discovery.
+//! The issuer is reached only over HTTP, through OIDC discovery. What
+//! happens to accounts is in [`crate::service::twilio`].
 
 use super::csrf;
-use super::errors::PageError;
+use super::errors::{Halt, PageError};
 use super::federation::{self, refused};
-use super::http::{client_ip, cookie, current_session};
-use super::login::{csrf_refused, see_other, throttled_page, with_cookie};
+use super::http::{client_ip, current_session};
+use super::login::{csrf_refused, finish_sign_in, see_other, throttled_page, with_cookie};
 use super::views::{self, Chrome, TwilioConfirmPage};
 use super::AppState;
 use crate::audit;
-use crate::connectors::oidc::{CallbackParams, OidcError, PendingAuth, PENDING_TTL_SECS};
+use crate::connectors::oidc::{
+    CallbackParams, OidcConnector, OidcError, PendingAuth, PENDING_TTL_SECS,
+};
 use crate::connectors::ExternalIdentity;
 use crate::crypto;
-use crate::domain::model::{Actor, AuthMethod, User};
+use crate::domain::model::{Actor, User};
 use crate::domain::{return_to, DomainError};
 use crate::password::check_policy;
-use crate::store::NewUser;
-use crate::throttle::Gate;
+use crate::service::signin::{throttled, Guess, Via};
+use crate::service::twilio as core_twilio;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const PROVIDER: &str = crate::service::account::TWILIO_PROVIDER;
@@ -54,13 +58,6 @@ struct Confirm {
     return_to: String,
 }
 
-fn twilio_mfa(identity: &ExternalIdentity) -> bool {
-    identity
-        .amr
-        .iter()
-        .any(|m| matches!(m.as_str(), "otp" | "mfa" | "hwk" | "swk" | "sms"))
-}
-
 fn unavailable() -> Response {
     refused(
         404,
@@ -69,31 +66,26 @@ fn unavailable() -> Response {
     )
 }
 
+/// The Twilio relying party, or 404 when Twilio sign-in is off.
+fn relying_party(state: &AppState) -> Result<Arc<OidcConnector>, Halt> {
+    state.twilio.clone().ok_or_else(|| unavailable().into())
+}
+
 async fn begin(
     state: &AppState,
     headers: &HeaderMap,
     purpose: Purpose,
     prompt: Option<&str>,
-) -> Result<Response, PageError> {
-    let Some(rp) = &state.twilio else {
-        return Ok(unavailable());
-    };
-    let (url, pending) = match rp.begin(prompt).await {
-        Ok(x) => x,
-        Err(e) => return Ok(refused(e.status(), "Twilio is not reachable", &e.reason())),
-    };
+) -> Result<Response, Halt> {
+    let rp = relying_party(state)?;
+    let (url, pending) = rp
+        .begin(prompt)
+        .await
+        .map_err(|e| refused(e.status(), "Twilio is not reachable", &e.reason()))?;
     let key = format!("oidc:{}", pending.state);
     let started = Started { pending, purpose };
-    let set = federation::stash(
-        state,
-        headers,
-        PRE_COOKIE,
-        false,
-        &key,
-        &started,
-        Duration::from_secs(PENDING_TTL_SECS as u64),
-    )
-    .await?;
+    let ttl = Duration::from_secs(PENDING_TTL_SECS as u64);
+    let set = federation::stash(state, headers, PRE_COOKIE, false, &key, &started, ttl).await?;
     Ok(with_cookie(see_other(&url), set))
 }
 
@@ -110,7 +102,7 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<Start>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
     let prompt = q.prompt.as_deref().filter(|p| *p == "none");
     begin(&state, &headers, Purpose::SignIn { return_to }, prompt).await
@@ -126,7 +118,7 @@ pub async fn link(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let Some((_, session)) = current_session(&state, &headers).await? else {
         return Ok(see_other("/login?return_to=%2Faccount"));
     };
@@ -137,6 +129,7 @@ pub async fn link(
 }
 
 async fn audit_refusal(state: &AppState, ip: IpAddr, reason: &str) {
+    // audit-after: a refusal changes nothing.
     audit::record(
         state.store.as_ref(),
         state.clock.now(),
@@ -152,72 +145,65 @@ async fn audit_refusal(state: &AppState, ip: IpAddr, reason: &str) {
     .await;
 }
 
-/// `GET /auth/twilio/callback`.
-pub async fn callback(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(params): Query<CallbackParams>,
-) -> Result<Response, PageError> {
-    let Some(rp) = state.twilio.clone() else {
-        return Ok(unavailable());
-    };
-    let ip = client_ip(&state, peer, &headers);
-    let bad_state = "This sign-in could not be matched to your browser: the link is invalid, was already used, or was started in another browser. Start again.";
+const BAD_STATE: &str = "This sign-in could not be matched to your browser: the link is invalid, was already used, or was started in another browser. Start again.";
+
+/// The flow this browser started, named by the callback's `state`; or the
+/// refusal (recorded when a state was given).
+async fn started_flow(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &CallbackParams,
+    ip: IpAddr,
+) -> Result<Started, Halt> {
+    let bad = || refused(400, "Sign-in not completed", BAD_STATE);
     let Some(st) = params
         .state
         .as_deref()
         .filter(|s| !s.is_empty() && s.len() <= 256)
     else {
         state.metrics.signin("twilio", "refused");
-        return Ok(refused(400, "Sign-in not completed", bad_state));
+        return Err(bad().into());
     };
-    let Some(started) =
-        federation::claim::<Started>(&state, &headers, PRE_COOKIE, &format!("oidc:{st}")).await?
-    else {
-        state.metrics.signin("twilio", "refused");
-        audit_refusal(&state, ip, "unknown, used or foreign state").await;
-        return Ok(refused(400, "Sign-in not completed", bad_state));
+    let key = format!("oidc:{st}");
+    match federation::claim::<Started>(state, headers, PRE_COOKIE, &key).await? {
+        Some(started) => Ok(started),
+        None => {
+            state.metrics.signin("twilio", "refused");
+            audit_refusal(state, ip, "unknown, used or foreign state").await;
+            Err(bad().into())
+        }
+    }
+}
+
+/// Twilio's answer refused: recorded, and the page saying why.
+async fn twilio_refused(state: &AppState, ip: IpAddr, e: OidcError) -> Halt {
+    state.metrics.signin("twilio", "refused");
+    audit_refusal(state, ip, &e.reason()).await;
+    let title = if matches!(e, OidcError::ProviderError { .. }) {
+        "Twilio did not sign you in"
+    } else {
+        "Sign-in refused"
     };
+    refused(e.status(), title, &e.reason()).into()
+}
+
+/// `GET /auth/twilio/callback`.
+pub async fn callback(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> Result<Response, Halt> {
+    let rp = relying_party(&state)?;
+    let ip = client_ip(&state, peer, &headers);
+    let started = started_flow(&state, &headers, &params, ip).await?;
     let identity = match rp.complete(&started.pending, &params).await {
         Ok(i) => i,
-        Err(e) => {
-            state.metrics.signin("twilio", "refused");
-            audit_refusal(&state, ip, &e.reason()).await;
-            let title = if matches!(e, OidcError::ProviderError { .. }) {
-                "Twilio did not sign you in"
-            } else {
-                "Sign-in refused"
-            };
-            return Ok(refused(e.status(), title, &e.reason()));
-        }
+        Err(e) => return Err(twilio_refused(&state, ip, e).await),
     };
     match started.purpose {
         Purpose::SignIn { return_to } => sign_in(&state, &headers, identity, &return_to, ip).await,
         Purpose::Link { uid } => link_done(&state, &headers, identity, &uid, ip).await,
-    }
-}
-
-/// Name and email follow Twilio at every sign-in of a linked user.
-async fn refresh_profile(state: &AppState, user: &User, identity: &ExternalIdentity) {
-    if let Some(name) = identity
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && *n != user.name)
-    {
-        if let Err(e) = state.store.set_user_name(&user.id, name).await {
-            tracing::warn!(error = %e, "could not update the name from Twilio");
-        }
-    }
-    if let Some(email) = identity
-        .email
-        .as_deref()
-        .filter(|e| identity.email_verified && !e.eq_ignore_ascii_case(&user.email))
-    {
-        if let Err(e) = state.store.set_user_email(&user.id, email).await {
-            tracing::warn!(error = %e, "could not take the email from Twilio (already used by another user?)");
-        }
     }
 }
 
@@ -228,33 +214,95 @@ async fn start_session(
     mfa: bool,
     return_to: &str,
     ip: IpAddr,
-) -> Result<Response, PageError> {
-    let previous = cookie(headers, state.sessions.cookie_name());
-    let (value, _) = state
-        .sessions
-        .login(&user.id, AuthMethod::Twilio, mfa, previous)
-        .await?;
-    let now = state.clock.now();
-    state.store.record_login(&user.id, now).await?;
-    state.store.set_last_auth_method(&user.id, PROVIDER).await?;
-    state.metrics.signin("twilio", "success");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action: "user.signed_in",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"method": "twilio", "mfa": mfa}),
+) -> Result<Response, Halt> {
+    let via = Via::Twilio { mfa };
+    Ok(finish_sign_in(state, headers, user, via, return_to, ip).await?)
+}
+
+/// The identity's email, when Twilio shared a valid and verified one.
+fn verified_email(state: &AppState, identity: &ExternalIdentity) -> Result<String, Halt> {
+    let refuse = |title: &str, text: &str| {
+        state.metrics.signin("twilio", "refused");
+        Halt::from(refused(403, title, text))
+    };
+    let Some(email) = identity
+        .email
+        .clone()
+        .filter(|e| crate::domain::model::valid_email(e))
+    else {
+        return Err(refuse(
+            "Email needed",
+            "Twilio did not share an email address for your account, so it cannot be used here.",
+        ));
+    };
+    if !identity.email_verified {
+        return Err(refuse("Verify your email first", "Your Twilio account's email address is not verified. Verify it at Twilio, then try again."));
+    }
+    Ok(email)
+}
+
+/// The confirm page: the existing account's password, with `error` (401)
+/// after a wrong one.
+fn confirm_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    email: String,
+    token: String,
+    has_password: bool,
+    error: Option<&str>,
+) -> Response {
+    let (csrf, set) = csrf::page_token(state, headers, None);
+    let page = TwilioConfirmPage {
+        chrome: Chrome {
+            csrf,
+            user_email: None,
+            ..Chrome::default()
         },
+        email,
+        token,
+        has_password,
+        error: error.map(str::to_string),
+    };
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    with_cookie((status, views::render(&page)).into_response(), set)
+}
+
+/// An account already has the Twilio email: never linked silently, the
+/// person proves the account first (its password).
+async fn ask_confirm(
+    state: &AppState,
+    headers: &HeaderMap,
+    existing: User,
+    identity: &ExternalIdentity,
+    return_to: &str,
+) -> Result<Response, Halt> {
+    let token = crypto::random_token("")?;
+    let confirm = Confirm {
+        uid: existing.id.clone(),
+        email: existing.email.clone(),
+        subject: identity.subject.clone(),
+        name: identity.name.clone(),
+        mfa: core_twilio::used_second_factor(identity),
+        return_to: return_to.to_string(),
+    };
+    let key = format!("oidc-confirm:{token}");
+    let set = federation::stash(
+        state,
+        headers,
+        PRE_COOKIE,
+        false,
+        &key,
+        &confirm,
+        CONFIRM_TTL,
     )
-    .await;
-    Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
-    ))
+    .await?;
+    let has_password = existing.password_hash.is_some();
+    let page = confirm_page(state, headers, existing.email, token, has_password, None);
+    Ok(with_cookie(page, set))
 }
 
 async fn sign_in(
@@ -263,81 +311,16 @@ async fn sign_in(
     identity: ExternalIdentity,
     return_to: &str,
     ip: IpAddr,
-) -> Result<Response, PageError> {
-    let mfa = twilio_mfa(&identity);
-    if let Some(uid) = state
-        .store
-        .identity_user(PROVIDER, &identity.subject)
-        .await?
-    {
-        let user = state
-            .store
-            .user_by_id(&uid)
-            .await?
-            .ok_or(DomainError::Unauthenticated)?;
-        refresh_profile(state, &user, &identity).await;
+) -> Result<Response, Halt> {
+    let mfa = core_twilio::used_second_factor(&identity);
+    if let Some(user) = core_twilio::linked_user(state, &identity).await? {
         return start_session(state, headers, &user, mfa, return_to, ip).await;
     }
-    let Some(email) = identity
-        .email
-        .clone()
-        .filter(|e| crate::domain::model::valid_email(e))
-    else {
-        state.metrics.signin("twilio", "refused");
-        return Ok(refused(
-            403,
-            "Email needed",
-            "Twilio did not share an email address for your account, so it cannot be used here.",
-        ));
-    };
-    if !identity.email_verified {
-        state.metrics.signin("twilio", "refused");
-        return Ok(refused(403, "Verify your email first", "Your Twilio account's email address is not verified. Verify it at Twilio, then try again."));
-    }
+    let email = verified_email(state, &identity)?;
     if let Some(existing) = state.store.user_by_email(&email).await? {
-        // Never linked silently: the person proves the account first.
-        let token = crypto::random_token("")?;
-        let confirm = Confirm {
-            uid: existing.id.clone(),
-            email: existing.email.clone(),
-            subject: identity.subject.clone(),
-            name: identity.name.clone(),
-            mfa,
-            return_to: return_to.to_string(),
-        };
-        let set = federation::stash(
-            state,
-            headers,
-            PRE_COOKIE,
-            false,
-            &format!("oidc-confirm:{token}"),
-            &confirm,
-            CONFIRM_TTL,
-        )
-        .await?;
-        let (csrf, set2) = csrf::page_token(state, headers, None);
-        let page = TwilioConfirmPage {
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            email: existing.email,
-            token,
-            has_password: existing.password_hash.is_some(),
-            error: None,
-        };
-        return Ok(with_cookie(with_cookie(views::render(&page), set), set2));
+        return ask_confirm(state, headers, existing, &identity, return_to).await;
     }
-    let new = NewUser {
-        email: email.clone(),
-        name: identity.name.clone().unwrap_or_default(),
-        password_hash: None,
-    };
-    let user = state
-        .store
-        .create_user_with_identity(&new, PROVIDER, &identity.subject, state.clock.now())
-        .await?;
+    let user = core_twilio::create_user(state, &identity, &email).await?;
     start_session(state, headers, &user, mfa, return_to, ip).await
 }
 
@@ -350,6 +333,29 @@ pub struct ConfirmForm {
     pub password: String,
 }
 
+fn confirm_expired() -> Response {
+    refused(
+        400,
+        "Start again",
+        "This step expired or was started in another browser. Continue with Twilio again.",
+    )
+}
+
+/// A wrong password at the confirm step: the pending link is put back so
+/// the person can try again.
+async fn wrong_password(
+    state: &AppState,
+    headers: &HeaderMap,
+    key: &str,
+    c: &Confirm,
+    token: &str,
+) -> Result<Response, Halt> {
+    let set = federation::stash(state, headers, PRE_COOKIE, false, key, c, CONFIRM_TTL).await?;
+    let error = Some("That password is not correct.");
+    let page = confirm_page(state, headers, c.email.clone(), token.into(), true, error);
+    Ok(with_cookie(page, set))
+}
+
 /// `POST /auth/twilio/confirm`: the password of the existing account that
 /// has the Twilio email; on success the accounts are linked.
 pub async fn confirm(
@@ -357,94 +363,38 @@ pub async fn confirm(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<ConfirmForm>,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     if !csrf::verify(&state, &headers, None, f.csrf_token.as_deref()) {
         return Ok(csrf_refused());
     }
     let key = format!("oidc-confirm:{}", f.token);
-    let expired = || {
-        refused(
-            400,
-            "Start again",
-            "This step expired or was started in another browser. Continue with Twilio again.",
-        )
-    };
-    let Some(c) = federation::claim::<Confirm>(&state, &headers, PRE_COOKIE, &key).await? else {
-        return Ok(expired());
-    };
-    let ip = client_ip(&state, peer, &headers);
-    if let Gate::Locked(wait) = state.throttle.check(&c.email, ip).await? {
-        return Ok(throttled_page(wait));
-    }
-    let user = state
-        .store
-        .user_by_id(&c.uid)
+    let c = federation::claim::<Confirm>(&state, &headers, PRE_COOKIE, &key)
         .await?
-        .ok_or(DomainError::Unauthenticated)?;
-    if !state
-        .hasher
-        .verify(user.password_hash.as_deref(), &f.password)
-        .await
-    {
-        if let Gate::Locked(wait) = state.throttle.failure(&c.email, ip).await? {
-            return Ok(throttled_page(wait));
+        .ok_or_else(confirm_expired)?;
+    let ip = client_ip(&state, peer, &headers);
+    let mut found = None;
+    let password = async {
+        let user = state.store.user_by_id(&c.uid).await?;
+        let user = found.insert(user.ok_or(DomainError::Unauthenticated)?);
+        let hash = user.password_hash.as_deref();
+        Ok(state.hasher.verify(hash, &f.password).await)
+    };
+    match throttled(&state, &c.email, ip, password).await? {
+        Guess::Right => {}
+        Guess::Locked(wait) | Guess::Wrong { locked: Some(wait) } => {
+            return Ok(throttled_page(wait))
         }
-        // Put the pending link back so the person can try again.
-        let set =
-            federation::stash(&state, &headers, PRE_COOKIE, false, &key, &c, CONFIRM_TTL).await?;
-        let (csrf, set2) = csrf::page_token(&state, &headers, None);
-        let page = TwilioConfirmPage {
-            chrome: Chrome {
-                csrf,
-                user_email: None,
-                ..Chrome::default()
-            },
-            email: c.email.clone(),
-            token: f.token.clone(),
-            has_password: true,
-            error: Some("That password is not correct.".into()),
-        };
-        return Ok(with_cookie(
-            with_cookie(
-                (StatusCode::UNAUTHORIZED, views::render(&page)).into_response(),
-                set,
-            ),
-            set2,
-        ));
+        Guess::Wrong { locked: None } => {
+            return wrong_password(&state, &headers, &key, &c, &f.token).await
+        }
     }
+    let user = found.ok_or(DomainError::Unauthenticated)?;
     state.throttle.success(&c.email).await?;
-    state
-        .store
-        .link_identity(
-            PROVIDER,
-            &c.subject,
-            &user.id,
-            Some(&c.email),
-            state.clock.now(),
-        )
-        .await?;
-    state.store.clear_password(&user.id).await?;
-    audit_link(&state, &user, "user.twilio_linked", ip).await;
+    core_twilio::link(&state, &user, &c.subject, Some(&c.email), &ip.to_string()).await?;
     if let Some(name) = c.name.as_deref().filter(|n| !n.trim().is_empty()) {
         state.store.set_user_name(&user.id, name.trim()).await?;
     }
     start_session(&state, &headers, &user, c.mfa, &c.return_to, ip).await
-}
-
-async fn audit_link(state: &AppState, user: &User, action: &str, ip: IpAddr) {
-    audit::record(
-        state.store.as_ref(),
-        state.clock.now(),
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action,
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({}),
-        },
-    )
-    .await;
 }
 
 async fn link_done(
@@ -453,63 +403,32 @@ async fn link_done(
     identity: ExternalIdentity,
     uid: &str,
     ip: IpAddr,
-) -> Result<Response, PageError> {
-    let Some((_, session)) = current_session(state, headers)
-        .await?
-        .filter(|(_, s)| s.uid == uid)
-    else {
-        return Ok(refused(
+) -> Result<Response, Halt> {
+    let ended = || {
+        refused(
             401,
             "Sign in again",
             "Your session ended before the Twilio account could be linked. Sign in and try again.",
-        ));
+        )
     };
-    match state
-        .store
-        .identity_user(PROVIDER, &identity.subject)
+    let (_, session) = current_session(state, headers)
         .await?
-    {
-        Some(other) if other != uid => {
-            return Ok(refused(
-                409,
-                "Already linked",
-                "This Twilio account is already linked to another user.",
-            ))
-        }
-        Some(_) => return Ok(see_other("/account?done=twilio_linked")),
-        None => {}
-    }
-    if state
-        .store
-        .identities_of(uid)
-        .await?
-        .iter()
-        .any(|(p, _)| p == PROVIDER)
-    {
-        return Ok(refused(
-            409,
-            "Already linked",
-            "Your account is already linked to a Twilio account. Unlink it first.",
-        ));
+        .filter(|(_, s)| s.uid == uid)
+        .ok_or_else(ended)?;
+    match core_twilio::already_linked(state, uid, &identity.subject).await {
+        Ok(false) => {}
+        Ok(true) => return Ok(see_other("/account?done=twilio_linked")),
+        Err(DomainError::Conflict(why)) => return Ok(refused(409, "Already linked", &why)),
+        Err(e) => return Err(e.into()),
     }
     let user = state
         .store
         .user_by_id(&session.uid)
         .await?
         .ok_or(DomainError::Unauthenticated)?;
-    state
-        .store
-        .link_identity(
-            PROVIDER,
-            &identity.subject,
-            uid,
-            identity.email.as_deref(),
-            state.clock.now(),
-        )
-        .await?;
-    state.store.clear_password(uid).await?;
-    refresh_profile(state, &user, &identity).await;
-    audit_link(state, &user, "user.twilio_linked", ip).await;
+    let email = identity.email.as_deref();
+    core_twilio::link(state, &user, &identity.subject, email, &ip.to_string()).await?;
+    core_twilio::refresh_profile(state, &user, &identity).await;
     Ok(see_other("/account?done=twilio_linked"))
 }
 
@@ -540,39 +459,10 @@ pub async fn unlink(
         .await?
         .ok_or(DomainError::Unauthenticated)?;
     if let Err(why) = check_policy(&f.new_password, &user.email) {
-        return Ok(refused(
-            400,
-            "Not unlinked",
-            &format!("Set a new password to unlink Twilio. {why}"),
-        ));
+        let text = format!("Set a new password to unlink Twilio. {why}");
+        return Ok(refused(400, "Not unlinked", &text));
     }
-    let hash = state
-        .hasher
-        .hash(&f.new_password)
-        .await
-        .map_err(|e| DomainError::Internal(e.to_string()))?;
-    state
-        .store
-        .unlink_identity(PROVIDER, &user.id)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound => {
-                DomainError::Invalid("No Twilio account is linked.".into())
-            }
-            other => other.into(),
-        })?;
-    state
-        .store
-        .set_password_hash(&user.id, &hash, state.clock.now())
-        .await?;
-    let kept = crypto::sha256_hex(cookie_value.as_bytes());
-    state.sessions.revoke_all(&user.id, Some(&kept)).await?;
-    audit_link(
-        &state,
-        &user,
-        "user.twilio_unlinked",
-        client_ip(&state, peer, &headers),
-    )
-    .await;
+    let ip = client_ip(&state, peer, &headers).to_string();
+    core_twilio::unlink(&state, &user, &f.new_password, &cookie_value, &ip).await?;
     Ok(see_other("/account?done=twilio_unlinked"))
 }

@@ -132,11 +132,16 @@ pub struct AccountPage {
     pub email: String,
     pub has_password: bool,
     pub mfa_enabled: bool,
+    /// This session proved a second factor.
+    pub session_mfa: bool,
     pub recovery_left: i64,
     /// This person's live sessions, this one first.
     pub sessions: Vec<SessionRow>,
     pub method: String,
     pub notice: Option<String>,
+    /// The workspace page that sent the person here for a second factor
+    /// (validated): enrolling or stepping up goes back there.
+    pub return_to: Option<String>,
     /// Twilio sign-in is configured on this gateway.
     pub twilio_available: bool,
     /// The linked Twilio account's subject, if any.
@@ -159,6 +164,8 @@ pub struct MfaSetupPage {
     /// Rendered by the server from `uri`.
     pub qr_svg: String,
     pub error: Option<String>,
+    /// Where to go once 2FA is on (validated), carried through the form.
+    pub return_to: Option<String>,
 }
 
 #[derive(Template)]
@@ -166,6 +173,9 @@ pub struct MfaSetupPage {
 pub struct RecoveryCodesPage {
     pub chrome: Chrome,
     pub codes: Vec<String>,
+    /// Where "Done" goes: the page that asked for a second factor, or the
+    /// account page.
+    pub next: String,
 }
 
 #[derive(Template)]

@@ -7,6 +7,7 @@ use crate::support::*;
 use iam_gateway::clock::Clock;
 use iam_gateway::domain::model::{ApiToken, AuthMethod};
 use iam_gateway::domain::roles::Policy;
+use iam_gateway::totp;
 
 #[tokio::test]
 async fn a_twilio_linked_account_cannot_set_a_gateway_password_name_or_second_factor() {
@@ -152,5 +153,161 @@ async fn settings_refuse_an_owner_default_role_and_exemptions_of_non_members() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    srv.stop().await;
+}
+
+/// The value of the hidden `return_to` field of a form, HTML-decoded.
+fn hidden_return_to(body: &str) -> Option<String> {
+    let marker = "name=\"return_to\" value=\"";
+    let start = body.find(marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(html_decode(&body[start..end]))
+}
+
+fn html_decode(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&#x3f;", "?")
+        .replace("&amp;", "&")
+}
+
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    let i = body
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in page"))
+        + start.len();
+    let j = body[i..].find(end).unwrap() + i;
+    &body[i..j]
+}
+
+/// A workspace that requires 2FA, an owner signed in with a password only
+/// who is sent from `page` to enrol; returns where the workspace sent them.
+async fn sent_to_enrol(srv: &TestServer, br: &mut Browser, page: &str) -> String {
+    let store = srv.store();
+    let ws = store.workspace_by_slug("acme").await.unwrap().unwrap();
+    let mut settings = ws.settings.clone();
+    settings.require_mfa = true;
+    store
+        .set_workspace_settings(&ws.id, &settings)
+        .await
+        .unwrap();
+    let r = br.get(&srv.url(page)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.header("location").unwrap();
+    assert_eq!(
+        to,
+        format!("/account?return_to={}#two-factor", urlenc(page)),
+        "SPEC 6b: to the page that enrols, with the way back"
+    );
+    to
+}
+
+#[tokio::test]
+async fn require_2fa_enrolment_goes_back_to_the_workspace_page_that_asked() {
+    let srv = TestServer::start(sqlite()).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    let r = br
+        .sign_in(&srv, "ann@acme.test", PASSWORD, "/workspaces")
+        .await;
+    assert_eq!(r.status, 303);
+    let page = "/w/acme/access";
+    let to = sent_to_enrol(&srv, &mut br, page).await;
+
+    // The account page carries the way back into the enrolment form.
+    let account = br.get(&srv.url(to.split('#').next().unwrap())).await;
+    assert_eq!(account.status, 200);
+    assert_eq!(hidden_return_to(&account.body).as_deref(), Some(page));
+    let setup = br
+        .post_form(
+            &srv.url("/account/mfa/setup"),
+            &[("csrf_token", &account.csrf()), ("return_to", page)],
+        )
+        .await;
+    assert_eq!(setup.status, 200, "{}", setup.body);
+    assert_eq!(hidden_return_to(&setup.body).as_deref(), Some(page));
+    let secret = between(&setup.body, "<code id=\"totp-secret\">", "</code>");
+    let raw = totp::base32_decode(secret).unwrap();
+    let code = totp::code_at_step(&raw, totp::step_of(srv.clock.now()));
+    let done = br
+        .post_form(
+            &srv.url("/account/mfa/confirm"),
+            &[
+                ("code", &code),
+                ("csrf_token", &setup.csrf()),
+                ("return_to", page),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("id=\"recovery-codes\""),
+        "codes shown once"
+    );
+    // "Done" leads back to the page that asked, which now opens.
+    let codes = &done.body[done.body.find("id=\"recovery-codes\"").unwrap()..];
+    let next = html_decode(between(codes, "<p><a href=\"", "\" id=\"done\""));
+    assert_eq!(next, page);
+    let back = br.get(&srv.url(&next)).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn require_2fa_step_up_goes_back_and_a_foreign_return_to_does_not() {
+    let srv = TestServer::start(sqlite()).await;
+    let (_, uid) = srv.bootstrap("acme", "ann@acme.test").await;
+    let mut br = Browser::new();
+    br.sign_in(&srv, "ann@acme.test", PASSWORD, "/workspaces")
+        .await;
+    // 2FA turned on elsewhere: this session has no second factor.
+    let secret = totp::new_secret().unwrap();
+    let store = srv.store();
+    let sealed = iam_gateway::crypto::seal(&srv.state.secret, "totp", secret.as_bytes()).unwrap();
+    store.set_pending_totp(&uid, &sealed).await.unwrap();
+    store
+        .enable_totp(&uid, srv.clock.now(), 0, &[])
+        .await
+        .unwrap();
+    let page = "/w/acme/access";
+    let to = sent_to_enrol(&srv, &mut br, page).await;
+    let account = br.get(&srv.url(to.split('#').next().unwrap())).await;
+    assert!(account.body.contains("action=\"/account/mfa/step-up\""));
+    assert_eq!(hidden_return_to(&account.body).as_deref(), Some(page));
+    let raw = totp::base32_decode(&secret).unwrap();
+    let code = totp::code_at_step(&raw, totp::step_of(srv.clock.now()));
+    let wrong = br
+        .post_form(
+            &srv.url("/account/mfa/step-up"),
+            &[
+                ("code", "000000"),
+                ("csrf_token", &account.csrf()),
+                ("return_to", page),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    let ok = br
+        .post_form(
+            &srv.url("/account/mfa/step-up"),
+            &[
+                ("code", &code),
+                ("csrf_token", &account.csrf()),
+                ("return_to", page),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.header("location").as_deref(), Some(page));
+    assert_eq!(br.get(&srv.url(page)).await.status, 200);
+
+    // return_to is validated as everywhere else: never off-site.
+    let evil = br
+        .get(&srv.url("/account?return_to=https%3A%2F%2Fevil.test%2F"))
+        .await;
+    assert_eq!(evil.status, 200);
+    assert!(!evil.body.contains("evil.test"), "{}", evil.body);
     srv.stop().await;
 }

@@ -697,3 +697,42 @@ async fn idp_groups_map_to_user_groups_and_follow_the_idp() {
     );
     assert_eq!(br.verify(&s.srv, "workspace=acme").await.status, 200);
 }
+
+/// A connection whose stored kind is neither `saml` nor `oidc` is an error
+/// at every SSO door, never taken for OIDC.
+#[tokio::test]
+async fn an_unknown_connection_kind_is_refused_not_taken_for_oidc() {
+    let srv = TestServer::start(sqlite()).await;
+    let (ws_id, _) = srv.bootstrap("acme", "ann@acme.test").await;
+    let now = srv.clock.now();
+    srv.store()
+        .create_connection(&iam_gateway::store::SsoConnection {
+            id: "conn-ldap".into(),
+            workspace_id: ws_id,
+            kind: "ldap".into(),
+            name: "Not a kind".into(),
+            enabled: true,
+            allow_idp_initiated: true,
+            config: json!({}),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let mut br = Browser::new();
+    let r = br
+        .get(&srv.url("/sso/conn-ldap/start?return_to=%2Fworkspaces"))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("unknown SSO connection kind"),
+        "refused for its kind, not tried as OIDC: {}",
+        r.body
+    );
+    assert!(r.header("location").is_none(), "no redirect to any IdP");
+    assert!(r.set_cookie("iamgw_sso").is_none(), "nothing stashed");
+    let r = br.get(&srv.url("/sso/saml/conn-ldap/metadata")).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(users(&srv).await, 1, "nobody provisioned");
+    srv.stop().await;
+}

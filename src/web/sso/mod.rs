@@ -4,25 +4,27 @@
 pub mod oidc;
 pub mod saml;
 
-use super::errors::PageError;
+use super::errors::Halt;
 use super::federation::{self, refused};
-use super::http::cookie;
-use super::login::{see_other, with_cookie};
+use super::login::{finish_sign_in, see_other, with_cookie};
 use super::AppState;
 use crate::audit;
 use crate::connectors::oidc::{OidcClientConfig, OidcConnector};
-use crate::domain::model::{Actor, AuthMethod, Workspace};
+use crate::domain::model::{Actor, Workspace};
 use crate::domain::{return_to, DomainError};
 use crate::mapping::{self, MapError, SsoIdentity};
+use crate::service::sso::SsoKind;
 use crate::sso_config;
 use crate::store::SsoConnection;
+use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The cookie that binds an SSO round trip to the browser that started it.
 pub const PRE_COOKIE: &str = "iamgw_sso";
@@ -31,21 +33,119 @@ pub const PRE_COOKIE: &str = "iamgw_sso";
 pub async fn enabled_connection(
     state: &AppState,
     id: &str,
-) -> Result<Result<(SsoConnection, Workspace), Response>, PageError> {
+) -> Result<(SsoConnection, Workspace), Halt> {
     let gone = || {
-        refused(
+        Halt::from(refused(
             404,
             "Unknown sign-in",
             "This single sign-on connection does not exist or is turned off.",
-        )
+        ))
     };
     let Some(conn) = state.store.get_connection(id).await?.filter(|c| c.enabled) else {
-        return Ok(Err(gone()));
+        return Err(gone());
     };
     let Some(ws) = state.store.workspace_by_id(&conn.workspace_id).await? else {
-        return Ok(Err(gone()));
+        return Err(gone());
     };
-    Ok(Ok((conn, ws)))
+    Ok((conn, ws))
+}
+
+/// A verified identity from the IdP, and where the person goes next.
+pub struct Verified {
+    pub identity: SsoIdentity,
+    pub return_to: String,
+}
+
+/// Why an IdP's answer was not accepted: refused (recorded, with the status
+/// and reason shown), or an error on our side.
+pub enum Refusal {
+    Refused { status: u16, reason: String },
+    Failed(DomainError),
+}
+
+impl Refusal {
+    pub fn new(status: u16, reason: impl Into<String>) -> Self {
+        Refusal::Refused {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl<E: Into<DomainError>> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Refusal::Failed(e.into())
+    }
+}
+
+/// One SSO connector (as Dex has them): sends the browser to the IdP, and
+/// turns the IdP's answer into a verified identity. [`SsoKind`] says which
+/// one serves a connection.
+#[async_trait]
+pub trait Connector: Sync {
+    /// What the IdP sends back (the SAML form post, the OIDC callback query).
+    type Answer: Send;
+
+    /// Redirects to the IdP, keeping `return_to` for the way back.
+    async fn start(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        return_to: String,
+    ) -> Result<Response, Halt>;
+
+    /// Verifies the IdP's answer for `conn`.
+    async fn finish(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        answer: Self::Answer,
+    ) -> Result<Verified, Refusal>;
+}
+
+/// Keeps `pending` (bound to this browser, for `ttl`) under `key` and
+/// sends the browser to the IdP at `url`. `cross_site_post`: the answer
+/// comes back as a cross-site POST (SAML).
+pub async fn to_idp<T: Serialize + Sync>(
+    state: &AppState,
+    headers: &HeaderMap,
+    cross_site_post: bool,
+    (key, pending, ttl): (&str, &T, Duration),
+    url: &str,
+) -> Result<Response, Halt> {
+    let set = federation::stash(
+        state,
+        headers,
+        PRE_COOKIE,
+        cross_site_post,
+        key,
+        pending,
+        ttl,
+    )
+    .await?;
+    Ok(with_cookie(see_other(url), set))
+}
+
+/// The IdP's answer for connection `id`, through its connector: a refusal
+/// is recorded and shown; a verified identity is signed in.
+pub async fn finish<C: Connector>(
+    connector: &C,
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    id: &str,
+    answer: C::Answer,
+) -> Result<Response, Halt> {
+    let (conn, ws) = enabled_connection(state, id).await?;
+    match connector.finish(state, headers, &conn, answer).await {
+        Ok(v) => complete(state, headers, &conn, &ws, v.identity, &v.return_to, ip).await,
+        Err(Refusal::Refused { status, reason }) => {
+            Ok(refuse(state, &conn, ip, status, &reason).await)
+        }
+        Err(Refusal::Failed(e)) => Err(e.into()),
+    }
 }
 
 /// The OIDC relying party of a connection, kept while the connection is
@@ -86,21 +186,19 @@ pub struct StartQuery {
     pub return_to: Option<String>,
 }
 
-/// `GET /sso/{connection_id}/start?return_to=…`: SP-initiated sign-in.
+/// `GET /sso/{connection_id}/start?return_to=…`: SP-initiated sign-in,
+/// through the connector of the connection's kind.
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<StartQuery>,
-) -> Result<Response, PageError> {
-    let (conn, _ws) = match enabled_connection(&state, &id).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
+    let (conn, _ws) = enabled_connection(&state, &id).await?;
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
-    match conn.kind.as_str() {
-        "saml" => saml::begin(&state, &headers, &conn, return_to).await,
-        _ => oidc::begin(&state, &headers, &conn, return_to).await,
+    match SsoKind::parse(&conn.kind)? {
+        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to).await,
+        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to).await,
     }
 }
 
@@ -140,7 +238,7 @@ pub async fn complete(
     identity: SsoIdentity,
     return_to: &str,
     ip: IpAddr,
-) -> Result<Response, PageError> {
+) -> Result<Response, Halt> {
     let now = state.clock.now();
     // Both kinds keep `group_mappings` (IdP value → group id) in their config.
     let mappings: BTreeMap<String, String> = conn
@@ -152,46 +250,18 @@ pub async fn complete(
         match mapping::provision(state.store.as_ref(), ws, conn, &identity, &mappings, now).await {
             Ok(u) => u,
             Err(MapError::Refused(reason)) => {
-                return Ok(refuse(
-                    state,
-                    conn,
-                    ip,
-                    403,
-                    &format!("You cannot sign in here: {reason}."),
-                )
-                .await)
+                let why = format!("You cannot sign in here: {reason}.");
+                return Ok(refuse(state, conn, ip, 403, &why).await);
             }
-            Err(MapError::Store(e)) => return Err(PageError(e)),
+            Err(MapError::Store(e)) => return Err(e.into()),
         };
-    let previous = cookie(headers, state.sessions.cookie_name());
-    let method = AuthMethod::Sso(conn.id.clone());
-    let (value, _) = state
-        .sessions
-        .login(&user.id, method.clone(), false, previous)
-        .await?;
-    state.store.record_login(&user.id, now).await?;
-    state
-        .store
-        .set_last_auth_method(&user.id, &method.as_header())
-        .await?;
-    state.metrics.signin("sso", "success");
-    audit::record(
-        state.store.as_ref(),
-        now,
-        audit::Entry {
-            workspace_id: Some(&ws.id),
-            actor: Actor::user(&user.id, &user.email),
-            action: "sso.signed_in",
-            target: Some(&conn.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({"connection": conn.id, "kind": conn.kind, "groups": identity.groups}),
-        },
-    )
-    .await;
-    Ok(with_cookie(
-        see_other(return_to),
-        Some(state.sessions.set_cookie_header(&value)),
-    ))
+    let via = crate::service::signin::Via::Sso {
+        connection_id: conn.id.clone(),
+        workspace_id: ws.id.clone(),
+        kind: SsoKind::parse(&conn.kind)?,
+        groups: identity.groups,
+    };
+    Ok(finish_sign_in(state, headers, &user, via, return_to, ip).await?)
 }
 
 /// The first enabled connection of a workspace (where Require SSO and

@@ -3,20 +3,21 @@
 //! in the validator live here: the request id bound to the browser (single
 //! use, 10 minutes), the replay cache shared by all instances, RelayState.
 
-use super::{complete, enabled_connection, refuse, PRE_COOKIE};
+use super::{Connector, Refusal, Verified, PRE_COOKIE};
 use crate::connectors::saml::{
-    authn_request_redirect, sp_metadata_xml, validate_response, Expectations,
+    authn_request_redirect, sp_metadata_xml, validate_response, Expectations, ValidatedAssertion,
 };
 use crate::crypto;
-use crate::domain::return_to;
+use crate::domain::{return_to, DomainError};
 use crate::mapping::SsoIdentity;
+use crate::service::sso::SsoKind;
 use crate::sso_config;
 use crate::store::SsoConnection;
-use crate::web::errors::PageError;
+use crate::web::errors::{Halt, PageError};
 use crate::web::federation;
 use crate::web::http::client_ip;
-use crate::web::login::{see_other, with_cookie};
 use crate::web::AppState;
+use async_trait::async_trait;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,50 +38,133 @@ struct Outstanding {
     return_to: String,
 }
 
-pub async fn begin(
-    state: &AppState,
-    headers: &HeaderMap,
-    conn: &SsoConnection,
-    return_to: String,
-) -> Result<Response, PageError> {
-    let cfg = sso_config::saml(&conn.config)?;
-    let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
-    // RelayState is an opaque handle; return_to stays server-side.
-    let handle = crypto::b64url(&crypto::random_bytes::<16>()?);
-    let (url, request_id) = match authn_request_redirect(&sp, &cfg.idp(), Some(&handle)) {
-        Ok(x) => x,
-        Err(e) => {
-            return Ok(federation::refused(
-                e.status(),
-                "Single sign-on unavailable",
-                &e.reason(),
-            ))
-        }
-    };
-    let out = Outstanding {
-        connection_id: conn.id.clone(),
-        request_id,
-        return_to,
-    };
-    let set = federation::stash(
-        state,
-        headers,
-        PRE_COOKIE,
-        true,
-        &format!("saml:{handle}"),
-        &out,
-        REQUEST_TTL,
-    )
-    .await?;
-    Ok(with_cookie(see_other(&url), set))
-}
-
 #[derive(Deserialize)]
 pub struct AcsForm {
     #[serde(rename = "SAMLResponse", default)]
     pub saml_response: String,
     #[serde(rename = "RelayState")]
     pub relay_state: Option<String>,
+}
+
+/// The SAML connector.
+pub struct Saml;
+
+#[async_trait]
+impl Connector for Saml {
+    type Answer = AcsForm;
+
+    async fn start(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        return_to: String,
+    ) -> Result<Response, Halt> {
+        let cfg = sso_config::saml(&conn.config)?;
+        let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
+        // RelayState is an opaque handle; return_to stays server-side.
+        let handle = crypto::b64url(&crypto::random_bytes::<16>()?);
+        let (url, request_id) =
+            authn_request_redirect(&sp, &cfg.idp(), Some(&handle)).map_err(|e| {
+                federation::refused(e.status(), "Single sign-on unavailable", &e.reason())
+            })?;
+        let out = Outstanding {
+            connection_id: conn.id.clone(),
+            request_id,
+            return_to,
+        };
+        let key = format!("saml:{handle}");
+        super::to_idp(state, headers, true, (&key, &out, REQUEST_TTL), &url).await
+    }
+
+    async fn finish(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        conn: &SsoConnection,
+        f: AcsForm,
+    ) -> Result<Verified, Refusal> {
+        if f.saml_response.is_empty() {
+            return Err(Refusal::new(400, "The request carried no SAML response."));
+        }
+        let cfg = sso_config::saml(&conn.config)?;
+        let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
+        let idp = cfg.idp();
+        let (expected, return_to) = expected_request(state, headers, conn, &f).await?;
+        let exp = Expectations {
+            sp: &sp,
+            idp: &idp,
+            in_response_to: expected.as_deref(),
+            allow_idp_initiated: conn.allow_idp_initiated,
+            now: state.clock.now(),
+            clock_skew_secs: CLOCK_SKEW_SECS,
+            email_attribute: cfg.email_attribute.as_deref(),
+            name_attribute: cfg.name_attribute.as_deref(),
+            group_attribute: cfg.group_attribute.as_deref(),
+        };
+        let assertion = validate_response(&f.saml_response, &exp)
+            .map_err(|e| Refusal::new(e.status(), e.reason()))?;
+        first_use(state, &assertion).await?;
+        let identity = SsoIdentity {
+            subject: assertion.subject_key,
+            email: assertion.email,
+            email_verified: true,
+            name: assertion.name,
+            groups: assertion.groups,
+        };
+        Ok(Verified {
+            identity,
+            return_to,
+        })
+    }
+}
+
+/// SP-initiated when RelayState names a request this browser made for this
+/// connection: its request id and return_to. Otherwise unsolicited (allowed
+/// only where the connection says so, and then RelayState is a return_to,
+/// validated as one).
+async fn expected_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &SsoConnection,
+    f: &AcsForm,
+) -> Result<(Option<String>, String), DomainError> {
+    let outstanding = match f
+        .relay_state
+        .as_deref()
+        .filter(|r| !r.is_empty() && r.len() <= 64)
+    {
+        Some(handle) => {
+            let key = format!("saml:{handle}");
+            federation::claim::<Outstanding>(state, headers, PRE_COOKIE, &key)
+                .await?
+                .filter(|o| o.connection_id == conn.id)
+        }
+        None => None,
+    };
+    Ok(match outstanding {
+        Some(o) => (Some(o.request_id), o.return_to),
+        None => (
+            None,
+            return_to::sanitize(f.relay_state.as_deref(), &state.cfg.allowed_return_origins),
+        ),
+    })
+}
+
+/// The replay cache, shared by every instance: issuer + assertion id, kept
+/// until the assertion could no longer be accepted anyway.
+async fn first_use(state: &AppState, assertion: &ValidatedAssertion) -> Result<(), Refusal> {
+    let seen = format!(
+        "saml-seen:{}",
+        crypto::sha256_hex(format!("{}\n{}", assertion.issuer, assertion.assertion_id).as_bytes())
+    );
+    let ttl = Duration::from_secs(
+        (assertion.not_on_or_after - state.clock.now()).clamp(60, 86_400) as u64,
+    );
+    if !state.sessions.kv().set_nx(&seen, "1", ttl).await? {
+        return Err(Refusal::new(401, "This SAML response was already used."));
+    }
+    Ok(())
 }
 
 /// `POST /sso/saml/{connection_id}/acs`.
@@ -90,92 +174,9 @@ pub async fn acs(
     Path(id): Path<String>,
     headers: HeaderMap,
     Form(f): Form<AcsForm>,
-) -> Result<Response, PageError> {
-    let (conn, ws) = match enabled_connection(&state, &id).await? {
-        Ok(x) => x,
-        Err(r) => return Ok(r),
-    };
+) -> Result<Response, Halt> {
     let ip = client_ip(&state, peer, &headers);
-    if f.saml_response.is_empty() {
-        return Ok(refuse(
-            &state,
-            &conn,
-            ip,
-            400,
-            "The request carried no SAML response.",
-        )
-        .await);
-    }
-    let cfg = sso_config::saml(&conn.config)?;
-    let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
-    let idp = cfg.idp();
-    // SP-initiated when RelayState names a request this browser made for this
-    // connection; otherwise unsolicited (allowed only where the connection
-    // says so, and then RelayState is a return_to, validated as one).
-    let outstanding = match f
-        .relay_state
-        .as_deref()
-        .filter(|r| !r.is_empty() && r.len() <= 64)
-    {
-        Some(handle) => federation::claim::<Outstanding>(
-            &state,
-            &headers,
-            PRE_COOKIE,
-            &format!("saml:{handle}"),
-        )
-        .await?
-        .filter(|o| o.connection_id == conn.id),
-        None => None,
-    };
-    let (expected, return_to) = match &outstanding {
-        Some(o) => (Some(o.request_id.as_str()), o.return_to.clone()),
-        None => (
-            None,
-            return_to::sanitize(f.relay_state.as_deref(), &state.cfg.allowed_return_origins),
-        ),
-    };
-    let exp = Expectations {
-        sp: &sp,
-        idp: &idp,
-        in_response_to: expected,
-        allow_idp_initiated: conn.allow_idp_initiated,
-        now: state.clock.now(),
-        clock_skew_secs: CLOCK_SKEW_SECS,
-        email_attribute: cfg.email_attribute.as_deref(),
-        name_attribute: cfg.name_attribute.as_deref(),
-        group_attribute: cfg.group_attribute.as_deref(),
-    };
-    let assertion = match validate_response(&f.saml_response, &exp) {
-        Ok(a) => a,
-        Err(e) => return Ok(refuse(&state, &conn, ip, e.status(), &e.reason()).await),
-    };
-    // Replay cache, shared by every instance: issuer + assertion id, kept
-    // until the assertion could no longer be accepted anyway.
-    let seen = format!(
-        "saml-seen:{}",
-        crypto::sha256_hex(format!("{}\n{}", assertion.issuer, assertion.assertion_id).as_bytes())
-    );
-    let ttl = Duration::from_secs(
-        (assertion.not_on_or_after - state.clock.now()).clamp(60, 86_400) as u64,
-    );
-    if !state.sessions.kv().set_nx(&seen, "1", ttl).await? {
-        return Ok(refuse(
-            &state,
-            &conn,
-            ip,
-            401,
-            "This SAML response was already used.",
-        )
-        .await);
-    }
-    let identity = SsoIdentity {
-        subject: assertion.subject_key.clone(),
-        email: assertion.email.clone(),
-        email_verified: true,
-        name: assertion.name.clone(),
-        groups: assertion.groups.clone(),
-    };
-    complete(&state, &headers, &conn, &ws, identity, &return_to, ip).await
+    super::finish(&Saml, &state, &headers, ip, &id, f).await
 }
 
 /// `GET /sso/saml/{connection_id}/metadata`: this connection's SP metadata.
@@ -187,7 +188,7 @@ pub async fn metadata(
         .store
         .get_connection(&id)
         .await?
-        .filter(|c| c.kind == "saml")
+        .filter(|c| SsoKind::parse(&c.kind).ok() == Some(SsoKind::Saml))
     else {
         return Ok((StatusCode::NOT_FOUND, "not found").into_response());
     };

@@ -1,0 +1,138 @@
+//! Twilio Unified Login accounts: finding, creating, linking and unlinking
+//! the gateway account of a Twilio identity.
+
+use super::account::{audit_self, twilio_linked, TWILIO_PROVIDER};
+use super::Core;
+use crate::connectors::ExternalIdentity;
+use crate::domain::model::User;
+use crate::domain::DomainError;
+use crate::store::NewUser;
+
+/// Whether Twilio says a second factor was used.
+pub fn used_second_factor(identity: &ExternalIdentity) -> bool {
+    identity
+        .amr
+        .iter()
+        .any(|m| matches!(m.as_str(), "otp" | "mfa" | "hwk" | "swk" | "sms"))
+}
+
+/// Name and email follow Twilio at every sign-in of a linked user (a
+/// failure is logged, not fatal).
+pub async fn refresh_profile(core: &Core, user: &User, identity: &ExternalIdentity) {
+    if let Some(name) = identity
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && *n != user.name)
+    {
+        if let Err(e) = core.store.set_user_name(&user.id, name).await {
+            tracing::warn!(error = %e, "could not update the name from Twilio");
+        }
+    }
+    if let Some(email) = identity
+        .email
+        .as_deref()
+        .filter(|e| identity.email_verified && !e.eq_ignore_ascii_case(&user.email))
+    {
+        if let Err(e) = core.store.set_user_email(&user.id, email).await {
+            tracing::warn!(error = %e, "could not take the email from Twilio (already used by another user?)");
+        }
+    }
+}
+
+/// The account linked to this Twilio identity, its profile refreshed.
+pub async fn linked_user(
+    core: &Core,
+    identity: &ExternalIdentity,
+) -> Result<Option<User>, DomainError> {
+    let Some(uid) = core
+        .store
+        .identity_user(TWILIO_PROVIDER, &identity.subject)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let user = core
+        .store
+        .user_by_id(&uid)
+        .await?
+        .ok_or(DomainError::Unauthenticated)?;
+    refresh_profile(core, &user, identity).await;
+    Ok(Some(user))
+}
+
+/// A new account for a Twilio identity with a verified `email` no account
+/// has, linked to it (no password).
+pub async fn create_user(
+    core: &Core,
+    identity: &ExternalIdentity,
+    email: &str,
+) -> Result<User, DomainError> {
+    let new = NewUser {
+        email: email.to_string(),
+        name: identity.name.clone().unwrap_or_default(),
+        password_hash: None,
+    };
+    Ok(core
+        .store
+        .create_user_with_identity(&new, TWILIO_PROVIDER, &identity.subject, core.clock.now())
+        .await?)
+}
+
+/// Links `user` to the Twilio identity `subject`: from now on the password
+/// is Twilio's (the gateway's is cleared).
+pub async fn link(
+    core: &Core,
+    user: &User,
+    subject: &str,
+    email: Option<&str>,
+    ip: &str,
+) -> Result<(), DomainError> {
+    core.store
+        .link_identity(TWILIO_PROVIDER, subject, &user.id, email, core.clock.now())
+        .await?;
+    core.store.clear_password(&user.id).await?;
+    audit_self(core, user, "user.twilio_linked", ip).await;
+    Ok(())
+}
+
+/// Why linking the signed-in account `uid` to a Twilio identity stops:
+/// `Ok(true)` when it is already linked to this very identity.
+pub async fn already_linked(core: &Core, uid: &str, subject: &str) -> Result<bool, DomainError> {
+    match core.store.identity_user(TWILIO_PROVIDER, subject).await? {
+        Some(other) if other != uid => Err(DomainError::Conflict(
+            "This Twilio account is already linked to another user.".into(),
+        )),
+        Some(_) => Ok(true),
+        None if twilio_linked(core.store.as_ref(), uid).await? => Err(DomainError::Conflict(
+            "Your account is already linked to a Twilio account. Unlink it first.".into(),
+        )),
+        None => Ok(false),
+    }
+}
+
+/// Unlinks Twilio from `user`, who gets `new_password` (its policy already
+/// checked) to keep a way to sign in; every other session ends (the one
+/// whose cookie value is `kept_cookie` stays).
+pub async fn unlink(
+    core: &Core,
+    user: &User,
+    new_password: &str,
+    kept_cookie: &str,
+    ip: &str,
+) -> Result<(), DomainError> {
+    let hash = super::account::hash_password(core, new_password).await?;
+    core.store
+        .unlink_identity(TWILIO_PROVIDER, &user.id)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::NotFound => {
+                DomainError::Invalid("No Twilio account is linked.".into())
+            }
+            other => other.into(),
+        })?;
+    let kept = crate::crypto::sha256_hex(kept_cookie.as_bytes());
+    super::account::store_password(core, &user.id, &hash, Some(&kept)).await?;
+    audit_self(core, user, "user.twilio_unlinked", ip).await;
+    Ok(())
+}
