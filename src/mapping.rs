@@ -46,13 +46,14 @@ async fn domain_verified_by(
 
 /// Finds or makes the user for `id` and makes them a member of `ws`.
 pub async fn provision(
-    store: &dyn Store,
+    core: &crate::service::Core,
     ws: &Workspace,
     conn: &SsoConnection,
     id: &SsoIdentity,
     mappings: &BTreeMap<String, String>,
     now: i64,
 ) -> Result<User, MapError> {
+    let store = core.store.as_ref();
     let provider = format!("sso:{}", conn.id);
     let user = match store.identity_user(&provider, &id.subject).await? {
         Some(uid) => store
@@ -119,19 +120,23 @@ pub async fn provision(
             }
         }
     }
-    sync_groups(store, ws, &user, &id.groups, mappings).await?;
+    if sync_groups(store, ws, &user, &id.groups, mappings).await? {
+        core.access_changed().await;
+    }
     Ok(user)
 }
 
 /// Mapped groups follow the IdP: member of each mapped group whose value the
 /// IdP asserted, not of the others. Unmapped groups are left alone.
+/// Returns whether the person left a group (access may have shrunk).
 async fn sync_groups(
     store: &dyn Store,
     ws: &Workspace,
     user: &User,
     asserted: &[String],
     mappings: &BTreeMap<String, String>,
-) -> Result<(), MapError> {
+) -> Result<bool, MapError> {
+    let mut removed = false;
     for (value, group_id) in mappings {
         let want = asserted.iter().any(|g| g == value);
         let result = if want {
@@ -140,6 +145,7 @@ async fn sync_groups(
             store.remove_group_member(&ws.id, group_id, &user.id).await
         };
         match result {
+            Ok(()) if !want => removed = true,
             Ok(()) | Err(crate::store::StoreError::NotFound) => {}
             Err(crate::store::StoreError::Conflict(m)) => {
                 tracing::warn!(group = %group_id, reason = %m, "group mapping not applied")
@@ -147,5 +153,5 @@ async fn sync_groups(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(removed)
 }

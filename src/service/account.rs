@@ -190,7 +190,7 @@ pub async fn store_password(
     core.store
         .set_password_hash(user_id, hash, core.clock.now())
         .await?;
-    core.sessions.revoke_all(user_id, keep).await?;
+    core.end_sessions_of(user_id, keep).await?;
     Ok(())
 }
 

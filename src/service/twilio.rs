@@ -19,14 +19,16 @@ pub fn used_second_factor(identity: &ExternalIdentity) -> bool {
 /// Name and email follow Twilio at every sign-in of a linked user (a
 /// failure is logged, not fatal).
 pub async fn refresh_profile(core: &Core, user: &User, identity: &ExternalIdentity) {
+    let mut changed = false;
     if let Some(name) = identity
         .name
         .as_deref()
         .map(str::trim)
         .filter(|n| !n.is_empty() && *n != user.name)
     {
-        if let Err(e) = core.store.set_user_name(&user.id, name).await {
-            tracing::warn!(error = %e, "could not update the name from Twilio");
+        match core.store.set_user_name(&user.id, name).await {
+            Ok(()) => changed = true,
+            Err(e) => tracing::warn!(error = %e, "could not update the name from Twilio"),
         }
     }
     if let Some(email) = identity
@@ -34,9 +36,16 @@ pub async fn refresh_profile(core: &Core, user: &User, identity: &ExternalIdenti
         .as_deref()
         .filter(|e| identity.email_verified && !e.eq_ignore_ascii_case(&user.email))
     {
-        if let Err(e) = core.store.set_user_email(&user.id, email).await {
-            tracing::warn!(error = %e, "could not take the email from Twilio (already used by another user?)");
+        match core.store.set_user_email(&user.id, email).await {
+            Ok(()) => changed = true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take the email from Twilio (already used by another user?)")
+            }
         }
+    }
+    if changed {
+        // Name and email travel in the identity headers forward-auth caches.
+        core.access_changed().await;
     }
 }
 

@@ -204,6 +204,8 @@ pub async fn profile(
         ));
     }
     state.store.set_user_name(&me.user.id, name).await?;
+    // The name travels in the identity headers forward-auth caches.
+    state.access_changed().await;
     Ok(see_other("/account?done=profile"))
 }
 
@@ -414,6 +416,7 @@ pub async fn mfa_disable(
     let title = "Two-factor authentication is still on";
     let (me, ip) = with_second_factor(&state, peer, &headers, &f, title).await?;
     state.store.disable_totp(&me.user.id).await?;
+    state.access_changed().await;
     audit_self(&state, &me.user, "user.mfa_disabled", &ip.to_string()).await;
     Ok(see_other("/account?done=mfa_off"))
 }
@@ -471,7 +474,7 @@ pub async fn revoke_sessions(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, Halt> {
     let me = posted(&state, &headers, f.csrf_token.as_deref()).await?;
-    state.sessions.revoke_all(&me.user.id, None).await?;
+    state.end_sessions_of(&me.user.id, None).await?;
     Ok(with_cookie(
         see_other("/login"),
         Some(state.sessions.clear_cookie_header()),

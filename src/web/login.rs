@@ -306,7 +306,7 @@ pub async fn logout(
 ) -> Result<Response, Halt> {
     let session = checked_form(&state, &headers, f.csrf_token.as_deref()).await?;
     if let Some((value, s)) = &session {
-        state.sessions.revoke(value).await?;
+        state.end_session(value).await?;
         tracing::info!(event = "signout", user_id = %s.uid, "signed out");
     }
     Ok(with_cookie(

@@ -41,10 +41,6 @@ impl Deref for AppState {
     }
 }
 
-/// Unsafe routes that can only grant access (sign-in steps), so they need
-/// not flush the forward-auth caches.
-const GRANT_ONLY_ROUTES: &[&str] = &["/login", "/login/password", "/login/mfa", "/login/forgot"];
-
 /// Largest request body accepted (forms and JSON).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -129,16 +125,6 @@ async fn observe(
     let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
-    // A successful write may have taken access away: every instance drops
-    // its forward-auth cache before this answer leaves.
-    if !matches!(
-        method,
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    ) && status < 400
-        && !GRANT_ONLY_ROUTES.contains(&route.as_str())
-    {
-        state.invalidate.publish(&state.fast).await;
-    }
     let elapsed = started.elapsed();
     state
         .metrics

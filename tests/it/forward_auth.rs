@@ -662,3 +662,63 @@ async fn cache_hits_read_the_session_store_only_when_configured_to() {
         }
     }
 }
+
+/// Cache invalidation belongs to the core operation, not to HTTP: a member
+/// removed by calling the core directly (as the CLI or any other non-HTTP
+/// path would) is refused on the very next forward-auth request, although
+/// the allowed decision was being served from the cache.
+#[tokio::test]
+async fn a_removal_outside_http_drops_cached_decisions_at_once() {
+    use iam_gateway::domain::roles::Policy;
+    use iam_gateway::service::{access::Caller, members, tokens, Ctx};
+    let srv = TestServer::start(sqlite()).await;
+    let (acme, _) = srv.bootstrap("acme", "ann@acme.test").await;
+    let mia = srv
+        .add_member(&acme, "mia@acme.test", &["source_admin"])
+        .await;
+    let mut br = Browser::new();
+    br.sign_in(&srv, "mia@acme.test", PASSWORD, "/").await;
+    channel_up(&srv).await;
+    let hits = || {
+        srv.state
+            .fast
+            .hits
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    let before = hits();
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    assert_eq!(hits(), before + 1, "the second answer came from the cache");
+
+    let now = iam_gateway::clock::Clock::now(srv.state.clock.as_ref());
+    let (token, _) = tokens::mint(
+        srv.state.store.as_ref(),
+        now,
+        &acme,
+        tokens::Kind::Api,
+        "ops",
+        vec![Policy::workspace("workspace_owner")],
+        None,
+    )
+    .await
+    .unwrap();
+    let ws = srv
+        .state
+        .store
+        .workspace_by_id(&acme)
+        .await
+        .unwrap()
+        .unwrap();
+    let ctx = Ctx {
+        ws,
+        caller: Caller::Token(token),
+        ip: "127.0.0.1".into(),
+        owner: true,
+    };
+    members::remove(&srv.state, &ctx, &mia).await.unwrap();
+    assert_eq!(
+        br.verify(&srv, "workspace=acme").await.status,
+        403,
+        "removed without HTTP, refused at once"
+    );
+}

@@ -246,15 +246,14 @@ pub async fn complete(
         .get("group_mappings")
         .and_then(|m| serde_json::from_value(m.clone()).ok())
         .unwrap_or_default();
-    let user =
-        match mapping::provision(state.store.as_ref(), ws, conn, &identity, &mappings, now).await {
-            Ok(u) => u,
-            Err(MapError::Refused(reason)) => {
-                let why = format!("You cannot sign in here: {reason}.");
-                return Ok(refuse(state, conn, ip, 403, &why).await);
-            }
-            Err(MapError::Store(e)) => return Err(e.into()),
-        };
+    let user = match mapping::provision(state, ws, conn, &identity, &mappings, now).await {
+        Ok(u) => u,
+        Err(MapError::Refused(reason)) => {
+            let why = format!("You cannot sign in here: {reason}.");
+            return Ok(refuse(state, conn, ip, 403, &why).await);
+        }
+        Err(MapError::Store(e)) => return Err(e.into()),
+    };
     let via = crate::service::signin::Via::Sso {
         connection_id: conn.id.clone(),
         workspace_id: ws.id.clone(),
