@@ -292,19 +292,6 @@ pub async fn signed_in_chrome(
     })
 }
 
-/// Opens workspace `slug` for the signed-in person (for pages not yet on
-/// the [`WsPage`] extractor; they decide a second time): `Err(response)` is
-/// a redirect to sign in or a page saying why not.
-pub async fn open(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    slug: &str,
-    here: &str,
-) -> Result<Result<WsPage, Response>, PageError> {
-    Ok(decide(state, headers, peer, slug, here).await)
-}
-
 /// The one decision for a workspace page: the signed-in person, the
 /// workspace and [`crate::service::access::authorize`]. A refusal is the
 /// answer to send: a redirect to sign in (or to the IdP, or to add a second
@@ -426,29 +413,6 @@ fn refused(e: DomainError, chrome: Chrome, here: &str) -> Result<Response, PageE
         link: Some(("/workspaces".into(), "Your workspaces".into())),
     };
     Ok((status, views::render(&page)).into_response())
-}
-
-/// Opens the workspace for a form post: signed in, CSRF token valid, owner.
-/// `Err(response)` says why not (redirect, 403 expired form, 403 read-only).
-/// For pages not yet on [`OwnerForm`].
-pub async fn open_for_change(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    slug: &str,
-    back: &str,
-    csrf_token: Option<&str>,
-) -> Result<Result<WsPage, Response>, PageError> {
-    let wp = match decide(state, headers, peer, slug, back).await {
-        Ok(wp) => wp,
-        Err(r) => return Ok(Err(r)),
-    };
-    Ok(
-        match change_refused(state, headers, &wp, csrf_token, back) {
-            Some(refusal) => Err(refusal),
-            None => Ok(wp),
-        },
-    )
 }
 
 /// Why `wp` may not post this form, if it may not: the form's token is not

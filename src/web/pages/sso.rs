@@ -5,9 +5,9 @@
 //! workspace settings and token functions the API uses.
 
 use super::access::when;
-use super::forms::{refusal, Errors, Fields};
+use super::forms::{refusal, Errors};
 use super::sso_backend::{self as backend, ConnectionView, DomainView, SsoError};
-use super::{open, open_for_change, role_options, seg, RoleOption, WsPage};
+use super::{role_options, seg, OwnerForm, RoleOption, WsPage};
 use crate::domain::model::Workspace;
 use crate::domain::{roles, DomainError};
 use crate::service::access::signed_in_through_sso;
@@ -19,12 +19,10 @@ use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
 use crate::web::AppState;
 use askama::Template;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use std::net::SocketAddr;
 
 /// What the page says when SSO is not available on this gateway.
 pub const NOT_AVAILABLE: &str =
@@ -208,15 +206,9 @@ pub struct Done {
 
 pub async fn page(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
+    wp: WsPage,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
-    let wp = match open(&state, &headers, peer, &slug, &here(&slug)).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let mut page = build(&state, &wp).await?;
     page.notice = match q.done.as_deref() {
         Some("settings") => Some("Settings saved.".into()),
@@ -228,17 +220,6 @@ pub async fn page(
         _ => None,
     };
     Ok(render(&page, StatusCode::OK))
-}
-
-/// Opens the page for an owner's form post.
-pub(super) async fn open_post(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    slug: &str,
-    f: &Fields,
-) -> Result<Result<WsPage, Response>, PageError> {
-    open_for_change(state, headers, peer, slug, &here(slug), f.csrf()).await
 }
 
 /// The settings form again after a refusal: Require SSO refused (403) is
@@ -263,16 +244,9 @@ async fn settings_refused(
 /// Require SSO, its exemptions, two-factor and the default role.
 pub async fn save_settings(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(slug): Path<String>,
-    body: Bytes,
+    OwnerForm { wp, f }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let role = f.get("default_role").to_string();
     if roles::find(&role).is_none() {
         let mut page = build(&state, &wp).await?;
@@ -295,16 +269,8 @@ pub async fn save_settings(
 
 pub async fn create_scim_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-    body: Bytes,
+    OwnerForm { wp, f }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let description = f.get("description").to_string();
     if description.chars().count() > 200 || description.chars().any(char::is_control) {
         let mut page = build(&state, &wp).await?;
@@ -332,16 +298,9 @@ pub async fn create_scim_token(
 
 pub async fn revoke_scim_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match tokens::revoke(&state, &wp.ctx, Kind::Scim, &id).await {
         Ok(()) => Ok(see_other(&format!("{}?done=scim_revoked", here(&slug)))),
         Err(e) => {

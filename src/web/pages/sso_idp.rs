@@ -3,17 +3,16 @@
 //! come back on the page, next to the field at fault when it names one.
 
 use super::forms::{Errors, Fields};
-use super::sso::{build, here, open_post, render, SsoInput, NOT_AVAILABLE};
+use super::sso::{build, here, render, SsoInput, NOT_AVAILABLE};
 use super::sso_backend::{self as backend, NewConnection, SsoError};
+use super::OwnerForm;
 use super::WsPage;
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::AppState;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
-use std::net::SocketAddr;
 
 /// The page again after a refusal of the connection or domain backend.
 async fn backend_refused(
@@ -117,16 +116,9 @@ fn connection_form(f: &Fields) -> (SsoInput, NewConnection, Errors) {
 
 pub async fn add_connection(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(slug): Path<String>,
-    body: Bytes,
+    OwnerForm { wp, f }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let (input, new, errors) = connection_form(&f);
     if !errors.is_empty() {
         let mut page = build(&state, &wp).await?;
@@ -142,16 +134,9 @@ pub async fn add_connection(
 
 pub async fn delete_connection(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path((slug, id)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match backend::delete_connection(&state, &wp.ctx, &id).await {
         Ok(()) => Ok(see_other(&format!("{}?done=deleted", here(&slug)))),
         Err(e) => backend_refused(&state, &wp, e, SsoInput::default()).await,
@@ -160,16 +145,9 @@ pub async fn delete_connection(
 
 pub async fn add_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path(slug): Path<String>,
-    body: Bytes,
+    OwnerForm { wp, f }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     let domain = f.get("domain").to_ascii_lowercase();
     let input = SsoInput {
         domain: domain.clone(),
@@ -191,16 +169,9 @@ pub async fn add_domain(
 
 pub async fn verify_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path((slug, domain)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match backend::verify_domain(&state, &wp.ctx, &domain).await {
         Ok(_) => Ok(see_other(&format!("{}?done=verified", here(&slug)))),
         Err(e) => backend_refused(&state, &wp, e, SsoInput::default()).await,
@@ -209,16 +180,9 @@ pub async fn verify_domain(
 
 pub async fn delete_domain(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     Path((slug, domain)): Path<(String, String)>,
-    body: Bytes,
+    OwnerForm { wp, .. }: OwnerForm,
 ) -> Result<Response, PageError> {
-    let f = Fields::parse(&body);
-    let wp = match open_post(&state, &headers, peer, &slug, &f).await? {
-        Ok(wp) => wp,
-        Err(r) => return Ok(r),
-    };
     match backend::delete_domain(&state, &wp.ctx, &domain).await {
         Ok(()) => Ok(see_other(&format!("{}?done=deleted", here(&slug)))),
         Err(e) => backend_refused(&state, &wp, e, SsoInput::default()).await,
