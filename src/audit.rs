@@ -58,6 +58,24 @@ pub async fn bound<F: Future>(event: AuditEvent, change: F) -> (F::Output, Optio
         .await
 }
 
+/// Runs a change with its event bound to it ([`bound`]); if the change
+/// wrote nothing (a no-op) the event is written on its own.
+pub async fn with_change<T, F>(
+    store: &dyn Store,
+    event: AuditEvent,
+    change: F,
+) -> Result<T, crate::store::StoreError>
+where
+    F: Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let (out, unwritten) = bound(event, change).await;
+    let out = out?;
+    if let Some(event) = unwritten {
+        write(store, &event).await;
+    }
+    Ok(out)
+}
+
 /// The pending event, taken (the store writes it in the transaction it is
 /// about to commit), completed with what only the change learnt: `created`
 /// names the row it created (the event's target when it had none), and

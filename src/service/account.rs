@@ -44,23 +44,38 @@ pub const RESET_PASSWORD: &str = "reset_password";
 /// How many recovery codes a person gets.
 pub const RECOVERY_CODES: usize = 10;
 
-/// Records an event of a person's own account (no workspace), after it
-/// happened.
-pub async fn audit_self(core: &Core, user: &User, action: &str, ip: &str) {
-    // audit-after: account events have no workspace transaction to join.
-    audit::record(
-        core.store.as_ref(),
-        core.clock.now(),
-        audit::Entry {
-            workspace_id: None,
-            actor: Actor::user(&user.id, &user.email),
-            action,
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({}),
-        },
-    )
-    .await;
+/// The event of a change to a person's own account (no workspace).
+fn self_event(
+    core: &Core,
+    user: &User,
+    action: &str,
+    ip: &str,
+) -> crate::domain::model::AuditEvent {
+    audit::Entry {
+        workspace_id: None,
+        actor: Actor::user(&user.id, &user.email),
+        action,
+        target: Some(&user.id),
+        ip: Some(ip.to_string()),
+        details: serde_json::json!({}),
+    }
+    .event(core.clock.now())
+}
+
+/// Runs a change to a person's own account with its audit event: they
+/// commit together (see [`crate::audit::bound`]).
+pub async fn audited_self<T, F>(
+    core: &Core,
+    user: &User,
+    action: &str,
+    ip: &str,
+    change: F,
+) -> Result<T, DomainError>
+where
+    F: std::future::Future<Output = Result<T, crate::store::StoreError>>,
+{
+    let event = self_event(core, user, action, ip);
+    Ok(audit::with_change(core.store.as_ref(), event, change).await?)
 }
 
 /// Lower case without spaces or dashes: how recovery codes are compared.
@@ -159,12 +174,12 @@ pub async fn confirm_totp(
         return Ok(None);
     };
     let (codes, hashes) = new_recovery_codes()?;
-    core.store.enable_totp(&user.id, now, step, &hashes).await?;
+    let enable = core.store.enable_totp(&user.id, now, step, &hashes);
+    audited_self(core, user, "user.mfa_enabled", ip, enable).await?;
     let (cookie_value, _) = core
         .sessions
         .login(&user.id, session.method.clone(), true, Some(cookie))
         .await?;
-    audit_self(core, user, "user.mfa_enabled", ip).await;
     Ok(Some(TotpEnabled {
         codes,
         cookie_value,
@@ -179,18 +194,23 @@ pub async fn hash_password(core: &Core, password: &str) -> Result<String, Domain
         .map_err(|e| DomainError::Internal(e.to_string()))
 }
 
-/// Stores a new password hash and ends every session of the person but
-/// `keep` (a session key hash).
+/// Stores a new password hash (with the audit event `action`, when given)
+/// and ends every session of the person but `keep` (a session key hash).
 pub async fn store_password(
     core: &Core,
-    user_id: &str,
+    user: &User,
     hash: &str,
     keep: Option<&str>,
+    audit: Option<(&str, &str)>,
 ) -> Result<(), DomainError> {
-    core.store
-        .set_password_hash(user_id, hash, core.clock.now())
-        .await?;
-    core.end_sessions_of(user_id, keep).await?;
+    let set = core
+        .store
+        .set_password_hash(&user.id, hash, core.clock.now());
+    match audit {
+        Some((action, ip)) => audited_self(core, user, action, ip, set).await?,
+        None => set.await?,
+    }
+    core.end_sessions_of(&user.id, keep).await?;
     Ok(())
 }
 
@@ -205,12 +225,12 @@ pub async fn change_password(
     ip: &str,
 ) -> Result<String, DomainError> {
     let hash = hash_password(core, new_password).await?;
-    store_password(core, &user.id, &hash, None).await?;
+    let audit = Some(("user.password_changed", ip));
+    store_password(core, user, &hash, None, audit).await?;
     let (value, _) = core
         .sessions
         .login(&user.id, session.method.clone(), session.mfa, None)
         .await?;
-    audit_self(core, user, "user.password_changed", ip).await;
     Ok(value)
 }
 
@@ -243,14 +263,13 @@ pub async fn set_password_from_link(
     if used_by.as_deref() != Some(user.id.as_str()) {
         return Err(DomainError::Invalid(LINK_DEAD.into()));
     }
-    store_password(core, &user.id, &hash, None).await?;
-    core.throttle.success(&user.email).await?;
     let action = if purpose == RESET_PASSWORD {
         "user.password_reset"
     } else {
         "user.password_set"
     };
-    audit_self(core, user, action, ip).await;
+    store_password(core, user, &hash, None, Some((action, ip))).await?;
+    core.throttle.success(&user.email).await?;
     tracing::info!(event = "password_set", user_id = %user.id, purpose, "password set from a one-time link");
     Ok(())
 }

@@ -145,12 +145,7 @@ impl Ctx {
         F: std::future::Future<Output = Result<T, crate::store::StoreError>>,
     {
         let event = self.entry(action, target, details).event(core.clock.now());
-        let (out, unwritten) = crate::audit::bound(event, change).await;
-        let out = out?;
-        if let Some(event) = unwritten {
-            // The change committed nothing (a no-op): its event on its own.
-            crate::audit::write(core.store.as_ref(), &event).await;
-        }
+        let out = crate::audit::with_change(core.store.as_ref(), event, change).await?;
         core.access_changed().await;
         Ok(out)
     }

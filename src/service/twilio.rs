@@ -1,7 +1,7 @@
 //! Twilio Unified Login accounts: finding, creating, linking and unlinking
 //! the gateway account of a Twilio identity.
 
-use super::account::{audit_self, twilio_linked, TWILIO_PROVIDER};
+use super::account::{audited_self, twilio_linked, TWILIO_PROVIDER};
 use super::Core;
 use crate::connectors::ExternalIdentity;
 use crate::domain::model::User;
@@ -97,11 +97,12 @@ pub async fn link(
     email: Option<&str>,
     ip: &str,
 ) -> Result<(), DomainError> {
-    core.store
-        .link_identity(TWILIO_PROVIDER, subject, &user.id, email, core.clock.now())
-        .await?;
+    let now = core.clock.now();
+    let link = core
+        .store
+        .link_identity(TWILIO_PROVIDER, subject, &user.id, email, now);
+    audited_self(core, user, "user.twilio_linked", ip, link).await?;
     core.store.clear_password(&user.id).await?;
-    audit_self(core, user, "user.twilio_linked", ip).await;
     Ok(())
 }
 
@@ -131,17 +132,14 @@ pub async fn unlink(
     ip: &str,
 ) -> Result<(), DomainError> {
     let hash = super::account::hash_password(core, new_password).await?;
-    core.store
-        .unlink_identity(TWILIO_PROVIDER, &user.id)
+    let unlink = core.store.unlink_identity(TWILIO_PROVIDER, &user.id);
+    audited_self(core, user, "user.twilio_unlinked", ip, unlink)
         .await
         .map_err(|e| match e {
-            crate::store::StoreError::NotFound => {
-                DomainError::Invalid("No Twilio account is linked.".into())
-            }
-            other => other.into(),
+            DomainError::NotFound => DomainError::Invalid("No Twilio account is linked.".into()),
+            other => other,
         })?;
     let kept = crate::crypto::sha256_hex(kept_cookie.as_bytes());
-    super::account::store_password(core, &user.id, &hash, Some(&kept)).await?;
-    audit_self(core, user, "user.twilio_unlinked", ip).await;
+    super::account::store_password(core, user, &hash, Some(&kept), None).await?;
     Ok(())
 }

@@ -438,18 +438,15 @@ impl Store for SqlStore {
     }
 
     async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+        self.write_one(
+            sqlx::query(
+                "UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3",
+            )
+            .bind(hash)
+            .bind(now)
+            .bind(user_id),
         )
-        .bind(hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(self.write())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        .await
     }
 
     async fn set_user_name(&self, user_id: &str, name: &str) -> StoreResult<()> {

@@ -13,7 +13,7 @@ use super::AppState;
 use crate::domain::model::{AuthMethod, User};
 use crate::domain::return_to;
 use crate::password::check_policy;
-use crate::service::account::{self as core_account, audit_self};
+use crate::service::account::{self as core_account, audited_self};
 use crate::service::signin::{throttled, Guess};
 use crate::session::Session;
 use crate::totp;
@@ -415,9 +415,16 @@ pub async fn mfa_disable(
 ) -> Result<Response, Halt> {
     let title = "Two-factor authentication is still on";
     let (me, ip) = with_second_factor(&state, peer, &headers, &f, title).await?;
-    state.store.disable_totp(&me.user.id).await?;
+    let disable = state.store.disable_totp(&me.user.id);
+    audited_self(
+        &state,
+        &me.user,
+        "user.mfa_disabled",
+        &ip.to_string(),
+        disable,
+    )
+    .await?;
     state.access_changed().await;
-    audit_self(&state, &me.user, "user.mfa_disabled", &ip.to_string()).await;
     Ok(see_other("/account?done=mfa_off"))
 }
 
@@ -453,12 +460,9 @@ pub async fn mfa_new_recovery_codes(
 ) -> Result<Response, Halt> {
     let (me, ip) = with_second_factor(&state, peer, &headers, &f, "No new codes").await?;
     let (codes, hashes) = core_account::new_recovery_codes()?;
-    state
-        .store
-        .replace_recovery_codes(&me.user.id, &hashes)
-        .await?;
-    let ip = ip.to_string();
-    audit_self(&state, &me.user, "user.recovery_codes_replaced", &ip).await;
+    let replace = state.store.replace_recovery_codes(&me.user.id, &hashes);
+    let (action, ip) = ("user.recovery_codes_replaced", ip.to_string());
+    audited_self(&state, &me.user, action, &ip, replace).await?;
     let page = RecoveryCodesPage {
         chrome: me.chrome.clone(),
         codes,

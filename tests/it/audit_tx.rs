@@ -402,3 +402,44 @@ async fn a_change_and_its_audit_event_commit_together_or_not_at_all() {
         srv.stop().await;
     }
 }
+
+/// The same for a person's own account: a password change whose audit
+/// event is refused changes nothing (the old password still signs in).
+#[tokio::test]
+async fn a_password_change_and_its_audit_event_commit_together() {
+    for db_kind in [Db::Sqlite, Db::Postgres] {
+        let Some(backend) = matrix().into_iter().find(|b| b.db == db_kind) else {
+            continue;
+        };
+        let srv = TestServer::start(backend).await;
+        srv.bootstrap("acme", "ann@acme.test").await;
+        let mut br = Browser::new();
+        br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+        let me: Value = serde_json::from_str(&br.get(&srv.url("/api/v1/me")).await.body).unwrap();
+        let csrf = me["csrf_token"].as_str().unwrap().to_string();
+        let form = [
+            ("csrf_token", csrf.as_str()),
+            ("current_password", PASSWORD),
+            ("new_password", "a brand new long passphrase"),
+        ];
+        let pool = db(&srv).await;
+        refuse_audit(&pool, db_kind, true).await;
+        let before = snapshot(&pool, db_kind).await;
+        let r = br.post_form(&srv.url("/account/password"), &form).await;
+        assert!(r.status >= 500, "{db_kind:?}: {} {}", r.status, r.body);
+        assert_eq!(snapshot(&pool, db_kind).await, before, "{db_kind:?}");
+        let mut other = Browser::new();
+        let r = other.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+        assert_eq!(
+            r.status, 303,
+            "{db_kind:?}: the old password still signs in"
+        );
+
+        refuse_audit(&pool, db_kind, false).await;
+        let r = br.post_form(&srv.url("/account/password"), &form).await;
+        assert!(r.status < 400, "{db_kind:?}: {} {}", r.status, r.body);
+        assert_eq!(audit_count(&pool, "user.password_changed").await, 1);
+        pool.close().await;
+        srv.stop().await;
+    }
+}
