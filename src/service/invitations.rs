@@ -4,7 +4,7 @@
 
 use super::{Core, Ctx};
 use crate::crypto;
-use crate::domain::model::{normalize_email, Actor, Invitation, User, Workspace};
+use crate::domain::model::{normalize_email, Actor, AuditEvent, Invitation, User, Workspace};
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::session::Session;
@@ -242,20 +242,16 @@ fn accept_failed(e: StoreError) -> DomainError {
 }
 
 /// The `invitation.accepted` event, with the accepting person as actor.
-async fn audit_accepted(core: &Core, inv: &Invitation, user: &User, ip: &str) {
-    crate::audit::record(
-        core.store.as_ref(),
-        core.clock.now(),
-        crate::audit::Entry {
-            workspace_id: Some(&inv.workspace_id),
-            actor: Actor::user(&user.id, &user.email),
-            action: "invitation.accepted",
-            target: Some(&user.id),
-            ip: Some(ip.to_string()),
-            details: json!({"invitation_id": inv.id, "policies": inv.policies, "group_ids": inv.group_ids}),
-        },
-    )
-    .await;
+fn accepted_event(core: &Core, inv: &Invitation, user: &User, ip: &str) -> AuditEvent {
+    crate::audit::Entry {
+        workspace_id: Some(&inv.workspace_id),
+        actor: Actor::user(&user.id, &user.email),
+        action: "invitation.accepted",
+        target: Some(&user.id),
+        ip: Some(ip.to_string()),
+        details: json!({"invitation_id": inv.id, "policies": inv.policies, "group_ids": inv.group_ids}),
+    }
+    .event(core.clock.now())
 }
 
 /// The signed-in person accepts the invitation for their email (audited).
@@ -275,12 +271,13 @@ pub async fn accept_signed_in(
             "this invitation is for another email address".into(),
         ));
     }
-    core.store
-        .accept_invitation(&o.inv.id, &user.id, core.clock.now())
+    let event = accepted_event(core, &o.inv, &user, ip);
+    let accept = core
+        .store
+        .accept_invitation(&o.inv.id, &user.id, core.clock.now());
+    crate::audit::with_change(core.store.as_ref(), event, accept)
         .await
         .map_err(accept_failed)?;
-    // audit-after: the actor is the accepting person, not a workspace caller.
-    audit_accepted(core, &o.inv, &user, ip).await;
     Ok(user)
 }
 
@@ -321,8 +318,12 @@ pub async fn accept_new_account(
         .accept_invitation_as_new_user(&o.inv.id, &new, core.clock.now())
         .await
         .map_err(accept_failed)?;
-    // audit-after: the actor is the account just created.
-    audit_accepted(core, &o.inv, &user, ip).await;
+    // audit-after: the actor is the account the acceptance creates.
+    crate::audit::write(
+        core.store.as_ref(),
+        &accepted_event(core, &o.inv, &user, ip),
+    )
+    .await;
     Ok(user)
 }
 

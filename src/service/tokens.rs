@@ -201,7 +201,7 @@ pub async fn create_from_cli(
     if kind == Kind::Api {
         check_token_policies(&policies)?;
     }
-    let (t, secret) = mint(store, now, workspace_id, kind, description, policies, None).await?;
+    let (t, secret) = prepare(workspace_id, kind, description, policies, None, now)?;
     let details = match kind {
         Kind::Api => json!({"description": t.description, "policies": t.policies, "via": "cli"}),
         Kind::Scim => json!({"description": t.description, "via": "cli"}),
@@ -210,19 +210,16 @@ pub async fn create_from_cli(
         Kind::Api => "token.created",
         Kind::Scim => "scim_token.created",
     };
-    // audit-after: no workspace context (and no Core) on the command line.
-    crate::audit::record(
-        store,
-        now,
-        crate::audit::Entry {
-            workspace_id: Some(workspace_id),
-            actor: Actor::system(),
-            action,
-            target: Some(&t.id),
-            ip: None,
-            details,
-        },
-    )
-    .await;
+    let event = crate::audit::Entry {
+        workspace_id: Some(workspace_id),
+        actor: Actor::system(),
+        action,
+        target: Some(&t.id),
+        ip: None,
+        details,
+    }
+    .event(now);
+    let hash = crate::tokens::hash(&secret);
+    crate::audit::with_change(store, event, store.create_token(&t, &hash)).await?;
     Ok(secret)
 }
