@@ -1,7 +1,7 @@
 //! Wiring: from a [`Config`] to a running server.
 
 use crate::clock::Clock;
-use crate::config::{Config, SessionStoreKind, TwilioMode};
+use crate::config::{Config, Listen, SessionStoreKind, TwilioMode};
 use crate::domain::DomainError;
 use crate::jwt::Signer;
 use crate::password::Hasher;
@@ -354,6 +354,21 @@ pub async fn serve(
         .await
 }
 
+/// Serves on a Unix domain socket until `shutdown` completes, then drains;
+/// the socket file goes with the listener.
+pub async fn serve_unix(
+    state: AppState,
+    listener: crate::unix_socket::UnixSocketListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // `tap_io` only for axum's `ConnectInfo<SocketAddr>` on a custom listener.
+    use axum::serve::ListenerExt;
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener.tap_io(|_| {}), app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Serves over TLS until `shutdown` completes, then drains.
 pub async fn serve_tls(
     state: AppState,
@@ -398,11 +413,16 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
         Some(t) => Some(crate::tls::acceptor(&t.cert, &t.key).map_err(StartError::Config)?),
         None => None,
     };
-    let listen = cfg.listen;
+    let listen = cfg.listen.clone();
     let public = cfg.public_url.clone();
     let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
     let gw = build(cfg, clock.clone()).await?;
-    let listener = bind(listen, "gateway").await?;
+    let listener = match &listen {
+        Listen::Tcp(addr) => Bound::Tcp(bind(*addr, "gateway").await?),
+        Listen::Unix(path) => Bound::Unix(
+            crate::unix_socket::UnixSocketListener::bind(path).map_err(StartError::Other)?,
+        ),
+    };
     let issuer = if gw.state.cfg.twilio.mode == TwilioMode::Embedded {
         let cfg = &gw.state.cfg;
         let state = build_issuer(
@@ -423,8 +443,8 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     tracing::info!(%listen, "listening");
     let stop = shared_shutdown();
     let gateway = async {
-        match tls {
-            Some(acceptor) => {
+        match (listener, tls) {
+            (Bound::Tcp(listener), Some(acceptor)) => {
                 serve_tls(
                     gw.state.clone(),
                     crate::tls::TlsListener::new(listener, acceptor)?,
@@ -432,7 +452,9 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
                 )
                 .await
             }
-            None => serve(gw.state.clone(), listener, stop()).await,
+            (Bound::Tcp(listener), None) => serve(gw.state.clone(), listener, stop()).await,
+            // The configuration refuses [tls] with a unix: listen.
+            (Bound::Unix(listener), _) => serve_unix(gw.state.clone(), listener, stop()).await,
         }
     };
     let result = match issuer {
@@ -451,6 +473,12 @@ pub async fn run(cfg: Config) -> Result<(), StartError> {
     result.map_err(|e| StartError::Other(e.to_string()))?;
     gw.sql.close().await;
     Ok(())
+}
+
+/// The gateway's bound listener.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(crate::unix_socket::UnixSocketListener),
 }
 
 /// `iam-gateway twilio-issuer`: only the simulated Twilio issuer.

@@ -165,11 +165,66 @@ impl KeysConfig {
     }
 }
 
+/// Where the gateway accepts connections: a TCP address, or a Unix domain
+/// socket (`listen = "unix:/run/iam-gateway/gw.sock"`) for a proxy on the
+/// same host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The longest socket path the kernel takes (`sun_path` is 108 bytes on
+/// Linux, with the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn parse_listen(v: &str, err: &mut impl FnMut(String)) -> Option<Listen> {
+    let Some(path) = v.strip_prefix("unix:") else {
+        return parse_addr("listen", v, err).map(Listen::Tcp);
+    };
+    if path.is_empty() {
+        err("listen: `unix:` needs a socket path, like unix:/run/iam-gateway/gw.sock".into());
+        return None;
+    }
+    if path.len() > MAX_SOCKET_PATH {
+        err(format!(
+            "listen: the socket path `{path}` is longer than {MAX_SOCKET_PATH} bytes"
+        ));
+        return None;
+    }
+    let path = PathBuf::from(path);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        err(format!(
+            "listen: the directory {} of the socket does not exist",
+            dir.display()
+        ));
+        return None;
+    }
+    if path.is_dir() {
+        err(format!("listen: {} is a directory", path.display()));
+        return None;
+    }
+    Some(Listen::Unix(path))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Without a trailing slash.
     pub public_url: String,
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub database_url: String,
     pub secret_key_file: PathBuf,
     /// Serialized origins (`https://app.example.com`).
@@ -375,7 +430,7 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
 
     let public_url = check_http_url("public_url", &s("public_url"), &mut err)
         .map(|u| u.trim_end_matches('/').to_string());
-    let listen = parse_addr("listen", &s("listen"), &mut err);
+    let listen = parse_listen(&s("listen"), &mut err);
     let database_url = s("database_url");
     if !(database_url.starts_with("sqlite:")
         || database_url.starts_with("postgres://")
@@ -484,6 +539,9 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             None
         }
     };
+    if tls.is_some() && matches!(listen, Some(Listen::Unix(_))) {
+        err("tls: cannot be used with a unix: listen socket; let the proxy in front terminate TLS, or listen on a TCP address".into());
+    }
     let mode = match s("twilio.mode").as_str() {
         "embedded" => Some(TwilioMode::Embedded),
         "external" => Some(TwilioMode::External),
@@ -510,7 +568,10 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
         &s("twilio_issuer.public_url"),
         &mut err,
     );
-    if let (Some(a), Some(b), Some(TwilioMode::Embedded)) = (listen, issuer_listen, mode) {
+    if let (Some(Listen::Tcp(a)), Some(b), Some(TwilioMode::Embedded)) =
+        (&listen, issuer_listen, mode)
+    {
+        let a = *a;
         if a == b && a.port() != 0 {
             err("twilio_issuer.listen must differ from listen".into());
         }
@@ -711,6 +772,52 @@ mod tests {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
         assert!(errs.len() >= 7);
+    }
+
+    #[test]
+    fn listen_takes_a_unix_socket_whose_directory_exists() {
+        let dir = std::env::temp_dir().join(format!("iamgw-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("gw.sock");
+        let c = Config::load(
+            None,
+            env(&[("IAMGW_LISTEN", &format!("unix:{}", sock.display()))]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, Listen::Unix(sock.clone()));
+        assert_eq!(c.listen.to_string(), format!("unix:{}", sock.display()));
+
+        let missing = dir.join("nope/gw.sock");
+        for (value, needle) in [
+            (format!("unix:{}", missing.display()), "does not exist"),
+            ("unix:".to_string(), "needs a socket path"),
+            (format!("unix:/{}", "x".repeat(200)), "longer than"),
+            (format!("unix:{}", dir.display()), "is a directory"),
+        ] {
+            let errs = Config::load(None, env(&[("IAMGW_LISTEN", &value)])).unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("listen: ") && e.contains(needle)),
+                "{value}: {errs:?}"
+            );
+        }
+
+        let cert = dir.join("c.pem");
+        std::fs::write(&cert, "x").unwrap();
+        let errs = Config::load(
+            None,
+            env(&[
+                ("IAMGW_LISTEN", &format!("unix:{}", sock.display())),
+                ("IAMGW_TLS__CERT", &cert.display().to_string()),
+                ("IAMGW_TLS__KEY", &cert.display().to_string()),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("tls: ") && e.contains("unix:")),
+            "{errs:?}"
+        );
     }
 
     #[test]

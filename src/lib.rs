@@ -43,4 +43,5 @@ pub mod tls;
 pub mod tokens;
 pub mod totp;
 pub mod twilio_issuer;
+pub mod unix_socket;
 pub mod web;

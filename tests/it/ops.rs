@@ -1804,3 +1804,272 @@ fn compose_runs_the_tested_nginx_template_with_every_variable_set() {
         assert!(compose.contains(needed), "compose sets {needed}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Listening on a Unix domain socket (`listen = "unix:/path"`).
+
+/// One HTTP/1.1 GET over a Unix socket (`Connection: close`): status,
+/// lower-cased headers, body.
+async fn unix_get(
+    sock: &Path,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(sock).await.unwrap();
+    let mut req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn header_of(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn cookie_header(br: &Browser) -> String {
+    br.cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `srv`'s gateway also served on a Unix socket in `dir` (mode 0660);
+/// dropping the sender stops it, and the socket file goes with it.
+async fn serve_on_unix(
+    srv: &TestServer,
+    dir: &Path,
+) -> (
+    PathBuf,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let sock = dir.join("gw.sock");
+    let listener = iam_gateway::unix_socket::UnixSocketListener::bind(&sock).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = srv.state.clone();
+    let task = tokio::spawn(async move {
+        let _ = iam_gateway::app::serve_unix(state, listener, async move {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    (sock, tx, task)
+}
+
+#[tokio::test]
+async fn unix_socket_answers_healthz_and_forward_auth_for_a_signed_in_session() {
+    use std::os::unix::fs::PermissionsExt;
+    let srv = TestServer::start(sqlite()).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let dir = temp_dir();
+    let (sock, stop, task) = serve_on_unix(&srv, &dir).await;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode {mode:o}");
+
+    let (status, _, body) = unix_get(&sock, "/healthz", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let verify = "/auth/verify?workspace=acme";
+    let original = ("x-original-url", "http://127.0.0.1/reports");
+    let (status, _, _) = unix_get(&sock, verify, &[original]).await;
+    assert_eq!(status, 401, "anonymous over the socket");
+
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = cookie_header(&br);
+    let (status, headers, body) = unix_get(&sock, verify, &[original, ("cookie", &cookie)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        header_of(&headers, "x-auth-email").as_deref(),
+        Some("ann@acme.test")
+    );
+    assert!(header_of(&headers, "x-auth-assertion").is_some());
+
+    // A clean stop removes the socket file.
+    drop(stop);
+    task.await.unwrap();
+    assert!(!sock.exists(), "the socket file outlived the server");
+}
+
+#[tokio::test]
+async fn unix_socket_peer_counts_as_127_0_0_1_for_forwarded_for_trust() {
+    use iam_gateway::unix_socket::UNIX_PEER;
+    // The default trusted_proxies (127.0.0.1/32) trusts a Unix peer ...
+    let srv = TestServer::start(sqlite()).await;
+    assert_eq!(UNIX_PEER.ip().to_string(), "127.0.0.1");
+    let mut h = axum::http::HeaderMap::new();
+    h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+    assert_eq!(
+        iam_gateway::web::http::client_ip(&srv.state, UNIX_PEER, &h).to_string(),
+        "203.0.113.7"
+    );
+    // ... and without 127.0.0.1 in trusted_proxies it is not believed.
+    let strict = TestServer::start_with(
+        Options::new(sqlite()).env("IAMGW_TRUSTED_PROXIES", "[\"10.0.0.1\"]"),
+    )
+    .await;
+    assert_eq!(
+        iam_gateway::web::http::client_ip(&strict.state, UNIX_PEER, &h).to_string(),
+        "127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn serve_on_a_unix_socket_replaces_a_stale_file_and_removes_it_on_sigterm() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir();
+    let sock = dir.join("gw.sock");
+    // A previous run killed hard left its socket file behind.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+
+    let gateway = |cmd: &str| {
+        let mut c = Command::new(BIN);
+        c.current_dir(&dir)
+            .env_remove("IAMGW_DATABASE_URL")
+            .env("IAMGW_LISTEN", format!("unix:{}", sock.display()))
+            .env("IAMGW_PUBLIC_URL", "http://127.0.0.1")
+            .env("IAMGW_TWILIO__MODE", "off")
+            .arg(cmd);
+        c
+    };
+    let log = dir.join("serve.log");
+    let mut child = gateway("serve")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "serve exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let (status, _, body) = unix_get(&sock, "/healthz", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A second instance on the same, live socket refuses to start.
+    let second = gateway("serve").output().unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    signal(child.id(), "TERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(!sock.exists(), "the socket file outlived a clean shutdown");
+
+    // check-config names `listen` when the socket's directory is missing.
+    let out = gateway("check-config")
+        .env(
+            "IAMGW_LISTEN",
+            format!("unix:{}/nope/gw.sock", dir.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listen: ") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn nginx_auth_request_reaches_the_gateway_over_a_unix_socket() {
+    let port = free_port();
+    let srv = TestServer::start(sqlite()).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let (app, app_addr) = start_app(&srv).await;
+    // The deployment recipe (docs/configuration.md): a setgid directory of
+    // the proxy's group, so the 0660 socket is the proxy's to connect to.
+    let dir = temp_dir().join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    if is_root() {
+        let d = dir.display().to_string();
+        for (cmd, arg) in [("chown", "root:nogroup"), ("chmod", "2750")] {
+            let ok = Command::new(cmd)
+                .args([arg, &d])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{cmd} {arg} {d}");
+        }
+    }
+    let (sock, _stop, _task) = serve_on_unix(&srv, &dir).await;
+    let upstream = format!("unix:{}", sock.display());
+    let Some(nginx) = Nginx::start(port, &upstream, &app_addr, "acme").await else {
+        return;
+    };
+    let target = format!("{}/reports/q3", nginx.base);
+
+    // Anonymous: the gateway says 401 over the socket, nginx sends the
+    // browser to sign in, nothing reaches the app.
+    let r = client()
+        .get(&target)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(&format!("{}/login?return_to=", srv.base)));
+    assert_eq!(app.requests(), 0, "the app saw an anonymous request");
+
+    // Signed in: through to the app, with the gateway's identity headers.
+    let mut br = Browser::new();
+    let r = br.sign_in(&srv, "ann@acme.test", PASSWORD, "/").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let r = br.send(br.client.get(&target)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(app.requests(), 1);
+    assert!(r.body.contains("ann@acme.test"), "{}", r.body);
+}
