@@ -30,7 +30,13 @@ fn href_of(body: &str, id: &str) -> Option<String> {
 
 #[tokio::test]
 async fn an_owner_reads_the_audit_log_in_plain_words_with_filters_paging_and_csv() {
-    let srv = TestServer::start(sqlite()).await;
+    for backend in matrix() {
+        audit_page_on(backend).await;
+    }
+}
+
+async fn audit_page_on(backend: Backend) {
+    let srv = TestServer::start(backend).await;
     let (ws_id, _) = srv.bootstrap("acme", "ann@acme.test").await;
     let mia = srv
         .add_member(&ws_id, "mia@acme.test", &["workspace_member"])
