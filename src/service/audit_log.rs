@@ -8,6 +8,8 @@ use crate::domain::DomainError;
 use crate::store::AuditFilter;
 use serde::Deserialize;
 
+pub use super::audit_words::{describe, user_ids, Names, ACTIONS};
+
 /// The filters and paging of an audit log request.
 #[derive(Debug, Deserialize)]
 pub struct AuditQuery {
@@ -15,6 +17,9 @@ pub struct AuditQuery {
     pub limit: Option<i64>,
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// The event's target (an id, an email, a domain...); an email of a
+    /// user also finds the events whose target is that user's id.
+    pub target: Option<String>,
     /// RFC 3339 or Unix seconds.
     pub since: Option<String>,
     pub until: Option<String>,
@@ -43,6 +48,7 @@ impl AuditQuery {
         Ok(AuditFilter {
             actor_id: self.actor.clone(),
             action: self.action.clone(),
+            targets: self.target.clone().into_iter().collect(),
             since: parse_time("since", &self.since)?,
             until: parse_time("until", &self.until)?,
         })
@@ -52,6 +58,20 @@ impl AuditQuery {
 /// The cursor that continues after this event.
 fn cursor_after(e: &AuditEvent) -> String {
     crate::store::sql_access::encode_cursor(&[&e.time.to_string(), &e.id])
+}
+
+/// The filter with, for a target that is a user's email, that user's id
+/// too (member events name the user by id).
+async fn widen(core: &Core, filter: &AuditFilter) -> Result<AuditFilter, DomainError> {
+    let mut out = filter.clone();
+    for t in &filter.targets {
+        if t.contains('@') {
+            if let Some(u) = core.store.user_by_email(t).await? {
+                out.targets.push(u.id);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Up to `limit` events after `cursor` (owners), and the cursor of the
@@ -64,6 +84,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<(Vec<AuditEvent>, Option<String>), DomainError> {
     ctx.require_owner()?;
+    let filter = &widen(core, filter).await?;
     let rows = core
         .store
         .list_audit(&ctx.ws.id, filter, cursor, limit + 1)
@@ -76,6 +97,68 @@ pub async fn list(
         None
     };
     Ok((page, next))
+}
+
+/// An event and its sentence.
+pub struct Line {
+    pub event: AuditEvent,
+    pub text: String,
+}
+
+/// A page of events in plain words (owners): [`list`], with the people,
+/// tokens, groups and connections they mention looked up once for the
+/// page.
+pub async fn lines(
+    core: &Core,
+    ctx: &Ctx,
+    filter: &AuditFilter,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<Line>, Option<String>), DomainError> {
+    let (events, next) = list(core, ctx, filter, cursor, limit).await?;
+    let names = names_for(core, ctx, &events).await?;
+    let lines = events
+        .into_iter()
+        .map(|event| Line {
+            text: describe(&event, &names),
+            event,
+        })
+        .collect();
+    Ok((lines, next))
+}
+
+/// What `events` mention, by id: one query for the users, one each for the
+/// tokens, groups and connections.
+async fn names_for(core: &Core, ctx: &Ctx, events: &[AuditEvent]) -> Result<Names, DomainError> {
+    let mut ids: Vec<String> = events.iter().flat_map(user_ids).collect();
+    ids.sort();
+    ids.dedup();
+    let mut names = Names {
+        users: core.store.user_emails(&ids).await?.into_iter().collect(),
+        ..Names::default()
+    };
+    // Revoked tokens are no longer listed: their creation event says what
+    // they were called.
+    for e in events {
+        if let (Some(id), Some(d)) = (&e.target, e.details.get("description")) {
+            if e.action.ends_with("token.created") {
+                let d = d.as_str().unwrap_or_default().to_string();
+                names.tokens.insert(id.clone(), d);
+            }
+        }
+    }
+    for kind in ["api", "scim"] {
+        for t in core.store.list_tokens(&ctx.ws.id, kind).await? {
+            names.tokens.insert(t.id, t.description);
+        }
+    }
+    for g in core.store.list_groups(&ctx.ws.id).await? {
+        names.groups.insert(g.id, g.name);
+    }
+    for c in core.store.list_connections(&ctx.ws.id).await? {
+        names.connections.insert(c.id, c.name);
+    }
+    Ok(names)
 }
 
 pub const CSV_HEADER: [&str; 10] = [
@@ -110,6 +193,7 @@ pub fn csv_record(e: &AuditEvent, slug: &str) -> String {
 /// Every event that passes the filter, as CSV with a header (owners).
 pub async fn csv(core: &Core, ctx: &Ctx, filter: &AuditFilter) -> Result<String, DomainError> {
     ctx.require_owner()?;
+    let filter = &widen(core, filter).await?;
     let mut out = csv::row(&CSV_HEADER);
     let mut cursor: Option<String> = None;
     loop {
@@ -137,6 +221,7 @@ mod tests {
             limit: None,
             actor: None,
             action: None,
+            target: None,
             since: Some(since.into()),
             until: Some(until.into()),
         }

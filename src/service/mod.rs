@@ -5,6 +5,7 @@
 pub mod access;
 pub mod account;
 pub mod audit_log;
+pub mod audit_words;
 pub mod domains;
 pub mod groups;
 pub mod invitations;

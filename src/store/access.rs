@@ -23,8 +23,11 @@ pub struct MemberFilter {
 /// Filters for the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// The actor's id or email, exactly.
     pub actor_id: Option<String>,
     pub action: Option<String>,
+    /// Any of these targets, exactly (empty: any target).
+    pub targets: Vec<String>,
     pub since: Option<i64>,
     pub until: Option<i64>,
 }
@@ -192,6 +195,9 @@ pub trait AccessStore: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>>;
+    /// The emails of these users (any that exist), in one query: the audit
+    /// log page names the people its events are about.
+    async fn user_emails(&self, ids: &[String]) -> StoreResult<Vec<(String, String)>>;
     /// Deletes events older than `before`; returns how many.
     async fn purge_audit(&self, workspace_id: &str, before: i64) -> StoreResult<u64>;
 

@@ -3,7 +3,8 @@
 // caught by the SMTP sink), the member accepts in a second browser context,
 // the owner creates a group with Source Admin on one label, creates and
 // revokes a token, downloads the members CSV and reads it, removes the
-// member, and the member's next request is refused. Screenshots of each
+// member, and the member's next request is refused; the audit log page
+// tells it in plain words. Screenshots of each
 // page go to target/ui/; no page may request anything outside the gateway.
 
 import { after, before, test } from 'node:test';
@@ -250,6 +251,29 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.ok(await page.locator('#session-list').isVisible());
     assert.ok(await page.locator('button:has-text("Link Twilio account")').isVisible());
     await shot(page, '12-account');
+  });
+
+  await t.test('the audit log in plain words, filtered, and its CSV', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/access`);
+    await page.click('nav.ws-nav a:has-text("Audit log")');
+    await page.waitForURL(`${gw.base}/w/${SLUG}/audit`);
+    const text = await page.locator('#audit-events').textContent();
+    assert.ok(text.includes(`${OWNER} removed ${MEMBER} from the workspace`), text);
+    assert.ok(text.includes(`${OWNER} revoked the API token “CI deploys”`), text);
+    assert.ok(text.includes(`${OWNER} added the OIDC connection “Okta”`), text);
+    await shot(page, '16-audit-log');
+    // With the keyboard: pick an action, Enter in a field submits.
+    await page.selectOption('#audit-action', 'member.removed');
+    await page.focus('#audit-target');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/audit\?.*action=member\.removed/);
+    assert.equal(await page.locator('#audit-events tbody tr').count(), 1);
+    await shot(page, '17-audit-log-filtered');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#audit-csv')]);
+    assert.equal(download.suggestedFilename(), `${SLUG}-audit.csv`);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    assert.equal(csv.length, 2, csv.join('\n'));
+    assert.match(csv[1], /member\.removed/);
   });
 
   await t.test('forms work without JavaScript', async () => {

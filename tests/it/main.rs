@@ -1,6 +1,7 @@
 //! The one integration-test binary (one link, shared harness).
 
 mod access;
+mod audit_page;
 mod audit_tx;
 mod cli;
 mod concurrency;

@@ -44,11 +44,20 @@ pub(super) async fn list_audit(
     }
     if let Some(a) = &filter.actor_id {
         binds.push(Bind::S(a.clone()));
-        wheres.push(format!("actor_id = ${}", binds.len()));
+        let n = binds.len();
+        wheres.push(format!("(actor_id = ${n} OR actor_email = ${n})"));
     }
     if let Some(a) = &filter.action {
         binds.push(Bind::S(a.clone()));
         wheres.push(format!("action = ${}", binds.len()));
+    }
+    if !filter.targets.is_empty() {
+        let mut marks = Vec::new();
+        for t in &filter.targets {
+            binds.push(Bind::S(t.clone()));
+            marks.push(format!("${}", binds.len()));
+        }
+        wheres.push(format!("target IN ({})", marks.join(", ")));
     }
     if let Some(t) = filter.since {
         binds.push(Bind::I(t));
@@ -68,6 +77,27 @@ pub(super) async fn list_audit(
         .fetch_all(s.read())
         .await?;
     rows.iter().map(audit_from).collect()
+}
+
+pub(super) async fn user_emails(
+    s: &SqlStore,
+    ids: &[String],
+) -> StoreResult<Vec<(String, String)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let binds: Vec<Bind> = ids.iter().map(|i| Bind::S(i.clone())).collect();
+    let marks: Vec<String> = (1..=binds.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT id, email FROM users WHERE id IN ({})",
+        marks.join(", ")
+    );
+    let rows = bind_all(sqlx::query(&sql), &binds)
+        .fetch_all(s.read())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id")?, r.try_get("email")?)))
+        .collect()
 }
 
 pub(super) async fn purge_audit(s: &SqlStore, workspace_id: &str, before: i64) -> StoreResult<u64> {

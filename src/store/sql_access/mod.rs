@@ -366,6 +366,10 @@ impl AccessStore for SqlStore {
         audit::list_audit(self, workspace_id, filter, cursor, limit).await
     }
 
+    async fn user_emails(&self, ids: &[String]) -> StoreResult<Vec<(String, String)>> {
+        audit::user_emails(self, ids).await
+    }
+
     async fn purge_audit(&self, workspace_id: &str, before: i64) -> StoreResult<u64> {
         audit::purge_audit(self, workspace_id, before).await
     }

@@ -1,8 +1,8 @@
 //! The workspace owner's pages: Access Management (users, user groups,
-//! tokens), a member's page, a group's page and the SSO settings. Each page
-//! lives in its own file; this one holds what they share: who is looking and
-//! what they may do, form parsing, field errors, policy fields and the
-//! header's workspace switcher.
+//! tokens), a member's page, a group's page, the SSO settings and the
+//! audit log. Each page lives in its own file; this one holds what they
+//! share: who is looking and what they may do, form parsing, field errors,
+//! policy fields and the header's workspace switcher.
 //!
 //! The rules are the core's (`service/`): the gate makes the one decision
 //! (`service::access::authorize`) before any handler and hands it over
@@ -11,6 +11,7 @@
 //! the REST API, so a page can never allow what the API refuses.
 
 pub mod access;
+pub mod audit;
 pub mod forms;
 pub mod group;
 pub mod groups;
@@ -133,6 +134,7 @@ pub fn page_routes() -> Vec<PageRoute> {
             "/w/{slug}/access/tokens/{id}/revoke",
             post(tokens::revoke),
         ),
+        page(Get, "/w/{slug}/audit", get(audit::page)),
         page(Get, "/w/{slug}/settings/sso", get(sso::page)),
         page(
             Post,

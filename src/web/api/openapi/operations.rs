@@ -60,15 +60,20 @@ const MEMBER_QUERY: &[Param] = &[
     },
 ];
 
-const AUDIT_FILTERS: [Param; 4] = [
+const AUDIT_FILTERS: [Param; 5] = [
     Param {
         name: "actor",
-        description: "Only events by this actor id.",
+        description: "Only events by this actor (its id, or a person's email).",
         schema: string,
     },
     Param {
         name: "action",
         description: "Only events with this action (e.g. `member.updated`).",
+        schema: string,
+    },
+    Param {
+        name: "target",
+        description: "Only events with this target (an id, a domain, an email; a person's email also finds the events whose target is their user id).",
         schema: string,
     },
     Param {
@@ -90,6 +95,7 @@ const AUDIT_QUERY: &[Param] = &[
     AUDIT_FILTERS[1],
     AUDIT_FILTERS[2],
     AUDIT_FILTERS[3],
+    AUDIT_FILTERS[4],
 ];
 
 /// A JSON reply.
