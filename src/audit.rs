@@ -29,7 +29,9 @@ impl Entry<'_> {
     /// The event this entry describes, at `now`.
     pub fn event(self, now: i64) -> AuditEvent {
         AuditEvent {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered: events of the same second list in the order
+            // they were made (the log orders by time, then id).
+            id: uuid::Uuid::now_v7().to_string(),
             workspace_id: self.workspace_id.map(str::to_string),
             time: now,
             actor: self.actor,
