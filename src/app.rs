@@ -151,7 +151,9 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         invalidate,
         clock,
         secret,
+        logouts: Default::default(),
     }));
+    crate::service::backchannel::spawn(&state.0);
     Ok(Gateway { state, sql })
 }
 

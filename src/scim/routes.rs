@@ -922,7 +922,11 @@ impl Kind for Users {
             &update,
             state.clock.now(),
         );
-        Ok(ctx.audited(state, action, Some(id), details, write).await?)
+        let written = ctx.audited(state, action, Some(id), details, write).await?;
+        if action == "scim.user.deactivated" {
+            apps_lose(state, &ctx.ws.id, id).await;
+        }
+        Ok(written)
     }
     async fn delete(
         state: &AppState,
@@ -930,8 +934,19 @@ impl Kind for Users {
         id: &str,
         expected: Option<i64>,
     ) -> crate::store::StoreResult<Written> {
-        state.store.scim_delete_user(ws, id, expected).await
+        let written = state.store.scim_delete_user(ws, id, expected).await?;
+        if matches!(written, Written::Done { .. }) {
+            apps_lose(state, ws, id).await;
+        }
+        Ok(written)
     }
+}
+
+/// A person deactivated or deleted by the IdP: the workspace's apps are
+/// told (back-channel logout) and their tokens stop working.
+async fn apps_lose(state: &AppState, ws: &str, user_id: &str) {
+    let which = crate::store::oidc::GrantsOf::UserInWorkspace(user_id, ws);
+    crate::service::op::grants_ended(state, which).await;
 }
 
 impl Kind for Groups {

@@ -60,6 +60,10 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("user.recovery_codes_replaced", "New recovery codes"),
     ("user.twilio_linked", "Twilio account linked"),
     ("user.twilio_unlinked", "Twilio account unlinked"),
+    ("oidc_client.created", "App (OpenID client) registered"),
+    ("oidc_client.deleted", "App (OpenID client) deleted"),
+    ("oidc.logout_delivered", "App told of a sign-out"),
+    ("oidc.logout_failed", "App could not be told of a sign-out"),
 ];
 
 /// What the page knows about the ids its events mention: user id → email,
@@ -288,6 +292,20 @@ fn specific(e: &AuditEvent, names: &Names) -> Option<String> {
             None => format!("{who} registered the resource {t}"),
         },
         "resource.deleted" => format!("{who} deleted the resource {t}"),
+        "oidc_client.created" => format!(
+            "{who} registered the app {}",
+            text(d, "name").map(quoted).unwrap_or_else(|| t.to_string())
+        ),
+        "oidc_client.deleted" => format!("{who} deleted the app {t}"),
+        "oidc.logout_delivered" => format!(
+            "The app {t} was told that {} signed out (back-channel logout)",
+            names.user(text(d, "user_id"))
+        ),
+        "oidc.logout_failed" => format!(
+            "The app {t} could not be told that {} signed out: {}",
+            names.user(text(d, "user_id")),
+            text(d, "error").unwrap_or("it did not answer")
+        ),
         "workspace.created" => format!("{who} created the workspace {t}"),
         "workspace.settings_updated" => {
             format!("{who} changed the sign-in settings{}", changed_settings(d))
@@ -427,6 +445,8 @@ mod tests {
             "scim.group.",
             "user.",
             "signin.",
+            "oidc_client.",
+            "oidc.",
         ];
         let listed: Vec<&str> = ACTIONS.iter().map(|(a, _)| *a).collect();
         let mut found = 0;

@@ -106,7 +106,11 @@ pub async fn remove(core: &Core, ctx: &Ctx, user_id: &str) -> Result<(), DomainE
     ctx.require_owner()?;
     let change = core.store.remove_member_checked(&ctx.ws.id, user_id);
     ctx.audited(core, "member.removed", Some(user_id), json!({}), change)
-        .await
+        .await?;
+    // The workspace's apps hear of it (back-channel logout).
+    let which = crate::store::oidc::GrantsOf::UserInWorkspace(user_id, &ctx.ws.id);
+    super::op::grants_ended(core, which).await;
+    Ok(())
 }
 
 /// An owner resets a member's two-factor authentication (audited).

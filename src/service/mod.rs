@@ -6,10 +6,13 @@ pub mod access;
 pub mod account;
 pub mod audit_log;
 pub mod audit_words;
+pub mod backchannel;
 pub mod domains;
 pub mod groups;
 pub mod invitations;
 pub mod members;
+pub mod oidc_clients;
+pub mod op;
 pub mod resources;
 pub mod settings;
 pub mod signin;
@@ -53,6 +56,9 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     /// The deployment secret (MAC and sealing keys derive from it).
     pub secret: Vec<u8>,
+    /// Wakes the back-channel logout delivery ([`backchannel`]) when
+    /// logouts were queued.
+    pub logouts: Arc<tokio::sync::Notify>,
 }
 
 impl Core {
@@ -67,6 +73,8 @@ impl Core {
     pub async fn end_session(&self, cookie_value: &str) -> Result<(), crate::domain::DomainError> {
         self.sessions.revoke(cookie_value).await?;
         self.access_changed().await;
+        let key = crate::crypto::sha256_hex(cookie_value.as_bytes());
+        op::grants_ended(self, crate::store::oidc::GrantsOf::Session(&key)).await;
         Ok(())
     }
 
@@ -79,6 +87,11 @@ impl Core {
     ) -> Result<usize, crate::domain::DomainError> {
         let ended = self.sessions.revoke_all(user_id, keep).await?;
         self.access_changed().await;
+        op::grants_ended(
+            self,
+            crate::store::oidc::GrantsOf::UserExcept(user_id, keep),
+        )
+        .await;
         Ok(ended)
     }
 }

@@ -188,6 +188,23 @@ impl SessionManager {
         Ok(Some(s))
     }
 
+    /// The live session with this storage key, read only (the idle window
+    /// does not slide: an app's token use is not the person's activity).
+    pub async fn by_key(&self, key: &str) -> Result<Option<Session>, KvError> {
+        let Some(json) = self.kv.get(&skey(key)).await? else {
+            return Ok(None);
+        };
+        let Ok(mut s) = serde_json::from_str::<Session>(&json) else {
+            return Ok(None);
+        };
+        s.key = key.to_string();
+        let now = self.clock.now();
+        s.idle_secs = (now - s.seen).max(0);
+        let live = now < s.created + self.absolute.as_secs() as i64
+            && now < s.seen + self.idle.as_secs() as i64;
+        Ok(live.then_some(s))
+    }
+
     /// Whether the session with this storage key still exists (cheap: no
     /// expiry logic, no write). Errors when the store cannot answer.
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {

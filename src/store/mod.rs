@@ -2,6 +2,7 @@
 //! share the portable SQL in [`sql`]; they differ in how they connect.
 
 pub mod access;
+pub mod oidc;
 pub mod postgres;
 pub mod scim;
 pub mod sql;
@@ -59,12 +60,13 @@ pub struct WorkspaceAccess {
 }
 
 pub use access::{AccessStore, AuditFilter, MemberFilter, NewInvitation};
+pub use oidc::OidcStore;
 pub use scim::ScimStore;
 pub use sso::{Domain, SsoConnection, SsoStore};
 pub use twilio_issuer::TwilioIssuerStore;
 
 #[async_trait]
-pub trait Store: AccessStore + ScimStore + SsoStore + Send + Sync + 'static {
+pub trait Store: AccessStore + ScimStore + SsoStore + OidcStore + Send + Sync + 'static {
     /// Cheap round trip for readiness.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -11,6 +11,7 @@ pub mod http;
 pub mod invitations;
 pub mod login;
 pub mod mfa;
+pub mod oauth2;
 pub mod ops;
 pub mod pages;
 pub mod sso;
@@ -92,6 +93,18 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/verify", get(forward_auth::verify))
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/.well-known/openid-configuration", get(oauth2::discovery))
+        .route("/oauth2/authorize", get(oauth2::authorize))
+        .route("/oauth2/token", post(oauth2::token))
+        .route(
+            "/oauth2/userinfo",
+            get(oauth2::userinfo).post(oauth2::userinfo),
+        )
+        .route("/oauth2/revoke", post(oauth2::revoke))
+        .route(
+            "/oauth2/logout",
+            get(oauth2::logout).post(oauth2::logout_confirmed),
+        )
         .merge(api::routes(state.clone()))
         .merge(pages::routes(state.clone()))
         .merge(crate::scim::routes())

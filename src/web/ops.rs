@@ -54,6 +54,18 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
          # TYPE iamgw_session_check_round_trips_total counter\n\
          iamgw_session_check_round_trips_total {rounds}\n"
     ));
+    // The back-channel logout outbox, shared by every instance.
+    match state.store.logout_counts().await {
+        Ok(c) => body.push_str(&format!(
+            "# HELP iamgw_backchannel_logouts Back-channel logouts by state (pending: waiting or being retried).\n\
+             # TYPE iamgw_backchannel_logouts gauge\n\
+             iamgw_backchannel_logouts{{state=\"pending\"}} {}\n\
+             iamgw_backchannel_logouts{{state=\"delivered\"}} {}\n\
+             iamgw_backchannel_logouts{{state=\"failed\"}} {}\n",
+            c.pending, c.delivered, c.failed
+        )),
+        Err(e) => tracing::warn!(error = %e, "back-channel logout counts unavailable"),
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

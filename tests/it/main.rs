@@ -13,6 +13,7 @@ mod forward_auth;
 mod header_props;
 mod keys;
 mod oidc_fixture;
+mod oidc_provider;
 mod oidc_rp;
 mod openapi;
 mod ops;

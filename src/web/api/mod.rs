@@ -7,6 +7,7 @@ pub mod groups;
 pub mod invitations;
 pub mod me;
 pub mod members;
+pub mod oidc_clients;
 pub mod openapi;
 pub mod resources;
 pub mod settings;
@@ -161,6 +162,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             Post,
             ws_path!("/domains/{domain}/verify"),
             sso::verify_domain,
+        ),
+        at(Get, ws_path!("/oidc-clients"), oidc_clients::list),
+        at(Post, ws_path!("/oidc-clients"), oidc_clients::create),
+        at(
+            Delete,
+            ws_path!("/oidc-clients/{client_id}"),
+            oidc_clients::remove,
         ),
         at(Get, ws_path!("/audit-events"), audit_log::list),
         at(Get, ws_path!("/audit-events.csv"), audit_log::csv),

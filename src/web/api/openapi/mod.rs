@@ -293,6 +293,10 @@ const TAGS: &[(&str, &str)] = &[
         "API tokens (bearer access to this API) and SCIM tokens.",
     ),
     ("resources", "Resources that scoped roles refer to."),
+    (
+        "oidc-clients",
+        "Apps that sign people in against the gateway with OpenID Connect.",
+    ),
     ("audit", "The workspace audit log."),
 ];
 

@@ -631,6 +631,39 @@ pub const OPERATIONS: &[Operation] = &[
             json(200, "The verified domain.", "Domain"),
         )
     },
+    op(
+        Get,
+        ws_path!("/oidc-clients"),
+        "listOidcClients",
+        "oidc-clients",
+        "The apps that sign people in with OpenID Connect (never their secrets; owners)",
+        json(200, "The clients.", "OidcClientList"),
+    ),
+    Operation {
+        body: body("NewOidcClient"),
+        links: &[Link {
+            name: "deleteOidcClient",
+            operation: "deleteOidcClient",
+            parameter: "client_id",
+            pointer: "/client_id",
+        }],
+        ..op(
+            Post,
+            ws_path!("/oidc-clients"),
+            "createOidcClient",
+            "oidc-clients",
+            "Register an app; a confidential client's secret is in this reply only (owners)",
+            json(201, "The client, with its secret.", "OidcClientCreated"),
+        )
+    },
+    op(
+        Delete,
+        ws_path!("/oidc-clients/{client_id}"),
+        "deleteOidcClient",
+        "oidc-clients",
+        "Delete an app and every code and token it was issued (owners)",
+        DELETED,
+    ),
     Operation {
         query: AUDIT_QUERY,
         ..op(

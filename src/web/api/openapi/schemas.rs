@@ -334,6 +334,45 @@ pub fn components() -> Map<String, Value> {
     );
     put("NewScimToken", closed(&[], &[("description", string())]));
 
+    // OpenID Connect clients.
+    put("OidcClient", oidc_client(false));
+    put("OidcClientList", list_of("OidcClient"));
+    put("OidcClientCreated", oidc_client(true));
+    let uri = || json!({"type": "string", "format": "uri", "maxLength": 2048, "description": "Absolute, no fragment; https, or http on a loopback host. Compared exactly."});
+    put(
+        "NewOidcClient",
+        closed(
+            &[
+                (
+                    "name",
+                    json!({"type": "string", "minLength": 1, "maxLength": 100}),
+                ),
+                (
+                    "redirect_uris",
+                    json!({"type": "array", "items": uri(), "minItems": 1, "maxItems": 20}),
+                ),
+            ],
+            &[
+                (
+                    "post_logout_redirect_uris",
+                    json!({"type": "array", "items": uri(), "maxItems": 20}),
+                ),
+                (
+                    "backchannel_logout_uri",
+                    json!({"anyOf": [uri(), {"type": "null"}]}),
+                ),
+                (
+                    "public",
+                    json!({"type": "boolean", "description": "A public client (no secret; PKCE only)."}),
+                ),
+                (
+                    "required_role",
+                    json!({"type": ["string", "null"], "enum": roles_or_null(), "description": "Only people with this role in the workspace may sign in to the app."}),
+                ),
+            ],
+        ),
+    );
+
     // Resources and the audit log.
     put("Resource", resource());
     put("ResourceList", list_of("Resource"));
@@ -673,6 +712,39 @@ fn token(created: bool) -> Value {
         // The secret never appears outside the reply that created it.
         out["properties"]["token"] = json!(false);
     }
+    out
+}
+
+fn roles_or_null() -> Vec<Value> {
+    let mut v: Vec<Value> = roles::CATALOG.iter().map(|r| json!(r.id)).collect();
+    v.push(Value::Null);
+    v
+}
+
+fn oidc_client(created: bool) -> Value {
+    let fields = [
+        ("client_id", string()),
+        ("name", string()),
+        ("public", boolean()),
+        ("redirect_uris", array(string())),
+        ("post_logout_redirect_uris", array(string())),
+        (
+            "backchannel_logout_uri",
+            json!({"type": ["string", "null"]}),
+        ),
+        ("required_role", json!({"type": ["string", "null"]})),
+        ("created_by", json!({"type": ["string", "null"]})),
+        ("created_at", timestamp()),
+    ];
+    let secret = [(
+        "client_secret",
+        json!({"type": "string", "pattern": "^iamgw_cs_", "description": "A confidential client's secret: shown in this reply only."}),
+    )];
+    if created {
+        return object(&fields, &secret);
+    }
+    let mut out = object(&fields, &[]);
+    out["properties"]["client_secret"] = json!(false);
     out
 }
 

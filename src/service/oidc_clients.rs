@@ -1,0 +1,195 @@
+//! The workspace's OpenID Connect clients (SPEC section 13): the apps that
+//! sign people in against the gateway. Owners register and delete them;
+//! every change is audited.
+
+use super::{Core, Ctx};
+use crate::crypto;
+use crate::domain::roles;
+use crate::domain::DomainError;
+use crate::store::oidc::OidcClient;
+use serde::Deserialize;
+use serde_json::json;
+
+/// The prefix of client secrets (so secret scanners recognise them).
+pub const SECRET_PREFIX: &str = "iamgw_cs_";
+
+const MAX_URIS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub public: bool,
+    #[serde(default)]
+    pub required_role: Option<String>,
+}
+
+/// Whether `uri` may be registered: absolute, no fragment, no user info,
+/// https, or http on a loopback host. `Err` says why not.
+pub fn check_uri(field: &str, uri: &str) -> Result<(), DomainError> {
+    let bad = |why: &str| Err(DomainError::Invalid(format!("{field}: {why} ({uri:?})")));
+    if uri.len() > 2048 || uri.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("not a usable URL");
+    }
+    let Ok(url) = url::Url::parse(uri) else {
+        return bad("not an absolute URL");
+    };
+    if url.fragment().is_some() {
+        return bad("must not have a fragment");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return bad("must not carry user information");
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return bad("must name a host"),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bad("http is allowed only on a loopback host; use https"),
+        _ => bad("must be https (or http on a loopback host)"),
+    }
+}
+
+fn check_uris(field: &str, uris: &[String], at_least_one: bool) -> Result<(), DomainError> {
+    if at_least_one && uris.is_empty() {
+        return Err(DomainError::Invalid(format!(
+            "{field}: at least one is needed"
+        )));
+    }
+    if uris.len() > MAX_URIS {
+        return Err(DomainError::Invalid(format!("{field}: at most {MAX_URIS}")));
+    }
+    uris.iter().try_for_each(|u| check_uri(field, u))
+}
+
+/// Checks a registration request.
+pub fn check(req: &NewClient) -> Result<(), DomainError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(DomainError::Invalid(
+            "name: 1 to 100 characters, no control characters".into(),
+        ));
+    }
+    check_uris("redirect_uris", &req.redirect_uris, true)?;
+    check_uris(
+        "post_logout_redirect_uris",
+        &req.post_logout_redirect_uris,
+        false,
+    )?;
+    if let Some(u) = &req.backchannel_logout_uri {
+        check_uri("backchannel_logout_uri", u)?;
+    }
+    if let Some(r) = &req.required_role {
+        if roles::find(r).is_none() {
+            return Err(DomainError::Invalid(format!(
+                "required_role: unknown role {r:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The workspace's clients (owners).
+pub async fn list(core: &Core, ctx: &Ctx) -> Result<Vec<OidcClient>, DomainError> {
+    ctx.require_owner()?;
+    Ok(core.store.oidc_clients(&ctx.ws.id).await?)
+}
+
+/// Registers a client (owners; audited). Returns it and, for a
+/// confidential client, its secret, which is shown this once.
+pub async fn create(
+    core: &Core,
+    ctx: &Ctx,
+    req: NewClient,
+) -> Result<(OidcClient, Option<String>), DomainError> {
+    ctx.require_owner()?;
+    check(&req)?;
+    let secret = if req.public {
+        None
+    } else {
+        Some(crate::tokens::mint(SECRET_PREFIX)?)
+    };
+    let client = OidcClient {
+        id: format!("iamgw-{}", crypto::b64url(&crypto::random_bytes::<12>()?)),
+        workspace_id: ctx.ws.id.clone(),
+        name: req.name.trim().to_string(),
+        secret_hash: secret.as_deref().map(crate::tokens::hash),
+        redirect_uris: req.redirect_uris,
+        post_logout_redirect_uris: req.post_logout_redirect_uris,
+        backchannel_logout_uri: req.backchannel_logout_uri,
+        required_role: req.required_role,
+        created_by: ctx.caller.actor().id,
+        created_at: core.clock.now(),
+    };
+    let details = json!({
+        "name": client.name,
+        "public": secret.is_none(),
+        "redirect_uris": client.redirect_uris,
+        "required_role": client.required_role,
+    });
+    let change = core.store.create_oidc_client(&client);
+    ctx.audited(
+        core,
+        "oidc_client.created",
+        Some(&client.id),
+        details,
+        change,
+    )
+    .await?;
+    Ok((client, secret))
+}
+
+/// Deletes a client of this workspace and everything it was issued
+/// (owners; audited).
+pub async fn delete(core: &Core, ctx: &Ctx, id: &str) -> Result<(), DomainError> {
+    ctx.require_owner()?;
+    let change = core.store.delete_oidc_client(&ctx.ws.id, id);
+    ctx.audited(core, "oidc_client.deleted", Some(id), json!({}), change)
+        .await
+}
+
+/// Whether `presented` is this client's secret (constant time).
+pub fn secret_matches(client: &OidcClient, presented: &str) -> bool {
+    match &client.secret_hash {
+        Some(stored) => crypto::ct_eq(crate::tokens::hash(presented).as_bytes(), stored.as_bytes()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_uri;
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_http_without_fragment() {
+        for ok in [
+            "https://app.example.com/cb",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb?x=1",
+            "http://[::1]:9/cb",
+        ] {
+            assert!(check_uri("r", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#x",
+            "/cb",
+            "javascript:alert(1)",
+            "https://user:pw@app.example.com/cb",
+            "https://app.example.com/c b",
+            "http://127.0.0.1.evil.test/cb",
+        ] {
+            assert!(check_uri("r", bad).is_err(), "{bad}");
+        }
+    }
+}
