@@ -972,3 +972,182 @@ async fn rp_initiated_logout_signs_out_with_a_hint_and_asks_without_one() {
     assert_eq!(b.verify(srv, "workspace=acme").await.status, 200);
     op.srv.stop().await;
 }
+
+/// Apache httpd with mod_auth_openidc on a free port, configured with only
+/// the gateway's discovery URL, a registered client and a protected
+/// location whose page shows the email and roles claims (server-side
+/// includes). Stops when dropped.
+struct Apache {
+    child: std::process::Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Apache {
+    async fn start(bin: &std::path::Path, op: &Op) -> Apache {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let base = format!("http://127.0.0.1:{port}");
+        let redirect = format!("{base}/protected/redirect_uri");
+        let app = op
+            .register(json!({
+                "name": "Apache",
+                "redirect_uris": [redirect],
+                "backchannel_logout_uri": format!("{redirect}?logout=backchannel"),
+            }))
+            .await;
+        let dir = temp_dir();
+        std::fs::create_dir_all(dir.join("htdocs/protected")).unwrap();
+        std::fs::write(
+            dir.join("htdocs/protected/index.shtml"),
+            "<html><body><p>email=<!--#echo var=\"OIDC_CLAIM_email\" --></p>\
+             <p>roles=<!--#echo var=\"OIDC_CLAIM_roles\" --></p></body></html>\n",
+        )
+        .unwrap();
+        let d = dir.display();
+        let m = "/usr/lib/apache2/modules";
+        let conf = format!(
+            "ServerRoot {d}\n\
+             ServerName 127.0.0.1\n\
+             Listen 127.0.0.1:{port}\n\
+             PidFile {d}/httpd.pid\n\
+             DefaultRuntimeDir {d}\n\
+             ErrorLog {d}/error.log\n\
+             LogLevel warn auth_openidc:info\n\
+             LoadModule mpm_event_module {m}/mod_mpm_event.so\n\
+             LoadModule authz_core_module {m}/mod_authz_core.so\n\
+             LoadModule authn_core_module {m}/mod_authn_core.so\n\
+             LoadModule authz_user_module {m}/mod_authz_user.so\n\
+             LoadModule mime_module {m}/mod_mime.so\n\
+             LoadModule include_module {m}/mod_include.so\n\
+             LoadModule auth_openidc_module {m}/mod_auth_openidc.so\n\
+             User www-data\n\
+             Group www-data\n\
+             TypesConfig /etc/mime.types\n\
+             DocumentRoot {d}/htdocs\n\
+             AddType text/html .shtml\n\
+             AddOutputFilter INCLUDES .shtml\n\
+             <Directory {d}/htdocs>\n  Options +Includes\n  Require all granted\n</Directory>\n\
+             OIDCProviderMetadataURL {gw}/.well-known/openid-configuration\n\
+             OIDCClientID {id}\n\
+             OIDCClientSecret {secret}\n\
+             OIDCRedirectURI {redirect}\n\
+             OIDCCryptoPassphrase {pass}\n\
+             OIDCScope \"openid email profile\"\n\
+             OIDCPKCEMethod S256\n\
+             OIDCPassClaimsAs environment\n\
+             <Location /protected>\n  AuthType openid-connect\n  Require valid-user\n</Location>\n",
+            gw = op.srv.base,
+            id = app["client_id"].as_str().unwrap(),
+            secret = app["client_secret"].as_str().unwrap(),
+            pass = uuid::Uuid::new_v4().simple(),
+        );
+        std::fs::write(dir.join("httpd.conf"), conf).unwrap();
+        // Children run as www-data when the tests run as root.
+        std::process::Command::new("chmod")
+            .args(["-R", "a+rwX", &dir.display().to_string()])
+            .status()
+            .unwrap();
+        let mut child = std::process::Command::new(bin)
+            .args(["-f", &dir.join("httpd.conf").display().to_string(), "-DFOREGROUND"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, "apache2", &dir.join("stderr.log")).await;
+        Apache { child, base, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+/// Follows redirects between Apache and the gateway as a browser does (one
+/// cookie jar), signing in when the gateway asks; returns the last page.
+async fn browse(b: &mut Browser, op: &Op, start: &str, email: &str) -> Page {
+    let mut url = start.to_string();
+    for _ in 0..12 {
+        let page = b.get(&url).await;
+        let Some(loc) = page.header("location").filter(|_| (300..400).contains(&page.status)) else {
+            return page;
+        };
+        let next = if loc.starts_with('/') {
+            let u = url::Url::parse(&url).unwrap();
+            format!("{}://{}{loc}", u.scheme(), u.host_str().unwrap().to_string() + &u.port().map(|p| format!(":{p}")).unwrap_or_default())
+        } else {
+            loc.clone()
+        };
+        if let Some(rest) = next.strip_prefix(&op.srv.url("/login?return_to=")) {
+            let back = url::form_urlencoded::parse(format!("r={rest}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned();
+            let done = b.sign_in(&op.srv, email, PASSWORD, &back).await;
+            assert_eq!(done.status, 303, "{}", done.body);
+            url = op.srv.url(&back);
+            continue;
+        }
+        url = next;
+    }
+    panic!("too many redirects from {start}");
+}
+
+#[tokio::test]
+async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_channel() {
+    let Some(bin) = needs_tool("apache2", "apache2 libapache2-mod-auth-openidc") else {
+        return;
+    };
+    let module = std::path::Path::new("/usr/lib/apache2/modules/mod_auth_openidc.so");
+    if needs(module.exists().then_some(()), "mod_auth_openidc is not installed (Debian package libapache2-mod-auth-openidc)").is_none() {
+        return;
+    }
+    let op = Op::start(sqlite()).await;
+    op.srv
+        .add_member(&op.ws_id, "mia@acme.test", &["workspace_member"])
+        .await;
+    let apache = Apache::start(&bin, &op).await;
+    let protected = format!("{}/protected/index.shtml", apache.base);
+
+    // Not signed in anywhere: Apache sends the browser to the gateway, which
+    // asks for a password and sends it back with a code.
+    let mut b = Browser::new();
+    let page = browse(&mut b, &op, &protected, "mia@acme.test").await;
+    assert_eq!(page.status, 200, "{}\n{}", page.body, apache.log());
+    assert!(page.body.contains("email=mia@acme.test"), "{}", page.body);
+    assert!(page.body.contains("roles=workspace_member"), "{}", page.body);
+    // Signed in at Apache: the page is served without the gateway.
+    let again = b.get(&protected).await;
+    assert_eq!(again.status, 200);
+
+    // A sign-out at the gateway reaches Apache by back-channel logout...
+    let csrf = b.get(&op.srv.url("/account")).await.csrf();
+    let out = b.post_form(&op.srv.url("/logout"), &[("csrf_token", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    let mut delivered = false;
+    for _ in 0..100 {
+        let m = metrics(&op.srv).await;
+        if m.contains("iamgw_backchannel_logouts{state=\"delivered\"} 1") {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "back-channel logout not delivered:\n{}", apache.log());
+    // ...so the next request to Apache is sent to sign in again.
+    let next = b.get(&protected).await;
+    assert_eq!(next.status, 302, "{}", apache.log());
+    let loc = next.header("location").unwrap();
+    assert!(loc.starts_with(&op.srv.url("/oauth2/authorize?")), "{loc}");
+    op.srv.stop().await;
+}
