@@ -74,8 +74,9 @@ fn check_uris(field: &str, uris: &[String], at_least_one: bool) -> Result<(), Do
 
 /// Checks a registration request.
 pub fn check(req: &NewClient) -> Result<(), DomainError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    // Checked as sent (the schema's maxLength counts every character).
+    let name = &req.name;
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(DomainError::Invalid(
             "name: 1 to 100 characters, no control characters".into(),
         ));
