@@ -793,7 +793,12 @@ async fn the_users_tab_and_the_workspace_list_show_effective_roles_with_their_so
     );
     // Out of the group, the role it gave is gone from both pages.
     store
-        .update_member(&a.ws_id, &mia, None, Some(&[members.id.clone()]))
+        .update_member(
+            &a.ws_id,
+            &mia,
+            None,
+            Some(std::slice::from_ref(&members.id)),
+        )
         .await
         .unwrap();
     let list = br.get(&a.srv.url("/workspaces")).await;
