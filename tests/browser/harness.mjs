@@ -151,12 +151,20 @@ export async function startGateway({ smtpUrl, slug, email, password }) {
  *  practices (landmarks, one main heading, ...). */
 const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'];
 
-const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const AXE_SOURCE = (() => {
+  const require = createRequire(import.meta.url);
+  try {
+    return readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  } catch {
+    throw new Error('axe-core is missing from tests/browser/node_modules: run npm ci in tests/browser');
+  }
+})();
 
 /** Runs axe-core (WCAG 2.x A/AA and best-practice rules) on the page as it
  *  is now and fails, naming the page, on any violation of impact serious or
  *  critical, listing each rule and the elements it found. Returns axe's
- *  result for further checks. */
+ *  result for further checks. `AXE_VERBOSE=1` prints every violation of any
+ *  impact and what axe could not decide. */
 export async function assertAccessible(page, name) {
   if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
     // Not page.addScriptTag: the gateway's CSP (default-src 'self') refuses
@@ -166,12 +174,11 @@ export async function assertAccessible(page, name) {
   }
   const result = await page.evaluate((tags) => window.axe.run(document, {
     runOnly: { type: 'tag', values: tags },
-    resultTypes: ['violations'],
+    resultTypes: ['violations', 'incomplete'],
   }), AXE_TAGS);
   if (process.env.AXE_VERBOSE) {
-    const full = await page.evaluate(() => window.axe.run(document, { resultTypes: ["incomplete"] }));
-    console.error(`axe ${name}: ${result.violations.length} violation(s); needs review: ${full.incomplete.map((v) => `${v.impact} ${v.id} ${v.nodes.map((n) => n.target.join(" ")).join(" ")}`).join("; ")}`);
-    for (const v of result.violations) console.error(`axe ${name}: ${v.impact} ${v.id} ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    const list = (vs) => vs.map((v) => `${v.impact} ${v.id} [${v.nodes.map((n) => n.target.join(' ')).join(', ')}]`).join('; ') || 'none';
+    console.error(`axe ${name}: violations: ${list(result.violations)}; undecided: ${list(result.incomplete)}`);
   }
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
   const report = bad

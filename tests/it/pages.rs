@@ -702,11 +702,17 @@ async fn the_group_page_forms_rename_change_roles_and_members_and_delete() {
 /// The text of the table row that holds `marker` (a `data-…` attribute),
 /// tags dropped and blanks squeezed.
 fn row_text(body: &str, marker: &str) -> String {
+    text_until(body, marker, "</tr>")
+}
+
+/// The text from `marker` to the next `end`, tags dropped and blanks
+/// squeezed.
+fn text_until(body: &str, marker: &str, end: &str) -> String {
     let start = body
         .find(marker)
         .unwrap_or_else(|| panic!("no {marker} in:\n{body}"));
     let row = &body[start..];
-    let row = &row[..row.find("</tr>").unwrap()];
+    let row = &row[..row.find(end).unwrap()];
     let mut text = String::new();
     let mut in_tag = false;
     for c in row.chars() {
@@ -724,7 +730,7 @@ fn row_text(body: &str, marker: &str) -> String {
 }
 
 #[tokio::test]
-async fn the_users_tab_and_the_workspace_list_show_effective_roles_with_their_source() {
+async fn the_users_tab_member_page_and_workspace_list_show_effective_roles_with_their_source() {
     use iam_gateway::domain::roles::{Policy, Scope};
     let a = acme().await;
     let store = a.srv.store();
@@ -778,6 +784,19 @@ async fn the_users_tab_and_the_workspace_list_show_effective_roles_with_their_so
     let row = row_text(&tab.body, "data-email=\"ann@acme.test\"");
     assert!(row.contains("Workspace Owner direct"), "{row}");
     assert!(!row.contains("via group"), "{row}");
+    // Her member page too.
+    let page = owner
+        .get(&a.srv.url(&format!("/w/acme/access/users/{mia}")))
+        .await;
+    let effective = text_until(&page.body, "id=\"effective-access\"", "</ul>");
+    assert!(
+        effective.contains("Workspace Member direct, via group “Everyone”"),
+        "{effective}"
+    );
+    assert!(
+        effective.contains("Source Admin on labels env:prod via group “Prod admins”"),
+        "{effective}"
+    );
     // Mia's own list of workspaces says the same.
     let mut br = signed_in(&a.srv, "mia@acme.test").await;
     let list = br.get(&a.srv.url("/workspaces")).await;
