@@ -337,3 +337,45 @@ pub fn csv_stream(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, name: &str, roles: &[&str]) -> Group {
+        Group {
+            id: id.into(),
+            workspace_id: "ws".into(),
+            name: name.into(),
+            description: String::new(),
+            policies: roles.iter().map(|r| Policy::workspace(r)).collect(),
+            member_ids: Vec::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn each_effective_role_is_listed_once_with_every_source_and_only_the_members_groups_count() {
+        let groups = [
+            group("g1", "Everyone", &["workspace_member", "billing_admin"]),
+            group("g2", "Admins", &["workspace_member"]),
+            group("g3", "Not hers", &["workspace_owner"]),
+        ];
+        let direct = [Policy::workspace("workspace_member")];
+        let ids = ["g1".to_string(), "g2".to_string()];
+        let roles = sourced_roles(&direct, &ids, &groups);
+        assert_eq!(roles.len(), 2, "{roles:?}");
+        assert_eq!(roles[0].policy, Policy::workspace("workspace_member"));
+        assert_eq!(
+            roles[0].sources,
+            vec![
+                RoleSource::Direct,
+                RoleSource::Group("Everyone".into()),
+                RoleSource::Group("Admins".into()),
+            ]
+        );
+        assert_eq!(roles[1].policy, Policy::workspace("billing_admin"));
+        assert_eq!(roles[1].sources, vec![RoleSource::Group("Everyone".into())]);
+        assert!(sourced_roles(&[], &[], &groups).is_empty());
+    }
+}
