@@ -4,7 +4,7 @@
 use super::tokens::check_policies;
 use super::{Core, Ctx};
 use crate::domain::csv;
-use crate::domain::model::{EffectiveAccess, Group, MemberRow, User};
+use crate::domain::model::{EffectiveAccess, Group, MemberRow, User, Workspace};
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::store::{MemberFilter, Store};
@@ -49,6 +49,76 @@ pub async fn access(core: &Core, ctx: &Ctx, user_id: &str) -> Result<EffectiveAc
         .effective_access(&ctx.ws.id, user_id)
         .await?
         .ok_or(DomainError::NotFound)
+}
+
+/// Where one of a member's roles comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSource {
+    /// Given to the member directly.
+    Direct,
+    /// Through the user group of this name.
+    Group(String),
+}
+
+/// One of a member's effective roles, with every place it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcedRole {
+    pub policy: Policy,
+    pub sources: Vec<RoleSource>,
+}
+
+/// A member's effective roles: their own policies first, then those of the
+/// groups (of `groups`) whose ids are in `group_ids`, each policy once with
+/// every source that gives it (SPEC 11: roles add up).
+pub fn sourced_roles(
+    direct: &[Policy],
+    group_ids: &[String],
+    groups: &[Group],
+) -> Vec<SourcedRole> {
+    let mut out: Vec<SourcedRole> = Vec::new();
+    let mut add = |p: &Policy, source: RoleSource| match out.iter_mut().find(|r| r.policy == *p) {
+        Some(r) if !r.sources.contains(&source) => r.sources.push(source),
+        Some(_) => {}
+        None => out.push(SourcedRole {
+            policy: p.clone(),
+            sources: vec![source],
+        }),
+    };
+    for p in direct {
+        add(p, RoleSource::Direct);
+    }
+    for g in groups.iter().filter(|g| group_ids.contains(&g.id)) {
+        for p in &g.policies {
+            add(p, RoleSource::Group(g.name.clone()));
+        }
+    }
+    out
+}
+
+/// The person's workspaces (by slug) with their effective roles in each,
+/// own and through groups, for `/workspaces`.
+pub async fn roles_in_workspaces(
+    core: &Core,
+    user_id: &str,
+) -> Result<Vec<(Workspace, Vec<SourcedRole>)>, DomainError> {
+    let mut out = Vec::new();
+    for w in core.store.workspaces_of_user(user_id).await? {
+        let access = core
+            .store
+            .effective_access(&w.workspace.id, user_id)
+            .await?
+            .unwrap_or_default();
+        let mut groups = Vec::new();
+        for (gid, _) in &access.groups {
+            if let Some(g) = core.store.get_group(&w.workspace.id, gid).await? {
+                groups.push(g);
+            }
+        }
+        let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
+        let roles = sourced_roles(&access.direct, &ids, &groups);
+        out.push((w.workspace, roles));
+    }
+    Ok(out)
 }
 
 /// A member with their access.
@@ -270,4 +340,46 @@ pub fn csv_stream(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(id: &str, name: &str, roles: &[&str]) -> Group {
+        Group {
+            id: id.into(),
+            workspace_id: "ws".into(),
+            name: name.into(),
+            description: String::new(),
+            policies: roles.iter().map(|r| Policy::workspace(r)).collect(),
+            member_ids: Vec::new(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn each_effective_role_is_listed_once_with_every_source_and_only_the_members_groups_count() {
+        let groups = [
+            group("g1", "Everyone", &["workspace_member", "billing_admin"]),
+            group("g2", "Admins", &["workspace_member"]),
+            group("g3", "Not hers", &["workspace_owner"]),
+        ];
+        let direct = [Policy::workspace("workspace_member")];
+        let ids = ["g1".to_string(), "g2".to_string()];
+        let roles = sourced_roles(&direct, &ids, &groups);
+        assert_eq!(roles.len(), 2, "{roles:?}");
+        assert_eq!(roles[0].policy, Policy::workspace("workspace_member"));
+        assert_eq!(
+            roles[0].sources,
+            vec![
+                RoleSource::Direct,
+                RoleSource::Group("Everyone".into()),
+                RoleSource::Group("Admins".into()),
+            ]
+        );
+        assert_eq!(roles[1].policy, Policy::workspace("billing_admin"));
+        assert_eq!(roles[1].sources, vec![RoleSource::Group("Everyone".into())]);
+        assert!(sourced_roles(&[], &[], &groups).is_empty());
+    }
 }

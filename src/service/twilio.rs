@@ -3,10 +3,34 @@
 
 use super::account::{audited_self, twilio_linked, TWILIO_PROVIDER};
 use super::Core;
+use crate::config::TwilioMode;
 use crate::connectors::ExternalIdentity;
 use crate::domain::model::User;
 use crate::domain::DomainError;
 use crate::store::NewUser;
+
+/// The Twilio Console of this gateway's Twilio issuer (`{issuer}/console`),
+/// where the header's product switcher leads a person whose account is
+/// linked; `None` when Twilio sign-in is off.
+pub fn console_url(cfg: &crate::config::Config) -> Option<String> {
+    let issuer = match cfg.twilio.mode {
+        TwilioMode::Embedded => &cfg.twilio_issuer.public_url,
+        TwilioMode::External => &cfg.twilio.issuer_url,
+        TwilioMode::Off => return None,
+    };
+    Some(format!("{issuer}/console"))
+}
+
+/// The Twilio Console for the header of `user_id`'s pages: only when their
+/// account is linked to Twilio (and Twilio sign-in is on).
+pub async fn console_for(core: &Core, user_id: &str) -> Result<Option<String>, DomainError> {
+    let Some(url) = console_url(&core.cfg) else {
+        return Ok(None);
+    };
+    Ok(twilio_linked(core.store.as_ref(), user_id)
+        .await?
+        .then_some(url))
+}
 
 /// Whether Twilio says a second factor was used.
 pub fn used_second_factor(identity: &ExternalIdentity) -> bool {

@@ -325,24 +325,13 @@ pub async fn workspaces(
     let Some(user) = state.store.user_by_id(&session.uid).await? else {
         return Ok(see_other("/login"));
     };
-    let rows = state
-        .store
-        .workspaces_of_user(&user.id)
+    let rows = crate::service::members::roles_in_workspaces(&state, &user.id)
         .await?
         .into_iter()
-        .map(|w| WorkspaceRow {
-            slug: w.workspace.slug,
-            name: w.workspace.name,
-            roles: w
-                .policies
-                .iter()
-                .map(|p| {
-                    crate::domain::roles::find(&p.role)
-                        .map(|d| d.name.to_string())
-                        .unwrap_or_else(|| p.role.clone())
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
+        .map(|(w, roles)| WorkspaceRow {
+            slug: w.slug,
+            name: w.name,
+            roles: super::pages::role_items(&roles),
         })
         .collect();
     let page = WorkspacesPage {

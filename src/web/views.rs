@@ -13,6 +13,10 @@ pub struct Chrome {
     pub workspaces: Vec<NavWorkspace>,
     /// The workspace the page is about, if any.
     pub current_workspace: Option<String>,
+    /// The Twilio Console's address, for a person whose account is linked
+    /// to Twilio: the header offers the Twilio product switcher (Segment,
+    /// and back to the Console).
+    pub twilio_console: Option<String>,
 }
 
 /// One entry of the header's workspace switcher.
@@ -80,7 +84,8 @@ pub struct LoginPasswordPage {
 pub struct WorkspaceRow {
     pub slug: String,
     pub name: String,
-    pub roles: String,
+    /// The person's effective roles there, each with where it comes from.
+    pub roles: Vec<super::pages::RoleItem>,
 }
 
 #[derive(Template)]

@@ -2,8 +2,10 @@
 // message, and the real gateway binary on free loopback ports with a
 // temporary SQLite database. Everything stops when the test ends.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -138,5 +140,50 @@ export async function startGateway({ smtpUrl, slug, email, password }) {
     await stop();
     throw new Error(`the gateway did not become ready:\n${log}`);
   }
-  return { base, stop, log: () => log };
+  const issuer = `http://127.0.0.1:${issuerPort}`;
+  /** An account at the embedded Twilio issuer (`twilio-issuer add-account`). */
+  const addTwilioAccount = (email, name, pw) =>
+    run(bin, ['twilio-issuer', 'add-account', '--email', email, '--name', name, '--password-stdin'], env, `${pw}\n`);
+  return { base, issuer, addTwilioAccount, stop, log: () => log };
+}
+
+/** The rules axe runs: WCAG 2.0, 2.1 and 2.2 levels A and AA, and axe's best
+ *  practices (landmarks, one main heading, ...). */
+const AXE_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'];
+
+const AXE_SOURCE = (() => {
+  const require = createRequire(import.meta.url);
+  try {
+    return readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+  } catch {
+    throw new Error('axe-core is missing from tests/browser/node_modules: run npm ci in tests/browser');
+  }
+})();
+
+/** Runs axe-core (WCAG 2.x A/AA and best-practice rules) on the page as it
+ *  is now and fails, naming the page, on any violation of impact serious or
+ *  critical, listing each rule and the elements it found. Returns axe's
+ *  result for further checks. `AXE_VERBOSE=1` prints every violation of any
+ *  impact and what axe could not decide. */
+export async function assertAccessible(page, name) {
+  if (!(await page.evaluate(() => typeof window.axe === 'object'))) {
+    // Not page.addScriptTag: the gateway's CSP (default-src 'self') refuses
+    // the inline <script> it adds. Evaluating the source through the
+    // DevTools protocol is not governed by the page's CSP.
+    await page.evaluate(AXE_SOURCE);
+  }
+  const result = await page.evaluate((tags) => window.axe.run(document, {
+    runOnly: { type: 'tag', values: tags },
+    resultTypes: ['violations', 'incomplete'],
+  }), AXE_TAGS);
+  if (process.env.AXE_VERBOSE) {
+    const list = (vs) => vs.map((v) => `${v.impact} ${v.id} [${v.nodes.map((n) => n.target.join(' ')).join(', ')}]`).join('; ') || 'none';
+    console.error(`axe ${name}: violations: ${list(result.violations)}; undecided: ${list(result.incomplete)}`);
+  }
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const report = bad
+    .map((v) => `  ${v.impact} ${v.id}: ${v.help}\n${v.nodes.map((n) => `    ${n.target.join(' ')}: ${n.failureSummary.replace(/\n/g, ' ')}`).join('\n')}`)
+    .join('\n');
+  assert.equal(bad.length, 0, `axe found serious or critical violations on ${name} (${page.url()}):\n${report}`);
+  return result;
 }

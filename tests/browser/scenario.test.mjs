@@ -4,8 +4,12 @@
 // the owner creates a group with Source Admin on one label, creates and
 // revokes a token, downloads the members CSV and reads it, removes the
 // member, and the member's next request is refused; the audit log page
-// tells it in plain words. Screenshots of each
-// page go to target/ui/; no page may request anything outside the gateway.
+// tells it in plain words. The owner invites and creates a group with the
+// keyboard alone; a person whose account is linked to Twilio comes from the
+// Twilio Console, finds the product switcher back to it, and an account
+// page managed by Twilio. axe-core checks every page (no serious or critical
+// violation); screenshots of each page go to target/ui/; no page may request
+// anything outside the gateway and its Twilio issuer.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,13 +17,15 @@ import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { REPO, startGateway, startSmtpSink } from './harness.mjs';
+import { REPO, assertAccessible, startGateway, startSmtpSink } from './harness.mjs';
 
 const SLUG = 'acme';
 const OWNER = 'owner@acme.test';
 const MEMBER = 'mia@acme.test';
 const PASSWORD = 'violet harbor quantum 57 lantern';
 const MEMBER_PASSWORD = 'copper meadow falcon 93 ribbon';
+const TWILIO_USER = 'tina@twilio.test';
+const TWILIO_PASSWORD = 'amber canyon pixel 41 orchard';
 const SHOTS = path.join(REPO, 'target', 'ui');
 
 let sink;
@@ -53,7 +59,9 @@ async function context(opts = {}) {
   return { ctx, page };
 }
 
+/** Every page the scenario takes a picture of is checked by axe first. */
 async function shot(page, name) {
+  await assertAccessible(page, name);
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
@@ -77,6 +85,29 @@ function totp(secret) {
   const mac = createHmac('sha1', key).update(counter).digest();
   const off = mac[mac.length - 1] & 0xf;
   return String((mac.readUInt32BE(off) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+/** Presses Tab (at most 80 times) until the focused element matches
+ *  `selector`; every element focused on the way must show where the focus
+ *  is (an outline or a box shadow). */
+async function tabTo(page, selector) {
+  for (let i = 0; i < 80; i++) {
+    await page.keyboard.press('Tab');
+    const at = await page.evaluate((sel) => {
+      const el = document.activeElement;
+      if (!el || el === document.body) return { body: true };
+      const st = getComputedStyle(el);
+      return {
+        match: el.matches(sel),
+        visible: (st.outlineStyle !== 'none' && parseFloat(st.outlineWidth) > 0) || st.boxShadow !== 'none',
+        what: `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''} ${(el.textContent || el.getAttribute('name') || '').trim().slice(0, 40)}`,
+      };
+    }, selector);
+    if (at.body) continue;
+    assert.ok(at.visible, `keyboard focus is not visible on ${at.what}`);
+    if (at.match) return;
+  }
+  throw new Error(`Tab never reached ${selector}`);
 }
 
 async function noticeText(page) {
@@ -123,6 +154,7 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.match(await page.locator('#invite-email-error').textContent(), /email address/);
     assert.equal(await page.getAttribute('#invite-email', 'aria-describedby'), 'invite-email-error');
     assert.equal(sink.messages.length, 0);
+    await assertAccessible(page, 'users tab with a refused invitation');
     await page.fill('#invite-email', MEMBER);
     await page.selectOption('#invite-role', 'workspace_member');
     await page.click('button:has-text("Send invitation")');
@@ -218,6 +250,7 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.equal(await page.locator(`tr[data-email="${MEMBER}"]`).count(), 0);
     const resp = await member.page.goto(`${gw.base}/w/${SLUG}/access`);
     assert.equal(resp.status(), 404);
+    await shot(member.page, '18-workspace-not-found');
     const verify = await member.ctx.request.get(`${gw.base}/auth/verify?workspace=${SLUG}`);
     assert.equal(verify.status(), 403);
   });
@@ -230,6 +263,7 @@ test('an owner runs the workspace from the browser', async (t) => {
     await page.fill('#conn-metadata-xml', '<not-metadata/>');
     await page.click('button:has-text("Add connection")');
     assert.ok(await page.locator('#conn-metadata-xml-error').isVisible());
+    await assertAccessible(page, 'SSO settings with a refused connection');
     // OIDC by issuer: listed with the redirect URI to give the provider.
     await page.check('input[name=kind][value=oidc]');
     await page.fill('#conn-name', 'Okta');
@@ -276,6 +310,105 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.match(csv[1], /member\.removed/);
   });
 
+  await t.test('with the keyboard alone: invite a member into a group, create a group, switch workspace', async () => {
+    // No clicks from here: Tab, typing, Space and Enter only.
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=users`);
+    await tabTo(page, '#invite-email');
+    await page.keyboard.type(TWILIO_USER);
+    await tabTo(page, '#invite-role');
+    await page.keyboard.type('Workspace Member');
+    assert.equal(await page.inputValue('#invite-role'), 'workspace_member');
+    await tabTo(page, 'input[name=group_ids]');
+    await page.keyboard.press('Space');
+    await tabTo(page, 'form[action$="/access/invitations"] button[type=submit]');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/done=invited/);
+    assert.equal(await noticeText(page), 'Invitation sent.');
+    const roles = await page.locator(`tr[data-email="${TWILIO_USER}"] ul.roles`).textContent();
+    assert.match(roles, /Workspace Member\s+direct/);
+    assert.match(roles, /Source Admin on labels env:prod\s+via group “Prod source admins”/);
+    await shot(page, '19-keyboard-invited');
+
+    await page.goto(`${gw.base}/w/${SLUG}/access?tab=groups`);
+    await tabTo(page, '#group-name');
+    await page.keyboard.type('Support');
+    await tabTo(page, '#group-role');
+    await page.keyboard.type('Workspace Member');
+    assert.equal(await page.inputValue('#group-role'), 'workspace_member');
+    await tabTo(page, 'form[action$="/access/groups"] button[type=submit]');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(/\/access\/groups\/[^/?]+\?done=created$/);
+    assert.match(await page.locator('#group-roles').textContent(), /Workspace Member/);
+
+    // The header's workspace switcher opens with Enter.
+    await page.goto(`${gw.base}/w/${SLUG}/access`);
+    await tabTo(page, 'details.switcher > summary');
+    await page.keyboard.press('Enter');
+    assert.ok(await page.locator('details.switcher[open]').isVisible());
+    await tabTo(page, 'details.switcher li.all a');
+    await shot(page, '20-workspace-switcher-open');
+    await page.keyboard.press('Enter');
+    await page.waitForURL(`${gw.base}/workspaces`);
+  });
+
+  await t.test('a Twilio-linked person: from the Twilio Console and back, account managed by Twilio', async () => {
+    await gw.addTwilioAccount(TWILIO_USER, 'Tina Twilio', TWILIO_PASSWORD);
+    const tw = await context();
+    await tw.page.goto(`${gw.issuer}/login?return_to=%2Fconsole`);
+    await assertAccessible(tw.page, 'Twilio sign-in');
+    await tw.page.fill('#email', TWILIO_USER);
+    await tw.page.fill('#password', TWILIO_PASSWORD);
+    await tw.page.click('button:has-text("Log in")');
+    await tw.page.waitForURL(`${gw.issuer}/console`);
+    await shot(tw.page, '21-twilio-console');
+    await tw.page.click('a[data-product="Segment"]');
+    await tw.page.waitForURL(`${gw.base}/workspaces`);
+    // The invitation the owner sent with the keyboard.
+    const mail = await sink.waitFor((m) => m.includes(TWILIO_USER));
+    const link = mail.match(/http:\/\/127\.0\.0\.1:\d+\/invitations\/[A-Za-z0-9_-]+/)?.[0];
+    await tw.page.goto(link);
+    await shot(tw.page, '22-invitation-accept');
+    await tw.page.click('button:has-text("Accept invitation")');
+    await tw.page.waitForURL(`${gw.base}/workspaces`);
+    const roles = await tw.page.locator(`tr[data-workspace="${SLUG}"] ul.roles`).textContent();
+    assert.match(roles, /Workspace Member\s+direct/);
+    assert.match(roles, /Source Admin on labels env:prod\s+via group “Prod source admins”/);
+    // The product switcher: Segment, and back to the Twilio Console.
+    await tw.page.click('#product-switcher summary');
+    const back = tw.page.locator('#twilio-console');
+    assert.ok(await back.isVisible());
+    assert.equal(await back.getAttribute('href'), `${gw.issuer}/console`);
+    await shot(tw.page, '23-twilio-product-switcher');
+    await tw.page.goto(`${gw.base}/w/${SLUG}/access`);
+    assert.ok(await tw.page.locator('#product-switcher').isVisible());
+    await tw.page.goto(`${gw.base}/account`);
+    assert.match(await tw.page.locator('#managed-by-twilio').textContent(), /managed by Twilio/);
+    assert.match(await tw.page.locator('#profile-facts').textContent(), /Tina Twilio[\s\S]*tina@twilio\.test/);
+    assert.match(await tw.page.locator('#two-factor-twilio').textContent(), /Managed by Twilio/);
+    assert.equal(await tw.page.locator('#name, form[action="/account/mfa/setup"], form[action="/account/password"]').count(), 0);
+    await shot(tw.page, '24-account-managed-by-twilio');
+    await tw.page.click('#product-switcher summary');
+    await tw.page.click('#twilio-console');
+    await tw.page.waitForURL(`${gw.issuer}/console`);
+    // A person without a Twilio link is not offered the way to Twilio.
+    await page.goto(`${gw.base}/workspaces`);
+    assert.equal(await page.locator('#product-switcher').count(), 0);
+    await tw.ctx.close();
+  });
+
+  await t.test('the other pages pass axe too: forgot password, dead links, refusals', async () => {
+    const anon = await context();
+    await anon.page.goto(`${gw.base}/login/forgot`);
+    await shot(anon.page, '25-forgot-password');
+    const dead = await anon.page.goto(`${gw.base}/invitations/not-a-real-token`);
+    assert.ok(dead.status() >= 400);
+    await shot(anon.page, '26-invitation-dead-link');
+    await anon.ctx.close();
+    const missing = await page.goto(`${gw.base}/w/nowhere/access`);
+    assert.equal(missing.status(), 404);
+    await assertAccessible(page, 'workspace not found (owner)');
+  });
+
   await t.test('forms work without JavaScript', async () => {
     const nojs = await context({ javaScriptEnabled: false });
     await signIn(nojs.page, OWNER, PASSWORD);
@@ -320,7 +453,7 @@ test('an owner runs the workspace from the browser', async (t) => {
 
   await t.test('no page requested anything outside the gateway', async () => {
     assert.ok(requested.length > 20, `recorded ${requested.length} requests`);
-    const outside = requested.filter((u) => !u.startsWith(`${gw.base}/`) && !u.startsWith('data:') && !u.startsWith('blob:'));
+    const outside = requested.filter((u) => !u.startsWith(`${gw.base}/`) && !u.startsWith(`${gw.issuer}/`) && !u.startsWith('data:') && !u.startsWith('blob:'));
     assert.deepEqual(outside, []);
   });
 });

@@ -698,3 +698,132 @@ async fn the_group_page_forms_rename_change_roles_and_members_and_delete() {
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(current().await.is_none());
 }
+
+/// The text of the table row that holds `marker` (a `data-…` attribute),
+/// tags dropped and blanks squeezed.
+fn row_text(body: &str, marker: &str) -> String {
+    text_until(body, marker, "</tr>")
+}
+
+/// The text from `marker` to the next `end`, tags dropped and blanks
+/// squeezed.
+fn text_until(body: &str, marker: &str, end: &str) -> String {
+    let start = body
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker} in:\n{body}"));
+    let row = &body[start..];
+    let row = &row[..row.find(end).unwrap()];
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in row.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn the_users_tab_member_page_and_workspace_list_show_effective_roles_with_their_source() {
+    use iam_gateway::domain::roles::{Policy, Scope};
+    let a = acme().await;
+    let store = a.srv.store();
+    let mia = a
+        .srv
+        .add_member(&a.ws_id, "mia@acme.test", &["workspace_member"])
+        .await;
+    let mut prod = Policy::workspace("source_admin");
+    prod.scope = Some(Scope::Labels {
+        labels: vec!["env:prod".into()],
+    });
+    let now = a.srv.clock.now();
+    let admins = store
+        .create_group(&a.ws_id, "Prod admins", "", &[prod], now)
+        .await
+        .unwrap();
+    // A role Mia also has directly: shown once, with both sources.
+    let members = store
+        .create_group(
+            &a.ws_id,
+            "Everyone",
+            "",
+            &[Policy::workspace("workspace_member")],
+            now,
+        )
+        .await
+        .unwrap();
+    store
+        .update_member(
+            &a.ws_id,
+            &mia,
+            None,
+            Some(&[admins.id.clone(), members.id.clone()]),
+        )
+        .await
+        .unwrap();
+    let mut owner = signed_in(&a.srv, "ann@acme.test").await;
+    let tab = owner.get(&a.srv.url("/w/acme/access?tab=users")).await;
+    assert_eq!(tab.status, 200);
+    assert!(tab.body.contains(">Effective roles<"), "{}", tab.body);
+    let row = row_text(&tab.body, "data-email=\"mia@acme.test\"");
+    assert!(
+        row.contains("Workspace Member direct, via group “Everyone”"),
+        "{row}"
+    );
+    assert!(
+        row.contains("Source Admin on labels env:prod via group “Prod admins”"),
+        "{row}"
+    );
+    assert_eq!(row.matches("Workspace Member").count(), 1, "{row}");
+    let row = row_text(&tab.body, "data-email=\"ann@acme.test\"");
+    assert!(row.contains("Workspace Owner direct"), "{row}");
+    assert!(!row.contains("via group"), "{row}");
+    // Her member page too.
+    let page = owner
+        .get(&a.srv.url(&format!("/w/acme/access/users/{mia}")))
+        .await;
+    let effective = text_until(&page.body, "id=\"effective-access\"", "</ul>");
+    assert!(
+        effective.contains("Workspace Member direct, via group “Everyone”"),
+        "{effective}"
+    );
+    assert!(
+        effective.contains("Source Admin on labels env:prod via group “Prod admins”"),
+        "{effective}"
+    );
+    // Mia's own list of workspaces says the same.
+    let mut br = signed_in(&a.srv, "mia@acme.test").await;
+    let list = br.get(&a.srv.url("/workspaces")).await;
+    assert_eq!(list.status, 200);
+    let row = row_text(&list.body, "data-workspace=\"acme\"");
+    assert!(
+        row.contains("Workspace Member direct, via group “Everyone”"),
+        "{row}"
+    );
+    assert!(
+        row.contains("Source Admin on labels env:prod via group “Prod admins”"),
+        "{row}"
+    );
+    // Out of the group, the role it gave is gone from both pages.
+    store
+        .update_member(
+            &a.ws_id,
+            &mia,
+            None,
+            Some(std::slice::from_ref(&members.id)),
+        )
+        .await
+        .unwrap();
+    let list = br.get(&a.srv.url("/workspaces")).await;
+    let row = row_text(&list.body, "data-workspace=\"acme\"");
+    assert!(!row.contains("Source Admin"), "{row}");
+    let tab = owner.get(&a.srv.url("/w/acme/access?tab=users")).await;
+    let row = row_text(&tab.body, "data-email=\"mia@acme.test\"");
+    assert!(!row.contains("Source Admin"), "{row}");
+}

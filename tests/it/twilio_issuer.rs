@@ -715,6 +715,26 @@ async fn sign_in_page_needs_csrf_and_answers_unknown_email_like_wrong_password()
         )
         .await;
     assert_eq!(cross.status, 403, "foreign Origin");
+    // Chromium's `Origin: null` (the pages' no-referrer policy): the token
+    // decides, as it does without the header.
+    let client = br.client.clone();
+    let opaque = |token: &str| {
+        client
+            .post(srv.url("/login"))
+            .header("origin", "null")
+            .form(&[
+                ("email", "dee@twilio.test"),
+                ("password", "not the password"),
+                ("csrf_token", token),
+            ])
+    };
+    let forged = br.send(opaque("forged")).await;
+    assert_eq!(forged.status, 403, "Origin: null with a forged token");
+    let opaque_ok = br.send(opaque(&csrf)).await;
+    assert_eq!(
+        opaque_ok.status, 401,
+        "Origin: null with the page's token reaches the password check"
+    );
 
     let wrong = br
         .post_form(

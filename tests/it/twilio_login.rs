@@ -7,6 +7,7 @@ use crate::oidc_fixture::{
     Fixture, Misbehaviour, CLIENT_ID as FIX_CLIENT_ID, CLIENT_SECRET as FIX_CLIENT_SECRET,
 };
 use crate::support::*;
+use iam_gateway::clock::Clock;
 use iam_gateway::twilio_issuer::ClientRegistration;
 use serde_json::{json, Value};
 
@@ -490,4 +491,142 @@ async fn hostile_issuers_are_refused_through_the_gateway_with_nothing_persisted(
         assert!(br.session_cookie().is_none(), "{m:?}: no session cookie");
         assert_eq!(count_users(&gw).await, 0, "{m:?}: no user created");
     }
+}
+
+/// Tina signs in at Twilio and picks Segment in the console: a gateway
+/// account linked to her Twilio identity, made a member of `acme`.
+async fn linked_member(gw: &TestServer, iss: &IssuerServer, ws_id: &str) -> Browser {
+    iss.add_account("tina@twilio.test", "Tina Twilio").await;
+    let mut tina = Browser::new();
+    issuer_sign_in(&mut tina, iss, "tina@twilio.test").await;
+    let (_, url) = navigate(&mut tina, &gw.url("/login/twilio?return_to=%2Fworkspaces")).await;
+    assert_eq!(url, gw.url("/workspaces"));
+    let uid = gw
+        .store()
+        .user_by_email("tina@twilio.test")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let member = [iam_gateway::domain::roles::Policy::workspace(
+        "workspace_member",
+    )];
+    gw.store()
+        .add_member(ws_id, &uid, &member, gw.clock.now())
+        .await
+        .unwrap();
+    tina
+}
+
+#[tokio::test]
+async fn a_linked_account_gets_the_twilio_product_switcher_on_every_page_and_an_unlinked_one_does_not(
+) {
+    let Pair { gw, iss } = pair(sqlite()).await;
+    let (ws_id, _) = gw.bootstrap("acme", "ann@acme.test").await;
+    let mut tina = linked_member(&gw, &iss, &ws_id).await;
+    let mut ann = Browser::new();
+    assert_eq!(
+        ann.sign_in(&gw, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    let console = format!("href=\"{}/console\"", iss.base);
+    // Pages of every kind: the picker, the account, workspace pages (one a
+    // member may only read), and a refusal page in the gateway's frame.
+    for (path, status) in [
+        ("/workspaces", 200),
+        ("/account", 200),
+        ("/w/acme/access", 200),
+        ("/w/acme/access?tab=groups", 200),
+        ("/w/acme/settings/sso", 200),
+        ("/w/nowhere/access", 404),
+    ] {
+        let page = tina.get(&gw.url(path)).await;
+        assert_eq!(page.status, status, "{path}: {}", page.body);
+        assert!(
+            page.body.contains("id=\"product-switcher\""),
+            "{path}: no product switcher for a linked account:\n{}",
+            page.body
+        );
+        assert!(
+            page.body.contains(&console),
+            "{path}: no way back to {console}"
+        );
+        let page = ann.get(&gw.url(path)).await;
+        assert_eq!(page.status, status, "{path}: {}", page.body);
+        assert!(
+            !page.body.contains("product-switcher") && !page.body.contains("/console\""),
+            "{path}: an unlinked account is offered the Twilio console:\n{}",
+            page.body
+        );
+    }
+    // The link leads to the issuer's console, where Tina is still signed in.
+    let back = tina.get(&iss.url("/console")).await;
+    assert_eq!(back.status, 200);
+    assert!(
+        back.body.contains("data-product=\"Segment\""),
+        "{}",
+        back.body
+    );
+}
+
+#[tokio::test]
+async fn a_linked_accounts_page_shows_name_email_and_two_factor_as_managed_by_twilio_without_forms()
+{
+    let Pair { gw, iss } = pair(sqlite()).await;
+    let (ws_id, _) = gw.bootstrap("acme", "ann@acme.test").await;
+    let mut tina = linked_member(&gw, &iss, &ws_id).await;
+    let page = tina.get(&gw.url("/account")).await;
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    assert!(
+        body.contains("Tina Twilio") && body.contains("tina@twilio.test"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"managed-by-twilio\""), "{body}");
+    assert!(body.contains("id=\"two-factor-twilio\""), "{body}");
+    assert!(body.contains("Managed by Twilio"), "{body}");
+    for form in [
+        "action=\"/account/profile\"",
+        "action=\"/account/password\"",
+        "action=\"/account/mfa/setup\"",
+        "action=\"/account/mfa/disable\"",
+        "action=\"/account/mfa/recovery-codes\"",
+    ] {
+        assert!(!body.contains(form), "a linked account is offered {form}");
+    }
+    assert!(body.contains("action=\"/account/twilio/unlink\""));
+    // The same page of an unlinked account keeps its forms.
+    let mut ann = Browser::new();
+    assert_eq!(
+        ann.sign_in(&gw, "ann@acme.test", PASSWORD, "/")
+            .await
+            .status,
+        303
+    );
+    let mine = ann.get(&gw.url("/account")).await;
+    for form in [
+        "action=\"/account/profile\"",
+        "action=\"/account/password\"",
+        "action=\"/account/mfa/setup\"",
+    ] {
+        assert!(mine.body.contains(form), "an unlinked account lacks {form}");
+    }
+    assert!(!mine.body.contains("managed-by-twilio"));
+    // And posting the name form anyway is refused, nothing saved.
+    let r = tina
+        .post_form(
+            &gw.url("/account/profile"),
+            &[("name", "Someone Else"), ("csrf_token", &page.csrf())],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let user = gw
+        .store()
+        .user_by_email("tina@twilio.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.name, "Tina Twilio");
 }

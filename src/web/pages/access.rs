@@ -2,8 +2,8 @@
 //! and Tokens (`?tab=users|groups|tokens`), as in Segment.
 
 use super::forms::{Errors, PolicyInput};
-use super::{policy_text, role_options, summary, RoleOption, WsPage};
-use crate::domain::model::MemberRow;
+use super::{policy_text, role_items, role_options, summary, RoleItem, RoleOption, WsPage};
+use crate::domain::model::{Group, MemberRow};
 use crate::domain::roles;
 use crate::domain::DomainError;
 use crate::service::{groups, members, tokens};
@@ -27,7 +27,8 @@ pub struct MemberItem {
     pub email: String,
     pub name: String,
     pub invited: bool,
-    pub roles: String,
+    /// Effective roles, each with where it comes from.
+    pub roles: Vec<RoleItem>,
     pub groups: String,
     pub last_login: String,
     pub is_self: bool,
@@ -135,7 +136,7 @@ pub fn tab_of(tab: Option<&str>) -> &'static str {
     }
 }
 
-fn member_item(m: &MemberRow, groups: &[GroupItem], me: &str) -> MemberItem {
+fn member_item(m: &MemberRow, groups: &[Group], me: &str) -> MemberItem {
     let group_names: Vec<&str> = groups
         .iter()
         .filter(|g| m.group_ids.contains(&g.id))
@@ -146,7 +147,7 @@ fn member_item(m: &MemberRow, groups: &[GroupItem], me: &str) -> MemberItem {
         email: m.email.clone(),
         name: m.name.clone(),
         invited: m.invited,
-        roles: summary(&m.policies),
+        roles: role_items(&members::sourced_roles(&m.policies, &m.group_ids, groups)),
         groups: group_names.join(", "),
         last_login: m.last_login_at.map(when).unwrap_or_else(|| "Never".into()),
         is_self: !m.invited && m.id == me,
@@ -163,15 +164,15 @@ pub async fn build(
     cursor: Option<&str>,
 ) -> Result<AccessPage, DomainError> {
     let ws = &wp.ctx.ws;
-    let groups: Vec<GroupItem> = groups::list(state, &wp.ctx)
-        .await?
-        .into_iter()
+    let all_groups = groups::list(state, &wp.ctx).await?;
+    let groups: Vec<GroupItem> = all_groups
+        .iter()
         .map(|g| GroupItem {
             roles: summary(&g.policies),
             members: g.member_ids.len(),
-            id: g.id,
-            name: g.name,
-            description: g.description,
+            id: g.id.clone(),
+            name: g.name.clone(),
+            description: g.description.clone(),
         })
         .collect();
     let mut page = AccessPage {
@@ -203,7 +204,7 @@ pub async fn build(
         new_secret: None,
     };
     match tab {
-        "users" => fill_users(state, wp, &mut page, &groups, cursor).await?,
+        "users" => fill_users(state, wp, &mut page, &all_groups, cursor).await?,
         "tokens" if wp.owner => fill_tokens(state, wp, &mut page).await?,
         _ => {}
     }
@@ -216,7 +217,7 @@ async fn fill_users(
     state: &AppState,
     wp: &WsPage,
     page: &mut AccessPage,
-    groups: &[GroupItem],
+    groups: &[Group],
     cursor: Option<&str>,
 ) -> Result<(), DomainError> {
     let filter = MemberFilter {

@@ -48,7 +48,8 @@ pub struct MemberPage {
     pub is_self: bool,
     pub direct: Vec<PolicyRow>,
     pub groups: Vec<MemberGroup>,
-    pub effective: Vec<String>,
+    /// Effective roles, each with where it comes from.
+    pub effective: Vec<super::RoleItem>,
     pub new_policy: PolicyInput,
 }
 
@@ -65,10 +66,10 @@ async fn build(
     let Some(user) = state.store.user_by_id(user_id).await? else {
         return Ok(None);
     };
-    let groups = state
-        .store
-        .list_groups(&ws.id)
-        .await?
+    let all_groups = state.store.list_groups(&ws.id).await?;
+    let group_ids: Vec<String> = access.groups.iter().map(|(id, _)| id.clone()).collect();
+    let effective = crate::service::members::sourced_roles(&access.direct, &group_ids, &all_groups);
+    let groups = all_groups
         .into_iter()
         .map(|g| MemberGroup {
             member: access.groups.iter().any(|(id, _)| *id == g.id),
@@ -99,7 +100,7 @@ async fn build(
             .unwrap_or_else(|| "Never".into()),
         direct: policy_rows(&access.direct),
         groups,
-        effective: access.all().iter().map(policy_text).collect(),
+        effective: super::role_items(&effective),
         new_policy: PolicyInput::default(),
     }))
 }

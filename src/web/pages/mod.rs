@@ -33,6 +33,7 @@ use super::AppState;
 use crate::domain::model::User;
 use crate::domain::roles::{self, Policy, Scope};
 use crate::domain::DomainError;
+use crate::service::members::{RoleSource, SourcedRole};
 use crate::session::Session;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request};
@@ -268,7 +269,8 @@ impl WsPage {
     }
 }
 
-/// The header's workspace switcher and the CSRF token, for a signed-in person.
+/// The header's workspace switcher, the Twilio product switcher (for a
+/// Twilio-linked account) and the CSRF token, for a signed-in person.
 pub async fn signed_in_chrome(
     state: &AppState,
     session: &Session,
@@ -291,6 +293,7 @@ pub async fn signed_in_chrome(
         user_email: Some(user.email.clone()),
         workspaces,
         current_workspace: current.map(str::to_string),
+        twilio_console: crate::service::twilio::console_for(state, &user.id).await?,
     })
 }
 
@@ -570,6 +573,33 @@ pub fn summary(ps: &[Policy]) -> String {
         return "No role".into();
     }
     ps.iter().map(policy_text).collect::<Vec<_>>().join(", ")
+}
+
+/// An effective role in a roles column, with where it comes from.
+pub struct RoleItem {
+    /// "Source Admin on labels env:prod"
+    pub text: String,
+    /// "direct", "via group “Prod admins”", or both.
+    pub source: String,
+}
+
+/// Effective roles in words, each with its sources.
+pub fn role_items(roles: &[SourcedRole]) -> Vec<RoleItem> {
+    roles
+        .iter()
+        .map(|r| RoleItem {
+            text: policy_text(&r.policy),
+            source: r
+                .sources
+                .iter()
+                .map(|s| match s {
+                    RoleSource::Direct => "direct".to_string(),
+                    RoleSource::Group(name) => format!("via group “{name}”"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect()
 }
 
 /// `/w/{slug}/…` percent-encoded for a path segment.
