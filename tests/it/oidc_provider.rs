@@ -1058,7 +1058,11 @@ impl Apache {
             .status()
             .unwrap();
         let mut child = std::process::Command::new(bin)
-            .args(["-f", &dir.join("httpd.conf").display().to_string(), "-DFOREGROUND"])
+            .args([
+                "-f",
+                &dir.join("httpd.conf").display().to_string(),
+                "-DFOREGROUND",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
             .spawn()
@@ -1078,12 +1082,20 @@ async fn browse(b: &mut Browser, op: &Op, start: &str, email: &str) -> Page {
     let mut url = start.to_string();
     for _ in 0..12 {
         let page = b.get(&url).await;
-        let Some(loc) = page.header("location").filter(|_| (300..400).contains(&page.status)) else {
+        let Some(loc) = page
+            .header("location")
+            .filter(|_| (300..400).contains(&page.status))
+        else {
             return page;
         };
         let next = if loc.starts_with('/') {
             let u = url::Url::parse(&url).unwrap();
-            format!("{}://{}{loc}", u.scheme(), u.host_str().unwrap().to_string() + &u.port().map(|p| format!(":{p}")).unwrap_or_default())
+            format!(
+                "{}://{}{loc}",
+                u.scheme(),
+                u.host_str().unwrap().to_string()
+                    + &u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            )
         } else {
             loc.clone()
         };
@@ -1109,7 +1121,12 @@ async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_
         return;
     };
     let module = std::path::Path::new("/usr/lib/apache2/modules/mod_auth_openidc.so");
-    if needs(module.exists().then_some(()), "mod_auth_openidc is not installed (Debian package libapache2-mod-auth-openidc)").is_none() {
+    if needs(
+        module.exists().then_some(()),
+        "mod_auth_openidc is not installed (Debian package libapache2-mod-auth-openidc)",
+    )
+    .is_none()
+    {
         return;
     }
     let op = Op::start(sqlite()).await;
@@ -1125,14 +1142,20 @@ async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_
     let page = browse(&mut b, &op, &protected, "mia@acme.test").await;
     assert_eq!(page.status, 200, "{}\n{}", page.body, apache.log());
     assert!(page.body.contains("email=mia@acme.test"), "{}", page.body);
-    assert!(page.body.contains("roles=workspace_member"), "{}", page.body);
+    assert!(
+        page.body.contains("roles=workspace_member"),
+        "{}",
+        page.body
+    );
     // Signed in at Apache: the page is served without the gateway.
     let again = b.get(&protected).await;
     assert_eq!(again.status, 200);
 
     // A sign-out at the gateway reaches Apache by back-channel logout...
     let csrf = b.get(&op.srv.url("/account")).await.csrf();
-    let out = b.post_form(&op.srv.url("/logout"), &[("csrf_token", &csrf)]).await;
+    let out = b
+        .post_form(&op.srv.url("/logout"), &[("csrf_token", &csrf)])
+        .await;
     assert_eq!(out.status, 303);
     let mut delivered = false;
     for _ in 0..100 {
@@ -1143,11 +1166,121 @@ async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(delivered, "back-channel logout not delivered:\n{}", apache.log());
+    assert!(
+        delivered,
+        "back-channel logout not delivered:\n{}",
+        apache.log()
+    );
     // ...so the next request to Apache is sent to sign in again.
     let next = b.get(&protected).await;
     assert_eq!(next.status, 302, "{}", apache.log());
     let loc = next.header("location").unwrap();
     assert!(loc.starts_with(&op.srv.url("/oauth2/authorize?")), "{loc}");
+    op.srv.stop().await;
+}
+
+#[tokio::test]
+async fn owners_register_list_and_delete_apps_on_the_apps_page() {
+    let op = Op::start(sqlite()).await;
+    let srv = &op.srv;
+    srv.add_member(&op.ws_id, "mia@acme.test", &["workspace_member"])
+        .await;
+    let mut b = Browser::new();
+    b.sign_in(srv, "owner@acme.test", PASSWORD, "/workspaces")
+        .await;
+    let page = b.get(&srv.url("/w/acme/apps")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No app is registered yet"));
+    assert!(page
+        .body
+        .contains(&format!("{}/.well-known/openid-configuration", srv.base)));
+    let csrf = page.csrf();
+
+    // A refused form keeps what was typed and writes nothing.
+    let bad = b
+        .post_form(
+            &srv.url("/w/acme/apps"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Grafana"),
+                ("redirect_uris", "http://grafana.example.com/login"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("http is allowed only on a loopback host"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("http://grafana.example.com/login"));
+    assert_eq!(op.count("oidc_clients").await, 0);
+
+    // Registered: the secret is on this answer only.
+    let made = b
+        .post_form(
+            &srv.url("/w/acme/apps"),
+            &[
+                ("csrf_token", &csrf),
+                ("name", "Grafana"),
+                (
+                    "redirect_uris",
+                    "https://grafana.example.com/login/generic_oauth\nhttp://127.0.0.1:3000/cb",
+                ),
+                ("backchannel_logout_uri", "https://grafana.example.com/bc"),
+                ("required_role", "workspace_member"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let stored = srv.store().oidc_clients(&op.ws_id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let app = &stored[0];
+    assert_eq!(app.redirect_uris.len(), 2);
+    assert_eq!(app.required_role.as_deref(), Some("workspace_member"));
+    let secret_start = made
+        .body
+        .find("value=\"iamgw_cs_")
+        .expect("the secret is shown")
+        + 7;
+    let secret: String = made.body[secret_start..]
+        .chars()
+        .take_while(|c| *c != '"')
+        .collect();
+    assert!(iam_gateway::service::oidc_clients::secret_matches(
+        app, &secret
+    ));
+    let listed = b.get(&srv.url("/w/acme/apps")).await;
+    assert!(listed.body.contains(&app.id) && !listed.body.contains(&secret));
+
+    // A member may not see or change it; a forged form is refused.
+    let mut m = Browser::new();
+    m.sign_in(srv, "mia@acme.test", PASSWORD, "/workspaces")
+        .await;
+    assert_eq!(m.get(&srv.url("/w/acme/apps")).await.status, 403);
+    let r = m
+        .post_form(
+            &srv.url(&format!("/w/acme/apps/{}/delete", app.id)),
+            &[("csrf_token", "x")],
+        )
+        .await;
+    assert!(r.status == 403, "{}", r.status);
+    let r = b
+        .post_form(
+            &srv.url(&format!("/w/acme/apps/{}/delete", app.id)),
+            &[("csrf_token", "forged")],
+        )
+        .await;
+    assert!(r.status >= 400);
+    assert_eq!(op.count("oidc_clients").await, 1);
+
+    let gone = b
+        .post_form(
+            &srv.url(&format!("/w/acme/apps/{}/delete", app.id)),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(gone.status, 303);
+    assert_eq!(op.count("oidc_clients").await, 0);
     op.srv.stop().await;
 }

@@ -11,6 +11,7 @@
 //! the REST API, so a page can never allow what the API refuses.
 
 pub mod access;
+pub mod apps;
 pub mod audit;
 pub mod forms;
 pub mod group;
@@ -136,6 +137,13 @@ pub fn page_routes() -> Vec<PageRoute> {
             post(tokens::revoke),
         ),
         page(Get, "/w/{slug}/audit", get(audit::page)),
+        page(Get, "/w/{slug}/apps", get(apps::page)),
+        page(Post, "/w/{slug}/apps", post(apps::create)),
+        page(
+            Post,
+            "/w/{slug}/apps/{client_id}/delete",
+            post(apps::delete),
+        ),
         page(Get, "/w/{slug}/settings/sso", get(sso::page)),
         page(
             Post,
@@ -505,6 +513,8 @@ async fn form_back(parts: &mut Parts, state: &AppState) -> String {
         format!("{ws}/access?tab=groups")
     } else if rest.starts_with("/access/tokens") {
         format!("{ws}/access?tab=tokens")
+    } else if rest.starts_with("/apps") {
+        format!("{ws}/apps")
     } else if rest.starts_with("/settings/sso") {
         format!("{ws}/settings/sso")
     } else {
