@@ -265,6 +265,7 @@ fn fill(template: &str, slug: &str) -> String {
         .replace("{user_id}", "no-such-user")
         .replace("{domain}", "no-such-domain.test")
         .replace("{id}", "no-such-id")
+        .replace("{client_id}", "no-such-client")
 }
 
 fn method(v: Verb) -> reqwest::Method {

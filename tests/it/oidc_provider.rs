@@ -819,7 +819,34 @@ async fn every_way_a_session_ends_reaches_the_app_by_back_channel_logout() {
         assert_eq!(r.status(), 204);
         rx.wait_for(2).await;
 
-        // 3. "Sign out everywhere" and a password change (owner's sessions).
+        // 3. Deactivation by the IdP through SCIM.
+        let sam = srv
+            .add_member(&op.ws_id, "sam@acme.test", &["workspace_member"])
+            .await;
+        signed_in_app(&op, &app, "sam@acme.test").await;
+        let (_, scim) = iam_gateway::service::tokens::mint(
+            srv.store().as_ref(),
+            srv.clock.now(),
+            &op.ws_id,
+            Kind::Scim,
+            "idp",
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+        let r = client()
+            .patch(srv.url(&format!("/scim/v2/Users/{sam}")))
+            .bearer_auth(&scim)
+            .json(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": false}}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let got = rx.wait_for(3).await;
+        assert_eq!(verified_claims(srv, &got[2]).await["sub"], json!(sam));
+
+        // 4. "Sign out everywhere" and a password change (owner's sessions).
         let (mut ob, _) = signed_in_app(&op, &app, "owner@acme.test").await;
         let (_, t2) = signed_in_app(&op, &app, "owner@acme.test").await;
         let csrf = ob.get(&srv.url("/account")).await.csrf();
@@ -831,7 +858,7 @@ async fn every_way_a_session_ends_reaches_the_app_by_back_channel_logout() {
             .await;
         assert!(r.status < 400, "{}", r.body);
         // Both of the owner's sessions had given the app an ID token.
-        rx.wait_for(4).await;
+        rx.wait_for(5).await;
         assert_eq!(
             userinfo(srv, t2["access_token"].as_str().unwrap()).await.0,
             401
@@ -839,10 +866,10 @@ async fn every_way_a_session_ends_reaches_the_app_by_back_channel_logout() {
 
         // Every delivery is in the audit log and the metrics.
         let audit = client_get(&op, "/audit-events?action=oidc.logout_delivered").await;
-        assert_eq!(audit["items"].as_array().unwrap().len(), 4, "{audit}");
+        assert_eq!(audit["items"].as_array().unwrap().len(), 5, "{audit}");
         assert!(metrics(srv)
             .await
-            .contains("iamgw_backchannel_logouts{state=\"delivered\"} 4"));
+            .contains("iamgw_backchannel_logouts{state=\"delivered\"} 5"));
         op.srv.stop().await;
     }
 }
