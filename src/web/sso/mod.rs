@@ -14,12 +14,13 @@ use crate::domain::model::{Actor, Workspace};
 use crate::domain::{return_to, DomainError};
 use crate::mapping::{self, MapError, SsoIdentity};
 use crate::service::sso::SsoKind;
+use crate::service::sso_attempts::RefusalCode;
 use crate::sso_config;
 use crate::store::SsoConnection;
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -54,6 +55,11 @@ pub async fn enabled_connection(
 pub struct Verified {
     pub identity: SsoIdentity,
     pub return_to: String,
+    /// A test sign-in started by this owner (user id): reported, not
+    /// signed in.
+    pub tester: Option<String>,
+    /// SAML: every attribute the assertion carried (for a test's report).
+    pub attributes: Vec<(String, Vec<String>)>,
 }
 
 /// Why an IdP's answer was not accepted: refused (recorded, with the status
@@ -86,13 +92,15 @@ pub trait Connector: Sync {
     /// What the IdP sends back (the SAML form post, the OIDC callback query).
     type Answer: Send;
 
-    /// Redirects to the IdP, keeping `return_to` for the way back.
+    /// Redirects to the IdP, keeping `return_to` for the way back, and
+    /// `tester` (an owner's user id) for a test sign-in.
     async fn start(
         &self,
         state: &AppState,
         headers: &HeaderMap,
         conn: &SsoConnection,
         return_to: String,
+        tester: Option<String>,
     ) -> Result<Response, Halt>;
 
     /// Verifies the IdP's answer for `conn`.
@@ -140,6 +148,7 @@ pub async fn finish<C: Connector>(
 ) -> Result<Response, Halt> {
     let (conn, ws) = enabled_connection(state, id).await?;
     match connector.finish(state, headers, &conn, answer).await {
+        Ok(v) if v.tester.is_some() => test_report(state, &conn, v, ip).await,
         Ok(v) => complete(state, headers, &conn, &ws, v.identity, &v.return_to, ip).await,
         Err(Refusal::Refused { status, reason }) => {
             Ok(refuse(state, &conn, ip, status, &reason).await)
@@ -197,9 +206,131 @@ pub async fn start(
     let (conn, _ws) = enabled_connection(&state, &id).await?;
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
     match SsoKind::parse(&conn.kind)? {
-        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to).await,
-        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to).await,
+        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to, None).await,
+        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to, None).await,
     }
+}
+
+/// A test sign-in through `conn` by the owner `tester`: the browser goes
+/// to the IdP, and the answer comes back as a report of what the IdP sent
+/// (to `back` from there), signing nobody in.
+pub async fn start_test(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &SsoConnection,
+    tester: &str,
+    back: String,
+) -> Result<Response, Halt> {
+    let tester = Some(tester.to_string());
+    match SsoKind::parse(&conn.kind)? {
+        SsoKind::Saml => saml::Saml.start(state, headers, conn, back, tester).await,
+        SsoKind::Oidc => oidc::Oidc.start(state, headers, conn, back, tester).await,
+    }
+}
+
+/// One attribute as a test sign-in reports it.
+pub struct ReportedAttribute {
+    pub name: String,
+    pub values: String,
+}
+
+/// A group the IdP sent, and the user group it maps to.
+pub struct ReportedGroup {
+    pub value: String,
+    pub maps_to: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "sso_test.html")]
+pub struct TestReportPage {
+    pub chrome: crate::web::views::Chrome,
+    pub connection: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: Vec<ReportedGroup>,
+    pub attributes: Vec<ReportedAttribute>,
+    pub back: String,
+}
+
+/// What a test sign-in's IdP sent, reported to the owner who started it;
+/// recorded as `sso.tested`. Nobody is signed in, created or changed.
+async fn test_report(
+    state: &AppState,
+    conn: &SsoConnection,
+    v: Verified,
+    ip: IpAddr,
+) -> Result<Response, Halt> {
+    let mappings: BTreeMap<String, String> = conn
+        .config
+        .get("group_mappings")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    let group_names: std::collections::HashMap<String, String> = state
+        .store
+        .list_groups(&conn.workspace_id)
+        .await?
+        .into_iter()
+        .map(|g| (g.id, g.name))
+        .collect();
+    let groups = v
+        .identity
+        .groups
+        .iter()
+        .map(|value| ReportedGroup {
+            value: value.clone(),
+            maps_to: mappings
+                .get(value)
+                .map(|gid| group_names.get(gid).cloned().unwrap_or_else(|| gid.clone())),
+        })
+        .collect();
+    let tester = v.tester.clone().unwrap_or_default();
+    let tester_email = state
+        .store
+        .user_by_id(&tester)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    audit::record(
+        state.store.as_ref(),
+        state.clock.now(),
+        audit::Entry {
+            workspace_id: Some(&conn.workspace_id),
+            actor: Actor::user(&tester, &tester_email),
+            action: "sso.tested",
+            target: Some(&conn.id),
+            ip: Some(ip.to_string()),
+            details: serde_json::json!({
+                "connection": conn.id,
+                "email": v.identity.email,
+                "groups": v.identity.groups,
+            }),
+        },
+    )
+    .await;
+    let page = TestReportPage {
+        chrome: crate::web::views::Chrome::anonymous(),
+        connection: conn.name.clone(),
+        subject: v.identity.subject,
+        email: v.identity.email.unwrap_or_default(),
+        name: v.identity.name.unwrap_or_default(),
+        groups,
+        attributes: v
+            .attributes
+            .into_iter()
+            .map(|(name, values)| ReportedAttribute {
+                name,
+                values: values.join(", "),
+            })
+            .collect(),
+        back: v.return_to,
+    };
+    let mut resp = crate::web::views::render(&page).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
 }
 
 /// Records a refused SSO sign-in and answers with its page (no cookie).
@@ -221,7 +352,12 @@ pub async fn refuse(
             action: "sso.refused",
             target: Some(&conn.id),
             ip: Some(ip.to_string()),
-            details: serde_json::json!({"reason": reason, "status": status}),
+            details: serde_json::json!({
+                "reason": reason,
+                "status": status,
+                "code": RefusalCode::of_reason(reason).as_str(),
+                "connection": conn.id,
+            }),
         },
     )
     .await;
