@@ -273,7 +273,9 @@ pub async fn unexempt(
 ) -> Result<WorkspaceSettings, DomainError> {
     ctx.require_owner()?;
     if !ctx.ws.settings.sso_exempt_user_ids.iter().any(|x| x == user_id) {
-        return Err(DomainError::NotFound);
+        return Err(DomainError::Conflict(
+            "That person is not exempt from Require SSO (any more); reload the page".into(),
+        ));
     }
     let patch = SettingsPatch {
         exemption: Some((user_id.to_string(), false)),

@@ -385,16 +385,10 @@ pub async fn remove_exemption(
             here(&slug)
         ))),
         Err(e) => {
-            let not_found = matches!(e, DomainError::NotFound);
             let why = refusal(e)?;
             let mut page = build(&state, &wp).await?;
             page.form_error = Some(why);
-            let status = if not_found {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Ok(render(&page, status))
+            Ok(render(&page, StatusCode::CONFLICT))
         }
     }
 }
