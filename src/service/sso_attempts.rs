@@ -241,6 +241,8 @@ pub struct Attempt {
     pub code: Option<RefusalCode>,
     /// Accepted: the groups the IdP sent.
     pub groups: Vec<String>,
+    /// A test: the email the IdP sent.
+    pub sent_email: Option<String>,
 }
 
 fn attempt(e: AuditEvent) -> Attempt {
@@ -277,6 +279,7 @@ fn attempt(e: AuditEvent) -> Attempt {
         reason,
         code,
         groups,
+        sent_email: if test { text("email") } else { None },
     }
 }
 

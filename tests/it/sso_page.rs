@@ -222,6 +222,8 @@ async fn every_connection_setting_changes_through_its_page_and_reads_back_throug
     assert!(shown.body.contains("id=\"cert-warning-1\""), "{}", shown.body);
     assert!(shown.body.contains("expires on"));
     assert!(shown.body.contains("(in 10 days)"), "{}", shown.body);
+    let list = s.owner.br.get(&s.srv.url("/w/acme/settings/sso")).await;
+    assert!(list.body.contains("IdP certificate expires on"));
     // The IdP no longer verifies: its responses are now refused.
     let mut br = Browser::new();
     let (relay, req) = start(&mut br, &s, "/").await;
@@ -595,6 +597,9 @@ async fn a_test_sign_in_reports_what_the_idp_sent_and_leaves_the_session_alone()
     assert_eq!(events(&mut s, "sso.signed_in").await.len(), 0);
     let shown = s.owner.br.get(&s.srv.url(&page)).await;
     assert!(shown.body.contains("Test passed"));
+    assert!(shown
+        .body
+        .contains("Test by ann@acme.test; the IdP sent tess@corp.test"));
     // The same answer cannot be used again, test or not.
     let mut again = Browser::new();
     assert_eq!(post_acs(&mut again, &s, &xml, Some(&relay)).await.status, 401);

@@ -30,6 +30,8 @@ pub const NOT_AVAILABLE: &str =
 
 pub struct ConnectionRow {
     pub c: ConnectionView,
+    /// A warning about the IdP certificate (expired, or within 30 days).
+    pub cert_warning: Option<String>,
     pub entity_id: String,
     pub acs_url: String,
     pub redirect_uri: String,
@@ -116,10 +118,19 @@ fn listed<T>(r: Result<Vec<T>, SsoError>) -> Result<(Vec<T>, Option<String>), Do
     }
 }
 
-fn connection_rows(base: &str, conns: Vec<ConnectionView>) -> Vec<ConnectionRow> {
+fn connection_rows(base: &str, now: i64, conns: Vec<ConnectionView>) -> Vec<ConnectionRow> {
     conns
         .into_iter()
         .map(|c| ConnectionRow {
+            cert_warning: c.cert_expires.and_then(|t| {
+                if t <= now {
+                    Some(format!("IdP certificate expired on {}", when(t)))
+                } else if t - now < 30 * 86_400 {
+                    Some(format!("IdP certificate expires on {}", when(t)))
+                } else {
+                    None
+                }
+            }),
             entity_id: format!("{base}/sso/saml/{}/metadata", seg(&c.id)),
             acs_url: format!("{base}/sso/saml/{}/acs", seg(&c.id)),
             redirect_uri: format!("{base}/sso/oidc/{}/callback", seg(&c.id)),
@@ -205,7 +216,7 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
         errors: Errors::default(),
         roles: role_options(),
         connections_unavailable,
-        connections: connection_rows(&base, conns),
+        connections: connection_rows(&base, state.clock.now(), conns),
         domains_unavailable,
         domains,
         input: SsoInput {

@@ -25,6 +25,8 @@ pub struct ConnectionView {
     pub enabled: bool,
     /// SAML: the IdP's entity ID; OIDC: the issuer.
     pub idp: String,
+    /// SAML: when the first of its pinned certificates expires.
+    pub cert_expires: Option<i64>,
 }
 
 /// A domain as the page lists it.
@@ -124,10 +126,19 @@ fn failed(e: impl Into<DomainError>) -> SsoError {
 }
 
 fn connection_view(c: &SsoConnection) -> ConnectionView {
+    let saml = if c.kind == "saml" {
+        sso_config::saml(&c.config).ok()
+    } else {
+        None
+    };
+    let cert_expires = saml.as_ref().and_then(|cfg| {
+        sso_admin::pinned_certificates(cfg)
+            .iter()
+            .map(|c| c.not_after)
+            .min()
+    });
     let idp = if c.kind == "saml" {
-        sso_config::saml(&c.config)
-            .map(|cfg| cfg.idp_entity_id)
-            .unwrap_or_default()
+        saml.map(|cfg| cfg.idp_entity_id).unwrap_or_default()
     } else {
         sso_config::oidc(&c.config)
             .map(|cfg| cfg.issuer)
@@ -139,6 +150,7 @@ fn connection_view(c: &SsoConnection) -> ConnectionView {
         kind: c.kind.clone(),
         enabled: c.enabled,
         idp,
+        cert_expires,
     }
 }
 

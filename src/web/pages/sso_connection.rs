@@ -54,6 +54,8 @@ pub struct AttemptRow {
     pub who: String,
     pub ip: Option<String>,
     pub groups: Vec<String>,
+    /// A test: the email the IdP sent ("" when none).
+    pub sent_email: String,
     pub reason: String,
     pub code: Option<&'static str>,
     pub fix: Option<String>,
@@ -209,6 +211,7 @@ async fn build(
                 who: a.email.unwrap_or_default(),
                 ip: a.ip,
                 groups: a.groups,
+                sent_email: a.sent_email.unwrap_or_default(),
                 reason: a.reason.unwrap_or_default(),
                 code: a.code.map(|c| c.as_str()),
                 fix: a.code.and_then(|c| sso_attempts::fix(c, &ours)),
