@@ -245,11 +245,8 @@ async fn patched(
 pub async fn exempt(core: &Core, ctx: &Ctx, email: &str) -> Result<WorkspaceSettings, DomainError> {
     ctx.require_owner()?;
     let email = email.trim();
-    let not_member = || {
-        DomainError::Invalid(format!(
-            "No member of this workspace has the email {email}"
-        ))
-    };
+    let not_member =
+        || DomainError::Invalid(format!("No member of this workspace has the email {email}"));
     let user = core
         .store
         .user_by_email(email)
@@ -272,7 +269,13 @@ pub async fn unexempt(
     user_id: &str,
 ) -> Result<WorkspaceSettings, DomainError> {
     ctx.require_owner()?;
-    if !ctx.ws.settings.sso_exempt_user_ids.iter().any(|x| x == user_id) {
+    if !ctx
+        .ws
+        .settings
+        .sso_exempt_user_ids
+        .iter()
+        .any(|x| x == user_id)
+    {
         return Err(DomainError::Conflict(
             "That person is not exempt from Require SSO (any more); reload the page".into(),
         ));
@@ -310,4 +313,3 @@ mod tests {
         assert!(check_duration("invitation_ttl", "3650d").is_ok());
     }
 }
-

@@ -237,7 +237,9 @@ async fn oidc_config(
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| invalid("client_id is required"))?;
     if b.idp_certificate.is_some() {
-        return Err(invalid("idp_certificate: only SAML connections pin a certificate"));
+        return Err(invalid(
+            "idp_certificate: only SAML connections pin a certificate",
+        ));
     }
     let client_secret_sealed = sealed_secret(core, b, base.as_ref())?;
     let scopes = b

@@ -8,8 +8,8 @@ use crate::saml::idp::{metadata_xml, world, Sign};
 use crate::saml::template::Resp;
 use crate::sso::{post_acs, response, saml_setup, start, users, Sso};
 use crate::support::*;
-use iam_gateway::clock::Clock;
 use base64::Engine;
+use iam_gateway::clock::Clock;
 use serde_json::{json, Value};
 use std::io::Read;
 
@@ -98,7 +98,13 @@ fn authn_request(location: &str) -> (String, String) {
     flate2::read::DeflateDecoder::new(&raw[..])
         .read_to_string(&mut xml)
         .unwrap();
-    let id = xml.split("ID=\"").nth(1).unwrap().split('"').next().unwrap();
+    let id = xml
+        .split("ID=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
     (q["RelayState"].clone(), id.to_string())
 }
 
@@ -191,7 +197,9 @@ async fn every_connection_setting_changes_through_its_page_and_reads_back_throug
         json!({"engineering": gid})
     );
     let shown = s.owner.br.get(&s.srv.url(&page)).await;
-    assert!(shown.body.contains("<code>engineering</code></td><td>Engineers</td>"));
+    assert!(shown
+        .body
+        .contains("<code>engineering</code></td><td>Engineers</td>"));
     let r = submit(
         &mut s.owner.br,
         &s.srv,
@@ -219,7 +227,11 @@ async fn every_connection_setting_changes_through_its_page_and_reads_back_throug
     assert_eq!(certs.len(), 1);
     assert_eq!(certs[0]["subject"], "idp.corp.test");
     let shown = s.owner.br.get(&s.srv.url(&page)).await;
-    assert!(shown.body.contains("id=\"cert-warning-1\""), "{}", shown.body);
+    assert!(
+        shown.body.contains("id=\"cert-warning-1\""),
+        "{}",
+        shown.body
+    );
     assert!(shown.body.contains("expires on"));
     assert!(shown.body.contains("(in 10 days)"), "{}", shown.body);
     let list = s.owner.br.get(&s.srv.url("/w/acme/settings/sso")).await;
@@ -260,13 +272,22 @@ async fn every_connection_setting_changes_through_its_page_and_reads_back_throug
     assert_eq!(r.status, 303, "{}", r.body);
     let shown = s.owner.br.get(&s.srv.url(&page)).await;
     assert!(shown.body.contains("expired on"), "{}", shown.body);
-    assert!(shown.body.contains("<span class=\"pill bad\">Expired</span>"));
+    assert!(shown
+        .body
+        .contains("<span class=\"pill bad\">Expired</span>"));
 }
 
 #[tokio::test]
 async fn refused_connection_forms_and_exemptions_write_nothing() {
     let mut s = saml_setup(false).await;
-    let ws_id = s.srv.store().workspace_by_slug("acme").await.unwrap().unwrap().id;
+    let ws_id = s
+        .srv
+        .store()
+        .workspace_by_slug("acme")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     let mia = s
         .srv
         .add_member(&ws_id, "mia@acme.test", &["workspace_member"])
@@ -287,7 +308,10 @@ async fn refused_connection_forms_and_exemptions_write_nothing() {
     // A member who is not an owner: read-only page, and 403 on any post.
     let mut member = Browser::new();
     assert_eq!(
-        member.sign_in(&s.srv, "mia@acme.test", PASSWORD, "/").await.status,
+        member
+            .sign_in(&s.srv, "mia@acme.test", PASSWORD, "/")
+            .await
+            .status,
         303
     );
     let shown = member.get(&s.srv.url(&page)).await;
@@ -341,7 +365,9 @@ async fn refused_connection_forms_and_exemptions_write_nothing() {
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("id=\"group-id-error\""));
-    assert!(r.body.contains("No group `no-such-group` in this workspace"));
+    assert!(r
+        .body
+        .contains("No group `no-such-group` in this workspace"));
     assert!(r.body.contains("value=\"engineering\""), "input kept");
     // No group chosen, an empty name, a certificate that is not one,
     // metadata and a certificate at once.
@@ -370,7 +396,10 @@ async fn refused_connection_forms_and_exemptions_write_nothing() {
         &s.srv,
         &page,
         &format!("{page}/idp"),
-        &[("certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")],
+        &[(
+            "certificate",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----",
+        )],
     )
     .await;
     assert_eq!(r.status, 400, "{}", r.body);
@@ -427,9 +456,9 @@ async fn refused_connection_forms_and_exemptions_write_nothing() {
         .await;
         assert_eq!(r.status, 400, "{email}: {}", r.body);
         assert!(r.body.contains("id=\"exempt-email-error\""));
-        assert!(r
-            .body
-            .contains(&format!("No member of this workspace has the email {email}")));
+        assert!(r.body.contains(&format!(
+            "No member of this workspace has the email {email}"
+        )));
     }
     assert_eq!(settings(&mut s).await["sso_exempt_user_ids"], json!([]));
     assert_eq!(
@@ -513,7 +542,11 @@ async fn refused_sign_ins_are_explained_on_the_connection_page_with_what_to_fix(
         .iter()
         .map(|e| e["details"]["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, ["unsigned", "destination", "audience"], "newest first");
+    assert_eq!(
+        codes,
+        ["unsigned", "destination", "audience"],
+        "newest first"
+    );
     assert!(refused
         .iter()
         .all(|e| e["details"]["connection"] == json!(s.conn)));
@@ -532,7 +565,10 @@ async fn refused_sign_ins_are_explained_on_the_connection_page_with_what_to_fix(
     assert!(b.contains("Turn on signing in your IdP"));
     assert!(b.contains("<span class=\"pill ok\">Signed in</span>"));
     assert!(b.contains("carol@corp.test"));
-    assert_eq!(b.matches("<span class=\"pill bad\">Refused</span>").count(), 3);
+    assert_eq!(
+        b.matches("<span class=\"pill bad\">Refused</span>").count(),
+        3
+    );
 }
 
 #[tokio::test]
@@ -565,22 +601,23 @@ async fn a_test_sign_in_reports_what_the_idp_sent_and_leaves_the_session_alone()
     let xml = Resp {
         attributes: vec![
             ("displayName".into(), vec!["Tess Tester".into()]),
-            (
-                "groups".into(),
-                vec!["engineering".into(), "admins".into()],
-            ),
+            ("groups".into(), vec!["engineering".into(), "admins".into()]),
         ],
         ..response(&s, Some(&req), "tess@corp.test")
     }
     .signed(Sign::Assertion);
-    let mut owner = std::mem::replace(&mut s.owner.br, Browser::new());
+    let mut owner = std::mem::take(&mut s.owner.br);
     let r = post_acs(&mut owner, &s, &xml, Some(&relay)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Test sign-in succeeded"));
     assert!(r.body.contains("tess@corp.test"));
     assert!(r.body.contains("Tess Tester"));
-    assert!(r.body.contains("<code>engineering</code></td><td>Engineers</td>"));
-    assert!(r.body.contains("<code>admins</code></td><td><span class=\"muted\">not mapped</span>"));
+    assert!(r
+        .body
+        .contains("<code>engineering</code></td><td>Engineers</td>"));
+    assert!(r
+        .body
+        .contains("<code>admins</code></td><td><span class=\"muted\">not mapped</span>"));
     assert!(r.body.contains(&format!("href=\"{page}\"")));
     // Nobody created, no new session; the owner's session is as it was.
     assert!(r.set_cookie("iamgw_session").is_none());
@@ -602,5 +639,8 @@ async fn a_test_sign_in_reports_what_the_idp_sent_and_leaves_the_session_alone()
         .contains("Test by ann@acme.test; the IdP sent tess@corp.test"));
     // The same answer cannot be used again, test or not.
     let mut again = Browser::new();
-    assert_eq!(post_acs(&mut again, &s, &xml, Some(&relay)).await.status, 401);
+    assert_eq!(
+        post_acs(&mut again, &s, &xml, Some(&relay)).await.status,
+        401
+    );
 }

@@ -374,7 +374,10 @@ pub async fn add_exemption(
         }
     };
     match problem {
-        None => Ok(see_other(&format!("{}?done=exempted#exemptions", here(&slug)))),
+        None => Ok(see_other(&format!(
+            "{}?done=exempted#exemptions",
+            here(&slug)
+        ))),
         Some(why) => {
             let mut page = build(&state, &wp).await?;
             page.input.exempt_email = email;

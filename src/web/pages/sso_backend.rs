@@ -100,7 +100,11 @@ fn field_of(message: &str, fallback: &'static str) -> &'static str {
 /// next to the field already).
 fn without_field_name(m: &str) -> &str {
     match m.split_once(": ") {
-        Some((head, rest)) if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_') => rest,
+        Some((head, rest))
+            if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        {
+            rest
+        }
         _ => m,
     }
 }

@@ -206,8 +206,16 @@ pub async fn start(
     let (conn, _ws) = enabled_connection(&state, &id).await?;
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
     match SsoKind::parse(&conn.kind)? {
-        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to, None).await,
-        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to, None).await,
+        SsoKind::Saml => {
+            saml::Saml
+                .start(&state, &headers, &conn, return_to, None)
+                .await
+        }
+        SsoKind::Oidc => {
+            oidc::Oidc
+                .start(&state, &headers, &conn, return_to, None)
+                .await
+        }
     }
 }
 
