@@ -327,30 +327,35 @@ pub async fn create_connection(
     Ok(c)
 }
 
-/// The names of the fields a body sets (the audit event of an update
-/// says what was changed, never the values of secrets or metadata).
-fn given_fields(b: &ConnectionBody) -> Vec<&'static str> {
-    let given = [
-        ("name", b.name.is_some()),
-        ("enabled", b.enabled.is_some()),
-        ("allow_idp_initiated", b.allow_idp_initiated.is_some()),
-        ("idp_metadata_xml", b.idp_metadata_xml.is_some()),
-        ("idp_metadata_url", b.idp_metadata_url.is_some()),
-        ("idp_certificate", b.idp_certificate.is_some()),
-        ("email_attribute", b.email_attribute.is_some()),
-        ("name_attribute", b.name_attribute.is_some()),
-        ("group_attribute", b.group_attribute.is_some()),
-        ("group_mappings", b.group_mappings.is_some()),
-        ("issuer", b.issuer.is_some()),
-        ("client_id", b.client_id.is_some()),
-        ("client_secret", b.client_secret.is_some()),
-        ("scopes", b.scopes.is_some()),
-    ];
-    given
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| n)
-        .collect()
+/// What an update changed, by field name (the audit event names the
+/// fields, never the values of secrets or certificates).
+fn changed_fields(before: &SsoConnection, after: &SsoConnection) -> Vec<String> {
+    let mut out = Vec::new();
+    if before.name != after.name {
+        out.push("name".to_string());
+    }
+    if before.enabled != after.enabled {
+        out.push("enabled".to_string());
+    }
+    if before.allow_idp_initiated != after.allow_idp_initiated {
+        out.push("allow_idp_initiated".to_string());
+    }
+    let empty = serde_json::Map::new();
+    let old = before.config.as_object().unwrap_or(&empty);
+    let new = after.config.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if old.get(k) != new.get(k) {
+            out.push(match k.as_str() {
+                "idp_certs" => "idp_certificates".to_string(),
+                "client_secret_sealed" => "client_secret".to_string(),
+                other => other.to_string(),
+            });
+        }
+    }
+    out
 }
 
 /// Changes a connection of this workspace (owners; audited); its type
@@ -363,6 +368,7 @@ pub async fn update_connection(
 ) -> Result<SsoConnection, DomainError> {
     ctx.require_owner()?;
     let mut c = get_connection(core, ctx, id).await?;
+    let before = c.clone();
     if b.kind.as_deref().is_some_and(|k| k != c.kind) {
         return Err(invalid("the type of a connection cannot change"));
     }
@@ -384,7 +390,7 @@ pub async fn update_connection(
     c.updated_at = core.clock.now().max(c.updated_at + 1);
     let details = json!({
         "name": c.name, "enabled": c.enabled, "allow_idp_initiated": c.allow_idp_initiated,
-        "changed": given_fields(&b),
+        "changed": changed_fields(&before, &c),
     });
     let action = "sso.connection_updated";
     ctx.audited(

@@ -177,10 +177,31 @@ async fn every_connection_setting_changes_through_its_page_and_reads_back_throug
     assert_eq!(c["group_attribute"], Value::Null);
     let changed = events(&mut s, "sso.connection_updated").await;
     assert_eq!(changed.len(), 2);
-    assert!(changed[0]["details"]["changed"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("allow_idp_initiated")));
+    let fields = |e: &Value| -> Vec<String> {
+        serde_json::from_value(e["details"]["changed"].clone()).unwrap()
+    };
+    assert_eq!(
+        fields(&changed[1]),
+        [
+            "name",
+            "enabled",
+            "allow_idp_initiated",
+            "email_attribute",
+            "group_attribute",
+            "name_attribute"
+        ]
+    );
+    assert_eq!(
+        fields(&changed[0]),
+        [
+            "enabled",
+            "allow_idp_initiated",
+            "email_attribute",
+            "group_attribute",
+            "name_attribute"
+        ],
+        "the name did not change"
+    );
 
     // A group mapping, picked from the workspace's groups; then removed.
     let r = submit(
