@@ -3,6 +3,7 @@
 
 pub mod oidc;
 pub mod saml;
+pub mod test;
 
 use super::errors::Halt;
 use super::federation::{self, refused};
@@ -20,7 +21,7 @@ use crate::store::SsoConnection;
 use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -148,7 +149,7 @@ pub async fn finish<C: Connector>(
 ) -> Result<Response, Halt> {
     let (conn, ws) = enabled_connection(state, id).await?;
     match connector.finish(state, headers, &conn, answer).await {
-        Ok(v) if v.tester.is_some() => test_report(state, &conn, v, ip).await,
+        Ok(v) if v.tester.is_some() => test::report(state, &conn, v, ip).await,
         Ok(v) => complete(state, headers, &conn, &ws, v.identity, &v.return_to, ip).await,
         Err(Refusal::Refused { status, reason }) => {
             Ok(refuse(state, &conn, ip, status, &reason).await)
@@ -234,111 +235,6 @@ pub async fn start_test(
         SsoKind::Saml => saml::Saml.start(state, headers, conn, back, tester).await,
         SsoKind::Oidc => oidc::Oidc.start(state, headers, conn, back, tester).await,
     }
-}
-
-/// One attribute as a test sign-in reports it.
-pub struct ReportedAttribute {
-    pub name: String,
-    pub values: String,
-}
-
-/// A group the IdP sent, and the user group it maps to.
-pub struct ReportedGroup {
-    pub value: String,
-    pub maps_to: Option<String>,
-}
-
-#[derive(askama::Template)]
-#[template(path = "sso_test.html")]
-pub struct TestReportPage {
-    pub chrome: crate::web::views::Chrome,
-    pub connection: String,
-    pub subject: String,
-    pub email: String,
-    pub name: String,
-    pub groups: Vec<ReportedGroup>,
-    pub attributes: Vec<ReportedAttribute>,
-    pub back: String,
-}
-
-/// What a test sign-in's IdP sent, reported to the owner who started it;
-/// recorded as `sso.tested`. Nobody is signed in, created or changed.
-async fn test_report(
-    state: &AppState,
-    conn: &SsoConnection,
-    v: Verified,
-    ip: IpAddr,
-) -> Result<Response, Halt> {
-    let mappings: BTreeMap<String, String> = conn
-        .config
-        .get("group_mappings")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .unwrap_or_default();
-    let group_names: std::collections::HashMap<String, String> = state
-        .store
-        .list_groups(&conn.workspace_id)
-        .await?
-        .into_iter()
-        .map(|g| (g.id, g.name))
-        .collect();
-    let groups = v
-        .identity
-        .groups
-        .iter()
-        .map(|value| ReportedGroup {
-            value: value.clone(),
-            maps_to: mappings
-                .get(value)
-                .map(|gid| group_names.get(gid).cloned().unwrap_or_else(|| gid.clone())),
-        })
-        .collect();
-    let tester = v.tester.clone().unwrap_or_default();
-    let tester_email = state
-        .store
-        .user_by_id(&tester)
-        .await?
-        .map(|u| u.email)
-        .unwrap_or_default();
-    audit::record(
-        state.store.as_ref(),
-        state.clock.now(),
-        audit::Entry {
-            workspace_id: Some(&conn.workspace_id),
-            actor: Actor::user(&tester, &tester_email),
-            action: "sso.tested",
-            target: Some(&conn.id),
-            ip: Some(ip.to_string()),
-            details: serde_json::json!({
-                "connection": conn.id,
-                "email": v.identity.email,
-                "groups": v.identity.groups,
-            }),
-        },
-    )
-    .await;
-    let page = TestReportPage {
-        chrome: crate::web::views::Chrome::anonymous(),
-        connection: conn.name.clone(),
-        subject: v.identity.subject,
-        email: v.identity.email.unwrap_or_default(),
-        name: v.identity.name.unwrap_or_default(),
-        groups,
-        attributes: v
-            .attributes
-            .into_iter()
-            .map(|(name, values)| ReportedAttribute {
-                name,
-                values: values.join(", "),
-            })
-            .collect(),
-        back: v.return_to,
-    };
-    let mut resp = crate::web::views::render(&page).into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
 }
 
 /// Records a refused SSO sign-in and answers with its page (no cookie).
