@@ -4,7 +4,7 @@
 //! exemption) that write nothing, refused sign-ins explained with what to
 //! fix at the IdP, and a test sign-in that leaves the owner's session alone.
 
-use crate::saml::idp::{metadata_xml, world, Sign};
+use crate::saml::idp::{metadata_xml, world, Sign, Signer};
 use crate::saml::template::Resp;
 use crate::sso::{post_acs, response, saml_setup, start, users, Sso};
 use crate::support::*;
@@ -551,6 +551,27 @@ async fn refused_sign_ins_are_explained_on_the_connection_page_with_what_to_fix(
     let (relay, req) = start(&mut br, &s, "/").await;
     let xml = response(&s, Some(&req), "dave@corp.test").signed(Sign::Nothing);
     assert_eq!(post_acs(&mut br, &s, &xml, Some(&relay)).await.status, 401);
+    // Signed by a key the connection does not trust.
+    let mut br = Browser::new();
+    let (relay, req) = start(&mut br, &s, "/").await;
+    let attacker = Signer {
+        keys: Some(&world().attacker),
+        ..Signer::idp()
+    };
+    let xml = response(&s, Some(&req), "dave@corp.test").signed_by(Sign::Assertion, &attacker);
+    assert_eq!(post_acs(&mut br, &s, &xml, Some(&relay)).await.status, 401);
+    // Issued by an IdP whose clock is ten minutes ahead.
+    let mut br = Browser::new();
+    let (relay, req) = start(&mut br, &s, "/").await;
+    let ahead = s.srv.clock.now() + 600;
+    let xml = Resp {
+        not_before: ahead - 30,
+        not_on_or_after: ahead + 600,
+        scd_not_on_or_after: ahead + 300,
+        ..response(&s, Some(&req), "dave@corp.test")
+    }
+    .signed(Sign::Assertion);
+    assert_eq!(post_acs(&mut br, &s, &xml, Some(&relay)).await.status, 401);
     // And one that is accepted.
     let mut br = Browser::new();
     let (relay, req) = start(&mut br, &s, "/").await;
@@ -565,7 +586,13 @@ async fn refused_sign_ins_are_explained_on_the_connection_page_with_what_to_fix(
         .collect();
     assert_eq!(
         codes,
-        ["unsigned", "destination", "audience"],
+        [
+            "clock_skew",
+            "untrusted_signature",
+            "unsigned",
+            "destination",
+            "audience"
+        ],
         "newest first"
     );
     assert!(refused
@@ -586,9 +613,13 @@ async fn refused_sign_ins_are_explained_on_the_connection_page_with_what_to_fix(
     assert!(b.contains("Turn on signing in your IdP"));
     assert!(b.contains("<span class=\"pill ok\">Signed in</span>"));
     assert!(b.contains("carol@corp.test"));
+    assert!(b.contains("data-code=\"untrusted_signature\""));
+    assert!(b.contains("Replace the IdP certificate (or metadata) on this page"));
+    assert!(b.contains("data-code=\"clock_skew\""));
+    assert!(b.contains("keep time with NTP"));
     assert_eq!(
         b.matches("<span class=\"pill bad\">Refused</span>").count(),
-        3
+        5
     );
 }
 
