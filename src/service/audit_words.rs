@@ -42,6 +42,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
     ("sso.connection_deleted", "SSO connection deleted"),
     ("sso.signed_in", "SSO sign-in"),
     ("sso.refused", "SSO sign-in refused"),
+    ("sso.tested", "SSO test sign-in"),
     ("scim.user.created", "SCIM: user created"),
     ("scim.user.updated", "SCIM: user updated"),
     ("scim.user.deactivated", "SCIM: user deactivated"),
@@ -338,6 +339,11 @@ fn specific(e: &AuditEvent, names: &Names) -> Option<String> {
         "sso.signed_in" => format!(
             "{who} signed in through the SSO connection {}",
             names.connection(text(d, "connection").or(target))
+        ),
+        "sso.tested" => format!(
+            "{who} tested the SSO connection {}: the IdP sent {}",
+            names.connection(text(d, "connection").or(target)),
+            text(d, "email").unwrap_or("no email")
         ),
         "sso.refused" => format!(
             "SSO sign-in refused: {}",

@@ -18,6 +18,7 @@ pub mod settings;
 pub mod signin;
 pub mod sso;
 pub mod sso_admin;
+pub mod sso_attempts;
 pub mod tokens;
 pub mod twilio;
 pub mod workspaces;

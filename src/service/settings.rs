@@ -40,6 +40,11 @@ pub struct SettingsPatch {
     pub invitation_ttl: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub audit_retention: Option<Option<String>>,
+    /// (user id, exempt): one member added to or removed from the Require
+    /// SSO exemptions, applied to the settings of the moment (the SSO
+    /// page's member picker; not part of the API body).
+    #[serde(skip)]
+    pub exemption: Option<(String, bool)>,
 }
 
 /// The longest timeout, invitation lifetime or retention a workspace may
@@ -134,6 +139,13 @@ async fn check_values(core: &Core, ctx: &Ctx, patch: &SettingsPatch) -> Result<(
             )));
         }
     }
+    if let Some((id, true)) = &patch.exemption {
+        if core.store.membership(&ctx.ws.id, id).await?.is_none() {
+            return Err(DomainError::Invalid(
+                "sso_exempt_user_ids: only members of the workspace can be exempt".into(),
+            ));
+        }
+    }
     if let Some(role) = &patch.default_role {
         check_default_role(role)?;
     }
@@ -203,6 +215,12 @@ async fn patched(
     if let Some(ids) = patch.sso_exempt_user_ids {
         next.sso_exempt_user_ids = ids;
     }
+    if let Some((id, exempt)) = patch.exemption {
+        next.sso_exempt_user_ids.retain(|x| *x != id);
+        if exempt {
+            next.sso_exempt_user_ids.push(id);
+        }
+    }
     if let Some(on) = patch.require_mfa {
         next.require_mfa = on;
     }
@@ -220,6 +238,53 @@ async fn patched(
         }
     }
     Ok(next)
+}
+
+/// Exempts the member with this email from Require SSO (owners; audited
+/// like any settings change). An email that is not a member's is refused.
+pub async fn exempt(core: &Core, ctx: &Ctx, email: &str) -> Result<WorkspaceSettings, DomainError> {
+    ctx.require_owner()?;
+    let email = email.trim();
+    let not_member =
+        || DomainError::Invalid(format!("No member of this workspace has the email {email}"));
+    let user = core
+        .store
+        .user_by_email(email)
+        .await?
+        .ok_or_else(not_member)?;
+    if core.store.membership(&ctx.ws.id, &user.id).await?.is_none() {
+        return Err(not_member());
+    }
+    let patch = SettingsPatch {
+        exemption: Some((user.id, true)),
+        ..SettingsPatch::default()
+    };
+    update(core, ctx, patch).await
+}
+
+/// Ends the Require SSO exemption of this user (owners; audited).
+pub async fn unexempt(
+    core: &Core,
+    ctx: &Ctx,
+    user_id: &str,
+) -> Result<WorkspaceSettings, DomainError> {
+    ctx.require_owner()?;
+    if !ctx
+        .ws
+        .settings
+        .sso_exempt_user_ids
+        .iter()
+        .any(|x| x == user_id)
+    {
+        return Err(DomainError::Conflict(
+            "That person is not exempt from Require SSO (any more); reload the page".into(),
+        ));
+    }
+    let patch = SettingsPatch {
+        exemption: Some((user_id.to_string(), false)),
+        ..SettingsPatch::default()
+    };
+    update(core, ctx, patch).await
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! rules and audit events.
 
 use super::{Core, Ctx};
-use crate::connectors::saml::parse_idp_metadata;
+use crate::connectors::saml::{
+    certificate_facts, parse_idp_metadata, parse_signing_certificate, CertificateFacts, SamlError,
+};
 use crate::crypto;
 use crate::domain::DomainError;
 use crate::sso_config::{self, OidcSsoConfig, SamlConfig};
@@ -25,6 +27,9 @@ pub struct ConnectionBody {
     pub allow_idp_initiated: Option<bool>,
     pub idp_metadata_xml: Option<String>,
     pub idp_metadata_url: Option<String>,
+    /// SAML: the IdP's signing certificate (PEM or base64 DER), replacing
+    /// the pinned ones (applied after any metadata in the same body).
+    pub idp_certificate: Option<String>,
     pub email_attribute: Option<String>,
     pub name_attribute: Option<String>,
     pub group_attribute: Option<String>,
@@ -87,7 +92,12 @@ async fn checked_mappings(
     ws_id: &str,
     m: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, DomainError> {
-    for gid in m.values() {
+    for (value, gid) in m {
+        if value.trim().is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
+            return Err(invalid(
+                "group_mappings: an IdP value is 1 to 200 characters, no control characters",
+            ));
+        }
         core.store.get_group(ws_id, gid).await?.ok_or_else(|| {
             invalid(format!(
                 "group_mappings: no group `{gid}` in this workspace"
@@ -148,6 +158,24 @@ async fn saml_config(
     base: Option<SamlConfig>,
 ) -> Result<SamlConfig, DomainError> {
     let mut cfg = saml_idp(b, base).await?;
+    if let Some(text) = &b.idp_certificate {
+        let der = parse_signing_certificate(text).map_err(|e| match e {
+            SamlError::Metadata(why) => invalid(format!("idp_certificate: {why}")),
+            other => invalid(format!("idp_certificate: {}", other.reason())),
+        })?;
+        cfg.idp_certs = vec![crypto::b64(&der)];
+    }
+    let attribute = |name: &str, v: &Option<String>| -> Result<(), DomainError> {
+        match v {
+            Some(v) if v.len() > 200 || v.chars().any(char::is_control) => Err(invalid(format!(
+                "{name}: at most 200 characters, no control characters"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    attribute("email_attribute", &b.email_attribute)?;
+    attribute("name_attribute", &b.name_attribute)?;
+    attribute("group_attribute", &b.group_attribute)?;
     let set = |slot: &mut Option<String>, v: &Option<String>| {
         if let Some(v) = v {
             *slot = Some(v.clone()).filter(|s| !s.is_empty());
@@ -160,6 +188,16 @@ async fn saml_config(
         cfg.group_mappings = checked_mappings(core, ws_id, m).await?;
     }
     Ok(cfg)
+}
+
+/// The signing certificates a SAML configuration pins, with their expiry
+/// (unreadable ones are left out).
+pub fn pinned_certificates(cfg: &SamlConfig) -> Vec<CertificateFacts> {
+    cfg.idp_certs
+        .iter()
+        .filter_map(|c| crypto::b64_decode(c))
+        .filter_map(|der| certificate_facts(&der))
+        .collect()
 }
 
 /// The client secret, sealed: the new one when given, else the one `base` had.
@@ -198,6 +236,11 @@ async fn oidc_config(
         .or_else(|| base.as_ref().map(|c| c.client_id.clone()))
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| invalid("client_id is required"))?;
+    if b.idp_certificate.is_some() {
+        return Err(invalid(
+            "idp_certificate: only SAML connections pin a certificate",
+        ));
+    }
     let client_secret_sealed = sealed_secret(core, b, base.as_ref())?;
     let scopes = b
         .scopes
@@ -284,6 +327,37 @@ pub async fn create_connection(
     Ok(c)
 }
 
+/// What an update changed, by field name (the audit event names the
+/// fields, never the values of secrets or certificates).
+fn changed_fields(before: &SsoConnection, after: &SsoConnection) -> Vec<String> {
+    let mut out = Vec::new();
+    if before.name != after.name {
+        out.push("name".to_string());
+    }
+    if before.enabled != after.enabled {
+        out.push("enabled".to_string());
+    }
+    if before.allow_idp_initiated != after.allow_idp_initiated {
+        out.push("allow_idp_initiated".to_string());
+    }
+    let empty = serde_json::Map::new();
+    let old = before.config.as_object().unwrap_or(&empty);
+    let new = after.config.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        if old.get(k) != new.get(k) {
+            out.push(match k.as_str() {
+                "idp_certs" => "idp_certificates".to_string(),
+                "client_secret_sealed" => "client_secret".to_string(),
+                other => other.to_string(),
+            });
+        }
+    }
+    out
+}
+
 /// Changes a connection of this workspace (owners; audited); its type
 /// cannot change.
 pub async fn update_connection(
@@ -294,12 +368,13 @@ pub async fn update_connection(
 ) -> Result<SsoConnection, DomainError> {
     ctx.require_owner()?;
     let mut c = get_connection(core, ctx, id).await?;
+    let before = c.clone();
     if b.kind.as_deref().is_some_and(|k| k != c.kind) {
         return Err(invalid("the type of a connection cannot change"));
     }
     if let Some(n) = &b.name {
-        if n.trim().is_empty() || n.len() > 100 {
-            return Err(invalid("name: 1 to 100 characters"));
+        if n.trim().is_empty() || n.len() > 100 || n.chars().any(char::is_control) {
+            return Err(invalid("name: 1 to 100 characters, no control characters"));
         }
         c.name = n.trim().to_string();
     }
@@ -313,8 +388,10 @@ pub async fn update_connection(
     c.enabled = b.enabled.unwrap_or(c.enabled);
     c.allow_idp_initiated = b.allow_idp_initiated.unwrap_or(c.allow_idp_initiated);
     c.updated_at = core.clock.now().max(c.updated_at + 1);
-    let details =
-        json!({"name": c.name, "enabled": c.enabled, "allow_idp_initiated": c.allow_idp_initiated});
+    let details = json!({
+        "name": c.name, "enabled": c.enabled, "allow_idp_initiated": c.allow_idp_initiated,
+        "changed": changed_fields(&before, &c),
+    });
     let action = "sso.connection_updated";
     ctx.audited(
         core,

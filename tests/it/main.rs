@@ -25,6 +25,7 @@ mod session_conformance;
 mod signin;
 mod smtp_sink;
 mod sso;
+mod sso_page;
 mod store_conformance;
 mod support;
 mod twilio_issuer;

@@ -16,14 +16,14 @@ use iam_gateway::clock::Clock;
 use serde_json::{json, Value};
 use std::io::Read;
 
-struct Sso {
-    srv: TestServer,
-    dns: DnsServer,
-    owner: Api,
-    conn: String,
+pub struct Sso {
+    pub srv: TestServer,
+    pub dns: DnsServer,
+    pub owner: Api,
+    pub conn: String,
 }
 
-async fn users(srv: &TestServer) -> i64 {
+pub async fn users(srv: &TestServer) -> i64 {
     let url = srv.database_url.clone();
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .connect(&url)
@@ -47,7 +47,7 @@ async fn links(srv: &TestServer) -> i64 {
 }
 
 /// Workspace `acme` (owner ann@acme.test) with a SAML connection to the test IdP.
-async fn saml_setup(allow_idp_initiated: bool) -> Sso {
+pub async fn saml_setup(allow_idp_initiated: bool) -> Sso {
     let dns = DnsServer::start().await;
     let srv = TestServer::start_with(
         Options::new(Backend {
@@ -76,7 +76,7 @@ async fn saml_setup(allow_idp_initiated: bool) -> Sso {
 }
 
 /// Starts SP-initiated sign-in; returns (RelayState, request id).
-async fn start(br: &mut Browser, s: &Sso, return_to: &str) -> (String, String) {
+pub async fn start(br: &mut Browser, s: &Sso, return_to: &str) -> (String, String) {
     let r = br
         .get(&s.srv.url(&format!(
             "/sso/{}/start?return_to={}",
@@ -106,7 +106,7 @@ async fn start(br: &mut Browser, s: &Sso, return_to: &str) -> (String, String) {
 }
 
 /// A response from the test IdP to this gateway's connection.
-fn response(s: &Sso, in_response_to: Option<&str>, email: &str) -> Resp {
+pub fn response(s: &Sso, in_response_to: Option<&str>, email: &str) -> Resp {
     let now = s.srv.clock.now();
     let acs = s.srv.url(&format!("/sso/saml/{}/acs", s.conn));
     Resp {
@@ -126,7 +126,7 @@ fn response(s: &Sso, in_response_to: Option<&str>, email: &str) -> Resp {
     }
 }
 
-async fn post_acs(br: &mut Browser, s: &Sso, xml: &str, relay: Option<&str>) -> Page {
+pub async fn post_acs(br: &mut Browser, s: &Sso, xml: &str, relay: Option<&str>) -> Page {
     let b64 = base64::engine::general_purpose::STANDARD.encode(xml);
     let mut form = vec![("SAMLResponse", b64.as_str())];
     if let Some(r) = relay {

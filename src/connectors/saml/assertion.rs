@@ -35,6 +35,8 @@ pub struct Facts {
     pub name: Option<String>,
     pub groups: Vec<String>,
     pub session_index: Option<String>,
+    /// Every attribute of the assertion: (name, values), in document order.
+    pub attributes: Vec<(String, Vec<String>)>,
 }
 
 fn child(node: &Node, local: &str) -> Result<Option<Node>, SamlError> {
@@ -199,6 +201,7 @@ pub fn read(assertion: &Node, exp: &Expectations) -> Result<Facts, SamlError> {
         name,
         groups,
         session_index,
+        attributes: attributes.0,
     })
 }
 

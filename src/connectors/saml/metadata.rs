@@ -155,6 +155,56 @@ fn check_certificate(der: &[u8]) -> Result<(), SamlError> {
     ))
 }
 
+/// A signing certificate given on its own (PEM, or base64 DER): its DER,
+/// once it is known to be an X.509 certificate with a key the ACS accepts.
+pub fn parse_signing_certificate(text: &str) -> Result<Vec<u8>, SamlError> {
+    let text = text.trim();
+    let der = if text.contains("-----BEGIN") {
+        openssl::x509::X509::from_pem(text.as_bytes())
+            .and_then(|c| c.to_der())
+            .map_err(|_| SamlError::metadata("the certificate is not a PEM X.509 certificate"))?
+    } else {
+        let compact: String = text.split_whitespace().collect();
+        STANDARD
+            .decode(compact)
+            .map_err(|_| SamlError::metadata("the certificate is neither PEM nor base64"))?
+    };
+    check_certificate(&der)?;
+    Ok(der)
+}
+
+/// What a page shows about a pinned certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// The subject's common name (or the whole subject when it has none).
+    pub subject: String,
+    /// Unix seconds: the certificate is not valid from then on.
+    pub not_after: i64,
+}
+
+/// The subject and expiry of a DER certificate (None when unreadable).
+pub fn certificate_facts(der: &[u8]) -> Option<CertificateFacts> {
+    let cert = openssl::x509::X509::from_der(der).ok()?;
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let d = epoch.diff(cert.not_after()).ok()?;
+    let not_after = i64::from(d.days) * 86_400 + i64::from(d.secs);
+    let names: Vec<String> = cert
+        .subject_name()
+        .entries()
+        .filter_map(|e| {
+            let key = e.object().nid().short_name().ok()?;
+            let value = String::from_utf8_lossy(e.data().as_slice()).to_string();
+            Some((key.to_string(), value))
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let subject = names
+        .iter()
+        .find_map(|n| n.strip_prefix("CN=").map(str::to_string))
+        .unwrap_or_else(|| names.join(", "));
+    Some(CertificateFacts { subject, not_after })
+}
+
 /// This connection's SP metadata: one SPSSODescriptor,
 /// unsigned requests, signed assertions wanted, NameID format emailAddress,
 /// one HTTP-POST AssertionConsumerService.

@@ -27,7 +27,10 @@ mod signature;
 mod xml;
 
 pub use error::SamlError;
-pub use metadata::{parse_idp_metadata, sp_metadata_xml, MAX_METADATA_LEN};
+pub use metadata::{
+    certificate_facts, parse_idp_metadata, parse_signing_certificate, sp_metadata_xml,
+    CertificateFacts, MAX_METADATA_LEN,
+};
 pub use request::{authn_request_redirect, MAX_RELAY_STATE_LEN};
 pub use response::{validate_response, MAX_RESPONSE_B64_LEN};
 
@@ -87,4 +90,6 @@ pub struct ValidatedAssertion {
     pub name: Option<String>,
     pub groups: Vec<String>,
     pub session_index: Option<String>,
+    /// Every attribute the assertion carried: (name, values).
+    pub attributes: Vec<(String, Vec<String>)>,
 }

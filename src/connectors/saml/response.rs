@@ -72,6 +72,7 @@ pub fn validate_response(
         name: facts.name,
         groups: facts.groups,
         session_index: facts.session_index,
+        attributes: facts.attributes,
     })
 }
 

@@ -34,6 +34,11 @@ pub fn connection_json(state: &AppState, c: &SsoConnection) -> Value {
             v["name_attribute"] = json!(cfg.name_attribute);
             v["group_attribute"] = json!(cfg.group_attribute);
             v["group_mappings"] = json!(cfg.group_mappings);
+            let certs: Vec<Value> = sso_admin::pinned_certificates(&cfg)
+                .into_iter()
+                .map(|c| json!({"subject": c.subject, "not_after": time(c.not_after)}))
+                .collect();
+            v["idp_certificates"] = json!(certs);
         }
     } else if let Ok(cfg) = sso_config::oidc(&c.config) {
         v["issuer"] = json!(cfg.issuer);

@@ -19,6 +19,7 @@ pub mod groups;
 pub mod member;
 pub mod sso;
 pub mod sso_backend;
+pub mod sso_connection;
 pub mod sso_idp;
 pub mod tokens;
 pub mod users;
@@ -159,6 +160,46 @@ pub fn page_routes() -> Vec<PageRoute> {
             Post,
             "/w/{slug}/settings/sso/connections/{id}/delete",
             post(sso_idp::delete_connection),
+        ),
+        page(
+            Get,
+            "/w/{slug}/settings/sso/connections/{id}",
+            get(sso_connection::page),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/edit",
+            post(sso_connection::edit),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/mappings",
+            post(sso_connection::add_mapping),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/mappings/remove",
+            post(sso_connection::remove_mapping),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/idp",
+            post(sso_connection::replace_idp),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/connections/{id}/test",
+            post(sso_connection::test_sign_in),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/exemptions",
+            post(sso::add_exemption),
+        ),
+        page(
+            Post,
+            "/w/{slug}/settings/sso/exemptions/remove",
+            post(sso::remove_exemption),
         ),
         page(
             Post,
@@ -515,6 +556,8 @@ async fn form_back(parts: &mut Parts, state: &AppState) -> String {
         format!("{ws}/access?tab=tokens")
     } else if rest.starts_with("/apps") {
         format!("{ws}/apps")
+    } else if rest.starts_with("/settings/sso/connections/{id}") && !rest.ends_with("/delete") {
+        format!("{ws}/settings/sso/connections/{}", p("id"))
     } else if rest.starts_with("/settings/sso") {
         format!("{ws}/settings/sso")
     } else {

@@ -30,6 +30,8 @@ pub const NOT_AVAILABLE: &str =
 
 pub struct ConnectionRow {
     pub c: ConnectionView,
+    /// A warning about the IdP certificate (expired, or within 30 days).
+    pub cert_warning: Option<String>,
     pub entity_id: String,
     pub acs_url: String,
     pub redirect_uri: String,
@@ -39,6 +41,13 @@ pub struct ExemptRow {
     pub id: String,
     pub email: String,
     pub exempt: bool,
+}
+
+/// A member exempt from Require SSO.
+pub struct ExemptionRow {
+    pub user_id: String,
+    /// Their email, or a note when they are no longer a user.
+    pub email: String,
 }
 
 pub struct ScimRow {
@@ -59,6 +68,7 @@ pub struct SsoInput {
     pub client_id: String,
     pub domain: String,
     pub scim_description: String,
+    pub exempt_email: String,
 }
 
 #[derive(Template)]
@@ -86,7 +96,9 @@ pub struct SsoPage {
     /// Whether this session came through this workspace's SSO (needed to
     /// turn Require SSO on).
     pub session_from_sso: bool,
+    /// The first 200 members (the exemption picker's suggestions).
     pub members: Vec<ExemptRow>,
+    pub exemptions: Vec<ExemptionRow>,
     pub scim_url: String,
     pub scim_tokens: Vec<ScimRow>,
     pub new_scim_secret: Option<String>,
@@ -106,10 +118,19 @@ fn listed<T>(r: Result<Vec<T>, SsoError>) -> Result<(Vec<T>, Option<String>), Do
     }
 }
 
-fn connection_rows(base: &str, conns: Vec<ConnectionView>) -> Vec<ConnectionRow> {
+fn connection_rows(base: &str, now: i64, conns: Vec<ConnectionView>) -> Vec<ConnectionRow> {
     conns
         .into_iter()
         .map(|c| ConnectionRow {
+            cert_warning: c.cert_expires.and_then(|t| {
+                if t <= now {
+                    Some(format!("IdP certificate expired on {}", when(t)))
+                } else if t - now < 30 * 86_400 {
+                    Some(format!("IdP certificate expires on {}", when(t)))
+                } else {
+                    None
+                }
+            }),
             entity_id: format!("{base}/sso/saml/{}/metadata", seg(&c.id)),
             acs_url: format!("{base}/sso/saml/{}/acs", seg(&c.id)),
             redirect_uri: format!("{base}/sso/oidc/{}/callback", seg(&c.id)),
@@ -132,6 +153,28 @@ async fn exempt_rows(state: &AppState, ws: &Workspace) -> Result<Vec<ExemptRow>,
             email: m.email,
         })
         .collect())
+}
+
+/// Everyone exempt from Require SSO, by email.
+async fn exemption_rows(
+    state: &AppState,
+    ws: &Workspace,
+) -> Result<Vec<ExemptionRow>, DomainError> {
+    let ids = &ws.settings.sso_exempt_user_ids;
+    let emails: std::collections::HashMap<String, String> =
+        state.store.user_emails(ids).await?.into_iter().collect();
+    let mut rows: Vec<ExemptionRow> = ids
+        .iter()
+        .map(|id| ExemptionRow {
+            user_id: id.clone(),
+            email: emails
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| "(an account that no longer exists)".into()),
+        })
+        .collect();
+    rows.sort_by(|a, b| a.email.cmp(&b.email));
+    Ok(rows)
 }
 
 /// The workspace's SCIM tokens (owners only see them).
@@ -173,7 +216,7 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
         errors: Errors::default(),
         roles: role_options(),
         connections_unavailable,
-        connections: connection_rows(&base, conns),
+        connections: connection_rows(&base, state.clock.now(), conns),
         domains_unavailable,
         domains,
         input: SsoInput {
@@ -185,6 +228,7 @@ pub(super) async fn build(state: &AppState, wp: &WsPage) -> Result<SsoPage, Doma
         default_role: ws.settings.default_role.clone(),
         session_from_sso,
         members: exempt_rows(state, ws).await?,
+        exemptions: exemption_rows(state, ws).await?,
         scim_url: format!("{base}/scim/v2"),
         scim_tokens: scim_rows(state, wp).await?,
         new_scim_secret: None,
@@ -216,6 +260,8 @@ pub async fn page(
         Some("domain") => Some("Domain saved.".into()),
         Some("verified") => Some("Domain verified.".into()),
         Some("deleted") => Some("Deleted.".into()),
+        Some("exempted") => Some("Exemption added.".into()),
+        Some("unexempted") => Some("Exemption removed.".into()),
         Some("scim_revoked") => Some("SCIM token revoked. It stopped working at once.".into()),
         _ => None,
     };
@@ -254,9 +300,9 @@ pub async fn save_settings(
             .add("default_role", "Choose a role from the list.");
         return Ok(render(&page, StatusCode::BAD_REQUEST));
     }
+    // The exemptions have their own forms (by email), not this one.
     let patch = SettingsPatch {
         require_sso: Some(f.get("require_sso") == "on"),
-        sso_exempt_user_ids: Some(f.all("sso_exempt_user_ids")),
         require_mfa: Some(f.get("require_mfa") == "on"),
         default_role: Some(role),
         ..SettingsPatch::default()
@@ -308,6 +354,55 @@ pub async fn revoke_scim_token(
             let mut page = build(&state, &wp).await?;
             page.form_error = Some(why);
             Ok(render(&page, StatusCode::NOT_FOUND))
+        }
+    }
+}
+
+/// Exempts a member, picked by email, from Require SSO.
+pub async fn add_exemption(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    OwnerForm { wp, f }: OwnerForm,
+) -> Result<Response, PageError> {
+    let email = f.get("email").to_string();
+    let problem = if email.is_empty() {
+        Some("Enter the email of the member to exempt.".to_string())
+    } else {
+        match crate::service::settings::exempt(&state, &wp.ctx, &email).await {
+            Ok(_) => None,
+            Err(e) => Some(refusal(e)?),
+        }
+    };
+    match problem {
+        None => Ok(see_other(&format!(
+            "{}?done=exempted#exemptions",
+            here(&slug)
+        ))),
+        Some(why) => {
+            let mut page = build(&state, &wp).await?;
+            page.input.exempt_email = email;
+            page.errors.add("exempt_email", why);
+            Ok(render(&page, StatusCode::BAD_REQUEST))
+        }
+    }
+}
+
+/// Ends a member's exemption from Require SSO.
+pub async fn remove_exemption(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    OwnerForm { wp, f }: OwnerForm,
+) -> Result<Response, PageError> {
+    match crate::service::settings::unexempt(&state, &wp.ctx, f.get("user_id")).await {
+        Ok(_) => Ok(see_other(&format!(
+            "{}?done=unexempted#exemptions",
+            here(&slug)
+        ))),
+        Err(e) => {
+            let why = refusal(e)?;
+            let mut page = build(&state, &wp).await?;
+            page.form_error = Some(why);
+            Ok(render(&page, StatusCode::CONFLICT))
         }
     }
 }

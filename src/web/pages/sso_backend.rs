@@ -25,6 +25,8 @@ pub struct ConnectionView {
     pub enabled: bool,
     /// SAML: the IdP's entity ID; OIDC: the issuer.
     pub idp: String,
+    /// SAML: when the first of its pinned certificates expires.
+    pub cert_expires: Option<i64>,
 }
 
 /// A domain as the page lists it.
@@ -73,7 +75,12 @@ pub enum SsoError {
 
 /// The form field an API message is about, from the field it names first.
 fn field_of(message: &str, fallback: &'static str) -> &'static str {
-    const FIELDS: [(&str, &str); 7] = [
+    const FIELDS: [(&str, &str); 12] = [
+        ("email_attribute", "email_attribute"),
+        ("name_attribute", "name_attribute"),
+        ("group_attribute", "group_attribute"),
+        ("group_mappings", "group_id"),
+        ("idp_certificate", "certificate"),
         ("name", "name"),
         ("idp_metadata_url", "metadata_url"),
         ("idp_metadata_xml", "metadata_xml"),
@@ -89,13 +96,26 @@ fn field_of(message: &str, fallback: &'static str) -> &'static str {
         .unwrap_or(fallback)
 }
 
+/// The API message without its leading `field_name: ` (the page shows it
+/// next to the field already).
+fn without_field_name(m: &str) -> &str {
+    match m.split_once(": ") {
+        Some((head, rest))
+            if !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase() || c == '_') =>
+        {
+            rest
+        }
+        _ => m,
+    }
+}
+
 /// A core refusal for the page; `fallback` is the field blamed when the
 /// message names none (e.g. the metadata the person gave).
 fn refused(e: DomainError, fallback: &'static str) -> SsoError {
     match e {
         DomainError::Invalid(m) | DomainError::Unprocessable(m) => SsoError::Invalid {
             field: field_of(&m, fallback),
-            message: sentence(&m),
+            message: sentence(without_field_name(&m)),
         },
         DomainError::Conflict(m) | DomainError::Forbidden(m) => SsoError::Refused(sentence(&m)),
         DomainError::NotFound => {
@@ -110,10 +130,19 @@ fn failed(e: impl Into<DomainError>) -> SsoError {
 }
 
 fn connection_view(c: &SsoConnection) -> ConnectionView {
+    let saml = if c.kind == "saml" {
+        sso_config::saml(&c.config).ok()
+    } else {
+        None
+    };
+    let cert_expires = saml.as_ref().and_then(|cfg| {
+        sso_admin::pinned_certificates(cfg)
+            .iter()
+            .map(|c| c.not_after)
+            .min()
+    });
     let idp = if c.kind == "saml" {
-        sso_config::saml(&c.config)
-            .map(|cfg| cfg.idp_entity_id)
-            .unwrap_or_default()
+        saml.map(|cfg| cfg.idp_entity_id).unwrap_or_default()
     } else {
         sso_config::oidc(&c.config)
             .map(|cfg| cfg.issuer)
@@ -125,6 +154,7 @@ fn connection_view(c: &SsoConnection) -> ConnectionView {
         kind: c.kind.clone(),
         enabled: c.enabled,
         idp,
+        cert_expires,
     }
 }
 
@@ -201,6 +231,31 @@ pub async fn create_connection(
     Ok(connection_view(&c))
 }
 
+/// A connection of this workspace (`Refused` when there is none).
+pub async fn get_connection(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<SsoConnection, SsoError> {
+    sso_admin::get_connection(state, ctx, id)
+        .await
+        .map_err(|e| refused(e, "name"))
+}
+
+/// Changes a connection with the API's body; `fallback` is the field
+/// blamed for a refusal that names none.
+pub async fn update_connection(
+    state: &AppState,
+    ctx: &Ctx,
+    id: &str,
+    body: ConnectionBody,
+    fallback: &'static str,
+) -> Result<SsoConnection, SsoError> {
+    sso_admin::update_connection(state, ctx, id, body)
+        .await
+        .map_err(|e| refused(e, fallback))
+}
+
 pub async fn delete_connection(state: &AppState, ctx: &Ctx, id: &str) -> Result<(), SsoError> {
     sso_admin::delete_connection(state, ctx, id)
         .await
@@ -250,6 +305,14 @@ mod tests {
             "metadata_url"
         );
         assert_eq!(field_of("issuer: not an http(s) URL", "x"), "issuer");
+        assert_eq!(
+            field_of("name_attribute: at most 200 characters", "x"),
+            "name_attribute"
+        );
+        assert_eq!(
+            field_of("group_mappings: no group `g` in this workspace", "x"),
+            "group_id"
+        );
         assert_eq!(field_of("client_secret is required", "x"), "client_secret");
         assert_eq!(
             field_of("the metadata has no signing certificate", "metadata_xml"),

@@ -3,6 +3,7 @@
 
 pub mod oidc;
 pub mod saml;
+pub mod test;
 
 use super::errors::Halt;
 use super::federation::{self, refused};
@@ -14,6 +15,7 @@ use crate::domain::model::{Actor, Workspace};
 use crate::domain::{return_to, DomainError};
 use crate::mapping::{self, MapError, SsoIdentity};
 use crate::service::sso::SsoKind;
+use crate::service::sso_attempts::RefusalCode;
 use crate::sso_config;
 use crate::store::SsoConnection;
 use async_trait::async_trait;
@@ -54,6 +56,11 @@ pub async fn enabled_connection(
 pub struct Verified {
     pub identity: SsoIdentity,
     pub return_to: String,
+    /// A test sign-in started by this owner (user id): reported, not
+    /// signed in.
+    pub tester: Option<String>,
+    /// SAML: every attribute the assertion carried (for a test's report).
+    pub attributes: Vec<(String, Vec<String>)>,
 }
 
 /// Why an IdP's answer was not accepted: refused (recorded, with the status
@@ -86,13 +93,15 @@ pub trait Connector: Sync {
     /// What the IdP sends back (the SAML form post, the OIDC callback query).
     type Answer: Send;
 
-    /// Redirects to the IdP, keeping `return_to` for the way back.
+    /// Redirects to the IdP, keeping `return_to` for the way back, and
+    /// `tester` (an owner's user id) for a test sign-in.
     async fn start(
         &self,
         state: &AppState,
         headers: &HeaderMap,
         conn: &SsoConnection,
         return_to: String,
+        tester: Option<String>,
     ) -> Result<Response, Halt>;
 
     /// Verifies the IdP's answer for `conn`.
@@ -140,6 +149,7 @@ pub async fn finish<C: Connector>(
 ) -> Result<Response, Halt> {
     let (conn, ws) = enabled_connection(state, id).await?;
     match connector.finish(state, headers, &conn, answer).await {
+        Ok(v) if v.tester.is_some() => test::report(state, &conn, v, ip).await,
         Ok(v) => complete(state, headers, &conn, &ws, v.identity, &v.return_to, ip).await,
         Err(Refusal::Refused { status, reason }) => {
             Ok(refuse(state, &conn, ip, status, &reason).await)
@@ -197,8 +207,33 @@ pub async fn start(
     let (conn, _ws) = enabled_connection(&state, &id).await?;
     let return_to = return_to::sanitize(q.return_to.as_deref(), &state.cfg.allowed_return_origins);
     match SsoKind::parse(&conn.kind)? {
-        SsoKind::Saml => saml::Saml.start(&state, &headers, &conn, return_to).await,
-        SsoKind::Oidc => oidc::Oidc.start(&state, &headers, &conn, return_to).await,
+        SsoKind::Saml => {
+            saml::Saml
+                .start(&state, &headers, &conn, return_to, None)
+                .await
+        }
+        SsoKind::Oidc => {
+            oidc::Oidc
+                .start(&state, &headers, &conn, return_to, None)
+                .await
+        }
+    }
+}
+
+/// A test sign-in through `conn` by the owner `tester`: the browser goes
+/// to the IdP, and the answer comes back as a report of what the IdP sent
+/// (to `back` from there), signing nobody in.
+pub async fn start_test(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &SsoConnection,
+    tester: &str,
+    back: String,
+) -> Result<Response, Halt> {
+    let tester = Some(tester.to_string());
+    match SsoKind::parse(&conn.kind)? {
+        SsoKind::Saml => saml::Saml.start(state, headers, conn, back, tester).await,
+        SsoKind::Oidc => oidc::Oidc.start(state, headers, conn, back, tester).await,
     }
 }
 
@@ -221,7 +256,12 @@ pub async fn refuse(
             action: "sso.refused",
             target: Some(&conn.id),
             ip: Some(ip.to_string()),
-            details: serde_json::json!({"reason": reason, "status": status}),
+            details: serde_json::json!({
+                "reason": reason,
+                "status": status,
+                "code": RefusalCode::of_reason(reason).as_str(),
+                "connection": conn.id,
+            }),
         },
     )
     .await;

@@ -22,6 +22,9 @@ struct Started {
     connection_id: String,
     pending: PendingAuth,
     return_to: String,
+    /// A test sign-in by this owner (user id).
+    #[serde(default)]
+    tester: Option<String>,
 }
 
 /// The OIDC connector.
@@ -37,6 +40,7 @@ impl Connector for Oidc {
         headers: &HeaderMap,
         conn: &SsoConnection,
         return_to: String,
+        tester: Option<String>,
     ) -> Result<Response, Halt> {
         let rp = oidc_connector(state, conn)?;
         let (url, pending) = rp.begin(None).await.map_err(|e| {
@@ -47,6 +51,7 @@ impl Connector for Oidc {
             connection_id: conn.id.clone(),
             pending,
             return_to,
+            tester,
         };
         let ttl = Duration::from_secs(PENDING_TTL_SECS as u64);
         super::to_idp(state, headers, false, (&key, &started, ttl), &url).await
@@ -88,6 +93,8 @@ impl Connector for Oidc {
         Ok(Verified {
             identity,
             return_to: started.return_to,
+            tester: started.tester,
+            attributes: Vec::new(),
         })
     }
 }

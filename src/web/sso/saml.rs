@@ -36,6 +36,10 @@ struct Outstanding {
     connection_id: String,
     request_id: String,
     return_to: String,
+    /// A test sign-in by this owner (user id): the answer is reported to
+    /// them, nobody is signed in.
+    #[serde(default)]
+    tester: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +63,7 @@ impl Connector for Saml {
         headers: &HeaderMap,
         conn: &SsoConnection,
         return_to: String,
+        tester: Option<String>,
     ) -> Result<Response, Halt> {
         let cfg = sso_config::saml(&conn.config)?;
         let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
@@ -72,6 +77,7 @@ impl Connector for Saml {
             connection_id: conn.id.clone(),
             request_id,
             return_to,
+            tester,
         };
         let key = format!("saml:{handle}");
         super::to_idp(state, headers, true, (&key, &out, REQUEST_TTL), &url).await
@@ -90,7 +96,7 @@ impl Connector for Saml {
         let cfg = sso_config::saml(&conn.config)?;
         let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
         let idp = cfg.idp();
-        let (expected, return_to) = expected_request(state, headers, conn, &f).await?;
+        let (expected, return_to, tester) = expected_request(state, headers, conn, &f).await?;
         let exp = Expectations {
             sp: &sp,
             idp: &idp,
@@ -115,12 +121,14 @@ impl Connector for Saml {
         Ok(Verified {
             identity,
             return_to,
+            tester,
+            attributes: assertion.attributes,
         })
     }
 }
 
 /// SP-initiated when RelayState names a request this browser made for this
-/// connection: its request id and return_to. Otherwise unsolicited (allowed
+/// connection: its request id, return_to and tester (a test sign-in). Otherwise unsolicited (allowed
 /// only where the connection says so, and then RelayState is a return_to,
 /// validated as one).
 async fn expected_request(
@@ -128,7 +136,7 @@ async fn expected_request(
     headers: &HeaderMap,
     conn: &SsoConnection,
     f: &AcsForm,
-) -> Result<(Option<String>, String), DomainError> {
+) -> Result<(Option<String>, String, Option<String>), DomainError> {
     let outstanding = match f
         .relay_state
         .as_deref()
@@ -143,10 +151,11 @@ async fn expected_request(
         None => None,
     };
     Ok(match outstanding {
-        Some(o) => (Some(o.request_id), o.return_to),
+        Some(o) => (Some(o.request_id), o.return_to, o.tester),
         None => (
             None,
             return_to::sanitize(f.relay_state.as_deref(), &state.cfg.allowed_return_origins),
+            None,
         ),
     })
 }

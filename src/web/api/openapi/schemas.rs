@@ -147,6 +147,13 @@ pub fn components() -> Map<String, Value> {
                 ("name_attribute", opt_string()),
                 ("group_attribute", opt_string()),
                 ("group_mappings", mappings()),
+                (
+                    "idp_certificates",
+                    array(object(
+                        &[("subject", string()), ("not_after", timestamp())],
+                        &[],
+                    )),
+                ),
                 ("issuer", string()),
                 ("client_id", string()),
                 ("scopes", array(string())),
@@ -165,6 +172,10 @@ pub fn components() -> Map<String, Value> {
             ("allow_idp_initiated", boolean()),
             ("idp_metadata_xml", string()),
             ("idp_metadata_url", string()),
+            (
+                "idp_certificate",
+                json!({"type": "string", "description": "SAML: the IdP's signing certificate (PEM or base64 DER), replacing the pinned ones."}),
+            ),
             ("email_attribute", string()),
             ("name_attribute", string()),
             ("group_attribute", string()),
