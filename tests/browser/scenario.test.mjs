@@ -229,6 +229,25 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.equal(await apiStatus(secret), 401, 'a revoked token is refused');
   });
 
+  await t.test('register an OpenID Connect app, see its secret once, delete it', async () => {
+    await page.goto(`${gw.base}/w/${SLUG}/apps`);
+    await page.fill('#app-name', 'Grafana');
+    await page.fill('#app-redirects', 'https://grafana.example.com/login/generic_oauth');
+    await page.fill('#app-backchannel', 'https://grafana.example.com/logout/backchannel');
+    await page.selectOption('#app-role', 'workspace_member');
+    await page.click('button:has-text("Register app")');
+    const secret = await page.inputValue('#new-client-secret');
+    assert.match(secret, /^iamgw_cs_/);
+    const clientId = await page.inputValue('#new-client-id');
+    assert.match(await page.locator('#apps').textContent(), new RegExp(clientId));
+    await shot(page, '27-apps');
+    await page.goto(`${gw.base}/w/${SLUG}/apps`);
+    assert.equal(await page.locator('#new-client-secret').count(), 0, 'the secret is shown only once');
+    await page.click('button[aria-label="Delete Grafana"]');
+    assert.match(await noticeText(page), /App deleted/);
+    assert.equal(await page.locator('#apps').count(), 0);
+  });
+
   await t.test('download the members CSV and read it', async () => {
     await page.goto(`${gw.base}/w/${SLUG}/access?tab=users`);
     await shot(page, '10-tab-users');

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { REPO, startGateway, startSmtpSink } from './harness.mjs';
+import { REPO, assertAccessible, startGateway, startSmtpSink } from './harness.mjs';
 import { makeCertificate, startSamlIdp } from './saml-idp.mjs';
 
 const SLUG = 'acme';
@@ -54,7 +54,9 @@ async function context() {
   return { ctx, page };
 }
 
+/** Every SSO page pictured is checked by axe first. */
 async function shot(page, name) {
+  await assertAccessible(page, name);
   await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 }
 
@@ -207,7 +209,7 @@ test('an owner configures and troubleshoots SSO from the browser', async (t) => 
     await page.waitForURL(`${ssoPage}?done=exempted#exemptions`);
     assert.match(await page.locator('#exemption-list').textContent(), new RegExp(OWNER.replace('.', '\\.')));
     await shot(page, 'sso-08-exemptions');
-    await page.click(`button[aria-label="End the exemption of ${OWNER}"]`);
+    await page.click(`button[aria-label="Remove the exemption of ${OWNER}"]`);
     await page.waitForURL(`${ssoPage}?done=unexempted#exemptions`);
     assert.equal(await page.locator('#no-exemptions').count(), 1);
   });
