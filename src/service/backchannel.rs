@@ -58,9 +58,13 @@ pub fn spawn(core: &Arc<Core>) {
                 return;
             }
         };
+        let mut last_prune = None;
         loop {
             match weak.upgrade() {
-                Some(core) => deliver_due(&core, &client).await,
+                Some(core) => {
+                    deliver_due(&core, &client).await;
+                    prune(&core, &mut last_prune).await;
+                }
                 None => return,
             }
             tokio::select! {
@@ -69,6 +73,25 @@ pub fn spawn(core: &Arc<Core>) {
             }
         }
     });
+}
+
+/// How long spent codes and tokens, ended grants and finished logouts are
+/// kept (a refresh-token reuse is recognised while its row exists).
+const KEEP: i64 = 30 * 24 * 3600;
+const PRUNE_EVERY: i64 = 3600;
+
+/// Deletes the OpenID Provider's dead rows, at most once an hour.
+async fn prune(core: &Core, last: &mut Option<i64>) {
+    let now = core.clock.now();
+    if last.is_some_and(|at| now - at < PRUNE_EVERY) {
+        return;
+    }
+    *last = Some(now);
+    match core.store.prune_oidc(now - KEEP).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(rows = n, "old OpenID Provider rows deleted"),
+        Err(e) => tracing::warn!(error = %e, "pruning OpenID Provider rows failed"),
+    }
 }
 
 async fn deliver_due(core: &Arc<Core>, client: &reqwest::Client) {

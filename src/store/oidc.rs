@@ -153,6 +153,10 @@ pub trait OidcStore: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<()>;
     async fn logout_counts(&self) -> StoreResult<LogoutCounts>;
+    /// Deletes what can no longer be used or told: codes and tokens
+    /// expired before `before`, grants ended before it with nothing left,
+    /// logouts delivered or given up before it. Returns the rows deleted.
+    async fn prune_oidc(&self, before: i64) -> StoreResult<u64>;
 }
 
 const CLIENT_COLS: &str = "id, workspace_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri, required_role, created_by, created_at";
@@ -551,6 +555,21 @@ impl OidcStore for SqlStore {
                 .bind(id),
         };
         self.write_one(q).await
+    }
+
+    async fn prune_oidc(&self, before: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut n = 0;
+        for q in [
+            "DELETE FROM oidc_codes WHERE expires_at < $1",
+            "DELETE FROM oidc_tokens WHERE expires_at < $1",
+            "DELETE FROM oidc_grants WHERE revoked_at < $1 AND id NOT IN (SELECT grant_id FROM oidc_tokens) AND id NOT IN (SELECT grant_id FROM oidc_codes)",
+            "DELETE FROM oidc_logouts WHERE delivered_at < $1 OR failed_at < $1",
+        ] {
+            n += sqlx::query(q).bind(before).execute(&mut *tx).await?.rows_affected();
+        }
+        self.commit(tx).await?;
+        Ok(n)
     }
 
     async fn logout_counts(&self) -> StoreResult<LogoutCounts> {

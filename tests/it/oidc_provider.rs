@@ -1311,3 +1311,55 @@ async fn owners_register_list_and_delete_apps_on_the_apps_page() {
     assert_eq!(op.count("oidc_clients").await, 0);
     op.srv.stop().await;
 }
+
+#[tokio::test]
+async fn pruning_drops_what_can_no_longer_be_used_and_keeps_what_can() {
+    for backend in matrix() {
+        let op = Op::start(backend).await;
+        let srv = &op.srv;
+        let rx = Receiver::start().await;
+        let app = op.register(json!({"backchannel_logout_uri": rx.url})).await;
+        let (mut b, _) = signed_in_app(&op, &app, "owner@acme.test").await;
+        let csrf = b.get(&srv.url("/account")).await.csrf();
+        b.post_form(&srv.url("/logout"), &[("csrf_token", &csrf)])
+            .await;
+        rx.wait_for(1).await;
+        for _ in 0..100 {
+            if metrics(srv)
+                .await
+                .contains("iamgw_backchannel_logouts{state=\"delivered\"} 1")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (_, live) = signed_in_app(&op, &app, "owner@acme.test").await;
+
+        // Past the access tokens' and codes' lifetimes: they, and the
+        // delivered logout, go; the refresh tokens stay usable.
+        let before = srv.clock.now() + iam_gateway::service::op::ACCESS_TTL + 1;
+        let gone = srv.store().prune_oidc(before).await.unwrap();
+        assert_eq!(gone, 4, "two codes, one access token, one logout");
+        assert_eq!(op.count("oidc_codes").await, 0);
+        assert_eq!(op.count("oidc_logouts").await, 0);
+        assert_eq!(
+            userinfo(srv, live["access_token"].as_str().unwrap())
+                .await
+                .0,
+            401
+        );
+        let id = app["client_id"].as_str().unwrap();
+        let secret = app["client_secret"].as_str().unwrap();
+        let (s, _, _) = token_request(
+            srv,
+            Some((id, secret)),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", live["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200);
+        op.srv.stop().await;
+    }
+}
