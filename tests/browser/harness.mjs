@@ -144,7 +144,15 @@ export async function startGateway({ smtpUrl, slug, email, password }) {
   /** An account at the embedded Twilio issuer (`twilio-issuer add-account`). */
   const addTwilioAccount = (email, name, pw) =>
     run(bin, ['twilio-issuer', 'add-account', '--email', email, '--name', name, '--password-stdin'], env, `${pw}\n`);
-  return { base, issuer, addTwilioAccount, stop, log: () => log };
+  /** A new workspace whose owner has no password yet: the one-time
+   *  set-password link `bootstrap` prints. */
+  const bootstrapLink = async (newSlug, ownerEmail) => {
+    const out = await run(bin, ['bootstrap', '--workspace', newSlug, '--owner-email', ownerEmail], env);
+    const m = out.match(/(http:\/\/\S+\/set-password\/\S+)/);
+    if (!m) throw new Error(`no set-password link in: ${out}`);
+    return m[1];
+  };
+  return { base, issuer, addTwilioAccount, bootstrapLink, stop, log: () => log };
 }
 
 /** The rules axe runs: WCAG 2.0, 2.1 and 2.2 levels A and AA, and axe's best

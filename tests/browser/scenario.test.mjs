@@ -229,6 +229,31 @@ test('an owner runs the workspace from the browser', async (t) => {
     assert.equal(await apiStatus(secret), 401, 'a revoked token is refused');
   });
 
+  await t.test('the OpenID Provider’s own pages: a broken sign-in link, the sign-out question', async () => {
+    await page.goto(`${gw.base}/oauth2/authorize?client_id=no-such-app&response_type=code`);
+    assert.match(await page.locator('h1').textContent(), /cannot sign you in/);
+    await shot(page, '28-oauth2-unknown-app');
+    await page.goto(`${gw.base}/oauth2/logout`);
+    assert.match(await page.locator('h1').textContent(), /Sign out\?/);
+    await shot(page, '29-oauth2-logout-question');
+    await page.click('a:has-text("Stay signed in")');
+    await page.waitForURL(/\/workspaces/);
+  });
+
+  await t.test('a new owner sets a password from the bootstrap link', async () => {
+    const link = await gw.bootstrapLink('beta', 'founder@beta.test');
+    const other = await browser.newContext();
+    const p = await other.newPage();
+    await p.goto(link);
+    await assertAccessible(p, 'set-password link');
+    await p.screenshot({ path: path.join(SHOTS, '30-set-password.png'), fullPage: true });
+    await p.fill('#password', 'a long enough passphrase for beta');
+    await p.click('button:has-text("Set password")');
+    await p.waitForSelector('text=Your password is set');
+    await assertAccessible(p, 'password set, sign in');
+    await other.close();
+  });
+
   await t.test('register an OpenID Connect app, see its secret once, delete it', async () => {
     await page.goto(`${gw.base}/w/${SLUG}/apps`);
     await page.fill('#app-name', 'Grafana');
