@@ -1106,6 +1106,10 @@ impl Apache {
 /// Follows redirects between Apache and the gateway as a browser does (one
 /// cookie jar), signing in when the gateway asks; returns the last page.
 async fn browse(b: &mut Browser, op: &Op, start: &str, email: &str) -> Page {
+    browse_with(b, op, start, email, PASSWORD).await
+}
+
+async fn browse_with(b: &mut Browser, op: &Op, start: &str, email: &str, password: &str) -> Page {
     let mut url = start.to_string();
     for _ in 0..12 {
         let page = b.get(&url).await;
@@ -1132,7 +1136,7 @@ async fn browse(b: &mut Browser, op: &Op, start: &str, email: &str) -> Page {
                 .unwrap()
                 .1
                 .into_owned();
-            let done = b.sign_in(&op.srv, email, PASSWORD, &back).await;
+            let done = b.sign_in(&op.srv, email, password, &back).await;
             assert_eq!(done.status, 303, "{}", done.body);
             url = op.srv.url(&back);
             continue;
@@ -1142,8 +1146,31 @@ async fn browse(b: &mut Browser, op: &Op, start: &str, email: &str) -> Page {
     panic!("too many redirects from {start}");
 }
 
+/// Waits until `n` back-channel logouts were delivered, then checks that
+/// Apache no longer serves the page from its own session.
+async fn told_apache(op: &Op, apache: &Apache, b: &mut Browser, protected: &str, n: usize) {
+    let want = format!("iamgw_backchannel_logouts{{state=\"delivered\"}} {n}");
+    let mut delivered = false;
+    for _ in 0..100 {
+        if metrics(&op.srv).await.contains(&want) {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        delivered,
+        "back-channel logout {n} not delivered:\n{}",
+        apache.log()
+    );
+    let next = b.get(protected).await;
+    assert_eq!(next.status, 302, "{}", apache.log());
+    let loc = next.header("location").unwrap();
+    assert!(loc.starts_with(&op.srv.url("/oauth2/authorize?")), "{loc}");
+}
+
 #[tokio::test]
-async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_channel() {
+async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_logout_password_change_and_removal() {
     let Some(bin) = needs_tool("apache2", "apache2 libapache2-mod-auth-openidc") else {
         return;
     };
@@ -1157,7 +1184,8 @@ async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_
         return;
     }
     let op = Op::start(sqlite()).await;
-    op.srv
+    let mia = op
+        .srv
         .add_member(&op.ws_id, "mia@acme.test", &["workspace_member"])
         .await;
     let apache = Apache::start(&bin, &op).await;
@@ -1178,31 +1206,68 @@ async fn apache_mod_auth_openidc_signs_a_person_in_and_hears_the_logout_by_back_
     let again = b.get(&protected).await;
     assert_eq!(again.status, 200);
 
-    // A sign-out at the gateway reaches Apache by back-channel logout...
+    // A sign-out at the gateway reaches Apache by back-channel logout, so
+    // the next request to Apache is sent to sign in again.
     let csrf = b.get(&op.srv.url("/account")).await.csrf();
     let out = b
         .post_form(&op.srv.url("/logout"), &[("csrf_token", &csrf)])
         .await;
     assert_eq!(out.status, 303);
-    let mut delivered = false;
-    for _ in 0..100 {
-        let m = metrics(&op.srv).await;
-        if m.contains("iamgw_backchannel_logouts{state=\"delivered\"} 1") {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        delivered,
-        "back-channel logout not delivered:\n{}",
-        apache.log()
-    );
-    // ...so the next request to Apache is sent to sign in again.
-    let next = b.get(&protected).await;
-    assert_eq!(next.status, 302, "{}", apache.log());
-    let loc = next.header("location").unwrap();
-    assert!(loc.starts_with(&op.srv.url("/oauth2/authorize?")), "{loc}");
+    told_apache(&op, &apache, &mut b, &protected, 1).await;
+
+    // A password change on another device ends this browser's session:
+    // Apache is told.
+    let page = browse(&mut b, &op, &protected, "mia@acme.test").await;
+    assert_eq!(page.status, 200, "{}", apache.log());
+    let mut phone = Browser::new();
+    phone
+        .sign_in(&op.srv, "mia@acme.test", PASSWORD, "/account")
+        .await;
+    let csrf = phone.get(&op.srv.url("/account")).await.csrf();
+    let changed = phone
+        .post_form(
+            &op.srv.url("/account/password"),
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "a brand new passphrase for mia"),
+            ],
+        )
+        .await;
+    assert!(changed.status < 400, "{}", changed.body);
+    told_apache(&op, &apache, &mut b, &protected, 2).await;
+
+    // Removed from the workspace: Apache is told, and the gateway no longer
+    // lets this person into the app.
+    let mut b = Browser::new();
+    let page = browse_with(
+        &mut b,
+        &op,
+        &protected,
+        "mia@acme.test",
+        "a brand new passphrase for mia",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", apache.log());
+    let r = client()
+        .delete(
+            op.srv
+                .url(&format!("/api/v1/workspaces/acme/members/{mia}")),
+        )
+        .bearer_auth(&op.api)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    told_apache(&op, &apache, &mut b, &protected, 3).await;
+    // Apache sends the browser to the gateway, which still knows the person
+    // but answers the app access_denied: no way back in.
+    let to_gateway = b.get(&protected).await.header("location").unwrap();
+    let refused = b.get(&to_gateway).await;
+    assert_eq!(refused.status, 302);
+    let p = location_params(&refused);
+    assert_eq!(p["error"], "access_denied");
+    assert!(!p.contains_key("code"));
     op.srv.stop().await;
 }
 
