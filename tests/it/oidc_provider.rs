@@ -709,18 +709,23 @@ pub struct Receiver {
     pub url: String,
     pub tokens: Arc<Mutex<Vec<String>>>,
     pub status: Arc<AtomicU16>,
+    /// How long the app takes to answer (ms).
+    pub delay: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
     pub async fn start() -> Receiver {
         let tokens: Arc<Mutex<Vec<String>>> = Default::default();
         let status = Arc::new(AtomicU16::new(200));
-        let (t, s) = (tokens.clone(), status.clone());
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (t, s, d) = (tokens.clone(), status.clone(), delay.clone());
         let app = axum::Router::new().route(
             "/backchannel",
             axum::routing::post(move |body: String| {
-                let (t, s) = (t.clone(), s.clone());
+                let (t, s, d) = (t.clone(), s.clone(), d.clone());
                 async move {
+                    let wait = d.load(Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
                     let code = s.load(Ordering::SeqCst);
                     if code == 200 {
                         let token = url::form_urlencoded::parse(body.as_bytes())
@@ -742,6 +747,7 @@ impl Receiver {
             url,
             tokens,
             status,
+            delay,
         }
     }
 
@@ -1427,4 +1433,73 @@ async fn pruning_drops_what_can_no_longer_be_used_and_keeps_what_can() {
         assert_eq!(s, 200);
         op.srv.stop().await;
     }
+}
+
+#[tokio::test]
+async fn two_instances_share_the_logout_outbox_and_deliver_each_logout_once() {
+    let Some(_) = needs(pg_url(), "IAMGW_TEST_DATABASE_URL is unset or empty") else {
+        return;
+    };
+    let dir = temp_dir();
+    let url = fresh_pg_url().await;
+    let backend = Backend {
+        db: Db::Postgres,
+        sessions: Sessions::Database,
+    };
+    let mut opts = Options::new(backend);
+    opts.database_url = Some(url.clone());
+    opts.dir = Some(dir.clone());
+    let a = TestServer::start_with(opts).await;
+    let mut opts = Options::new(backend).env("IAMGW_PUBLIC_URL", &a.base);
+    opts.database_url = Some(url);
+    opts.dir = Some(dir);
+    let b = TestServer::start_with(opts).await;
+    let (ws_id, _) = a.bootstrap("acme", "owner@acme.test").await;
+    let (_, api) = iam_gateway::service::tokens::mint(
+        a.store().as_ref(),
+        a.clock.now(),
+        &ws_id,
+        Kind::Api,
+        "two instances",
+        vec![Policy::workspace("workspace_owner")],
+        None,
+    )
+    .await
+    .unwrap();
+    let op = Op { srv: a, ws_id, api };
+    let rx = Receiver::start().await;
+    // A slow app: every delivery is still in flight when the other
+    // instance next looks at the outbox (once a second).
+    rx.delay.store(1500, Ordering::SeqCst);
+    let app = op.register(json!({"backchannel_logout_uri": rx.url})).await;
+    // Eight sessions of one person, each with an ID token for the app.
+    let mut last = None;
+    for _ in 0..8 {
+        last = Some(signed_in_app(&op, &app, "owner@acme.test").await.0);
+    }
+    // "Sign out everywhere" on A: eight logouts, which both instances see.
+    let mut br = last.unwrap();
+    let csrf = br.get(&op.srv.url("/account")).await.csrf();
+    let r = br
+        .post_form(
+            &op.srv.url("/account/sessions/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert!(r.status < 400);
+    let got = rx.wait_for(8).await;
+    // Both instances keep polling; nothing is sent twice.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let got_now = rx.tokens.lock().unwrap().clone();
+    assert_eq!(got_now.len(), 8, "each logout delivered once");
+    let mut jtis = std::collections::HashSet::new();
+    for t in &got {
+        let c = verified_claims(&b, t).await;
+        assert!(jtis.insert(c["jti"].as_str().unwrap().to_string()));
+    }
+    assert!(metrics(&b)
+        .await
+        .contains("iamgw_backchannel_logouts{state=\"delivered\"} 8"));
+    b.stop().await;
+    op.srv.stop().await;
 }
