@@ -110,7 +110,9 @@ fn refuse(error: &'static str, description: &str) -> AuthorizeRefusal {
     }
 }
 
-fn well_formed_challenge(c: &str) -> bool {
+/// 43 to 128 of the characters RFC 7636 allows in a verifier (and so in an
+/// S256 challenge).
+fn pkce_text(c: &str) -> bool {
     (43..=128).contains(&c.len())
         && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
@@ -175,7 +177,7 @@ pub fn check_params(checked: &mut Checked, req: &AuthRequest) -> Result<(), Auth
         req.code_challenge.as_deref(),
         req.code_challenge_method.as_deref(),
     ) {
-        (Some(c), Some("S256")) if well_formed_challenge(c) => checked.challenge = c.to_string(),
+        (Some(c), Some("S256")) if pkce_text(c) => checked.challenge = c.to_string(),
         (Some(_), Some("S256")) => return fail("invalid_request", "malformed code_challenge"),
         (Some(_), _) => return fail("invalid_request", "code_challenge_method must be S256"),
         (None, _) => return fail("invalid_request", "PKCE (code_challenge) is required"),
@@ -384,12 +386,25 @@ pub async fn token(
 
 fn verifier_matches(verifier: &str, challenge: &str) -> bool {
     use sha2::Digest;
-    let ok_chars = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
     let computed = crypto::b64url(&sha2::Sha256::digest(verifier.as_bytes()));
-    ok_chars && crypto::ct_eq(computed.as_bytes(), challenge.as_bytes())
+    pkce_text(verifier) && crypto::ct_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+/// A parameter the grant needs, or `invalid_request`.
+fn required<'a>(value: &'a Option<String>, what: &str) -> Result<&'a str, TokenError> {
+    value
+        .as_deref()
+        .ok_or_else(|| TokenError::InvalidRequest(format!("{what} is required")))
+}
+
+/// A code or refresh token presented a second time: the grant it belongs
+/// to (every token it issued) is revoked, and the answer is `invalid_grant`.
+async fn replayed(core: &Core, grant_id: &str, now: i64, why: &str) -> Result<Value, TokenError> {
+    core.store
+        .revoke_oidc_grant(grant_id, now)
+        .await
+        .map_err(unavailable)?;
+    Err(TokenError::InvalidGrant(why.into()))
 }
 
 async fn exchange_code(
@@ -398,14 +413,8 @@ async fn exchange_code(
     req: &TokenRequest,
 ) -> Result<Value, TokenError> {
     let bad = |d: &str| Err(TokenError::InvalidGrant(d.into()));
-    let code = req
-        .code
-        .as_deref()
-        .ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
-    let verifier = req
-        .code_verifier
-        .as_deref()
-        .ok_or_else(|| TokenError::InvalidRequest("code_verifier is required (PKCE)".into()))?;
+    let code = required(&req.code, "code")?;
+    let verifier = required(&req.code_verifier, "code_verifier (PKCE)")?;
     let now = core.clock.now();
     let hash = crate::tokens::hash(code);
     let Some((row, grant)) = core.store.oidc_code(&hash).await.map_err(unavailable)? else {
@@ -420,12 +429,8 @@ async fn exchange_code(
         .await
         .map_err(unavailable)?
     {
-        // A second use: whatever the first one issued is revoked.
-        core.store
-            .revoke_oidc_grant(&grant.id, now)
-            .await
-            .map_err(unavailable)?;
-        return bad("the code was already used; the tokens it issued are revoked");
+        let why = "the code was already used; the tokens it issued are revoked";
+        return replayed(core, &grant.id, now, why).await;
     }
     if row.expires_at <= now {
         return bad("the code has expired");
@@ -445,10 +450,7 @@ async fn refresh(
     req: &TokenRequest,
 ) -> Result<Value, TokenError> {
     let bad = |d: &str| Err(TokenError::InvalidGrant(d.into()));
-    let presented = req
-        .refresh_token
-        .as_deref()
-        .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
+    let presented = required(&req.refresh_token, "refresh_token")?;
     let now = core.clock.now();
     let hash = crate::tokens::hash(presented);
     let Some((tok, grant)) = core.store.oidc_token(&hash).await.map_err(unavailable)? else {
@@ -467,12 +469,8 @@ async fn refresh(
             .await
             .map_err(unavailable)?
     {
-        // Reuse of a rotated token: the whole family is revoked.
-        core.store
-            .revoke_oidc_grant(&grant.id, now)
-            .await
-            .map_err(unavailable)?;
-        return bad("the refresh token was already used; its family is revoked");
+        let why = "the refresh token was already used; its family is revoked";
+        return replayed(core, &grant.id, now, why).await;
     }
     if tok.expires_at <= now {
         return bad("the refresh token has expired");

@@ -23,7 +23,11 @@ pub struct Op {
 
 impl Op {
     pub async fn start(backend: Backend) -> Op {
-        let srv = TestServer::start(backend).await;
+        Op::on(TestServer::start(backend).await).await
+    }
+
+    /// Workspace `acme` with its owner, and an owner's API token, on `srv`.
+    pub async fn on(srv: TestServer) -> Op {
         let (ws_id, _) = srv.bootstrap("acme", "owner@acme.test").await;
         let (_, api) = iam_gateway::service::tokens::mint(
             srv.store().as_ref(),
@@ -1454,19 +1458,7 @@ async fn two_instances_share_the_logout_outbox_and_deliver_each_logout_once() {
     opts.database_url = Some(url);
     opts.dir = Some(dir);
     let b = TestServer::start_with(opts).await;
-    let (ws_id, _) = a.bootstrap("acme", "owner@acme.test").await;
-    let (_, api) = iam_gateway::service::tokens::mint(
-        a.store().as_ref(),
-        a.clock.now(),
-        &ws_id,
-        Kind::Api,
-        "two instances",
-        vec![Policy::workspace("workspace_owner")],
-        None,
-    )
-    .await
-    .unwrap();
-    let op = Op { srv: a, ws_id, api };
+    let op = Op::on(a).await;
     let rx = Receiver::start().await;
     // A slow app: every delivery is still in flight when the other
     // instance next looks at the outbox (once a second).
