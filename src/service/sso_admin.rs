@@ -34,6 +34,11 @@ pub struct ConnectionBody {
     pub name_attribute: Option<String>,
     pub group_attribute: Option<String>,
     pub group_mappings: Option<BTreeMap<String, String>>,
+    /// One mapping added, re-pointed or removed (the pages): applied to the
+    /// mappings as stored when the change is written, so that two owners
+    /// editing mappings at once both keep their edit.
+    #[serde(skip)]
+    pub mapping_edit: Option<MappingEdit>,
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -360,6 +365,29 @@ fn changed_fields(before: &SsoConnection, after: &SsoConnection) -> Vec<String> 
 
 /// Changes a connection of this workspace (owners; audited); its type
 /// cannot change.
+/// An edit of one group mapping.
+#[derive(Debug, Clone)]
+pub enum MappingEdit {
+    /// IdP value → user group id.
+    Put(String, String),
+    /// Removes the mapping of this IdP value (NotFound when there is none).
+    Remove(String),
+}
+
+/// The connection's stored group mappings.
+pub fn mappings_of(c: &SsoConnection) -> BTreeMap<String, String> {
+    c.config
+        .get("group_mappings")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Writes through a change made meanwhile are retried this many times.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// Applies `b` to the connection (owners; audited). The write is a
+/// compare-and-swap on the version read: a concurrent change is never
+/// overwritten; `b` is applied again to the newer version.
 pub async fn update_connection(
     core: &Core,
     ctx: &Ctx,
@@ -367,8 +395,40 @@ pub async fn update_connection(
     b: ConnectionBody,
 ) -> Result<SsoConnection, DomainError> {
     ctx.require_owner()?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        if let Some(c) = update_once(core, ctx, id, b.clone()).await? {
+            return Ok(c);
+        }
+    }
+    Err(DomainError::Conflict(
+        "the connection is being changed by someone else; try again".into(),
+    ))
+}
+
+/// One attempt of [`update_connection`]: None when another change came
+/// between the read and the write.
+async fn update_once(
+    core: &Core,
+    ctx: &Ctx,
+    id: &str,
+    mut b: ConnectionBody,
+) -> Result<Option<SsoConnection>, DomainError> {
     let mut c = get_connection(core, ctx, id).await?;
     let before = c.clone();
+    if let Some(edit) = b.mapping_edit.take() {
+        let mut maps = mappings_of(&c);
+        match edit {
+            MappingEdit::Put(value, group) => {
+                maps.insert(value, group);
+            }
+            MappingEdit::Remove(value) => {
+                if maps.remove(&value).is_none() {
+                    return Err(DomainError::NotFound);
+                }
+            }
+        }
+        b.group_mappings = Some(maps);
+    }
     if b.kind.as_deref().is_some_and(|k| k != c.kind) {
         return Err(invalid("the type of a connection cannot change"));
     }
@@ -392,16 +452,21 @@ pub async fn update_connection(
         "name": c.name, "enabled": c.enabled, "allow_idp_initiated": c.allow_idp_initiated,
         "changed": changed_fields(&before, &c),
     });
+    // A stale write is an error inside the change, so that no audit event
+    // is written for it.
+    const STALE: &str = "stale connection";
+    let write = async {
+        match core.store.update_connection(&c, before.updated_at).await? {
+            true => Ok(()),
+            false => Err(crate::store::StoreError::Conflict(STALE.into())),
+        }
+    };
     let action = "sso.connection_updated";
-    ctx.audited(
-        core,
-        action,
-        Some(&c.id),
-        details,
-        core.store.update_connection(&c),
-    )
-    .await?;
-    Ok(c)
+    match ctx.audited(core, action, Some(&c.id), details, write).await {
+        Ok(()) => Ok(Some(c)),
+        Err(DomainError::Conflict(m)) if m == STALE => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes a connection of this workspace (owners; audited).

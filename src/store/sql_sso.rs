@@ -64,17 +64,33 @@ impl SsoStore for SqlStore {
         Ok(())
     }
 
-    async fn update_connection(&self, c: &SsoConnection) -> StoreResult<()> {
-        self.write_one(
-            sqlx::query("UPDATE sso_connections SET name = $1, enabled_at = $2, allow_idp_initiated = $3, config = $4, updated_at = $5 WHERE id = $6 AND workspace_id = $7")
-                .bind(&c.name)
-                .bind(flag(c.enabled, c.updated_at))
-                .bind(flag(c.allow_idp_initiated, c.updated_at))
-                .bind(c.config.to_string())
-                .bind(c.updated_at)
-                .bind(&c.id)
-                .bind(&c.workspace_id))
-        .await
+    async fn update_connection(
+        &self,
+        c: &SsoConnection,
+        read_updated_at: i64,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .exec_write(
+                sqlx::query("UPDATE sso_connections SET name = $1, enabled_at = $2, allow_idp_initiated = $3, config = $4, updated_at = $5 WHERE id = $6 AND workspace_id = $7 AND updated_at = $8")
+                    .bind(&c.name)
+                    .bind(flag(c.enabled, c.updated_at))
+                    .bind(flag(c.allow_idp_initiated, c.updated_at))
+                    .bind(c.config.to_string())
+                    .bind(c.updated_at)
+                    .bind(&c.id)
+                    .bind(&c.workspace_id)
+                    .bind(read_updated_at),
+                None,
+            )
+            .await?;
+        if changed > 0 {
+            return Ok(true);
+        }
+        // Gone, or changed since it was read.
+        match self.get_connection(&c.id).await? {
+            Some(now) if now.workspace_id == c.workspace_id => Ok(false),
+            _ => Err(StoreError::NotFound),
+        }
     }
 
     async fn get_connection(&self, id: &str) -> StoreResult<Option<SsoConnection>> {

@@ -31,7 +31,11 @@ pub struct Domain {
 #[async_trait]
 pub trait SsoStore: Send + Sync + 'static {
     async fn create_connection(&self, c: &SsoConnection) -> StoreResult<()>;
-    async fn update_connection(&self, c: &SsoConnection) -> StoreResult<()>;
+    /// Writes `c` if the stored connection is still the version read
+    /// (`read_updated_at`); false when another change came first. NotFound
+    /// when it is gone.
+    async fn update_connection(&self, c: &SsoConnection, read_updated_at: i64)
+        -> StoreResult<bool>;
     async fn get_connection(&self, id: &str) -> StoreResult<Option<SsoConnection>>;
     async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>>;
     async fn delete_connection(&self, workspace_id: &str, id: &str) -> StoreResult<()>;

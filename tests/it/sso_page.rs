@@ -696,3 +696,47 @@ async fn a_test_sign_in_reports_what_the_idp_sent_and_leaves_the_session_alone()
         401
     );
 }
+
+/// Two owners editing a connection's group mappings at once both keep
+/// their edit: each page form changes one mapping, applied to the
+/// connection as stored (a compare-and-swap write, retried).
+#[tokio::test]
+async fn concurrent_mapping_edits_from_the_page_are_all_kept() {
+    let mut s = saml_setup(false).await;
+    let (_, g) = s
+        .owner
+        .call(
+            "POST",
+            &format!("{WS}/groups"),
+            Some(json!({"name": "Engineers"})),
+        )
+        .await;
+    let gid = g["id"].as_str().unwrap().to_string();
+    let page = conn_page(&s);
+    let csrf = s.owner.br.get(&s.srv.url(&page)).await.csrf();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut br = s.owner.br.clone();
+        let url = s.srv.url(&format!("{page}/mappings"));
+        let (csrf, gid) = (csrf.clone(), gid.clone());
+        tasks.push(tokio::spawn(async move {
+            let value = format!("team-{i}");
+            br.post_form(
+                &url,
+                &[
+                    ("idp_value", &value),
+                    ("group_id", &gid),
+                    ("csrf_token", &csrf),
+                ],
+            )
+            .await
+            .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 303);
+    }
+    let maps = connection(&mut s).await["group_mappings"].clone();
+    assert_eq!(maps.as_object().unwrap().len(), 16, "{maps}");
+    assert_eq!(events(&mut s, "sso.connection_updated").await.len(), 16);
+}

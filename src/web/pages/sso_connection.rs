@@ -9,7 +9,7 @@ use super::forms::Errors;
 use super::sso_backend::{self as backend, SsoError};
 use super::{seg, OwnerForm, WsPage};
 use crate::domain::DomainError;
-use crate::service::sso_admin::{pinned_certificates, ConnectionBody};
+use crate::service::sso_admin::{pinned_certificates, ConnectionBody, MappingEdit};
 use crate::service::sso_attempts::{self, OurSide};
 use crate::sso_config;
 use crate::store::SsoConnection;
@@ -21,7 +21,6 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
 
 /// How many attempts the page lists.
 const ATTEMPTS_SHOWN: i64 = 25;
@@ -415,13 +414,6 @@ pub async fn edit(
     apply(&state, &wp, &c, body, "name", keep, "settings").await
 }
 
-fn mappings_of(c: &SsoConnection) -> BTreeMap<String, String> {
-    c.config
-        .get("group_mappings")
-        .and_then(|m| serde_json::from_value(m.clone()).ok())
-        .unwrap_or_default()
-}
-
 /// Adds (or re-points) one mapping: IdP value → user group.
 pub async fn add_mapping(
     State(state): State<AppState>,
@@ -451,10 +443,8 @@ pub async fn add_mapping(
     if !errors.is_empty() {
         return invalid(&state, &wp, &c, errors, keep).await;
     }
-    let mut maps = mappings_of(&c);
-    maps.insert(value.clone(), group.clone());
     let body = ConnectionBody {
-        group_mappings: Some(maps),
+        mapping_edit: Some(MappingEdit::Put(value.clone(), group.clone())),
         ..ConnectionBody::default()
     };
     apply(&state, &wp, &c, body, "group_id", keep, "mapping").await
@@ -469,14 +459,8 @@ pub async fn remove_mapping(
         Ok(c) => c,
         Err(gone) => return Ok(gone),
     };
-    let mut maps = mappings_of(&c);
-    if maps.remove(f.get("idp_value")).is_none() {
-        let mut page = build(&state, &wp, &c).await?;
-        page.form_error = Some("That mapping no longer exists; reload the page.".into());
-        return Ok(render(&page, StatusCode::NOT_FOUND));
-    }
     let body = ConnectionBody {
-        group_mappings: Some(maps),
+        mapping_edit: Some(MappingEdit::Remove(f.get("idp_value").to_string())),
         ..ConnectionBody::default()
     };
     apply(&state, &wp, &c, body, "group_id", |_| {}, "mapping_removed").await
