@@ -73,6 +73,7 @@ const SCHEMA: &[Field] = &[
     f("keys.publish_ahead", "10m"),
     f("keys.keep_published", "1d"),
     f("keys.refresh", "30s"),
+    f("oidc.backchannel_private_networks", "false"),
 ];
 
 const SECTIONS: &[&str] = &[
@@ -83,6 +84,7 @@ const SECTIONS: &[&str] = &[
     "dns",
     "mail",
     "keys",
+    "oidc",
 ];
 
 /// Environment variables with the prefix that are not configuration keys.
@@ -237,6 +239,11 @@ pub struct Config {
     pub dns_resolver: Option<SocketAddr>,
     pub mail: MailConfig,
     pub keys: KeysConfig,
+    /// Whether apps' back-channel logout URIs may point at loopback and
+    /// private addresses (`oidc.backchannel_private_networks`; off: https
+    /// to public addresses only, so an owner cannot make the gateway post
+    /// into its own network).
+    pub oidc_backchannel_private: bool,
     raw: BTreeMap<&'static str, Raw>,
 }
 
@@ -576,6 +583,16 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             err("twilio_issuer.listen must differ from listen".into());
         }
     }
+    let oidc_backchannel_private = match s("oidc.backchannel_private_networks").as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            err(format!(
+                "oidc.backchannel_private_networks: `{other}` must be true or false"
+            ));
+            false
+        }
+    };
     let resolver = s("dns.resolver");
     let dns_resolver = if resolver.is_empty() {
         None
@@ -649,6 +666,7 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             keep_published: keep_published?,
             refresh: refresh?,
         },
+        oidc_backchannel_private,
         raw,
     })
 }

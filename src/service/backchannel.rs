@@ -46,12 +46,15 @@ pub fn backoff(attempts: i64) -> i64 {
 pub fn spawn(core: &Arc<Core>) {
     let weak = Arc::downgrade(core);
     let wake = core.logouts.clone();
+    let allow_private = core.cfg.oidc_backchannel_private;
     tokio::spawn(async move {
-        let client = match reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(ATTEMPT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-        {
+            .redirect(reqwest::redirect::Policy::none());
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = match builder.build() {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "back-channel logout delivery cannot start");
@@ -121,8 +124,33 @@ async fn deliver_due(core: &Arc<Core>, client: &reqwest::Client) {
     }
 }
 
+/// Resolves names to public addresses only, so that a name pointing into
+/// the gateway's own network (or re-pointed there after registration) is
+/// never posted to.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> = found
+                .filter(|a| super::oidc_clients::public_ip(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!("{host} has no public address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 async fn attempt(core: &Core, client: &reqwest::Client, l: PendingLogout) {
-    let result = match logout_token(core, &l) {
+    let allowed =
+        super::oidc_clients::check_backchannel_uri(&l.uri, core.cfg.oidc_backchannel_private)
+            .map_err(|_| "the address is not a public https URL".to_string());
+    let result = match allowed.and_then(|()| logout_token(core, &l)) {
         Ok(token) => post(client, &l.uri, &token).await,
         Err(e) => Err(e),
     };

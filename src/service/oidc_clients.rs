@@ -60,6 +60,71 @@ pub fn check_uri(field: &str, uri: &str) -> Result<(), DomainError> {
     }
 }
 
+/// Whether `ip` is an address on the public internet (not loopback,
+/// private, link-local, shared (CGNAT), documentation, multicast or
+/// unspecified).
+pub fn public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// A back-channel logout URI: a registrable URI that, unless private
+/// networks are allowed (`oidc.backchannel_private_networks`), is https to
+/// a host that is not a loopback, private or otherwise non-public address
+/// (names are checked again when they are resolved, at each delivery).
+pub fn check_backchannel_uri(uri: &str, allow_private: bool) -> Result<(), DomainError> {
+    let field = "backchannel_logout_uri";
+    check_uri(field, uri)?;
+    if allow_private {
+        return Ok(());
+    }
+    let bad = |why: &str| Err(DomainError::Invalid(format!("{field}: {why} ({uri:?})")));
+    let Ok(url) = url::Url::parse(uri) else {
+        return bad("not an absolute URL");
+    };
+    if url.scheme() != "https" {
+        return bad("must be https");
+    }
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) if !public_ip(ip.into()) => bad("must not be a private address"),
+        Some(url::Host::Ipv6(ip)) if !public_ip(ip.into()) => bad("must not be a private address"),
+        Some(url::Host::Domain(d))
+            if d.eq_ignore_ascii_case("localhost")
+                || d.to_ascii_lowercase().ends_with(".localhost") =>
+        {
+            bad("must not be a private address")
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_uris(field: &str, uris: &[String], at_least_one: bool) -> Result<(), DomainError> {
     if at_least_one && uris.is_empty() {
         return Err(DomainError::Invalid(format!(
@@ -72,8 +137,9 @@ fn check_uris(field: &str, uris: &[String], at_least_one: bool) -> Result<(), Do
     uris.iter().try_for_each(|u| check_uri(field, u))
 }
 
-/// Checks a registration request.
-pub fn check(req: &NewClient) -> Result<(), DomainError> {
+/// Checks a registration request (`allow_private`: see
+/// [`check_backchannel_uri`]).
+pub fn check(req: &NewClient, allow_private: bool) -> Result<(), DomainError> {
     // Checked as sent (the schema's maxLength counts every character).
     let name = &req.name;
     if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -88,7 +154,7 @@ pub fn check(req: &NewClient) -> Result<(), DomainError> {
         false,
     )?;
     if let Some(u) = &req.backchannel_logout_uri {
-        check_uri("backchannel_logout_uri", u)?;
+        check_backchannel_uri(u, allow_private)?;
     }
     if let Some(r) = &req.required_role {
         if roles::find(r).is_none() {
@@ -114,7 +180,7 @@ pub async fn create(
     req: NewClient,
 ) -> Result<(OidcClient, Option<String>), DomainError> {
     ctx.require_owner()?;
-    check(&req)?;
+    check(&req, core.cfg.oidc_backchannel_private)?;
     let secret = if req.public {
         None
     } else {
@@ -136,6 +202,8 @@ pub async fn create(
         "name": client.name,
         "public": secret.is_none(),
         "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "backchannel_logout_uri": client.backchannel_logout_uri,
         "required_role": client.required_role,
     });
     let change = core.store.create_oidc_client(&client);
@@ -169,7 +237,40 @@ pub fn secret_matches(client: &OidcClient, presented: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check_uri;
+    use super::{check_backchannel_uri, check_uri};
+
+    #[test]
+    fn back_channel_uris_are_public_https_unless_private_networks_are_allowed() {
+        for bad in [
+            "http://127.0.0.1:8081/bc",
+            "https://127.0.0.1/bc",
+            "https://10.1.2.3/bc",
+            "https://192.168.0.9/bc",
+            "https://172.16.0.1/bc",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/bc",
+            "https://[::1]/bc",
+            "https://[fd00::1]/bc",
+            "https://[::ffff:10.0.0.1]/bc",
+            "https://localhost/bc",
+            "https://x.localhost/bc",
+            "https://0.0.0.0/bc",
+            "http://app.example.com/bc",
+        ] {
+            assert!(check_backchannel_uri(bad, false).is_err(), "{bad}");
+        }
+        for ok in [
+            "https://app.example.com/bc?logout=backchannel",
+            "https://8.8.8.8/bc",
+        ] {
+            assert!(check_backchannel_uri(ok, false).is_ok(), "{ok}");
+        }
+        assert!(check_backchannel_uri("http://127.0.0.1:8081/bc", true).is_ok());
+        assert!(
+            check_backchannel_uri("http://10.0.0.1/bc", true).is_err(),
+            "still registrable URIs only"
+        );
+    }
 
     #[test]
     fn redirect_uris_are_https_or_loopback_http_without_fragment() {

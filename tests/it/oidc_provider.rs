@@ -22,8 +22,10 @@ pub struct Op {
 }
 
 impl Op {
+    /// A gateway whose apps may have back-channel URIs on this machine (the
+    /// tests' receivers and Apache listen on 127.0.0.1).
     pub async fn start(backend: Backend) -> Op {
-        Op::on(TestServer::start(backend).await).await
+        Op::on(TestServer::start_with(private_networks(Options::new(backend))).await).await
     }
 
     /// Workspace `acme` with its owner, and an owner's API token, on `srv`.
@@ -77,6 +79,10 @@ impl Op {
         pool.close().await;
         n
     }
+}
+
+pub fn private_networks(o: Options) -> Options {
+    o.env("IAMGW_OIDC__BACKCHANNEL_PRIVATE_NETWORKS", "true")
 }
 
 /// A PKCE verifier and its S256 challenge.
@@ -925,7 +931,7 @@ async fn a_failing_app_is_retried_with_backoff_and_a_restart_loses_no_logout() {
     let (dir, url) = (op.srv.dir.clone(), op.srv.database_url.clone());
     op.srv.stop().await;
     rx.status.store(200, Ordering::SeqCst);
-    let mut opts = Options::new(sqlite());
+    let mut opts = private_networks(Options::new(sqlite()));
     opts.dir = Some(dir);
     opts.database_url = Some(url);
     let srv = TestServer::start_with(opts).await;
@@ -1450,11 +1456,11 @@ async fn two_instances_share_the_logout_outbox_and_deliver_each_logout_once() {
         db: Db::Postgres,
         sessions: Sessions::Database,
     };
-    let mut opts = Options::new(backend);
+    let mut opts = private_networks(Options::new(backend));
     opts.database_url = Some(url.clone());
     opts.dir = Some(dir.clone());
     let a = TestServer::start_with(opts).await;
-    let mut opts = Options::new(backend).env("IAMGW_PUBLIC_URL", &a.base);
+    let mut opts = private_networks(Options::new(backend)).env("IAMGW_PUBLIC_URL", &a.base);
     opts.database_url = Some(url);
     opts.dir = Some(dir);
     let b = TestServer::start_with(opts).await;
@@ -1493,5 +1499,37 @@ async fn two_instances_share_the_logout_outbox_and_deliver_each_logout_once() {
         .await
         .contains("iamgw_backchannel_logouts{state=\"delivered\"} 8"));
     b.stop().await;
+    op.srv.stop().await;
+}
+
+#[tokio::test]
+async fn back_channel_uris_into_the_gateways_network_are_refused_by_default() {
+    let op = Op::on(TestServer::start(sqlite()).await).await;
+    for uri in [
+        "http://127.0.0.1:8081/console",
+        "https://10.0.0.7/logout",
+        "https://169.254.169.254/latest/meta-data",
+        "https://localhost/bc",
+    ] {
+        let (s, body) = op
+            .api_post(
+                "/oidc-clients",
+                json!({"name": "x", "redirect_uris": [REDIRECT], "backchannel_logout_uri": uri}),
+            )
+            .await;
+        assert_eq!(s, 400, "{uri}: {body}");
+        assert!(
+            body.to_string().contains("backchannel_logout_uri"),
+            "{body}"
+        );
+    }
+    assert_eq!(op.count("oidc_clients").await, 0);
+    let app = op
+        .register(json!({"backchannel_logout_uri": "https://app.example.com/logout/backchannel"}))
+        .await;
+    assert_eq!(
+        app["backchannel_logout_uri"],
+        "https://app.example.com/logout/backchannel"
+    );
     op.srv.stop().await;
 }
