@@ -10,6 +10,7 @@ use super::AppState;
 use crate::service::op::{
     self, AuthRequest, AuthorizeRefusal, ClientAuth, TokenError, TokenRequest,
 };
+use crate::store::oidc::OidcClient;
 use askama::Template;
 use axum::extract::{Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -477,57 +478,75 @@ struct ConfirmLogoutPage {
     chrome: Chrome,
     app: Option<String>,
     client_id: String,
+    id_token_hint: String,
     post_logout_redirect_uri: String,
     state: String,
 }
 
-/// `GET /oauth2/logout` (RP-initiated logout): with an `id_token_hint` of
-/// this browser's session it signs out at once; otherwise the person
-/// confirms (a cross-site link cannot sign anyone out). Then back to a
-/// registered `post_logout_redirect_uri`, or a signed-out page.
+/// The app a logout request proves: a registered client named by the
+/// `aud` of an ID token the gateway signed (`id_token_hint`), matching
+/// `client_id` when that is given too. Only such a request may be sent back
+/// to a `post_logout_redirect_uri`, or end a session without asking.
+async fn hinted_app(state: &AppState, p: &LogoutParams) -> Option<(OidcClient, serde_json::Value)> {
+    let claims = p
+        .id_token_hint
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .and_then(|t| op::hinted_claims(state, t))
+        .filter(|c| c["iss"].as_str() == Some(state.cfg.public_url.as_str()))?;
+    let aud = claims["aud"].as_str()?;
+    if p.client_id
+        .as_deref()
+        .is_some_and(|c| !c.is_empty() && c != aud)
+    {
+        return None;
+    }
+    let client = state.store.oidc_client(aud).await.ok().flatten()?;
+    Some((client, claims))
+}
+
+fn unavailable_logout(state: &AppState) -> Response {
+    page(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        "The gateway could not sign you out right now.",
+    )
+}
+
+/// `GET /oauth2/logout` (RP-initiated logout), and a `POST` of the same
+/// parameters from an app: with an `id_token_hint` the gateway signed for
+/// a registered app and this browser's session, it signs out at once;
+/// otherwise the person confirms (a link on another site cannot sign anyone
+/// out). Then back to the app's registered `post_logout_redirect_uri` only
+/// when the hint proved the app, else a signed-out page.
 pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<LogoutParams>,
 ) -> Response {
-    let hint = p
-        .id_token_hint
-        .as_deref()
-        .and_then(|t| op::hinted_claims(&state, t))
-        .filter(|c| c["iss"].as_str() == Some(state.cfg.public_url.as_str()));
-    let client_id = p.client_id.clone().or_else(|| {
-        hint.as_ref()
-            .and_then(|c| c["aud"].as_str().map(str::to_string))
-    });
-    let session = match current_session(&state, &headers).await {
+    logout_request(&state, &headers, p).await
+}
+
+async fn logout_request(state: &AppState, headers: &HeaderMap, p: LogoutParams) -> Response {
+    let hinted = hinted_app(state, &p).await;
+    let session = match current_session(state, headers).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "session store unreachable");
-            return page(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a moment",
-                "The gateway could not sign you out right now.",
-            );
+            return unavailable_logout(state);
         }
     };
     let Some((value, session)) = session else {
-        return after_logout(&state, client_id.as_deref(), &p, None).await;
+        return after_logout(state, hinted.as_ref().map(|h| &h.0), &p, None).await;
     };
-    let hint_is_this_session = hint
-        .as_ref()
-        .is_some_and(|c| c["sid"].as_str() == Some(session.sid.as_str()));
-    if hint_is_this_session {
-        return after_logout(&state, client_id.as_deref(), &p, Some(&value)).await;
+    if let Some((client, claims)) = &hinted {
+        if claims["sid"].as_str() == Some(session.sid.as_str()) {
+            return after_logout(state, Some(client), &p, Some(&value)).await;
+        }
     }
-    let app = match &client_id {
-        Some(id) => state
-            .store
-            .oidc_client(id)
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c.name),
+    let app = match &hinted {
+        Some((c, _)) => Some(c.name.clone()),
         None => None,
     };
     let email = state
@@ -539,33 +558,32 @@ pub async fn logout(
         .map(|u| u.email);
     render(&ConfirmLogoutPage {
         chrome: Chrome {
-            csrf: super::csrf::token_for_session(&state, &session),
+            csrf: super::csrf::token_for_session(state, &session),
             user_email: email,
             ..Default::default()
         },
         app,
-        client_id: client_id.unwrap_or_default(),
+        client_id: p.client_id.clone().unwrap_or_default(),
+        id_token_hint: p.id_token_hint.clone().unwrap_or_default(),
         post_logout_redirect_uri: p.post_logout_redirect_uri.clone().unwrap_or_default(),
         state: p.state.clone().unwrap_or_default(),
     })
 }
 
-/// `POST /oauth2/logout`: the confirmation.
+/// `POST /oauth2/logout`: the person's confirmation (with the page's CSRF
+/// token), or an app posting the logout parameters (without one: handled
+/// as the `GET`).
 pub async fn logout_confirmed(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(p): Form<LogoutParams>,
 ) -> Response {
+    if p.csrf_token.is_none() {
+        return logout_request(&state, &headers, p).await;
+    }
     let session = match current_session(&state, &headers).await {
         Ok(s) => s,
-        Err(_) => {
-            return page(
-                &state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a moment",
-                "The gateway could not sign you out right now.",
-            );
-        }
+        Err(_) => return unavailable_logout(&state),
     };
     if !super::csrf::verify(
         &state,
@@ -580,44 +598,31 @@ pub async fn logout_confirmed(
             "This form expired or did not come from this gateway. Open the app and sign out again.",
         );
     }
+    let hinted = hinted_app(&state, &p).await;
     let value = session.map(|(v, _)| v);
-    let client_id = p.client_id.clone().filter(|c| !c.is_empty());
-    after_logout(&state, client_id.as_deref(), &p, value.as_deref()).await
+    after_logout(&state, hinted.as_ref().map(|h| &h.0), &p, value.as_deref()).await
 }
 
 /// Ends the session (if any), then sends the browser to the app's
 /// registered post-logout URI or shows that it is signed out.
 async fn after_logout(
     state: &AppState,
-    client_id: Option<&str>,
+    client: Option<&OidcClient>,
     p: &LogoutParams,
     session_value: Option<&str>,
 ) -> Response {
     if let Some(v) = session_value {
         if let Err(e) = state.end_session(v).await {
             tracing::warn!(error = %e, "sign-out failed");
-            return page(
-                state,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Try again in a moment",
-                "The gateway could not sign you out right now.",
-            );
+            return unavailable_logout(state);
         }
     }
     let clear = session_value.map(|_| state.sessions.clear_cookie_header());
-    let client = match client_id {
-        Some(id) => state.store.oidc_client(id).await.ok().flatten(),
-        None => None,
-    };
     let target = p
         .post_logout_redirect_uri
         .as_deref()
         .filter(|u| !u.is_empty())
-        .filter(|u| {
-            client
-                .as_ref()
-                .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u))
-        });
+        .filter(|u| client.is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == u)));
     let resp = match target.and_then(|u| url::Url::parse(u).ok()) {
         Some(mut url) => {
             if let Some(s) = p.state.as_deref().filter(|s| !s.is_empty()) {

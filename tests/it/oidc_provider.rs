@@ -981,12 +981,47 @@ async fn rp_initiated_logout_signs_out_with_a_hint_and_asks_without_one() {
             ],
         )
         .await;
+    // Signed out; without a hint that proves the app, not sent anywhere
+    // (the gateway would otherwise redirect for whoever names a client).
+    assert_eq!(done.status, 200);
+    assert!(done.header("location").is_none());
+    assert!(done.body.contains("Signed out"));
+    assert_eq!(b.verify(srv, "workspace=acme").await.status, 401);
+    let page = Browser::new().get(&srv.url(&ask)).await;
+    assert_eq!((page.status, page.header("location")), (200, None));
+
+    // An app posting the parameters (no CSRF token) is handled like the GET.
+    let (mut b, tokens) = signed_in_app(&op, &app, "owner@acme.test").await;
+    let done = b
+        .post_form(
+            &srv.url("/oauth2/logout"),
+            &[
+                ("id_token_hint", tokens["id_token"].as_str().unwrap()),
+                ("post_logout_redirect_uri", "http://127.0.0.1:9/bye"),
+                ("state", "s3"),
+            ],
+        )
+        .await;
     assert_eq!(done.status, 303);
     assert_eq!(
         done.header("location").as_deref(),
-        Some("http://127.0.0.1:9/bye?state=s1")
+        Some("http://127.0.0.1:9/bye?state=s3")
     );
     assert_eq!(b.verify(srv, "workspace=acme").await.status, 401);
+
+    // A forward-auth assertion (signed by the gateway too, same sid) is
+    // not an ID token of a registered app: it does not sign out at once.
+    let (mut b, _) = signed_in_app(&op, &app, "owner@acme.test").await;
+    let assertion = b
+        .verify(srv, "workspace=acme")
+        .await
+        .header("x-auth-assertion")
+        .unwrap();
+    let page = b
+        .get(&srv.url(&format!("/oauth2/logout?id_token_hint={assertion}")))
+        .await;
+    assert!(page.body.contains("Sign out?"));
+    assert_eq!(b.verify(srv, "workspace=acme").await.status, 200);
 
     // With this session's ID token as hint: at once.
     let (mut b, tokens) = signed_in_app(&op, &app, "owner@acme.test").await;
