@@ -177,8 +177,7 @@ pub async fn confirm_totp(
     let enable = core.store.enable_totp(&user.id, now, step, &hashes);
     audited_self(core, user, "user.mfa_enabled", ip, enable).await?;
     let (cookie_value, _) = core
-        .sessions
-        .login(&user.id, session.method.clone(), true, Some(cookie))
+        .start_session(&user.id, session.method.clone(), true, Some(cookie))
         .await?;
     Ok(Some(TotpEnabled {
         codes,

@@ -79,6 +79,26 @@ impl Core {
         Ok(())
     }
 
+    /// Starts a session for `uid`, replacing the one of the cookie value the
+    /// browser presented (a sign-in, a second factor confirmed): the
+    /// replaced session ends like a logout, on every instance and for the
+    /// apps it signed in to (back-channel logout).
+    pub async fn start_session(
+        &self,
+        uid: &str,
+        method: crate::domain::model::AuthMethod,
+        mfa: bool,
+        previous: Option<&str>,
+    ) -> Result<(String, crate::session::Session), crate::domain::DomainError> {
+        let started = self.sessions.login(uid, method, mfa, previous).await?;
+        if let Some(prev) = previous {
+            self.access_changed().await;
+            let key = crate::crypto::sha256_hex(prev.as_bytes());
+            op::grants_ended(self, crate::store::oidc::GrantsOf::Session(&key)).await;
+        }
+        Ok(started)
+    }
+
     /// Ends every session of this person but `keep` (a new password, an
     /// unlinked identity, "sign out everywhere") on every instance.
     pub async fn end_sessions_of(

@@ -73,8 +73,7 @@ pub async fn complete(
     let method = via.method();
     let mfa = via.mfa();
     let (cookie_value, _) = core
-        .sessions
-        .login(&user.id, method.clone(), mfa, previous)
+        .start_session(&user.id, method.clone(), mfa, previous)
         .await?;
     let now = core.clock.now();
     core.store.record_login(&user.id, now).await?;

@@ -441,8 +441,7 @@ pub async fn mfa_step_up(
     let (me, _) = with_second_factor(&state, peer, &headers, &f, title).await?;
     let method = me.session.method.clone();
     let (value, _) = state
-        .sessions
-        .login(&me.user.id, method, true, Some(&me.cookie))
+        .start_session(&me.user.id, method, true, Some(&me.cookie))
         .await?;
     let back = back_to(&state, f.return_to.as_deref());
     Ok(with_cookie(

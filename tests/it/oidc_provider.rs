@@ -1568,3 +1568,33 @@ async fn back_channel_uris_into_the_gateways_network_are_refused_by_default() {
     );
     op.srv.stop().await;
 }
+
+#[tokio::test]
+async fn signing_in_over_a_session_tells_the_apps_of_the_session_it_replaced() {
+    let op = Op::start(sqlite()).await;
+    let srv = &op.srv;
+    let mia = srv
+        .add_member(&op.ws_id, "mia@acme.test", &["workspace_member"])
+        .await;
+    let rx = Receiver::start().await;
+    let app = op.register(json!({"backchannel_logout_uri": rx.url})).await;
+    // Mia signs in to the app on a shared computer...
+    let (mut b, tokens) = signed_in_app(&op, &app, "mia@acme.test").await;
+    let sid = verified_claims(srv, tokens["id_token"].as_str().unwrap()).await["sid"].clone();
+    // ...then the owner signs in in the same browser: Mia's session ends,
+    // and the app is told.
+    let done = b
+        .sign_in(srv, "owner@acme.test", PASSWORD, "/workspaces")
+        .await;
+    assert_eq!(done.status, 303);
+    let got = rx.wait_for(1).await;
+    let lt = verified_claims(srv, &got[0]).await;
+    assert_eq!((lt["sub"].clone(), lt["sid"].clone()), (json!(mia), sid));
+    assert_eq!(
+        userinfo(srv, tokens["access_token"].as_str().unwrap())
+            .await
+            .0,
+        401
+    );
+    op.srv.stop().await;
+}
