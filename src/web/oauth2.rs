@@ -545,10 +545,7 @@ async fn logout_request(state: &AppState, headers: &HeaderMap, p: LogoutParams) 
             return after_logout(state, Some(client), &p, Some(&value)).await;
         }
     }
-    let app = match &hinted {
-        Some((c, _)) => Some(c.name.clone()),
-        None => None,
-    };
+    let app = hinted.as_ref().map(|(c, _)| c.name.clone());
     let email = state
         .store
         .user_by_id(&session.uid)
