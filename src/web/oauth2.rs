@@ -161,8 +161,11 @@ pub async fn authorize(
         Ok(c) => c,
         Err(refusal) => return refused(&state, None, &req, &raw, refusal),
     };
+    // A malformed request gets a page, not a redirect: anyone can register
+    // an app (as the owner of a workspace of their own), and the gateway
+    // must not bounce browsers to it unasked (RFC 9700 4.11.2).
     if let Err(refusal) = op::check_params(&mut checked, &req) {
-        return refused(&state, Some(&checked), &req, &raw, refusal);
+        return refused(&state, None, &req, &raw, refusal);
     }
     let signed_in = match signed_in(&state, &headers).await {
         Ok(s) => s,
