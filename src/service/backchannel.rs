@@ -62,10 +62,11 @@ pub fn spawn(core: &Arc<Core>) {
             }
         };
         let mut last_prune = None;
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         loop {
             match weak.upgrade() {
                 Some(core) => {
-                    deliver_due(&core, &client).await;
+                    deliver_due(&core, &client, &slots).await;
                     prune(&core, &mut last_prune).await;
                 }
                 None => return,
@@ -97,7 +98,14 @@ async fn prune(core: &Core, last: &mut Option<i64>) {
     }
 }
 
-async fn deliver_due(core: &Arc<Core>, client: &reqwest::Client) {
+/// Attempts in flight at once, per instance.
+const IN_FLIGHT: usize = 64;
+
+async fn deliver_due(
+    core: &Arc<Core>,
+    client: &reqwest::Client,
+    slots: &Arc<tokio::sync::Semaphore>,
+) {
     let now = core.clock.now();
     let due = match core.store.due_logouts(now, BATCH).await {
         Ok(d) => d,
@@ -106,21 +114,23 @@ async fn deliver_due(core: &Arc<Core>, client: &reqwest::Client) {
             return;
         }
     };
-    let mut attempts = Vec::new();
+    // Attempts run on their own: the next look at the outbox does not wait
+    // for a slow app (its rows are leased meanwhile).
     for l in due {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            return;
+        };
         match core.store.claim_logout(&l, now + LEASE).await {
             Ok(true) => {
                 let (core, client) = (core.clone(), client.clone());
-                attempts.push(tokio::spawn(
-                    async move { attempt(&core, &client, l).await },
-                ));
+                tokio::spawn(async move {
+                    attempt(&core, &client, l).await;
+                    drop(slot);
+                });
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "back-channel logout lease failed"),
         }
-    }
-    for a in attempts {
-        let _ = a.await;
     }
 }
 

@@ -14,6 +14,8 @@ use serde_json::json;
 pub const SECRET_PREFIX: &str = "iamgw_cs_";
 
 const MAX_URIS: usize = 20;
+/// Apps one workspace may register.
+pub const MAX_CLIENTS: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +183,11 @@ pub async fn create(
 ) -> Result<(OidcClient, Option<String>), DomainError> {
     ctx.require_owner()?;
     check(&req, core.cfg.oidc_backchannel_private)?;
+    if core.store.oidc_clients(&ctx.ws.id).await?.len() >= MAX_CLIENTS {
+        return Err(DomainError::Conflict(format!(
+            "a workspace can register at most {MAX_CLIENTS} apps; delete one first"
+        )));
+    }
     let secret = if req.public {
         None
     } else {

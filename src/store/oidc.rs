@@ -161,6 +161,8 @@ pub trait OidcStore: Send + Sync + 'static {
 
 const CLIENT_COLS: &str = "id, workspace_id, name, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri, required_role, created_by, created_at";
 const GRANT_COLS: &str = "g.id, g.client_id, g.workspace_id, g.user_id, g.session_key, g.sid, g.scope, g.nonce, g.auth_time, g.amr, g.created_at, g.revoked_at";
+/// Due logouts of one app taken per look at the outbox.
+const PER_APP: i64 = 4;
 const LOGOUT_COLS: &str = "id, client_id, workspace_id, uri, sub, sid, attempts, next_at";
 
 fn list(text: &str) -> StoreResult<Vec<String>> {
@@ -507,8 +509,10 @@ impl OidcStore for SqlStore {
     }
 
     async fn due_logouts(&self, now: i64, limit: i64) -> StoreResult<Vec<PendingLogout>> {
+        // At most a few per app: an app that never answers cannot keep
+        // every other app's logouts waiting behind its own.
         let rows = sqlx::query(&format!(
-            "SELECT {LOGOUT_COLS} FROM oidc_logouts WHERE next_at <= $1 AND delivered_at IS NULL AND failed_at IS NULL ORDER BY next_at LIMIT $2"
+            "SELECT {LOGOUT_COLS} FROM (SELECT {LOGOUT_COLS}, ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY next_at) AS rn FROM oidc_logouts WHERE next_at <= $1 AND delivered_at IS NULL AND failed_at IS NULL) due WHERE rn <= {PER_APP} ORDER BY next_at LIMIT $2"
         ))
         .bind(now)
         .bind(limit)
@@ -563,7 +567,7 @@ impl OidcStore for SqlStore {
         for q in [
             "DELETE FROM oidc_codes WHERE expires_at < $1",
             "DELETE FROM oidc_tokens WHERE expires_at < $1",
-            "DELETE FROM oidc_grants WHERE revoked_at < $1 AND id NOT IN (SELECT grant_id FROM oidc_tokens) AND id NOT IN (SELECT grant_id FROM oidc_codes)",
+            "DELETE FROM oidc_grants WHERE (revoked_at < $1 OR created_at < $1) AND id NOT IN (SELECT grant_id FROM oidc_tokens) AND id NOT IN (SELECT grant_id FROM oidc_codes)",
             "DELETE FROM oidc_logouts WHERE delivered_at < $1 OR failed_at < $1",
         ] {
             n += sqlx::query(q).bind(before).execute(&mut *tx).await?.rows_affected();

@@ -357,7 +357,7 @@ fn token_error(e: TokenError) -> Response {
     };
     let body = StandardErrorResponse::new(kind, Some(e.description()), None);
     let mut resp = (status, no_store(), Json(body)).into_response();
-    if let TokenError::InvalidClient { basic: true } = e {
+    if let TokenError::InvalidClient { .. } = e {
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"iam-gateway\""),

@@ -1601,3 +1601,36 @@ async fn signing_in_over_a_session_tells_the_apps_of_the_session_it_replaced() {
     );
     op.srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_app_that_never_answers_does_not_hold_up_another_apps_logouts() {
+    let op = Op::start(sqlite()).await;
+    let srv = &op.srv;
+    let stuck = Receiver::start().await;
+    stuck.delay.store(30_000, Ordering::SeqCst); // past the 5 s attempt timeout
+    let quick = Receiver::start().await;
+    let stuck_app = op
+        .register(json!({"name": "Stuck", "backchannel_logout_uri": stuck.url}))
+        .await;
+    let quick_app = op
+        .register(json!({"name": "Quick", "backchannel_logout_uri": quick.url}))
+        .await;
+    // More logouts owed to the stuck app than one look at the outbox takes.
+    for _ in 0..36 {
+        signed_in_app(&op, &stuck_app, "owner@acme.test").await;
+    }
+    let (mut b, _) = signed_in_app(&op, &quick_app, "owner@acme.test").await;
+    let csrf = b.get(&srv.url("/account")).await.csrf();
+    let r = b
+        .post_form(
+            &srv.url("/account/sessions/revoke"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert!(r.status < 400);
+    // The quick app hears of it while the stuck one's attempts still hang.
+    let got = quick.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    assert!(stuck.tokens.lock().unwrap().is_empty());
+    op.srv.stop().await;
+}
