@@ -40,13 +40,20 @@ pub struct AuthRequest {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub prompt: Option<String>,
+    pub max_age: Option<String>,
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
 }
 
 impl AuthRequest {
     pub fn prompt_none(&self) -> bool {
+        self.prompt_has("none")
+    }
+
+    fn prompt_has(&self, value: &str) -> bool {
         self.prompt
             .as_deref()
-            .is_some_and(|p| p.split(' ').any(|v| v == "none"))
+            .is_some_and(|p| p.split(' ').any(|v| v == value))
     }
 }
 
@@ -63,6 +70,9 @@ pub enum AuthorizeRefusal {
     },
     /// No (valid) session: sign in, then come back.
     SignIn,
+    /// A session, but the app asks for a fresh sign-in (`prompt=login`, or
+    /// `max_age` passed): sign in again, then come back.
+    SignInAgain,
     /// The workspace wants its SSO (the connection to start, if enabled).
     Sso(Option<String>),
     /// The workspace wants a second factor first.
@@ -79,6 +89,10 @@ pub struct Checked {
     scope: String,
     nonce: Option<String>,
     challenge: String,
+    /// `prompt=login`.
+    fresh_login: bool,
+    /// `max_age`, seconds.
+    max_age: Option<i64>,
 }
 
 impl Checked {
@@ -147,6 +161,8 @@ pub async fn check_request(core: &Core, req: &AuthRequest) -> Result<Checked, Au
         scope: String::new(),
         nonce: req.nonce.clone(),
         challenge: String::new(),
+        fresh_login: false,
+        max_age: None,
     })
 }
 
@@ -154,6 +170,26 @@ pub async fn check_request(core: &Core, req: &AuthRequest) -> Result<Checked, Au
 /// type, scopes, PKCE (S256 only), nonce.
 pub fn check_params(checked: &mut Checked, req: &AuthRequest) -> Result<(), AuthorizeRefusal> {
     let fail = |e, d: &str| Err(refuse(e, d));
+    if req.request.is_some() || req.request_uri.is_some() {
+        return fail(
+            "request_not_supported",
+            "request objects (request, request_uri) are not supported",
+        );
+    }
+    if req.prompt_has("none") && req.prompt_has("login") {
+        return fail(
+            "invalid_request",
+            "prompt=none cannot be combined with login",
+        );
+    }
+    checked.fresh_login = req.prompt_has("login");
+    checked.max_age = match req.max_age.as_deref() {
+        None => None,
+        Some(m) => match m.parse::<i64>() {
+            Ok(secs) if secs >= 0 => Some(secs),
+            _ => return fail("invalid_request", "max_age must be a number of seconds"),
+        },
+    };
     if req.response_type.as_deref() != Some("code") {
         return fail("unsupported_response_type", "only response_type=code");
     }
@@ -238,6 +274,10 @@ pub async fn authorize_code(
     let Some((user, session)) = signed_in else {
         return Err(AuthorizeRefusal::SignIn);
     };
+    let age = core.clock.now() - session.created;
+    if checked.fresh_login || checked.max_age.is_some_and(|m| age > m) {
+        return Err(AuthorizeRefusal::SignInAgain);
+    }
     let (user, session, _, _) = match decide(core, &checked.client, user, session).await {
         Ok(d) => d,
         Err(DomainError::Unauthenticated) => return Err(AuthorizeRefusal::SignIn),

@@ -94,7 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/forward", get(forward_auth::forward))
         .route("/.well-known/jwks.json", get(ops::jwks))
         .route("/.well-known/openid-configuration", get(oauth2::discovery))
-        .route("/oauth2/authorize", get(oauth2::authorize))
+        .route(
+            "/oauth2/authorize",
+            get(oauth2::authorize).post(oauth2::authorize_post),
+        )
         .route("/oauth2/token", post(oauth2::token))
         .route(
             "/oauth2/userinfo",

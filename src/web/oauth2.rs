@@ -145,7 +145,21 @@ pub async fn authorize(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let raw = raw.unwrap_or_default();
+    authorization(&state, &headers, raw.unwrap_or_default()).await
+}
+
+/// `POST /oauth2/authorize` (form-encoded parameters, OIDC Core 3.1.2.1).
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    authorization(&state, &headers, body).await
+}
+
+async fn authorization(state: &AppState, headers: &HeaderMap, raw: String) -> Response {
+    let state = state.clone();
+    let headers = headers.clone();
     let req: AuthRequest = match serde_urlencoded_once(&raw) {
         Ok(r) => r,
         Err(why) => {
@@ -258,13 +272,24 @@ fn refused(
             error: code,
             description,
         } => error(code, &description),
-        AuthorizeRefusal::SignIn | AuthorizeRefusal::Sso(None) if req.prompt_none() => {
+        AuthorizeRefusal::SignIn | AuthorizeRefusal::SignInAgain | AuthorizeRefusal::Sso(None)
+            if req.prompt_none() =>
+        {
             error("login_required", "sign-in is required")
         }
         AuthorizeRefusal::Sso(Some(_)) | AuthorizeRefusal::Mfa if req.prompt_none() => {
             error("interaction_required", "the workspace asks for more")
         }
         AuthorizeRefusal::SignIn => see_other(&format!("/login?return_to={back}")),
+        // Back to the same request without `prompt=login` (the new sign-in
+        // answers it; `max_age` is met by the new session).
+        AuthorizeRefusal::SignInAgain => {
+            let again = without_prompt_login(raw);
+            see_other(&format!(
+                "/login?return_to={}",
+                urlencode(&format!("/oauth2/authorize?{again}"))
+            ))
+        }
         AuthorizeRefusal::Sso(Some(connection)) => see_other(&format!(
             "/sso/{}/start?return_to={back}",
             super::pages::seg(&connection)
@@ -284,6 +309,25 @@ fn refused(
             )
         }
     }
+}
+
+/// The query without `login` in `prompt` (dropped when nothing is left).
+fn without_prompt_login(raw: &str) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if k == "prompt" {
+            let rest: Vec<&str> = v
+                .split(' ')
+                .filter(|p| *p != "login" && !p.is_empty())
+                .collect();
+            if !rest.is_empty() {
+                out.append_pair("prompt", &rest.join(" "));
+            }
+            continue;
+        }
+        out.append_pair(&k, &v);
+    }
+    out.finish()
 }
 
 /// The client's credentials: HTTP Basic, or the form's `client_id` (and

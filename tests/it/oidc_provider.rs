@@ -1634,3 +1634,73 @@ async fn an_app_that_never_answers_does_not_hold_up_another_apps_logouts() {
     assert!(stuck.tokens.lock().unwrap().is_empty());
     op.srv.stop().await;
 }
+
+#[tokio::test]
+async fn prompt_login_and_max_age_ask_for_a_fresh_sign_in_and_request_objects_are_refused() {
+    let op = Op::start(sqlite()).await;
+    let srv = &op.srv;
+    let app = op.register(json!({})).await;
+    let id = app["client_id"].as_str().unwrap();
+    let (_, challenge) = pkce();
+    let mut b = Browser::new();
+    b.sign_in(srv, "owner@acme.test", PASSWORD, "/workspaces")
+        .await;
+    srv.clock.advance(Duration::from_secs(120));
+
+    for extra in ["&prompt=login", "&max_age=60"] {
+        let path = authorize_path(id, REDIRECT, &challenge, extra);
+        let page = b.get(&srv.url(&path)).await;
+        assert_eq!(page.status, 303, "{extra}: {}", page.body);
+        let login = page.header("location").unwrap();
+        let back = url::form_urlencoded::parse(login.trim_start_matches("/login?").as_bytes())
+            .find(|(k, _)| k == "return_to")
+            .unwrap()
+            .1
+            .into_owned();
+        assert!(!back.contains("prompt=login"), "{back}");
+        // Signing in again answers the request, with the new auth_time.
+        let done = b.sign_in(srv, "owner@acme.test", PASSWORD, &back).await;
+        assert_eq!(done.status, 303);
+        let code_page = b.get(&srv.url(&back)).await;
+        assert_eq!(code_page.status, 302, "{extra}: {}", code_page.body);
+        assert!(location_params(&code_page).contains_key("code"));
+        srv.clock.advance(Duration::from_secs(120));
+    }
+    // max_age still met: no detour.
+    let page = b
+        .get(&srv.url(&authorize_path(id, REDIRECT, &challenge, "&max_age=3600")))
+        .await;
+    assert_eq!(page.status, 302);
+    // prompt=none with a stale session: login_required.
+    let page = b
+        .get(&srv.url(&authorize_path(
+            id,
+            REDIRECT,
+            &challenge,
+            "&prompt=none&max_age=1",
+        )))
+        .await;
+    assert_eq!(location_params(&page)["error"], "login_required");
+
+    // Request objects: a page, no redirect.
+    let page = b
+        .get(&srv.url(&authorize_path(id, REDIRECT, &challenge, "&request=eyJ")))
+        .await;
+    assert_eq!((page.status, page.header("location")), (400, None));
+    assert!(page.body.contains("not supported"));
+
+    // The same request POSTed, as OIDC Core allows.
+    let path = authorize_path(id, REDIRECT, &challenge, "");
+    let form = path.trim_start_matches("/oauth2/authorize?").to_string();
+    let r = b
+        .send(
+            b.client
+                .post(srv.url("/oauth2/authorize"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form),
+        )
+        .await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(location_params(&r).contains_key("code"));
+    op.srv.stop().await;
+}
