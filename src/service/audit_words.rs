@@ -452,7 +452,7 @@ mod tests {
             "user.",
             "signin.",
             "oidc_client.",
-            "oidc.",
+            "oidc.logout_",
         ];
         let listed: Vec<&str> = ACTIONS.iter().map(|(a, _)| *a).collect();
         let mut found = 0;
@@ -476,6 +476,7 @@ mod tests {
                     if !word
                         || lit.ends_with(".html")
                         || lit.ends_with('.')
+                        || PREFIXES.contains(&lit)
                         || !PREFIXES.iter().any(|p| lit.starts_with(p))
                     {
                         continue;
