@@ -58,11 +58,31 @@ impl Db {
     }
 
     /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite).
+    ///
+    /// Cancellation-safe: starting a transaction is not (a caller dropped
+    /// while BEGIN is on its way leaves the connection inside a transaction
+    /// that no `Transaction` will roll back, and on SQLite's one writer
+    /// connection every later write then fails). So it runs in a task of
+    /// its own: if the caller goes away, the task still finishes and drops
+    /// the transaction, which rolls it back.
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.write.begin().await,
-        }
+        let (pool, backend) = (self.write.clone(), self.backend);
+        tokio::spawn(async move {
+            match backend {
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+                Backend::Postgres => pool.begin().await,
+            }
+        })
+        .await
+        .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+    }
+
+    /// Commits a transaction in a task of its own, so that a caller dropped
+    /// meanwhile cannot leave it half-finished (see [`Self::begin`]).
+    pub async fn commit(tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), sqlx::Error> {
+        tokio::spawn(tx.commit())
+            .await
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
     }
 
     pub async fn close(&self) {
@@ -219,7 +239,7 @@ impl SqlStore {
         if let Some(event) = crate::audit::take_pending_for(created, facts) {
             insert_audit(&mut *tx, &event).await?;
         }
-        tx.commit().await?;
+        Db::commit(tx).await?;
         Ok(())
     }
 

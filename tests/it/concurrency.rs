@@ -965,3 +965,57 @@ async fn concurrent_settings_patches_of_different_fields_are_all_kept() {
         srv.stop().await;
     }
 }
+
+/// A request dropped while its write transaction starts (a client that
+/// disconnects) must not leave the writer connection inside a transaction:
+/// every later write would fail. Found by bench/oidc_provider.sh.
+#[tokio::test]
+async fn writes_still_work_after_many_cancelled_transaction_starts() {
+    for backend in matrix() {
+        let dir = temp_dir();
+        let url = fresh_database_url(backend.db, &dir).await;
+        let sql = iam_gateway::store::open(&url).await.unwrap();
+        let db = sql.db().clone();
+        for i in 0..400u64 {
+            // Cancelled at a different point each time, often while BEGIN
+            // is already on its way to the database.
+            let wait = std::time::Duration::from_micros(i % 97 * 7);
+            let _ = tokio::time::timeout(wait, db.begin()).await;
+            if i % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // Then a write transaction works (give dropped ones a moment to be
+        // rolled back).
+        let mut ok = false;
+        for _ in 0..50 {
+            match db.begin().await {
+                Ok(tx) => {
+                    tx.rollback().await.unwrap();
+                    ok = true;
+                    break;
+                }
+                Err(e) => {
+                    eprintln!("begin failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+        assert!(
+            ok,
+            "{backend:?}: the writer connection is stuck in a transaction"
+        );
+        use iam_gateway::store::Store;
+        let user = sql
+            .create_user(
+                &iam_gateway::store::NewUser {
+                    email: "after@acme.test".into(),
+                    name: "After".into(),
+                    password_hash: None,
+                },
+                1,
+            )
+            .await;
+        assert!(user.is_ok(), "{backend:?}: {:?}", user.err());
+    }
+}
