@@ -33,7 +33,8 @@
 # with offline_access every exchange also issues a refresh token),
 # CARGO_TARGET_DIR, BENCH_PERF (a directory: profile the gateway with
 # `perf record` during round 1's token and userinfo measurements and write
-# `perf report` there as token.txt and userinfo.txt).
+# `perf report` there as token.txt and userinfo.txt, by symbol and by
+# thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -314,6 +315,8 @@ perf_stop() {
   perf_pid=
   perf report -i "$work/perf.data" --no-children --percent-limit 0.7 --stdio -g none \
     --sort dso,symbol >"$BENCH_PERF/$1.txt" 2>/dev/null || true
+  perf report -i "$work/perf.data" --no-children --stdio -g none --sort comm \
+    >>"$BENCH_PERF/$1.txt" 2>/dev/null || true
 }
 
 # Sanity: one exchange by hand, and its access token answers userinfo.
