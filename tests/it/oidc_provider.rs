@@ -1704,3 +1704,21 @@ async fn prompt_login_and_max_age_ask_for_a_fresh_sign_in_and_request_objects_ar
     assert!(location_params(&r).contains_key("code"));
     op.srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_workspace_registers_at_most_a_hundred_apps() {
+    let op = Op::start(sqlite()).await;
+    for i in 0..iam_gateway::service::oidc_clients::MAX_CLIENTS {
+        op.register(json!({"name": format!("App {i}")})).await;
+    }
+    let (s, body) = op
+        .api_post(
+            "/oidc-clients",
+            json!({"name": "One too many", "redirect_uris": [REDIRECT]}),
+        )
+        .await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("at most 100"));
+    assert_eq!(op.count("oidc_clients").await, 100);
+    op.srv.stop().await;
+}

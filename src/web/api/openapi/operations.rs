@@ -641,6 +641,7 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     Operation {
         body: body("NewOidcClient"),
+        errors: &[409],
         links: &[Link {
             name: "deleteOidcClient",
             operation: "deleteOidcClient",
