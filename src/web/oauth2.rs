@@ -127,8 +127,7 @@ pub async fn discovery(State(state): State<AppState>) -> Response {
     }
 }
 
-fn page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
-    let _ = state;
+fn page(status: StatusCode, title: &str, message: &str) -> Response {
     let mut resp = render(&MessagePage {
         chrome: Chrome::anonymous(),
         title: title.into(),
@@ -158,34 +157,25 @@ pub async fn authorize_post(
 }
 
 async fn authorization(state: &AppState, headers: &HeaderMap, raw: String) -> Response {
-    let state = state.clone();
-    let headers = headers.clone();
     let req: AuthRequest = match serde_urlencoded_once(&raw) {
         Ok(r) => r,
-        Err(why) => {
-            return page(
-                &state,
-                StatusCode::BAD_REQUEST,
-                "This sign-in link is broken",
-                &why,
-            )
-        }
+        Err(why) => return page(StatusCode::BAD_REQUEST, "This sign-in link is broken", &why),
     };
-    let mut checked = match op::check_request(&state, &req).await {
+    let mut checked = match op::check_request(state, &req).await {
         Ok(c) => c,
-        Err(refusal) => return refused(&state, None, &req, &raw, refusal),
+        Err(refusal) => return refused(state, None, &req, &raw, refusal),
     };
     // A malformed request gets a page, not a redirect: anyone can register
     // an app (as the owner of a workspace of their own), and the gateway
     // must not bounce browsers to it unasked (RFC 9700 4.11.2).
     if let Err(refusal) = op::check_params(&mut checked, &req) {
-        return refused(&state, None, &req, &raw, refusal);
+        return refused(state, None, &req, &raw, refusal);
     }
-    let signed_in = match signed_in(&state, &headers).await {
+    let signed_in = match signed_in(state, headers).await {
         Ok(s) => s,
         Err(e) => {
             return refused(
-                &state,
+                state,
                 Some(&checked),
                 &req,
                 &raw,
@@ -193,9 +183,9 @@ async fn authorization(state: &AppState, headers: &HeaderMap, raw: String) -> Re
             )
         }
     };
-    match op::authorize_code(&state, &checked, signed_in).await {
+    match op::authorize_code(state, &checked, signed_in).await {
         Ok(location) => found(&location),
-        Err(refusal) => refused(&state, Some(&checked), &req, &raw, refusal),
+        Err(refusal) => refused(state, Some(&checked), &req, &raw, refusal),
     }
 }
 
@@ -254,20 +244,12 @@ fn refused(
     let issuer = &state.cfg.public_url;
     let error = |code: &str, text: &str| match checked {
         Some(c) => found(&c.redirect_with(issuer, &[("error", code), ("error_description", text)])),
-        None => page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "This sign-in link is broken",
-            text,
-        ),
+        None => page(StatusCode::BAD_REQUEST, "This sign-in link is broken", text),
     };
     match refusal {
-        AuthorizeRefusal::NoRedirect(why) => page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "This app cannot sign you in",
-            &why,
-        ),
+        AuthorizeRefusal::NoRedirect(why) => {
+            page(StatusCode::BAD_REQUEST, "This app cannot sign you in", &why)
+        }
         AuthorizeRefusal::Error {
             error: code,
             description,
@@ -302,7 +284,6 @@ fn refused(
         AuthorizeRefusal::Unavailable(e) => {
             tracing::warn!(error = %e, "authorization request failed");
             page(
-                state,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Try again in a moment",
                 "The gateway could not complete this sign-in right now.",
@@ -552,9 +533,8 @@ async fn hinted_app(state: &AppState, p: &LogoutParams) -> Option<(OidcClient, s
     Some((client, claims))
 }
 
-fn unavailable_logout(state: &AppState) -> Response {
+fn unavailable_logout() -> Response {
     page(
-        state,
         StatusCode::SERVICE_UNAVAILABLE,
         "Try again in a moment",
         "The gateway could not sign you out right now.",
@@ -581,7 +561,7 @@ async fn logout_request(state: &AppState, headers: &HeaderMap, p: LogoutParams) 
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "session store unreachable");
-            return unavailable_logout(state);
+            return unavailable_logout();
         }
     };
     let Some((value, session)) = session else {
@@ -627,7 +607,7 @@ pub async fn logout_confirmed(
     }
     let session = match current_session(&state, &headers).await {
         Ok(s) => s,
-        Err(_) => return unavailable_logout(&state),
+        Err(_) => return unavailable_logout(),
     };
     if !super::csrf::verify(
         &state,
@@ -636,7 +616,6 @@ pub async fn logout_confirmed(
         p.csrf_token.as_deref(),
     ) {
         return page(
-            &state,
             StatusCode::FORBIDDEN,
             "Sign-out not confirmed",
             "This form expired or did not come from this gateway. Open the app and sign out again.",
@@ -658,7 +637,7 @@ async fn after_logout(
     if let Some(v) = session_value {
         if let Err(e) = state.end_session(v).await {
             tracing::warn!(error = %e, "sign-out failed");
-            return unavailable_logout(state);
+            return unavailable_logout();
         }
     }
     let clear = session_value.map(|_| state.sessions.clear_cookie_header());
@@ -675,7 +654,6 @@ async fn after_logout(
             see_other(url.as_str())
         }
         None => page(
-            state,
             StatusCode::OK,
             "Signed out",
             "You are signed out of IAM Gateway.",
