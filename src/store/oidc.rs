@@ -278,31 +278,14 @@ impl OidcStore for SqlStore {
     }
 
     async fn delete_oidc_client(&self, workspace_id: &str, id: &str) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
-        // Codes and tokens go with the grants (ON DELETE CASCADE), which go
-        // with the client; deleted explicitly so SQLite needs no pragma.
-        sqlx::query("DELETE FROM oidc_tokens WHERE grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $1)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM oidc_codes WHERE grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $1)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM oidc_grants WHERE client_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let gone = sqlx::query("DELETE FROM oidc_clients WHERE workspace_id = $1 AND id = $2")
-            .bind(workspace_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if gone == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.commit(tx).await
+        // Its grants, codes and tokens go with it (ON DELETE CASCADE; SQLite
+        // connections turn foreign keys on).
+        self.write_one(
+            sqlx::query("DELETE FROM oidc_clients WHERE workspace_id = $1 AND id = $2")
+                .bind(workspace_id)
+                .bind(id),
+        )
+        .await
     }
 
     async fn create_oidc_grant(&self, g: &OidcGrant, code: &OidcCode) -> StoreResult<()> {

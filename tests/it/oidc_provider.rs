@@ -456,6 +456,10 @@ async fn clients_are_registered_by_owners_with_exact_safe_uris_and_deleted_with_
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+    // Everything it was issued went with it.
+    for table in ["oidc_grants", "oidc_codes", "oidc_tokens"] {
+        assert_eq!(op.count(table).await, 0, "{table}");
+    }
     assert_eq!(
         userinfo(&op.srv, tokens["access_token"].as_str().unwrap())
             .await
