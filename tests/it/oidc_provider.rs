@@ -142,6 +142,36 @@ pub async fn token_request(
     (status, resp.json().await.unwrap_or(Value::Null), headers)
 }
 
+/// `grant_type=refresh_token` for the client `who` (HTTP Basic).
+pub async fn refresh(
+    srv: &TestServer,
+    who: (&str, &str),
+    refresh_token: &str,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    token_request(
+        srv,
+        Some(who),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// Waits (real time, 5 s at most) until `n` back-channel logouts were
+/// delivered, as `/metrics` counts them; whether they were.
+async fn delivered(srv: &TestServer, n: usize) -> bool {
+    let want = format!("iamgw_backchannel_logouts{{state=\"delivered\"}} {n}");
+    for _ in 0..100 {
+        if metrics(srv).await.contains(&want) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Claims of a JWT signed by a key of the gateway's JWKS (panics if not).
 pub async fn verified_claims(srv: &TestServer, jwt: &str) -> Value {
     use p256::ecdsa::signature::Verifier;
@@ -343,28 +373,13 @@ async fn an_app_signs_a_member_in_reads_userinfo_and_rotates_refresh_tokens() {
 
         // Refresh rotates; the spent token is refused and takes its family.
         let r1 = tokens["refresh_token"].as_str().unwrap();
-        let (s, t2, _) = token_request(
-            &op.srv,
-            Some((id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", r1)],
-        )
-        .await;
+        let (s, t2, _) = refresh(&op.srv, (id, secret), r1).await;
         assert_eq!(s, 200, "{t2}");
         let r2 = t2["refresh_token"].as_str().unwrap();
         assert_ne!(r1, r2);
-        let (s, e, _) = token_request(
-            &op.srv,
-            Some((id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", r1)],
-        )
-        .await;
+        let (s, e, _) = refresh(&op.srv, (id, secret), r1).await;
         assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
-        let (s, _, _) = token_request(
-            &op.srv,
-            Some((id, secret)),
-            &[("grant_type", "refresh_token"), ("refresh_token", r2)],
-        )
-        .await;
+        let (s, _, _) = refresh(&op.srv, (id, secret), r2).await;
         assert_eq!(s, 400, "the whole family is revoked");
         assert_eq!(
             userinfo(&op.srv, t2["access_token"].as_str().unwrap())
@@ -595,15 +610,7 @@ async fn the_provider_refuses_the_attacks_of_security_case_38() {
             .0,
         401
     );
-    let (s, _, _) = token_request(
-        srv,
-        Some((id, secret)),
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first["refresh_token"].as_str().unwrap()),
-        ],
-    )
-    .await;
+    let (s, _, _) = refresh(srv, (id, secret), first["refresh_token"].as_str().unwrap()).await;
     assert_eq!(s, 400, "the replayed code's refresh token is revoked too");
 
     // An expired code.
@@ -670,15 +677,7 @@ async fn a_removed_member_and_a_password_session_in_a_require_sso_workspace_get_
         401
     );
     let secret = app["client_secret"].as_str().unwrap();
-    let (s, _, _) = token_request(
-        srv,
-        Some((id, secret)),
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-        ],
-    )
-    .await;
+    let (s, _, _) = refresh(srv, (id, secret), tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(s, 400);
     let page = b
         .get(&srv.url(&authorize_path(id, REDIRECT, &challenge, "")))
@@ -1207,17 +1206,8 @@ async fn browse_with(b: &mut Browser, op: &Op, start: &str, email: &str, passwor
 /// Waits until `n` back-channel logouts were delivered, then checks that
 /// Apache no longer serves the page from its own session.
 async fn told_apache(op: &Op, apache: &Apache, b: &mut Browser, protected: &str, n: usize) {
-    let want = format!("iamgw_backchannel_logouts{{state=\"delivered\"}} {n}");
-    let mut delivered = false;
-    for _ in 0..100 {
-        if metrics(&op.srv).await.contains(&want) {
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert!(
-        delivered,
+        delivered(&op.srv, n).await,
         "back-channel logout {n} not delivered:\n{}",
         apache.log()
     );
@@ -1447,15 +1437,7 @@ async fn pruning_drops_what_can_no_longer_be_used_and_keeps_what_can() {
         b.post_form(&srv.url("/logout"), &[("csrf_token", &csrf)])
             .await;
         rx.wait_for(1).await;
-        for _ in 0..100 {
-            if metrics(srv)
-                .await
-                .contains("iamgw_backchannel_logouts{state=\"delivered\"} 1")
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(delivered(srv, 1).await);
         let (_, live) = signed_in_app(&op, &app, "owner@acme.test").await;
 
         // Past the access tokens' and codes' lifetimes: they, and the
@@ -1473,15 +1455,7 @@ async fn pruning_drops_what_can_no_longer_be_used_and_keeps_what_can() {
         );
         let id = app["client_id"].as_str().unwrap();
         let secret = app["client_secret"].as_str().unwrap();
-        let (s, _, _) = token_request(
-            srv,
-            Some((id, secret)),
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", live["refresh_token"].as_str().unwrap()),
-            ],
-        )
-        .await;
+        let (s, _, _) = refresh(srv, (id, secret), live["refresh_token"].as_str().unwrap()).await;
         assert_eq!(s, 200);
         op.srv.stop().await;
     }
