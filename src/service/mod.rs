@@ -73,10 +73,17 @@ impl Core {
     /// Ends the session of this cookie value (a logout) on every instance.
     pub async fn end_session(&self, cookie_value: &str) -> Result<(), crate::domain::DomainError> {
         self.sessions.revoke(cookie_value).await?;
+        self.session_gone(cookie_value).await;
+        Ok(())
+    }
+
+    /// The session of this cookie value is gone (ended or replaced): every
+    /// instance drops its cached decisions, and the grants it gave apps end
+    /// (they are told by back-channel logout).
+    async fn session_gone(&self, cookie_value: &str) {
         self.access_changed().await;
         let key = crate::crypto::sha256_hex(cookie_value.as_bytes());
         op::grants_ended(self, crate::store::oidc::GrantsOf::Session(&key)).await;
-        Ok(())
     }
 
     /// Starts a session for `uid`, replacing the one of the cookie value the
@@ -92,9 +99,7 @@ impl Core {
     ) -> Result<(String, crate::session::Session), crate::domain::DomainError> {
         let started = self.sessions.login(uid, method, mfa, previous).await?;
         if let Some(prev) = previous {
-            self.access_changed().await;
-            let key = crate::crypto::sha256_hex(prev.as_bytes());
-            op::grants_ended(self, crate::store::oidc::GrantsOf::Session(&key)).await;
+            self.session_gone(prev).await;
         }
         Ok(started)
     }
