@@ -272,74 +272,36 @@ pub fn csv_record(m: &MemberRow, groups: &[Group]) -> String {
     ])
 }
 
-/// Streams the member list as CSV, a page at a time, so memory stays flat
-/// whatever the workspace size.
+/// Streams the member list as CSV: the header, then the store's one
+/// ordered stream of rows, a few hundred records per chunk, so memory stays
+/// flat whatever the workspace size. A store error ends the body early (the
+/// download fails rather than looking complete).
 pub fn csv_stream(
     store: Arc<dyn Store>,
     workspace_id: String,
     now: i64,
 ) -> impl futures_util::Stream<Item = Result<String, std::io::Error>> + Send {
-    struct St {
-        store: Arc<dyn Store>,
-        ws: String,
-        cursor: Option<String>,
-        groups: Option<Vec<Group>>,
-        header_sent: bool,
-        done: bool,
-    }
-    let init = St {
-        store,
-        ws: workspace_id,
-        cursor: None,
-        groups: None,
-        header_sent: false,
-        done: false,
-    };
-    futures_util::stream::unfold(init, move |mut st| async move {
-        if st.done {
-            return None;
-        }
-        if !st.header_sent {
-            st.header_sent = true;
-            return Some((Ok(csv::row(&CSV_HEADER)), st));
-        }
-        if st.groups.is_none() {
-            match st.store.list_groups(&st.ws).await {
-                Ok(g) => st.groups = Some(g),
-                Err(e) => {
-                    st.done = true;
-                    return Some((Err(std::io::Error::other(e.to_string())), st));
-                }
-            }
-        }
-        let filter = MemberFilter {
-            include_invited: true,
-            ..Default::default()
+    use futures_util::StreamExt as _;
+    let header = futures_util::stream::once(async { Ok(csv::row(&CSV_HEADER)) });
+    let body = futures_util::stream::once(async move {
+        let rows = match store.list_groups(&workspace_id).await {
+            Ok(groups) => store
+                .member_stream(&workspace_id, now)
+                .ready_chunks(256)
+                .map(move |chunk| {
+                    let mut out = String::new();
+                    for m in chunk {
+                        out.push_str(&csv_record(&m?, &groups));
+                    }
+                    Ok(out)
+                })
+                .boxed(),
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
         };
-        match st
-            .store
-            .list_members(&st.ws, &filter, st.cursor.as_deref(), 500, now)
-            .await
-        {
-            Ok(rows) if rows.is_empty() => None,
-            Ok(rows) => {
-                let groups = st.groups.clone().unwrap_or_default();
-                let mut chunk = String::new();
-                for (_, m) in &rows {
-                    chunk.push_str(&csv_record(m, &groups));
-                }
-                st.cursor = rows.last().map(|(c, _)| c.clone());
-                if rows.len() < 500 {
-                    st.done = true;
-                }
-                Some((Ok(chunk), st))
-            }
-            Err(e) => {
-                st.done = true;
-                Some((Err(std::io::Error::other(e.to_string())), st))
-            }
-        }
+        rows.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())))
     })
+    .flatten();
+    header.chain(body)
 }
 
 #[cfg(test)]

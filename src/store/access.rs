@@ -62,6 +62,13 @@ pub trait AccessStore: Send + Sync + 'static {
         limit: i64,
         now: i64,
     ) -> StoreResult<Vec<(String, MemberRow)>>;
+    /// Every member and open invitation of a workspace in the order of
+    /// [`Self::list_members`], read as one stream (the members CSV).
+    fn member_stream(
+        &self,
+        workspace_id: &str,
+        now: i64,
+    ) -> futures_util::stream::BoxStream<'static, StoreResult<MemberRow>>;
     /// Replaces policies and/or groups of a member in one transaction;
     /// refuses (Conflict) to leave the workspace without an owner.
     async fn update_member(

@@ -508,16 +508,7 @@ async fn add_membership(
     policies: &[Policy],
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(workspace_id)
-    .bind(user_id)
-    .bind(policies_text(policies)?)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    super::sql::insert_member(&mut **tx, workspace_id, user_id, policies, now).await
 }
 
 /// Removes a membership and the group memberships that hang on it.

@@ -339,7 +339,9 @@ where
     Ok(ws)
 }
 
-async fn insert_member<'e, E>(
+/// Adds a membership, with its user's normalised email as the list's sort
+/// key (`memberships.sort_email`, kept in step by `set_user_email`).
+pub(crate) async fn insert_member<'e, E>(
     ex: E,
     workspace_id: &str,
     user_id: &str,
@@ -349,13 +351,16 @@ async fn insert_member<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(workspace_id)
-        .bind(user_id)
-        .bind(policies_text(policies)?)
-        .bind(now)
-        .execute(ex)
-        .await?;
+    sqlx::query(
+        "INSERT INTO memberships (workspace_id, user_id, policies, created_at, sort_email) \
+         VALUES ($1, $2, $3, $4, (SELECT email_norm FROM users WHERE id = $2))",
+    )
+    .bind(workspace_id)
+    .bind(user_id)
+    .bind(policies_text(policies)?)
+    .bind(now)
+    .execute(ex)
+    .await?;
     Ok(())
 }
 

@@ -987,7 +987,7 @@ async fn ten_thousand_members_stream_out_in_chunks_and_the_cli_agrees() {
         .execute(&mut *tx)
         .await
         .unwrap();
-        sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES (?, ?, '[{\"role\":\"workspace_member\"}]', 1)").bind(&acme).bind(&id).execute(&mut *tx).await.unwrap();
+        sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at, sort_email) VALUES (?, ?, '[{\"role\":\"workspace_member\"}]', 1, ?)").bind(&acme).bind(&id).bind(format!("u{i:05}@bulk.test")).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
     let owner = Api::sign_in(&srv, "ann@acme.test").await;

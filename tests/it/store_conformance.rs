@@ -225,3 +225,263 @@ async fn migrations_are_idempotent() {
         s.ping().await.unwrap();
     }
 }
+
+/// Walks the member list `page` rows at a time and returns every row's id.
+async fn walk_members(
+    s: &store::sql::SqlStore,
+    ws: &str,
+    filter: &store::MemberFilter,
+    page: i64,
+    now: i64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let rows = s
+            .list_members(ws, filter, cursor.as_deref(), page, now)
+            .await
+            .unwrap();
+        out.extend(rows.iter().map(|(_, m)| m.id.clone()));
+        if (rows.len() as i64) < page {
+            return out;
+        }
+        cursor = rows.last().map(|(c, _)| c.clone());
+    }
+}
+
+#[tokio::test]
+async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() {
+    use futures_util::StreamExt as _;
+    use std::collections::{BTreeMap, BTreeSet};
+    let now = 1_000;
+    for (db, s) in stores().await {
+        let ws = s.create_workspace("acme", "Acme", 1).await.unwrap();
+        let other = s.create_workspace("beta", "Beta", 1).await.unwrap();
+        let billing = [
+            Policy::workspace("workspace_member"),
+            Policy::workspace("billing_admin"),
+        ];
+        let member = [Policy::workspace("workspace_member")];
+        // Emails that order differently by case, with LIKE's wildcards in
+        // them, and numbered ones to fill pages.
+        let mut emails: Vec<String> = [
+            "Zed@x.test",
+            "amy@x.test",
+            "b_o@x.test",
+            "b%o@x.test",
+            "bxo@x.test",
+            "a.b+c@x.test",
+        ]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+        emails.extend((0..16).map(|i| format!("m{:02}@x.test", (i * 7) % 16)));
+        // Reference: id -> (email_norm, is billing admin, groups).
+        let mut reference: BTreeMap<String, (String, bool, Vec<String>)> = BTreeMap::new();
+        let small = s.create_group(&ws.id, "Small", "", &[], 1).await.unwrap();
+        let big = s.create_group(&ws.id, "Big", "", &[], 1).await.unwrap();
+        let foreign = s
+            .create_group(&other.id, "Theirs", "", &[], 1)
+            .await
+            .unwrap();
+        for (i, e) in emails.iter().enumerate() {
+            let u = s.create_user(&new_user(e), 1).await.unwrap();
+            let is_billing = i % 5 == 0;
+            let policies: &[Policy] = if is_billing { &billing } else { &member };
+            s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
+            let mut groups = Vec::new();
+            // Big: more than the debug builds' small-group limit (8), so
+            // both ways of answering a group filter are exercised.
+            if i % 2 == 0 {
+                s.add_group_member(&ws.id, &big.id, &u.id).await.unwrap();
+                groups.push(big.id.clone());
+            }
+            if i % 7 == 3 {
+                s.add_group_member(&ws.id, &small.id, &u.id).await.unwrap();
+                groups.push(small.id.clone());
+            }
+            if i == 4 {
+                // Also in another workspace and its group: that group
+                // filters nothing here.
+                s.add_member(&other.id, &u.id, &member, 1).await.unwrap();
+                s.add_group_member(&other.id, &foreign.id, &u.id)
+                    .await
+                    .unwrap();
+            }
+            groups.sort();
+            reference.insert(u.id, (e.to_lowercase(), is_billing, groups));
+        }
+        // An email change moves the member in the order.
+        let moved = s.user_by_email("amy@x.test").await.unwrap().unwrap();
+        s.set_user_email(&moved.id, "zz-amy@x.test").await.unwrap();
+        reference.get_mut(&moved.id).unwrap().0 = "zz-amy@x.test".into();
+        // Invitations: two open, one revoked, one expired.
+        let mut invited = BTreeMap::new();
+        for (e, expires, revoke) in [
+            ("b_invited@x.test", now + 100, false),
+            ("m05-invited@x.test", now + 100, false),
+            ("revoked@x.test", now + 100, true),
+            ("expired@x.test", now - 1, false),
+        ] {
+            let inv = s
+                .create_invitation(&store::NewInvitation {
+                    workspace_id: ws.id.clone(),
+                    email: e.into(),
+                    token_hash: format!("hash-{e}"),
+                    policies: billing.to_vec(),
+                    group_ids: vec![small.id.clone()],
+                    invited_by: None,
+                    now: 1,
+                    expires_at: expires,
+                })
+                .await
+                .unwrap();
+            if revoke {
+                s.revoke_invitation(&ws.id, &inv.id, 2).await.unwrap();
+            } else if expires > now {
+                invited.insert(inv.id, e.to_string());
+            }
+        }
+        let filters: Vec<(&str, store::MemberFilter)> = vec![
+            (
+                "all",
+                store::MemberFilter {
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            ("members", store::MemberFilter::default()),
+            (
+                "email b",
+                store::MemberFilter {
+                    email: Some("B".into()),
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "email _",
+                store::MemberFilter {
+                    email: Some("_".into()),
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "email %",
+                store::MemberFilter {
+                    email: Some("%".into()),
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "billing",
+                store::MemberFilter {
+                    role: Some("billing_admin".into()),
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "small",
+                store::MemberFilter {
+                    group_id: Some(small.id.clone()),
+                    include_invited: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "big",
+                store::MemberFilter {
+                    group_id: Some(big.id.clone()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "foreign",
+                store::MemberFilter {
+                    group_id: Some(foreign.id.clone()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (name, f) in &filters {
+            let mut want: BTreeSet<String> = reference
+                .iter()
+                .filter(|(_, (email, billing, groups))| {
+                    f.email
+                        .as_ref()
+                        .is_none_or(|e| email.contains(&e.to_lowercase()))
+                        && (f.role.is_none() || *billing)
+                        && f.group_id.as_ref().is_none_or(|g| groups.contains(g))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if f.include_invited && f.group_id.is_none() {
+                // Invitations grant billing_admin; groups never filter them in.
+                want.extend(
+                    invited
+                        .iter()
+                        .filter(|(_, e)| {
+                            f.email
+                                .as_ref()
+                                .is_none_or(|x| e.contains(&x.to_lowercase()))
+                        })
+                        .map(|(id, _)| id.clone()),
+                );
+            }
+            let whole = walk_members(&s, &ws.id, f, 1000, now).await;
+            assert_eq!(
+                whole.iter().cloned().collect::<BTreeSet<_>>(),
+                want,
+                "{db:?} {name}: the right rows"
+            );
+            assert_eq!(whole.len(), want.len(), "{db:?} {name}: each row once");
+            for page in [1, 3, 7] {
+                assert_eq!(
+                    walk_members(&s, &ws.id, f, page, now).await,
+                    whole,
+                    "{db:?} {name}: pages of {page} walk the same rows in the same order"
+                );
+            }
+        }
+        // Rows carry their groups; the order is by email (byte order on
+        // SQLite; PostgreSQL orders by its collation, which the pages follow).
+        let all = s
+            .list_members(&ws.id, &filters[0].1, None, 1000, now)
+            .await
+            .unwrap();
+        for (_, m) in &all {
+            match reference.get(&m.id) {
+                Some((_, _, groups)) => assert_eq!(&m.group_ids, groups, "{db:?} {}", m.email),
+                None => {
+                    assert!(m.invited, "{db:?}");
+                    assert_eq!(
+                        m.group_ids,
+                        vec![small.id.clone()],
+                        "{db:?}: what the invitation grants"
+                    );
+                }
+            }
+        }
+        if db == Db::Sqlite {
+            let order: Vec<String> = all.iter().map(|(_, m)| m.email.to_lowercase()).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(order, sorted, "email order");
+            assert_eq!(order.last().map(String::as_str), Some("zz-amy@x.test"));
+        }
+        // The CSV's stream gives the same rows in the same order.
+        let streamed: Vec<String> = s
+            .member_stream(&ws.id, now)
+            .map(|m| m.unwrap().id)
+            .collect()
+            .await;
+        assert_eq!(
+            streamed,
+            all.iter().map(|(_, m)| m.id.clone()).collect::<Vec<_>>(),
+            "{db:?}"
+        );
+    }
+}

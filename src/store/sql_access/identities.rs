@@ -87,14 +87,25 @@ pub(super) async fn create_user_with_identity(
     Ok(user)
 }
 
+/// Changes a user's email and, in the same transaction, the sort key of
+/// their memberships (the member list's order).
 pub(super) async fn set_user_email(s: &SqlStore, user_id: &str, email: &str) -> StoreResult<()> {
-    s.write_one(
+    let norm = normalize_email(email);
+    let mut tx = s.begin_write().await?;
+    exec_one(
         sqlx::query("UPDATE users SET email = $1, email_norm = $2 WHERE id = $3")
             .bind(email.trim())
-            .bind(normalize_email(email))
+            .bind(&norm)
             .bind(user_id),
+        &mut *tx,
     )
-    .await
+    .await?;
+    sqlx::query("UPDATE memberships SET sort_email = $1 WHERE user_id = $2")
+        .bind(&norm)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    s.commit(tx).await
 }
 
 pub(super) async fn clear_password(s: &SqlStore, user_id: &str) -> StoreResult<()> {

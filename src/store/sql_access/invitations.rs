@@ -68,13 +68,7 @@ async fn accept_in_tx(
             .await?;
         }
         None => {
-            sqlx::query("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&ws)
-                    .bind(user_id)
-                    .bind(&granted)
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
+            insert_member(&mut **tx, &ws, user_id, &policies_from(&granted)?, now).await?;
         }
     }
     for g in json_list(&groups) {

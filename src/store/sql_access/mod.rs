@@ -14,7 +14,8 @@ mod workspaces;
 
 use super::access::*;
 use super::sql::{
-    exec_one, insert_user, policies_from, policies_text, workspace_from, Backend, SqlStore, WS_COLS,
+    exec_one, insert_member, insert_user, policies_from, policies_text, workspace_from, Backend,
+    SqlStore, WS_COLS,
 };
 use super::{NewUser, StoreError, StoreResult};
 use crate::crypto;
@@ -145,6 +146,14 @@ impl AccessStore for SqlStore {
         now: i64,
     ) -> StoreResult<Vec<(String, MemberRow)>> {
         members::list_members(self, workspace_id, filter, cursor, limit, now).await
+    }
+
+    fn member_stream(
+        &self,
+        workspace_id: &str,
+        now: i64,
+    ) -> futures_util::stream::BoxStream<'static, StoreResult<MemberRow>> {
+        members::member_stream(self, workspace_id, now)
     }
 
     async fn update_member(

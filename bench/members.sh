@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Member list and members CSV at scale (issue 16; local only, never in CI).
+#
+#   bench/members.sh
+#
+# Builds the release binary, seeds a temporary SQLite database with one
+# workspace of BENCH_MEMBERS (default 100 000) members, 300 open
+# invitations, two groups (20 members and half the workspace) and a rare
+# role (40 members), then times with curl, on the same process:
+#   * GET .../members?limit=100: the first page, a page 90 % of the way
+#     down (a cursor built from the seeded emails), an email filter with one
+#     match and with none, the rare role, the small and the large group;
+#     BENCH_REPEAT (default 20) requests each, median and worst (the
+#     target, <= 10 ms, is on the median);
+#   * GET .../members.csv: the whole download (3 times), with the gateway's
+#     own memory (RssAnon from /proc: not the SQLite file pages it maps)
+#     before and after each.
+# With BENCH_BASELINE=<git rev> (or BENCH_BASELINE_BIN=<binary>) it does
+# the same with that build first, on its own database seeded the same way,
+# and prints each "after / before" time ratio.
+#
+# Environment: BENCH_MEMBERS, BENCH_REPEAT, BENCH_BASELINE,
+# BENCH_BASELINE_BIN, CARGO_TARGET_DIR. Results: docs/benchmarks.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MEMBERS=${BENCH_MEMBERS:-100000}
+REPEAT=${BENCH_REPEAT:-20}
+target_dir=${CARGO_TARGET_DIR:-target}
+
+for t in curl python3; do command -v "$t" >/dev/null || { echo "missing: $t" >&2; exit 1; }; done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -d "$work/baseline-src" ] && git worktree remove --force "$work/baseline-src" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building the release binary" >&2
+cargo build --release --locked --bin iam-gateway >&2
+AFTER=$target_dir/release/iam-gateway
+BEFORE=${BENCH_BASELINE_BIN:-}
+if [ -z "$BEFORE" ] && [ -n "${BENCH_BASELINE:-}" ]; then
+  echo "building the baseline $BENCH_BASELINE" >&2
+  git worktree add -q --detach "$work/baseline-src" "$BENCH_BASELINE"
+  (cd "$work/baseline-src" && CARGO_TARGET_DIR=$PWD/../baseline-target \
+    cargo build --release --locked --bin iam-gateway >&2)
+  BEFORE=$work/baseline-target/release/iam-gateway
+fi
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# seed DB: MEMBERS users in workspace acme (created by bootstrap), in an
+# order unrelated to their emails; prints "small_group large_group deep_email one_email".
+seed() {
+  python3 - "$1" "$MEMBERS" <<'PY'
+import hashlib, json, sqlite3, sys, uuid
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+ws = c.execute("SELECT id FROM workspaces WHERE slug = 'acme'").fetchone()[0]
+cols = [r[1] for r in c.execute("PRAGMA table_info(memberships)")]
+member = json.dumps([{"role": "workspace_member"}])
+rare = json.dumps([{"role": "workspace_member"}, {"role": "billing_admin"}])
+now = 1_780_000_000
+users, members, emails = [], [], []
+for i in range(n):
+    uid = str(uuid.UUID(bytes=hashlib.md5(b"u%d" % i).digest()))
+    email = "%s.%d@bench.test" % (hashlib.sha1(b"%d" % i).hexdigest()[:8], i)
+    emails.append(email)
+    users.append((uid, email, email, "Member %d" % i, now))
+    members.append((ws, uid, rare if i % (n // 40) == 7 else member, now, email))
+c.executemany("INSERT INTO users (id, email, email_norm, name, created_at) VALUES (?, ?, ?, ?, ?)", users)
+if "sort_email" in cols:
+    c.executemany("INSERT INTO memberships (workspace_id, user_id, policies, created_at, sort_email) VALUES (?, ?, ?, ?, ?)", members)
+else:
+    c.executemany("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES (?, ?, ?, ?)", [m[:4] for m in members])
+groups = []
+for name, every in (("Small", n // 20), ("Large", 2)):
+    gid = str(uuid.uuid4())
+    groups.append(gid)
+    c.execute("INSERT INTO user_groups (id, workspace_id, name, policies, created_at) VALUES (?, ?, ?, ?, ?)",
+              (gid, ws, name, json.dumps([{"role": "workspace_member"}]), now))
+    c.executemany("INSERT INTO group_members (group_id, user_id, workspace_id) VALUES (?, ?, ?)",
+                  [(gid, users[i][0], ws) for i in range(0, n, every)])
+invites = []
+for i in range(300):
+    email = "%s.invited%d@bench.test" % (hashlib.sha1(b"i%d" % i).hexdigest()[:8], i)
+    invites.append((str(uuid.uuid4()), ws, email, email, hashlib.sha256(email.encode()).hexdigest(),
+                    member, json.dumps([groups[0]]), now, now + 10**9))
+c.executemany("INSERT INTO invitations (id, workspace_id, email, email_norm, token_hash, policies, group_ids, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", invites)
+c.commit()
+ordered = sorted(emails)
+print(groups[0], groups[1], ordered[len(ordered) * 9 // 10], emails[n // 3])
+PY
+}
+
+# run_one LABEL BIN: prints "LABEL case median_ms worst_ms" lines.
+run_one() {
+  local label=$1 bin=$2 dir port base token gw
+  dir=$work/$label
+  mkdir -p "$dir"
+  port=$(free_port)
+  base=http://127.0.0.1:$port
+  local env=(IAMGW_LISTEN=127.0.0.1:$port IAMGW_PUBLIC_URL=$base IAMGW_TWILIO__MODE=off
+    IAMGW_DATABASE_URL=sqlite://$dir/gw.db IAMGW_SECRET_KEY_FILE=$dir/secret.key IAMGW_LOG=warn)
+  echo 'benchmark passphrase, long enough' | env "${env[@]}" "$bin" bootstrap --workspace acme \
+    --owner-email owner@acme.test --password-stdin >/dev/null
+  echo "seeding $MEMBERS members ($label)" >&2
+  read -r small large deep one < <(seed "$dir/gw.db")
+  token=$(env "${env[@]}" "$bin" token create --workspace acme --role workspace_owner)
+  env "${env[@]}" "$bin" serve >"$dir/serve.log" 2>&1 &
+  gw=$!
+  pids+=("$gw")
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "$base/healthz" && break; sleep 0.1; done
+  local api=$base/api/v1/workspaces/acme
+  local cursor
+  cursor=$(python3 -c 'import base64,sys; print(base64.urlsafe_b64encode((sys.argv[1] + "\n").encode()).decode().rstrip("="))' "$deep")
+  local cases=(
+    "first-page|$api/members?limit=100"
+    "page-at-90%|$api/members?limit=100&cursor=$cursor"
+    "email-1-match|$api/members?limit=100&email=${one%%@*}"
+    "email-no-match|$api/members?limit=100&email=nobody-has-this"
+    "rare-role|$api/members?limit=100&role=billing_admin"
+    "small-group|$api/members?limit=100&group_id=$small"
+    "large-group|$api/members?limit=100&group_id=$large"
+  )
+  local c name url times code
+  for c in "${cases[@]}"; do
+    name=${c%%|*} url=${c#*|}
+    code=$(curl -s -o "$dir/page.json" -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
+    [ "$code" = 200 ] || { echo "$name answered $code: $(head -c 300 "$dir/page.json")" >&2; exit 1; }
+    times=$(for _ in $(seq 1 "$REPEAT"); do
+      curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $token" "$url"
+    done | sort -n)
+    echo "$label $name $(awk '{a[NR] = $1 * 1000} END {printf "%.2f %.2f", a[int((NR + 1) / 2)], a[NR]}' <<<"$times")"
+  done
+  # The CSV: time and peak RSS growth of the gateway process.
+  local rows rss0 rss1 times
+  times=$(for _ in 1 2 3; do
+    rss0=$(awk '/^RssAnon/ {print $2}' "/proc/$gw/status")
+    curl -s -o "$dir/members.csv" -w '%{time_total}\n' -H "Authorization: Bearer $token" "$api/members.csv"
+    rss1=$(awk '/^RssAnon/ {print $2}' "/proc/$gw/status")
+    echo "# $label: the gateway's own memory (RssAnon) $((rss0 / 1024)) MB before the download, $((rss1 / 1024)) MB after" >&2
+  done | sort -n)
+  echo "$label csv $(awk '{a[NR] = $1 * 1000} END {printf "%.2f %.2f", a[int((NR + 1) / 2)], a[NR]}' <<<"$times")"
+  rows=$(($(wc -l <"$dir/members.csv") - 1))
+  echo "# $label: the CSV has $rows records" >&2
+  kill "$gw"
+  wait "$gw" 2>/dev/null || true
+}
+
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
+echo "# member list and CSV benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, baseline ${BENCH_BASELINE:-${BENCH_BASELINE_BIN:-none}}"
+echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $MEMBERS members, SQLite, $REPEAT requests per case (median / worst ms)"
+results=$work/results
+: >"$results"
+[ -n "$BEFORE" ] && run_one before "$BEFORE" >>"$results"
+run_one after "$AFTER" >>"$results"
+printf '%-16s %14s %14s %8s %s\n' case before_ms after_ms ratio target
+awk '
+  { med[$1, $2] = $3; worst[$1, $2] = $4; if (!seen[$2]++) order[++n] = $2 }
+  END {
+    for (i = 1; i <= n; i++) {
+      c = order[i]
+      b = ((("before", c) in med) ? sprintf("%.2f/%.2f", med["before", c], worst["before", c]) : "-")
+      a = sprintf("%.2f/%.2f", med["after", c], worst["after", c])
+      r = ((("before", c) in med) ? sprintf("%.3f", med["after", c] / med["before", c]) : "-")
+      limit = (c == "csv") ? 300 : 10
+      printf "%-16s %14s %14s %8s <= %d ms: %s\n", c, b, a, r, limit, (med["after", c] <= limit) ? "met" : "MISSED"
+    }
+  }' "$results"
