@@ -116,12 +116,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
     .await
     .map_err(|e| StartError::Other(e.to_string()))?;
     signer.spawn_refresh(cfg.keys.refresh);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .saturating_sub(1)
-        .max(1);
-    let hasher = Hasher::new(workers)
+    let hasher = Hasher::with_priority(cfg.hash_priority)
         .await
         .map_err(|e| StartError::Other(e.to_string()))?;
     if cfg.session.store == SessionStoreKind::Database {

@@ -74,6 +74,7 @@ const SCHEMA: &[Field] = &[
     f("keys.keep_published", "1d"),
     f("keys.refresh", "30s"),
     f("oidc.backchannel_private_networks", "false"),
+    f("password.hash_priority", "idle"),
 ];
 
 const SECTIONS: &[&str] = &[
@@ -85,6 +86,7 @@ const SECTIONS: &[&str] = &[
     "mail",
     "keys",
     "oidc",
+    "password",
 ];
 
 /// Environment variables with the prefix that are not configuration keys.
@@ -244,6 +246,9 @@ pub struct Config {
     /// to public addresses only, so an owner cannot make the gateway post
     /// into its own network).
     pub oidc_backchannel_private: bool,
+    /// How password hashing (argon2id) shares the CPU
+    /// (`password.hash_priority`).
+    pub hash_priority: crate::password::Priority,
     raw: BTreeMap<&'static str, Raw>,
 }
 
@@ -593,6 +598,16 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             false
         }
     };
+    let hash_priority = match s("password.hash_priority").as_str() {
+        "idle" => crate::password::Priority::Idle,
+        "normal" => crate::password::Priority::Normal,
+        other => {
+            err(format!(
+                "password.hash_priority: `{other}` must be idle or normal"
+            ));
+            crate::password::Priority::Idle
+        }
+    };
     let resolver = s("dns.resolver");
     let dns_resolver = if resolver.is_empty() {
         None
@@ -667,6 +682,7 @@ fn build(raw: BTreeMap<&'static str, Raw>, errors: &mut Vec<String>) -> Option<C
             refresh: refresh?,
         },
         oidc_backchannel_private,
+        hash_priority,
         raw,
     })
 }
@@ -746,6 +762,7 @@ mod tests {
         assert_eq!(c.session.store, SessionStoreKind::Database);
         assert_eq!(c.session.idle_timeout, Duration::from_secs(12 * 3600));
         assert!(!c.is_https());
+        assert_eq!(c.hash_priority, crate::password::Priority::Idle);
     }
 
     #[test]
@@ -760,10 +777,12 @@ mod tests {
                 ),
                 ("IAMGW_LOG_FORMAT", "json"),
                 ("IAMGW_TEST_DATABASE_URL", "x"),
+                ("IAMGW_PASSWORD__HASH_PRIORITY", "normal"),
             ]),
         )
         .unwrap();
         assert_eq!(c.session.store, SessionStoreKind::Memory);
+        assert_eq!(c.hash_priority, crate::password::Priority::Normal);
         assert_eq!(
             c.allowed_return_origins,
             vec!["https://app.example.com".to_string()]
@@ -775,7 +794,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("iamgw-cfg-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\nrevocation_check = \"sometimes\"\n[mail]\nfrom = 3\n").unwrap();
+        std::fs::write(&file, "listen = \"nope\"\nbogus = 1\n[session]\nstore = \"disk\"\nidle_timeout = \"12x\"\nrevocation_check = \"sometimes\"\n[mail]\nfrom = 3\n[password]\nhash_priority = \"low\"\n").unwrap();
         let errs = Config::load(Some(&file), env(&[("IAMGW_SESION__STORE", "redis")])).unwrap_err();
         let all = errs.join("\n");
         for needle in [
@@ -785,11 +804,12 @@ mod tests {
             "session.idle_timeout",
             "session.revocation_check",
             "mail.from",
+            "password.hash_priority: `low` must be idle or normal",
             "IAMGW_SESION__STORE",
         ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
-        assert!(errs.len() >= 7);
+        assert!(errs.len() >= 8);
     }
 
     #[test]

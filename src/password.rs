@@ -1,5 +1,13 @@
-//! argon2id password hashing on a small bounded pool of blocking threads, so
-//! a storm of sign-ins cannot starve the async workers (and forward-auth).
+//! argon2id password hashing on a pool of its own threads, so a storm of
+//! sign-ins cannot starve the async workers (and forward-auth).
+//!
+//! By default ([`Priority::Idle`]) the pool has a thread per core and each
+//! runs under Linux's `SCHED_IDLE` policy: argon2 gets every core the
+//! request path leaves idle, and the kernel switches to a forward-auth or
+//! page request the moment one is ready instead of letting it wait out a
+//! hash's time slice (issue 16). Where `SCHED_IDLE` is refused the threads
+//! fall back to nice 19. [`Priority::Normal`] is the earlier way: `cores - 1`
+//! threads at normal priority, one core always left to requests.
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -26,10 +34,76 @@ pub enum PasswordError {
     Pool,
 }
 
+/// How the hashing threads share the CPU (`password.hash_priority`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A thread per core, scheduled only when no other thread wants the CPU.
+    Idle,
+    /// `cores - 1` threads at normal priority.
+    Normal,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
+    jobs: std::sync::mpsc::Sender<Job>,
     dummy_hash: Arc<String>,
+}
+
+/// Lowers the calling thread's scheduling priority: `SCHED_IDLE`, or nice
+/// 19 where that is refused. Returns what it got.
+fn lower_this_thread() -> &'static str {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain system calls on the calling thread (0 and gettid()
+        // name it), with a valid parameter struct.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return "SCHED_IDLE";
+        }
+        let tid = unsafe { libc::gettid() };
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } == 0 {
+            return "nice 19";
+        }
+    }
+    "normal"
+}
+
+/// Starts `threads` hashing threads that take jobs from one queue.
+fn start_pool(threads: usize, priority: Priority) -> std::sync::mpsc::Sender<Job> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..threads {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(match priority {
+                Priority::Idle => format!("argon2-idle-{i}"),
+                Priority::Normal => format!("argon2-{i}"),
+            })
+            .spawn(move || {
+                if priority == Priority::Idle {
+                    let got = lower_this_thread();
+                    tracing::debug!(thread = i, priority = got, "password hashing thread");
+                }
+                loop {
+                    // The lock is held only while waiting for a job.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password hashing thread");
+        }
+    }
+    tx
 }
 
 fn argon() -> Result<Argon2<'static>, PasswordError> {
@@ -79,45 +153,70 @@ pub fn check_policy(password: &str, email: &str) -> Result<(), String> {
 }
 
 impl Hasher {
-    /// `workers`: how many hashes may run at once (at least one).
-    pub async fn new(workers: usize) -> Result<Self, PasswordError> {
-        let dummy = tokio::task::spawn_blocking(|| {
-            let seed = crate::crypto::random_token("").unwrap_or_default();
-            hash_blocking(&seed)
-        })
-        .await
-        .map_err(|_| PasswordError::Pool)??;
-        Ok(Self {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
-            dummy_hash: Arc::new(dummy),
-        })
+    /// The pool `priority` asks for: a thread per core at idle priority, or
+    /// `cores - 1` at normal priority.
+    pub async fn with_priority(priority: Priority) -> Result<Self, PasswordError> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let threads = match priority {
+            Priority::Idle => cores,
+            Priority::Normal => cores.saturating_sub(1).max(1),
+        };
+        Self::start(threads, priority).await
     }
 
-    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+    /// `workers` threads at normal priority (at least one).
+    pub async fn new(workers: usize) -> Result<Self, PasswordError> {
+        Self::start(workers.max(1), Priority::Normal).await
+    }
+
+    async fn start(threads: usize, priority: Priority) -> Result<Self, PasswordError> {
+        let mut hasher = Self {
+            permits: Arc::new(Semaphore::new(threads)),
+            jobs: start_pool(threads, priority),
+            dummy_hash: Arc::new(String::new()),
+        };
+        let seed = crate::crypto::random_token("").unwrap_or_default();
+        hasher.dummy_hash = Arc::new(hasher.hash(&seed).await?);
+        Ok(hasher)
+    }
+
+    /// Runs `work` on the pool once a thread is free (requests wait their
+    /// turn in order).
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| PasswordError::Pool)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(work());
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Pool)?;
+        rx.await.map_err(|_| PasswordError::Pool)
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let pw = password.to_string();
-        tokio::task::spawn_blocking(move || hash_blocking(&pw))
-            .await
-            .map_err(|_| PasswordError::Pool)?
+        self.run(move || hash_blocking(&pw)).await?
     }
 
     /// Verifies `password` against `hash`; with no hash (unknown account or
     /// no password set) it verifies against a dummy hash so the answer takes
     /// as long and says the same.
     pub async fn verify(&self, hash: Option<&str>, password: &str) -> bool {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return false;
-        };
         let (target, real) = match hash {
             Some(h) => (h.to_string(), true),
             None => (self.dummy_hash.as_ref().clone(), false),
         };
         let pw = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_blocking(&target, &pw))
+        let ok = self
+            .run(move || verify_blocking(&target, &pw))
             .await
             .unwrap_or(false);
         ok && real
@@ -149,6 +248,56 @@ mod tests {
             !h.verify(None, "anything").await,
             "dummy hash never signs in"
         );
+    }
+
+    /// The scheduling policy (0 normal, 5 idle) and nice value of this
+    /// process's threads called `name*`, from /proc.
+    #[cfg(target_os = "linux")]
+    fn threads_named(name: &str) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        for t in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = t.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with(name) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the ")" that ends the name: state is field 3;
+            // nice is 19, policy is 41.
+            let rest: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            out.push((rest[41 - 3].parse().unwrap(), rest[19 - 3].parse().unwrap()));
+        }
+        out
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_idle_pool_hashes_on_a_thread_per_core_that_yields_to_everything_else() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let before = threads_named("argon2-idle-").len();
+        let h = Hasher::with_priority(Priority::Idle).await.unwrap();
+        let hash = h.hash("correct horse battery staple").await.unwrap();
+        assert!(h.verify(Some(&hash), "correct horse battery staple").await);
+        let threads = threads_named("argon2-idle-");
+        assert!(
+            threads.len() - before >= cores,
+            "a thread per core: {threads:?}"
+        );
+        for (policy, nice) in &threads {
+            assert!(
+                *policy == 5 || *nice == 19,
+                "every hashing thread runs under SCHED_IDLE (5) or at nice 19: {threads:?}"
+            );
+        }
+        // The test's own thread keeps its normal priority.
+        let me = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let rest: Vec<&str> = me.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        assert_eq!(rest[41 - 3], "0", "the caller is not lowered");
     }
 
     #[test]

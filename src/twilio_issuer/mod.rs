@@ -167,12 +167,7 @@ pub async fn build(
             "the deployment secret must have at least 32 bytes".into(),
         ));
     }
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .saturating_sub(1)
-        .max(1);
-    let hasher = Hasher::new(workers)
+    let hasher = Hasher::with_priority(crate::password::Priority::Idle)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let keys = keys::KeyRing::load_or_create(store.clone(), &secret, clock.now()).await?;
