@@ -146,34 +146,72 @@ fn member_query(
         Backend::Sqlite => "group_concat(gm.group_id, ',')",
         Backend::Postgres => "string_agg(gm.group_id, ',')",
     };
-    let mut sql = format!(
+    // A member's Twilio link and groups (nothing for an invitation's id).
+    let extras = |id: &str| {
+        format!(
+            "CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = {id} AND l.provider = 'twilio') \
+                  THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
+             (SELECT {aggregate} FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = {id}) AS group_list"
+        )
+    };
+    // A page looks the extras up for its own rows only, after the limit
+    // (PostgreSQL would otherwise run them for every member before
+    // sorting); the CSV reads them row by row in the arms, so SQLite keeps
+    // merging the two index walks.
+    let (member_extras, invite_extras) = match limit {
+        Some(_) => (String::new(), String::new()),
+        None => (
+            format!(", {}", extras("m.user_id")),
+            ", CAST(0 AS BIGINT), CAST(NULL AS TEXT)".to_string(),
+        ),
+    };
+    let members = format!(
         "SELECT m.sort_email AS sort_email, m.user_id AS id, u.email AS email, u.name AS name, \
                 CAST(0 AS BIGINT) AS invited, m.policies AS policies, u.last_auth_method AS auth_method, \
                 u.totp_enabled_at AS totp_on, m.created_at AS created_at, u.last_login_at AS last_login_at, \
-                CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = m.user_id AND l.provider = 'twilio') \
-                     THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
-                (SELECT {aggregate} FROM group_members gm WHERE gm.workspace_id = m.workspace_id AND gm.user_id = m.user_id) AS group_list \
+                CAST(NULL AS TEXT) AS grants{member_extras} \
          FROM {from} \
          WHERE m.workspace_id = $1{}",
         and(&member_where)
     );
-    if filter.include_invited && filter.group_id.is_none() {
+    let invitations = if filter.include_invited && filter.group_id.is_none() {
         binds.push(Bind::I(now));
-        sql.push_str(&format!(
-            " UNION ALL \
-             SELECT i.email_norm, i.id, i.email, '', CAST(1 AS BIGINT), i.policies, CAST(NULL AS TEXT), \
-                    CAST(NULL AS BIGINT), i.created_at, CAST(NULL AS BIGINT), CAST(0 AS BIGINT), i.group_ids \
+        Some(format!(
+            "SELECT i.email_norm AS sort_email, i.id AS id, i.email AS email, '' AS name, CAST(1 AS BIGINT) AS invited, \
+                    i.policies AS policies, CAST(NULL AS TEXT) AS auth_method, CAST(NULL AS BIGINT) AS totp_on, \
+                    i.created_at AS created_at, CAST(NULL AS BIGINT) AS last_login_at, i.group_ids AS grants{invite_extras} \
              FROM invitations i \
              WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > ${}{}",
             binds.len(),
             and(&invite_where)
-        ));
-    }
-    sql.push_str(" ORDER BY sort_email, id");
-    if let Some(limit) = limit {
-        binds.push(Bind::I(limit));
-        sql.push_str(&format!(" LIMIT ${}", binds.len()));
-    }
+        ))
+    } else {
+        None
+    };
+    let sql = match limit {
+        // The CSV: one merge of the two ordered arms.
+        None => match invitations {
+            Some(inv) => format!("{members} UNION ALL {inv} ORDER BY sort_email, id"),
+            None => format!("{members} ORDER BY sort_email, id"),
+        },
+        // A page: each arm ordered and limited on its own index (so
+        // PostgreSQL walks the index too), then merged and limited.
+        Some(limit) => {
+            binds.push(Bind::I(limit));
+            let l = binds.len();
+            let mut union =
+                format!("SELECT * FROM ({members} ORDER BY m.sort_email, m.user_id LIMIT ${l}) a");
+            if let Some(inv) = invitations {
+                union.push_str(&format!(
+                    " UNION ALL SELECT * FROM ({inv} ORDER BY i.email_norm, i.id LIMIT ${l}) b"
+                ));
+            }
+            format!(
+                "SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
+                extras("t.id")
+            )
+        }
+    };
     Ok((sql, binds))
 }
 
@@ -185,16 +223,17 @@ fn member_row(r: &AnyRow) -> StoreResult<(String, MemberRow)> {
     let policies: String = r.try_get("policies")?;
     let twilio: i64 = r.try_get("twilio")?;
     let totp: Option<i64> = r.try_get("totp_on")?;
+    // An invitation shows the groups it will grant (a JSON list).
+    let grants: Option<String> = r.try_get("grants")?;
     let groups: Option<String> = r.try_get("group_list")?;
-    let group_ids = match (invited, groups) {
-        (_, None) => Vec::new(),
-        // An invitation shows the groups it will grant (a JSON list).
-        (1, Some(g)) => json_list(&g),
-        (_, Some(g)) => {
+    let group_ids = match (grants, groups) {
+        (Some(g), _) => json_list(&g),
+        (None, Some(g)) => {
             let mut ids: Vec<String> = g.split(',').map(str::to_string).collect();
             ids.sort();
             ids
         }
+        (None, None) => Vec::new(),
     };
     Ok((
         encode_cursor(&[&sort, &id]),
