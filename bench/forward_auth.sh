@@ -26,6 +26,8 @@
 # measurement and write `perf report` there as <store>.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 mode=verify
 case "${1:-}" in
@@ -42,7 +44,6 @@ PASSWORD='benchmark passphrase, long enough'
 EMAIL=bench@acme.test
 target_dir=${CARGO_TARGET_DIR:-target}
 
-need() { command -v "$1" >/dev/null 2>&1; }
 scripts/install-deps bench >&2
 for t in curl wrk; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 case " $STORES " in *" redis "*) need redis-server || { echo "missing: redis-server" >&2; exit 1; } ;; esac
@@ -60,40 +61,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-
-wait_http() { # url
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2; exit 1
-}
-
-# Milliseconds from wrk's "402.00us" / "1.20ms" / "1.02s".
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
-    printf "%.2f", n }'
-}
-
 # wrk [extra args...] URL -> "req/s p50_ms p99_ms errors"
-measure() {
-  local out rps p50 p99 errs
-  out=$(wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${errs:-0}"
-}
+measure() { wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }
 
 warm() { wrk -t 2 -c "$CONNS" -d 2s "$@" >/dev/null; }
 
@@ -218,13 +187,7 @@ else
   echo "function delay() return $VDELAY end" >"$paced"
   # paced_verify -> "req/s p50_ms p99_ms errors"
   paced_verify() {
-    local out rps p50 p99 errs
-    out=$(wrk -t 1 -c "$VCONNS" -d "${SECONDS_EACH}s" --latency -s "$paced" -H "Cookie: $cookie" "$verify_url")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-    p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    errs=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-    echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${errs:-0}"
+    wrk -t 1 -c "$VCONNS" -d "${SECONDS_EACH}s" --latency -s "$paced" -H "Cookie: $cookie" "$verify_url" | wrk_summary
   }
   # storm SECONDS OUT: sign-ins as fast as STORM_CONNS clients can.
   storm() { wrk -t 1 -c "$STORM_CONNS" -d "$1s" -s "$work/storm.lua" "$base/login/password" >"$2"; }

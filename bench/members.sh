@@ -23,6 +23,8 @@
 # BENCH_BASELINE_BIN, CARGO_TARGET_DIR. Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 MEMBERS=${BENCH_MEMBERS:-100000}
 REPEAT=${BENCH_REPEAT:-20}
@@ -51,14 +53,6 @@ if [ -z "$BEFORE" ] && [ -n "${BENCH_BASELINE:-}" ]; then
     cargo build --release --locked --bin iam-gateway >&2)
   BEFORE=$work/baseline-target/release/iam-gateway
 fi
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
 
 # seed DB: MEMBERS users in workspace acme (created by bootstrap), in an
 # order unrelated to their emails; prints "small_group large_group deep_email one_email".

@@ -37,6 +37,8 @@
 # thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 SECONDS_EACH=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -56,7 +58,6 @@ if [ "$CODES" -lt $((2 * CONNS + 2)) ]; then
   echo "BENCH_CODES must be at least $((2 * CONNS + 2))" >&2; exit 2
 fi
 
-need() { command -v "$1" >/dev/null 2>&1; }
 scripts/install-deps bench >&2
 for t in curl wrk sha256sum base64; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 
@@ -82,40 +83,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-
-wait_http() { # url
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2; exit 1
-}
-
-# Milliseconds from wrk's "402.00us" / "1.20ms" / "1.02s".
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
-    printf "%.2f", n }'
-}
-
 # wrk [extra args...] URL -> "req/s p50_ms p99_ms non-2xx/3xx"
-measure() {
-  local out rps p50 p99 errs
-  out=$(wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  errs=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
-  echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${errs:-0}"
-}
+measure() { wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }
 
 warm() { wrk -t "$THREADS" -c "$CONNS" -d 2s "$@" >/dev/null; }
 

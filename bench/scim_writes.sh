@@ -16,6 +16,8 @@
 # it does not answer), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 SECONDS_EACH=${BENCH_SECONDS:-5}
 CLIENTS=${BENCH_CLIENTS:-1 8 32}
@@ -24,7 +26,6 @@ PG_URL=${BENCH_PG_URL:-postgres://root@127.0.0.1:5432/test}
 PASSWORD='benchmark passphrase, long enough'
 target_dir=${CARGO_TARGET_DIR:-target}
 
-need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk; then
   echo "installing wrk" >&2
   if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
@@ -46,22 +47,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-
-wait_http() { # url
-  for _ in $(seq 1 100); do
-    curl -sf -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "no answer from $1" >&2; exit 1
-}
 
 # Each wrk connection posts new users: userName b<run>-<thread>-<n>@corp.test.
 cat >"$work/post.lua" <<'EOF'
