@@ -3,13 +3,16 @@
 #
 #   bench/members.sh
 #
-# Builds the release binary, seeds a temporary SQLite database with one
+# Builds the release binary, seeds a temporary SQLite database (with
+# BENCH_DB=postgres: a fresh schema in BENCH_PG_URL, default the local
+# server's `test` database, analysed after seeding) with one
 # workspace of BENCH_MEMBERS (default 100 000) members, 300 open
 # invitations, two groups (20 members and half the workspace) and a rare
 # role (40 members), then times with curl, on the same process:
 #   * GET .../members?limit=100: the first page, a page 90 % of the way
 #     down (a cursor built from the seeded emails), an email filter with one
-#     match and with none, the rare role, the small and the large group;
+#     match, with none and with every member, the rare role, the small and
+#     the large group;
 #     BENCH_REPEAT (default 20) requests each, median and worst (the
 #     target, <= 10 ms, is on the median);
 #   * GET .../members.csv: the whole download (3 times), with the gateway's
@@ -19,7 +22,7 @@
 # the same with that build first, on its own database seeded the same way,
 # and prints each "after / before" time ratio.
 #
-# Environment: BENCH_MEMBERS, BENCH_REPEAT, BENCH_BASELINE,
+# Environment: BENCH_MEMBERS, BENCH_REPEAT, BENCH_DB, BENCH_PG_URL, BENCH_BASELINE,
 # BENCH_BASELINE_BIN, CARGO_TARGET_DIR. Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,14 +30,20 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 MEMBERS=${BENCH_MEMBERS:-100000}
+DB=${BENCH_DB:-sqlite}
+PG_URL=${BENCH_PG_URL:-postgres://root@127.0.0.1:5432/test}
 REPEAT=${BENCH_REPEAT:-20}
 target_dir=${CARGO_TARGET_DIR:-target}
 
-for t in curl python3; do command -v "$t" >/dev/null || { echo "missing: $t" >&2; exit 1; }; done
+case $DB in sqlite) ;; postgres) need psql || { echo "missing: psql" >&2; exit 1; } ;;
+  *) echo "BENCH_DB must be sqlite or postgres" >&2; exit 2 ;; esac
+for t in curl python3; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 
 work=$(mktemp -d)
 pids=()
+schemas=()
 cleanup() {
+  for s in "${schemas[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA $s CASCADE" >/dev/null 2>&1 || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [ -d "$work/baseline-src" ] && git worktree remove --force "$work/baseline-src" 2>/dev/null
@@ -54,15 +63,30 @@ if [ -z "$BEFORE" ] && [ -n "${BENCH_BASELINE:-}" ]; then
   BEFORE=$work/baseline-target/release/iam-gateway
 fi
 
-# seed DB: MEMBERS users in workspace acme (created by bootstrap), in an
-# order unrelated to their emails; prints "small_group large_group deep_email one_email".
+# seed TARGET: MEMBERS users in workspace acme (created by bootstrap), in an
+# order unrelated to their emails; prints "small_group large_group
+# deep_email one_email". TARGET is the SQLite file, or for PostgreSQL a
+# file to write a psql script of COPY blocks to, with WS_ID and
+# MEMBERSHIP_COLUMNS (comma-separated) set.
 seed() {
-  python3 - "$1" "$MEMBERS" <<'PY'
+  python3 - "$1" "$MEMBERS" "$DB" "${WS_ID:-}" "${MEMBERSHIP_COLUMNS:-}" <<'PY'
 import hashlib, json, sqlite3, sys, uuid
-db, n = sys.argv[1], int(sys.argv[2])
-c = sqlite3.connect(db)
-ws = c.execute("SELECT id FROM workspaces WHERE slug = 'acme'").fetchone()[0]
-cols = [r[1] for r in c.execute("PRAGMA table_info(memberships)")]
+target, n, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if kind == "sqlite":
+    c = sqlite3.connect(target)
+    ws = c.execute("SELECT id FROM workspaces WHERE slug = 'acme'").fetchone()[0]
+    cols = [r[1] for r in c.execute("PRAGMA table_info(memberships)")]
+    def insert(table, columns, rows):
+        marks = ", ".join("?" for _ in columns)
+        c.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), marks), rows)
+else:
+    ws, cols = sys.argv[4], sys.argv[5].split(",")
+    out = open(target, "w")
+    def insert(table, columns, rows):
+        out.write("COPY %s (%s) FROM STDIN;\n" % (table, ", ".join(columns)))
+        for r in rows:
+            out.write("\t".join("\\N" if v is None else str(v) for v in r) + "\n")
+        out.write("\\.\n")
 member = json.dumps([{"role": "workspace_member"}])
 rare = json.dumps([{"role": "workspace_member"}, {"role": "billing_admin"}])
 now = 1_780_000_000
@@ -73,44 +97,63 @@ for i in range(n):
     emails.append(email)
     users.append((uid, email, email, "Member %d" % i, now))
     members.append((ws, uid, rare if i % (n // 40) == 7 else member, now, email))
-c.executemany("INSERT INTO users (id, email, email_norm, name, created_at) VALUES (?, ?, ?, ?, ?)", users)
+insert("users", ["id", "email", "email_norm", "name", "created_at"], users)
 if "sort_email" in cols:
-    c.executemany("INSERT INTO memberships (workspace_id, user_id, policies, created_at, sort_email) VALUES (?, ?, ?, ?, ?)", members)
+    insert("memberships", ["workspace_id", "user_id", "policies", "created_at", "sort_email"], members)
 else:
-    c.executemany("INSERT INTO memberships (workspace_id, user_id, policies, created_at) VALUES (?, ?, ?, ?)", [m[:4] for m in members])
+    insert("memberships", ["workspace_id", "user_id", "policies", "created_at"], [m[:4] for m in members])
 groups = []
 for name, every in (("Small", n // 20), ("Large", 2)):
     gid = str(uuid.uuid4())
     groups.append(gid)
-    c.execute("INSERT INTO user_groups (id, workspace_id, name, policies, created_at) VALUES (?, ?, ?, ?, ?)",
-              (gid, ws, name, json.dumps([{"role": "workspace_member"}]), now))
-    c.executemany("INSERT INTO group_members (group_id, user_id, workspace_id) VALUES (?, ?, ?)",
-                  [(gid, users[i][0], ws) for i in range(0, n, every)])
+    insert("user_groups", ["id", "workspace_id", "name", "policies", "created_at"],
+           [(gid, ws, name, json.dumps([{"role": "workspace_member"}]), now)])
+    insert("group_members", ["group_id", "user_id", "workspace_id"],
+           [(gid, users[i][0], ws) for i in range(0, n, every)])
 invites = []
 for i in range(300):
     email = "%s.invited%d@bench.test" % (hashlib.sha1(b"i%d" % i).hexdigest()[:8], i)
     invites.append((str(uuid.uuid4()), ws, email, email, hashlib.sha256(email.encode()).hexdigest(),
                     member, json.dumps([groups[0]]), now, now + 10**9))
-c.executemany("INSERT INTO invitations (id, workspace_id, email, email_norm, token_hash, policies, group_ids, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", invites)
-c.commit()
+insert("invitations", ["id", "workspace_id", "email", "email_norm", "token_hash", "policies", "group_ids",
+                       "created_at", "expires_at"], invites)
+if kind == "sqlite":
+    c.commit()
+else:
+    out.write("VACUUM ANALYZE;\n")
+    out.close()
 ordered = sorted(emails)
 print(groups[0], groups[1], ordered[len(ordered) * 9 // 10], emails[n // 3])
 PY
 }
 
-# run_one LABEL BIN: prints "LABEL case median_ms worst_ms" lines.
 run_one() {
   local label=$1 bin=$2 dir port base token gw
   dir=$work/$label
   mkdir -p "$dir"
   port=$(free_port)
   base=http://127.0.0.1:$port
+  local url=sqlite://$dir/gw.db
+  if [ "$DB" = postgres ]; then
+    local schema="iamgw_bench_$$_$label" sep='?'
+    psql -q "$PG_URL" -c "CREATE SCHEMA $schema" >/dev/null
+    schemas+=("$schema")
+    [[ "$PG_URL" == *\?* ]] && sep='&'
+    url="${PG_URL}${sep}options=-c%20search_path%3D$schema"
+  fi
   local env=(IAMGW_LISTEN=127.0.0.1:$port IAMGW_PUBLIC_URL=$base IAMGW_TWILIO__MODE=off
-    IAMGW_DATABASE_URL=sqlite://$dir/gw.db IAMGW_SECRET_KEY_FILE=$dir/secret.key IAMGW_LOG=warn)
+    IAMGW_DATABASE_URL=$url IAMGW_SECRET_KEY_FILE=$dir/secret.key IAMGW_LOG=warn)
   echo 'benchmark passphrase, long enough' | env "${env[@]}" "$bin" bootstrap --workspace acme \
     --owner-email owner@acme.test --password-stdin >/dev/null
-  echo "seeding $MEMBERS members ($label)" >&2
-  read -r small large deep one < <(seed "$dir/gw.db")
+  echo "seeding $MEMBERS members ($label, $DB)" >&2
+  if [ "$DB" = postgres ]; then
+    read -r small large deep one < <(WS_ID=$(psql -Atq "$url" -c "SELECT id FROM workspaces WHERE slug = 'acme'") \
+      MEMBERSHIP_COLUMNS=$(psql -Atq "$url" -c "SELECT string_agg(column_name, ',') FROM information_schema.columns \
+        WHERE table_schema = current_schema() AND table_name = 'memberships'") seed "$dir/seed.sql")
+    psql -q -v ON_ERROR_STOP=1 "$url" -f "$dir/seed.sql" >/dev/null
+  else
+    read -r small large deep one < <(seed "$dir/gw.db")
+  fi
   token=$(env "${env[@]}" "$bin" token create --workspace acme --role workspace_owner)
   env "${env[@]}" "$bin" serve >"$dir/serve.log" 2>&1 &
   gw=$!
@@ -124,6 +167,7 @@ run_one() {
     "page-at-90%|$api/members?limit=100&cursor=$cursor"
     "email-1-match|$api/members?limit=100&email=${one%%@*}"
     "email-no-match|$api/members?limit=100&email=nobody-has-this"
+    "email-everyone|$api/members?limit=100&email=bench.test"
     "rare-role|$api/members?limit=100&role=billing_admin"
     "small-group|$api/members?limit=100&group_id=$small"
     "large-group|$api/members?limit=100&group_id=$large"
@@ -156,7 +200,7 @@ run_one() {
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
 echo "# member list and CSV benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, baseline ${BENCH_BASELINE:-${BENCH_BASELINE_BIN:-none}}"
-echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $MEMBERS members, SQLite, $REPEAT requests per case (median / worst ms)"
+echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $MEMBERS members, $DB, $REPEAT requests per case (median / worst ms)"
 results=$work/results
 : >"$results"
 [ -n "$BEFORE" ] && run_one before "$BEFORE" >>"$results"

@@ -91,9 +91,21 @@ fn member_query(
     let mut invite_where: Vec<String> = Vec::new();
     // Substring tests that do not fold case or treat any character as a
     // wildcard (emails are stored normalised, the needle is normalised).
-    let contains = |col: &str, n: usize| match s.backend() {
-        Backend::Sqlite => format!("instr({col}, ${n}) > 0"),
-        Backend::Postgres => format!("strpos({col}, ${n}) > 0"),
+    // PostgreSQL gets a LIKE with the needle escaped: its planner estimates
+    // how many rows a LIKE keeps from the column's statistics, and so walks
+    // the email index for a common needle but scans and sorts the few rows
+    // of a rare one (it cannot estimate `strpos`). SQLite's LIKE folds ASCII
+    // case, so it keeps `instr`.
+    let backend = s.backend();
+    let contains = |col: &str, needle: String, binds: &mut Vec<Bind>| match backend {
+        Backend::Sqlite => {
+            binds.push(Bind::S(needle));
+            format!("instr({col}, ${}) > 0", binds.len())
+        }
+        Backend::Postgres => {
+            binds.push(Bind::S(format!("%{}%", like_escape(&needle))));
+            format!("{col} LIKE ${} ESCAPE '\\'", binds.len())
+        }
     };
     if let Some(c) = cursor {
         let parts = decode_cursor(c)?;
@@ -107,15 +119,14 @@ fn member_query(
         invite_where.push(format!("(i.email_norm, i.id) > (${a}, ${b})"));
     }
     if let Some(e) = filter.email.as_deref().filter(|e| !e.is_empty()) {
-        binds.push(Bind::S(normalize_email(e)));
-        member_where.push(contains("m.sort_email", binds.len()));
-        invite_where.push(contains("i.email_norm", binds.len()));
+        let needle = normalize_email(e);
+        member_where.push(contains("m.sort_email", needle.clone(), &mut binds));
+        invite_where.push(contains("i.email_norm", needle, &mut binds));
     }
     if let Some(role) = &filter.role {
         // The JSON-quoted role id: matches that id exactly, no other.
-        binds.push(Bind::S(role_needle(role)));
-        member_where.push(contains("m.policies", binds.len()));
-        invite_where.push(contains("i.policies", binds.len()));
+        member_where.push(contains("m.policies", role_needle(role), &mut binds));
+        invite_where.push(contains("i.policies", role_needle(role), &mut binds));
     }
     let mut from = "memberships m JOIN users u ON u.id = m.user_id".to_string();
     if let Some(g) = &filter.group_id {
