@@ -108,22 +108,6 @@ start_gateway() { # STORE [NAME=VALUE...]
 
 stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; }
 
-# sign_in -> sets cookie (iamgw_session=...), csrf_cookie, csrf
-sign_in() {
-  local jar=$work/jar.$RANDOM page code
-  page=$(curl -sf -c "$jar" "$base/login")
-  csrf=$(sed -n 's/.*<meta name="csrf-token" content="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
-  curl -sf -b "$jar" -c "$jar" -o /dev/null --data-urlencode "email=$EMAIL" \
-    --data-urlencode "csrf_token=$csrf" "$base/login"
-  code=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' \
-    --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-    --data-urlencode "csrf_token=$csrf" "$base/login/password")
-  [ "$code" = 303 ] || { echo "sign-in answered $code" >&2; exit 1; }
-  cookie="iamgw_session=$(awk '$6 == "iamgw_session" {print $7}' "$jar")"
-  csrf_cookie="iamgw_csrf=$(awk '$6 == "iamgw_csrf" {print $7}' "$jar")"
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$base/auth/verify?workspace=acme")" = 200 ] \
-    || { echo "the session does not verify" >&2; exit 1; }
-}
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"

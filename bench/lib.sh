@@ -2,11 +2,17 @@
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
+# A port nothing listens on, below Linux's ephemeral range (32768 and up,
+# where a client connection of an earlier run can still hold a port and make
+# a server's bind fail).
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    p=$((10000 + RANDOM % 22000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    if need ss && [ -n "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then continue; fi
+    echo "$p"
+    return
   done
 }
 
@@ -35,4 +41,23 @@ wrk_summary() {
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errs=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' <<<"$out")
   echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${errs:-0}"
+}
+
+# sign_in: signs EMAIL in with PASSWORD at the gateway at $base (curl, a
+# cookie jar under $work) -> sets cookie (iamgw_session=...), csrf_cookie
+# and csrf, after checking that the session verifies for workspace acme.
+sign_in() {
+  local jar=$work/jar.$RANDOM page code
+  page=$(curl -sf -c "$jar" "$base/login")
+  csrf=$(sed -n 's/.*<meta name="csrf-token" content="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
+  curl -sf -b "$jar" -c "$jar" -o /dev/null --data-urlencode "email=$EMAIL" \
+    --data-urlencode "csrf_token=$csrf" "$base/login"
+  code=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' \
+    --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
+    --data-urlencode "csrf_token=$csrf" "$base/login/password")
+  [ "$code" = 303 ] || { echo "sign-in answered $code" >&2; exit 1; }
+  cookie="iamgw_session=$(awk '$6 == "iamgw_session" {print $7}' "$jar")"
+  csrf_cookie="iamgw_csrf=$(awk '$6 == "iamgw_csrf" {print $7}' "$jar")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "$base/auth/verify?workspace=acme")" = 200 ] \
+    || { echo "the session does not verify" >&2; exit 1; }
 }

@@ -1068,7 +1068,18 @@ struct Apache {
 }
 
 impl Drop for Apache {
+    /// SIGTERM, so the parent stops its worker processes too (SIGKILL left
+    /// them running, holding the port), then SIGKILL if it is still there
+    /// after 5 s.
     fn drop(&mut self) {
+        // SAFETY: a signal to the child this struct started and owns.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..50 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
