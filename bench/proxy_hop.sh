@@ -20,7 +20,9 @@
 # <= 2 ms with nginx and the gateway on one core.
 #
 # Environment: BENCH_SECONDS, BENCH_ROUNDS, BENCH_CONNECTIONS,
-# BENCH_ONE_CORE, CARGO_TARGET_DIR. Results: docs/benchmarks.md.
+# BENCH_ONE_CORE, BENCH_PERF (a directory: `perf record` the Unix-socket
+# gateway during its first measurement, report in gateway.txt),
+# CARGO_TARGET_DIR. Results: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -72,6 +74,7 @@ echo "$PASSWORD" | env "${env[@]}" "$BIN" bootstrap --workspace acme \
 env "${env[@]}" IAMGW_LISTEN="127.0.0.1:$port" "${pin[@]}" "$BIN" serve >"$work/tcp.log" 2>&1 &
 pids+=($!)
 env "${env[@]}" IAMGW_LISTEN="unix:$sock" "${pin[@]}" "$BIN" serve >"$work/unix.log" 2>&1 &
+unix_pid=$!
 pids+=($!)
 ( wait_http "$base/healthz" ) || { cat "$work/tcp.log" >&2; exit 1; }
 for _ in $(seq 1 100); do [ -S "$sock" ] && break; sleep 0.1; done
@@ -150,7 +153,16 @@ for round in $(seq 1 "$ROUNDS"); do
   for kind in tcp unix template; do
     case $kind in tcp) p=$tcp_port ;; unix) p=$unix_port ;; template) p=$tpl_port ;; esac
     warm -H "Cookie: $cookie" "http://127.0.0.1:$p/"
+    if [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && [ "$kind" = unix ]; then
+      mkdir -p "$BENCH_PERF"
+      perf record -q -F 499 -g -p "$unix_pid" -o "$BENCH_PERF/gateway.data" -- sleep "$SECONDS_EACH" 2>/dev/null &
+    fi
     read -r rps r50 r99 rerr < <(measure -H "Cookie: $cookie" "http://127.0.0.1:$p/")
+    if [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && [ "$kind" = unix ]; then
+      wait $! 2>/dev/null || true
+      perf report -i "$BENCH_PERF/gateway.data" --no-children --percent-limit 0.7 --stdio -g none \
+        --sort dso,symbol >"$BENCH_PERF/gateway.txt" 2>/dev/null || true
+    fi
     ratio=$(awk -v a="$rps" -v b="$a_rps" 'BEGIN {printf "%.2f", a / b}')
     printf '%-6s %-22s %10.0f %9s %9s %7s %s\n' "$round" "guarded, $kind" "$rps" "$r50" "$r99" "$ratio" "$rerr"
     case $kind in
