@@ -94,7 +94,15 @@ fn start_pool(threads: usize, priority: Priority) -> std::sync::mpsc::Sender<Job
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(),
+                        // A job that panics loses only its own answer (the
+                        // caller gets PasswordError::Pool); the thread
+                        // stays, so the pool never shrinks.
+                        Ok(job) => {
+                            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err()
+                            {
+                                tracing::error!("a password hashing job panicked");
+                            }
+                        }
                         Err(_) => return,
                     }
                 }
@@ -298,6 +306,16 @@ mod tests {
         let me = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         let rest: Vec<&str> = me.rsplit_once(')').unwrap().1.split_whitespace().collect();
         assert_eq!(rest[41 - 3], "0", "the caller is not lowered");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_pool_keeps_its_thread() {
+        let h = Hasher::new(1).await.unwrap();
+        let r = h.run(|| -> u8 { panic!("boom") }).await;
+        assert!(matches!(r, Err(PasswordError::Pool)), "{r:?}");
+        // The only thread is still there to hash.
+        let hash = h.hash("correct horse battery staple").await.unwrap();
+        assert!(h.verify(Some(&hash), "correct horse battery staple").await);
     }
 
     #[test]
