@@ -272,6 +272,7 @@ pub fn issuer_options(cfg: &Config, secret: &[u8]) -> IssuerOptions {
             redirect_uris: vec![format!("{}/auth/twilio/callback", cfg.public_url)],
         }],
         handoff_url: format!("{}/login/twilio?return_to=%2Fworkspaces", cfg.public_url),
+        hash_priority: cfg.hash_priority,
     }
 }
 

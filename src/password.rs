@@ -58,21 +58,23 @@ fn lower_this_thread() -> &'static str {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: plain system calls on the calling thread (0 and gettid()
-        // name it), with a valid parameter struct.
+        // SAFETY: plain system calls on the calling thread (0 names it),
+        // with a valid parameter struct.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
             return "SCHED_IDLE";
         }
-        let tid = unsafe { libc::gettid() };
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) } == 0 {
+        // On Linux, PRIO_PROCESS with 0 is the calling thread.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } == 0 {
             return "nice 19";
         }
     }
     "normal"
 }
 
-/// Starts `threads` hashing threads that take jobs from one queue.
-fn start_pool(threads: usize, priority: Priority) -> std::sync::mpsc::Sender<Job> {
+/// Starts `threads` hashing threads that take jobs from one queue; returns
+/// the queue and how many threads did start.
+fn start_pool(threads: usize, priority: Priority) -> (std::sync::mpsc::Sender<Job>, usize) {
+    let mut started = 0;
     let (tx, rx) = std::sync::mpsc::channel::<Job>();
     let rx = Arc::new(std::sync::Mutex::new(rx));
     for i in 0..threads {
@@ -107,11 +109,12 @@ fn start_pool(threads: usize, priority: Priority) -> std::sync::mpsc::Sender<Job
                     }
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a password hashing thread");
+        match spawned {
+            Ok(_) => started += 1,
+            Err(e) => tracing::error!(error = %e, "cannot start a password hashing thread"),
         }
     }
-    tx
+    (tx, started)
 }
 
 fn argon() -> Result<Argon2<'static>, PasswordError> {
@@ -180,9 +183,13 @@ impl Hasher {
     }
 
     async fn start(threads: usize, priority: Priority) -> Result<Self, PasswordError> {
+        let (jobs, started) = start_pool(threads, priority);
+        if started == 0 {
+            return Err(PasswordError::Pool);
+        }
         let mut hasher = Self {
-            permits: Arc::new(Semaphore::new(threads)),
-            jobs: start_pool(threads, priority),
+            permits: Arc::new(Semaphore::new(started)),
+            jobs,
             dummy_hash: Arc::new(String::new()),
         };
         let seed = crate::crypto::random_token("").unwrap_or_default();
@@ -191,19 +198,25 @@ impl Hasher {
     }
 
     /// Runs `work` on the pool once a thread is free (requests wait their
-    /// turn in order).
+    /// turn in order). The permit travels with the job and is released when
+    /// the job ends, so at most one job per thread is ever queued or
+    /// running; a job whose caller has gone (a dropped request) is skipped.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| PasswordError::Pool)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
-            let _ = tx.send(work());
+            let _permit = permit;
+            if !tx.is_closed() {
+                let _ = tx.send(work());
+            }
         });
         self.jobs.send(job).map_err(|_| PasswordError::Pool)?;
         rx.await.map_err(|_| PasswordError::Pool)
@@ -316,6 +329,37 @@ mod tests {
         // The only thread is still there to hash.
         let hash = h.hash("correct horse battery staple").await.unwrap();
         assert!(h.verify(Some(&hash), "correct horse battery staple").await);
+    }
+
+    #[tokio::test]
+    async fn jobs_of_callers_that_gave_up_do_not_pile_up_behind_a_busy_pool() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::Duration;
+        let h = Hasher::new(1).await.unwrap();
+        // A job that holds the only thread until released; its caller gives up.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::time::timeout(
+            Duration::from_millis(50),
+            h.run(move || {
+                let _ = wait.recv();
+            }),
+        )
+        .await;
+        assert!(busy.is_err(), "the caller gave up");
+        // A second caller also gives up while the thread is still busy: its
+        // work must not be queued to run later for nobody.
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let late = tokio::time::timeout(
+            Duration::from_millis(50),
+            h.run(move || flag.store(true, Ordering::SeqCst)),
+        )
+        .await;
+        assert!(late.is_err());
+        release.send(()).unwrap();
+        let hash = h.hash("correct horse battery staple").await.unwrap();
+        assert!(h.verify(Some(&hash), "correct horse battery staple").await);
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned job ran");
     }
 
     #[test]

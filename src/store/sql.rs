@@ -341,25 +341,38 @@ where
 
 /// Adds a membership, with its user's normalised email as the list's sort
 /// key (`memberships.sort_email`, kept in step by `set_user_email`).
-pub(crate) async fn insert_member<'e, E>(
-    ex: E,
+/// NotFound when there is no such user. On PostgreSQL the email is read
+/// under a share lock on the user's row: an email change being committed
+/// either finishes first (and this reads its new value) or waits for this
+/// transaction and then updates the new membership too.
+pub(crate) async fn insert_member(
+    conn: &mut sqlx::AnyConnection,
     workspace_id: &str,
     user_id: &str,
     policies: &[Policy],
     now: i64,
-) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Any>,
-{
+) -> StoreResult<()> {
+    let lock = if conn.backend_name() == "PostgreSQL" {
+        " FOR SHARE"
+    } else {
+        ""
+    };
+    let email: String = sqlx::query(&format!("SELECT email_norm FROM users WHERE id = $1{lock}"))
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(StoreError::NotFound)?
+        .try_get("email_norm")?;
     sqlx::query(
         "INSERT INTO memberships (workspace_id, user_id, policies, created_at, sort_email) \
-         VALUES ($1, $2, $3, $4, (SELECT email_norm FROM users WHERE id = $2))",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(workspace_id)
     .bind(user_id)
     .bind(policies_text(policies)?)
     .bind(now)
-    .execute(ex)
+    .bind(email)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -677,7 +690,9 @@ impl Store for SqlStore {
         policies: &[Policy],
         now: i64,
     ) -> StoreResult<()> {
-        insert_member(self.write(), workspace_id, user_id, policies, now).await
+        let mut tx = self.begin_write().await?;
+        insert_member(&mut tx, workspace_id, user_id, policies, now).await?;
+        self.commit(tx).await
     }
 
     async fn membership(

@@ -69,6 +69,8 @@ pub struct IssuerOptions {
     /// Where the console's "Segment" entry leads (the gateway's
     /// `/login/twilio?return_to=/workspaces`).
     pub handoff_url: String,
+    /// How its password hashing shares the CPU (`password.hash_priority`).
+    pub hash_priority: crate::password::Priority,
 }
 
 pub struct Inner {
@@ -167,7 +169,7 @@ pub async fn build(
             "the deployment secret must have at least 32 bytes".into(),
         ));
     }
-    let hasher = Hasher::with_priority(crate::password::Priority::Idle)
+    let hasher = Hasher::with_priority(opts.hash_priority)
         .await
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let keys = keys::KeyRing::load_or_create(store.clone(), &secret, clock.now()).await?;

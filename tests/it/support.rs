@@ -639,6 +639,7 @@ impl IssuerServer {
                 public_url: base.clone(),
                 clients: vec![client],
                 handoff_url,
+                hash_priority: iam_gateway::password::Priority::Idle,
             },
         )
         .await

@@ -66,23 +66,23 @@ pub(super) async fn effective_access(
     Ok(Some(access))
 }
 
-/// Members of a workspace (and, unless a group is asked for, its open
-/// invitations) in email order, filtered, after `cursor`, at most `limit`
-/// (None: all, for the CSV): one statement whose two arms each walk an index
-/// in that order (`memberships_order_idx`, `invitations_open_order_idx`), so
-/// a page costs its rows, not the workspace's size. A group filter is led
-/// by the group when `group_size` (its member count, up to
-/// `SMALL_GROUP + 1`) says it is small. Returns the statement and its binds.
 /// Groups up to this size lead a group-filtered member list (a handful in
 /// debug builds, so the tests exercise both ways with small workspaces).
 const SMALL_GROUP: i64 = if cfg!(debug_assertions) { 8 } else { 2000 };
 
+/// Members of a workspace (and, unless a group is asked for, its open
+/// invitations) in email order, filtered, after `cursor`, at most `limit`:
+/// one statement whose two arms each walk an index in that order
+/// (`memberships_order_idx`, `invitations_open_order_idx`) and stop at
+/// `limit`, so a page costs its rows, not the workspace's size. A group
+/// filter is led by the group when `group_size` (its member count, up to
+/// `SMALL_GROUP + 1`) says it is small. Returns the statement and its binds.
 fn member_query(
-    s: &SqlStore,
+    backend: Backend,
     workspace_id: &str,
     filter: &MemberFilter,
     cursor: Option<&str>,
-    limit: Option<i64>,
+    limit: i64,
     now: i64,
     group_size: Option<i64>,
 ) -> StoreResult<(String, Vec<Bind>)> {
@@ -96,7 +96,6 @@ fn member_query(
     // the email index for a common needle but scans and sorts the few rows
     // of a rare one (it cannot estimate `strpos`). SQLite's LIKE folds ASCII
     // case, so it keeps `instr`.
-    let backend = s.backend();
     let contains = |col: &str, needle: String, binds: &mut Vec<Bind>| match backend {
         Backend::Sqlite => {
             binds.push(Bind::S(needle));
@@ -128,7 +127,16 @@ fn member_query(
         member_where.push(contains("m.policies", role_needle(role), &mut binds));
         invite_where.push(contains("i.policies", role_needle(role), &mut binds));
     }
-    let mut from = "memberships m JOIN users u ON u.id = m.user_id".to_string();
+    let mut from = if filter.role.is_some() && backend == Backend::Sqlite {
+        // The policies are not in the email-order index (a long list would
+        // not fit an index entry on PostgreSQL), so a role filter reads the
+        // workspace's rows in table order, the cheap way to look at each
+        // one, and sorts what matches (SQLite keeps only the first `limit`).
+        // PostgreSQL chooses for itself from the LIKE's statistics.
+        "memberships m INDEXED BY memberships_ws_idx JOIN users u ON u.id = m.user_id".to_string()
+    } else {
+        "memberships m JOIN users u ON u.id = m.user_id".to_string()
+    };
     if let Some(g) = &filter.group_id {
         binds.push(Bind::S(g.clone()));
         let n = binds.len();
@@ -153,7 +161,7 @@ fn member_query(
         }
     }
     let and = |w: &[String]| w.iter().map(|c| format!(" AND {c}")).collect::<String>();
-    let aggregate = match s.backend() {
+    let aggregate = match backend {
         Backend::Sqlite => "group_concat(gm.group_id, ',')",
         Backend::Postgres => "string_agg(gm.group_id, ',')",
     };
@@ -165,22 +173,11 @@ fn member_query(
              (SELECT {aggregate} FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = {id}) AS group_list"
         )
     };
-    // A page looks the extras up for its own rows only, after the limit
-    // (PostgreSQL would otherwise run them for every member before
-    // sorting); the CSV reads them row by row in the arms, so SQLite keeps
-    // merging the two index walks.
-    let (member_extras, invite_extras) = match limit {
-        Some(_) => (String::new(), String::new()),
-        None => (
-            format!(", {}", extras("m.user_id")),
-            ", CAST(0 AS BIGINT), CAST(NULL AS TEXT)".to_string(),
-        ),
-    };
     let members = format!(
         "SELECT m.sort_email AS sort_email, m.user_id AS id, u.email AS email, u.name AS name, \
                 CAST(0 AS BIGINT) AS invited, m.policies AS policies, u.last_auth_method AS auth_method, \
                 u.totp_enabled_at AS totp_on, m.created_at AS created_at, u.last_login_at AS last_login_at, \
-                CAST(NULL AS TEXT) AS grants{member_extras} \
+                CAST(NULL AS TEXT) AS grants \
          FROM {from} \
          WHERE m.workspace_id = $1{}",
         and(&member_where)
@@ -190,7 +187,7 @@ fn member_query(
         Some(format!(
             "SELECT i.email_norm AS sort_email, i.id AS id, i.email AS email, '' AS name, CAST(1 AS BIGINT) AS invited, \
                     i.policies AS policies, CAST(NULL AS TEXT) AS auth_method, CAST(NULL AS BIGINT) AS totp_on, \
-                    i.created_at AS created_at, CAST(NULL AS BIGINT) AS last_login_at, i.group_ids AS grants{invite_extras} \
+                    i.created_at AS created_at, CAST(NULL AS BIGINT) AS last_login_at, i.group_ids AS grants \
              FROM invitations i \
              WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > ${}{}",
             binds.len(),
@@ -199,30 +196,22 @@ fn member_query(
     } else {
         None
     };
-    let sql = match limit {
-        // The CSV: one merge of the two ordered arms.
-        None => match invitations {
-            Some(inv) => format!("{members} UNION ALL {inv} ORDER BY sort_email, id"),
-            None => format!("{members} ORDER BY sort_email, id"),
-        },
-        // A page: each arm ordered and limited on its own index (so
-        // PostgreSQL walks the index too), then merged and limited.
-        Some(limit) => {
-            binds.push(Bind::I(limit));
-            let l = binds.len();
-            let mut union =
-                format!("SELECT * FROM ({members} ORDER BY m.sort_email, m.user_id LIMIT ${l}) a");
-            if let Some(inv) = invitations {
-                union.push_str(&format!(
-                    " UNION ALL SELECT * FROM ({inv} ORDER BY i.email_norm, i.id LIMIT ${l}) b"
-                ));
-            }
-            format!(
-                "SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
-                extras("t.id")
-            )
-        }
-    };
+    // Each arm ordered and limited on its own index (so PostgreSQL walks the
+    // index too), then merged and limited; the Twilio link and the groups
+    // are looked up for the page's own rows only, after the limit.
+    binds.push(Bind::I(limit));
+    let l = binds.len();
+    let mut union =
+        format!("SELECT * FROM ({members} ORDER BY m.sort_email, m.user_id LIMIT ${l}) a");
+    if let Some(inv) = invitations {
+        union.push_str(&format!(
+            " UNION ALL SELECT * FROM ({inv} ORDER BY i.email_norm, i.id LIMIT ${l}) b"
+        ));
+    }
+    let sql = format!(
+        "SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
+        extras("t.id")
+    );
     Ok((sql, binds))
 }
 
@@ -286,11 +275,11 @@ pub(super) async fn list_members(
         None => None,
     };
     let (sql, binds) = member_query(
-        s,
+        s.backend(),
         workspace_id,
         filter,
         cursor,
-        Some(limit),
+        limit,
         now,
         group_size,
     )?;
@@ -300,44 +289,108 @@ pub(super) async fn list_members(
     rows.iter().map(member_row).collect()
 }
 
-/// Every member and open invitation in email order, as one statement read
-/// row by row: a spawned task reads and hands the rows over a small bounded
-/// channel, so memory stays flat however large the workspace; it stops when
-/// the reader is dropped.
+/// How long the members CSV waits for its reader to take the next rows
+/// before it gives up and frees its database connection.
+const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the export task hands to the response.
+enum Export {
+    Row(MemberRow),
+    Failed(StoreError),
+    Done,
+}
+
+/// Every member and open invitation in email order, for the CSV: one
+/// statement with the same filters and order as [`member_query`] (its arms
+/// merged by the database, the groups and Twilio link looked up per row),
+/// read row by row by a spawned task and handed over a channel of 256 rows,
+/// so memory stays flat whatever the workspace size. The task gives up when
+/// the reader leaves or stalls for [`EXPORT_STALL`] (a slow download cannot
+/// hold one of the few read connections, and an old snapshot, for long).
+/// The stream ends with an error unless the task read every row: an export
+/// cut short never looks complete.
 pub(super) fn member_stream(
     s: &SqlStore,
     workspace_id: &str,
     now: i64,
 ) -> futures_util::stream::BoxStream<'static, StoreResult<MemberRow>> {
     use futures_util::StreamExt as _;
-    let filter = MemberFilter {
-        include_invited: true,
-        ..Default::default()
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel::<StoreResult<MemberRow>>(256);
-    let built = member_query(s, workspace_id, &filter, None, None, now, None);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Export>(256);
     let pool = s.read().clone();
+    // The Twilio link and the groups of each member: SQLite looks them up
+    // row by row along its merge of the two ordered arms; PostgreSQL joins
+    // them in once (100 000 sub-plan runs cost it more than the two
+    // aggregates and a sort).
+    let (extras, joins) = match s.backend() {
+        Backend::Sqlite => (
+            "CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = m.user_id AND l.provider = 'twilio') \
+                  THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
+             (SELECT group_concat(gm.group_id, ',') FROM group_members gm \
+               WHERE gm.workspace_id = $1 AND gm.user_id = m.user_id) AS group_list",
+            "",
+        ),
+        Backend::Postgres => (
+            "CAST(CASE WHEN tw.user_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS twilio, g.group_list AS group_list",
+            " LEFT JOIN (SELECT DISTINCT user_id FROM identity_links WHERE provider = 'twilio') tw ON tw.user_id = m.user_id \
+              LEFT JOIN (SELECT user_id, string_agg(group_id, ',') AS group_list FROM group_members \
+                          WHERE workspace_id = $1 GROUP BY user_id) g ON g.user_id = m.user_id",
+        ),
+    };
+    let sql = format!(
+        "SELECT m.sort_email AS sort_email, m.user_id AS id, u.email AS email, u.name AS name, \
+                CAST(0 AS BIGINT) AS invited, m.policies AS policies, u.last_auth_method AS auth_method, \
+                u.totp_enabled_at AS totp_on, m.created_at AS created_at, u.last_login_at AS last_login_at, \
+                CAST(NULL AS TEXT) AS grants, {extras} \
+         FROM memberships m JOIN users u ON u.id = m.user_id{joins} WHERE m.workspace_id = $1 \
+         UNION ALL \
+         SELECT i.email_norm, i.id, i.email, '', CAST(1 AS BIGINT), i.policies, CAST(NULL AS TEXT), \
+                CAST(NULL AS BIGINT), i.created_at, CAST(NULL AS BIGINT), i.group_ids, CAST(0 AS BIGINT), \
+                CAST(NULL AS TEXT) \
+         FROM invitations i \
+         WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2 \
+         ORDER BY sort_email, id"
+    );
+    let ws = workspace_id.to_string();
     tokio::spawn(async move {
-        let (sql, binds) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
+        let send = |msg: Export| {
+            let tx = tx.clone();
+            async move {
+                matches!(
+                    tokio::time::timeout(EXPORT_STALL, tx.send(msg)).await,
+                    Ok(Ok(()))
+                )
             }
         };
-        let mut rows = bind_all(sqlx::query(&sql), &binds).fetch(&pool);
+        let mut rows = sqlx::query(&sql).bind(&ws).bind(now).fetch(&pool);
         while let Some(row) = rows.next().await {
-            let item = row
+            let msg = match row
                 .map_err(StoreError::from)
-                .and_then(|r| member_row(&r).map(|(_, m)| m));
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+                .and_then(|r| member_row(&r).map(|(_, m)| m))
+            {
+                Ok(m) => Export::Row(m),
+                Err(e) => {
+                    send(Export::Failed(e)).await;
+                    return;
+                }
+            };
+            if !send(msg).await {
+                tracing::info!(workspace = %ws, "members export stopped: the reader left or stalled");
                 return;
             }
         }
+        send(Export::Done).await;
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    futures_util::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Export::Row(m)) => Some((Ok(m), Some(rx))),
+            Some(Export::Failed(e)) => Some((Err(e), None)),
+            Some(Export::Done) => None,
+            None => Some((
+                Err(StoreError::Other("the members export ended early".into())),
+                None,
+            )),
+        }
     })
     .boxed()
 }
