@@ -508,7 +508,7 @@ async fn add_membership(
     policies: &[Policy],
     now: i64,
 ) -> StoreResult<()> {
-    super::sql::insert_member(&mut **tx, workspace_id, user_id, policies, now).await
+    super::sql::insert_member(tx, workspace_id, user_id, policies, now).await
 }
 
 /// Removes a membership and the group memberships that hang on it.

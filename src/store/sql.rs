@@ -780,7 +780,7 @@ impl Store for SqlStore {
             None => insert_user(&mut *tx, owner, now).await?,
         };
         insert_member(
-            &mut *tx,
+            &mut tx,
             &ws.id,
             &user.id,
             &[Policy::workspace(crate::domain::roles::WORKSPACE_OWNER)],

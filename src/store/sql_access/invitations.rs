@@ -68,7 +68,7 @@ async fn accept_in_tx(
             .await?;
         }
         None => {
-            insert_member(&mut **tx, &ws, user_id, &policies_from(&granted)?, now).await?;
+            insert_member(tx, &ws, user_id, &policies_from(&granted)?, now).await?;
         }
     }
     for g in json_list(&groups) {
