@@ -52,14 +52,7 @@ echo "building the release binary" >&2
 cargo build --release --locked --bin iam-gateway >&2
 BIN=$target_dir/release/iam-gateway
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
 
 # wrk [extra args...] URL -> "req/s p50_ms p99_ms errors"
 measure() { wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }

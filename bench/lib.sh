@@ -2,6 +2,33 @@
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
+# bench_setup: a temporary directory $work, and on exit: every process in
+# $pids stopped (SIGTERM; SIGKILL after 10 s), every PostgreSQL schema in
+# $schemas dropped (in $PG_URL), cleanup_more run when the script defines
+# it, and $work removed.
+bench_setup() {
+  work=$(mktemp -d)
+  pids=()
+  schemas=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  local p s
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      echo "pid $p did not stop on SIGTERM; killing it" >&2
+      kill -KILL "$p" 2>/dev/null || true
+    fi
+    wait "$p" 2>/dev/null || true
+  done
+  for s in "${schemas[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA $s CASCADE" >/dev/null 2>&1 || true; done
+  if declare -F cleanup_more >/dev/null; then cleanup_more; fi
+  rm -rf "$work"
+}
+
 # A port nothing listens on, below Linux's ephemeral range (32768 and up,
 # where a client connection of an earlier run can still hold a port and make
 # a server's bind fail).

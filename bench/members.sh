@@ -39,17 +39,11 @@ case $DB in sqlite) ;; postgres) need psql || { echo "missing: psql" >&2; exit 1
   *) echo "BENCH_DB must be sqlite or postgres" >&2; exit 2 ;; esac
 for t in curl python3; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 
-work=$(mktemp -d)
-pids=()
-schemas=()
-cleanup() {
-  for s in "${schemas[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA $s CASCADE" >/dev/null 2>&1 || true; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+bench_setup
+cleanup_more() {
   [ -d "$work/baseline-src" ] && git worktree remove --force "$work/baseline-src" 2>/dev/null
-  rm -rf "$work"
+  return 0
 }
-trap cleanup EXIT
 
 echo "building the release binary" >&2
 cargo build --release --locked --bin iam-gateway >&2

@@ -65,23 +65,7 @@ echo "building the release binary" >&2
 cargo build --release --locked --bin iam-gateway >&2
 BIN=$target_dir/release/iam-gateway
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  # A gateway that does not stop within 10 s of SIGTERM is killed.
-  for p in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$p" 2>/dev/null; then
-      echo "the gateway (pid $p) did not stop on SIGTERM; killing it" >&2
-      kill -KILL "$p" 2>/dev/null || true
-    fi
-    wait "$p" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
 
 # wrk [extra args...] URL -> "req/s p50_ms p99_ms non-2xx/3xx"
 measure() { wrk -t "$THREADS" -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }
@@ -128,16 +112,7 @@ client_secret=$(sed -n 's/.*"client_secret" *: *"\([^"]*\)".*/\1/p' <<<"$client"
 basic=$(printf '%s:%s' "$(urlenc "$client_id")" "$(urlenc "$client_secret")" | base64 -w0)
 
 # Sign in with the password: cookie=iamgw_session=...
-jar=$work/jar
-page=$(curl -sf -c "$jar" "$base/login")
-csrf=$(sed -n 's/.*<meta name="csrf-token" content="\([^"]*\)".*/\1/p' <<<"$page" | head -n1)
-curl -sf -b "$jar" -c "$jar" -o /dev/null --data-urlencode "email=$EMAIL" \
-  --data-urlencode "csrf_token=$csrf" "$base/login"
-code=$(curl -s -b "$jar" -c "$jar" -o /dev/null -w '%{http_code}' \
-  --data-urlencode "email=$EMAIL" --data-urlencode "password=$PASSWORD" \
-  --data-urlencode "csrf_token=$csrf" "$base/login/password")
-[ "$code" = 303 ] || { echo "sign-in answered $code" >&2; exit 1; }
-cookie="iamgw_session=$(awk '$6 == "iamgw_session" {print $7}' "$jar")"
+sign_in
 
 authorize_url="$base/oauth2/authorize?response_type=code&client_id=$(urlenc "$client_id")"
 authorize_url+="&redirect_uri=$(urlenc "$REDIRECT")&scope=$(urlenc "$SCOPE")&state=bench"

@@ -53,15 +53,8 @@ echo "building the release binary" >&2
 cargo build --release --locked --bin iam-gateway >&2
 BIN=$target_dir/release/iam-gateway
 
-work=$(mktemp -d)
+bench_setup
 chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 port=$(free_port)
 base=http://127.0.0.1:$port

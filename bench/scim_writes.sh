@@ -37,16 +37,7 @@ echo "building the release binary" >&2
 cargo build --release --locked --bin iam-gateway >&2
 BIN=$target_dir/release/iam-gateway
 
-work=$(mktemp -d)
-pids=()
-schemas=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  for s in "${schemas[@]}"; do psql -q "$PG_URL" -c "DROP SCHEMA $s CASCADE" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_setup
 
 # Each wrk connection posts new users: userName b<run>-<thread>-<n>@corp.test.
 cat >"$work/post.lua" <<'EOF'
