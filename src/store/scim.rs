@@ -501,16 +501,6 @@ async fn is_member(
     )
 }
 
-async fn add_membership(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    user_id: &str,
-    policies: &[Policy],
-    now: i64,
-) -> StoreResult<()> {
-    super::sql::insert_member(tx, workspace_id, user_id, policies, now).await
-}
-
 /// Removes a membership and the group memberships that hang on it.
 async fn end_membership(
     tx: &mut Transaction<'_, Any>,
@@ -734,7 +724,8 @@ impl ScimStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         if new.active != Some(false) {
-            add_membership(&mut tx, workspace_id, &user_id, &new.default_policies, now).await?;
+            super::sql::insert_member(&mut tx, workspace_id, &user_id, &new.default_policies, now)
+                .await?;
         }
         let facts = serde_json::json!({"existing_account": !created_account});
         self.commit_noting(tx, Some(&user_id), Some(facts)).await?;
@@ -784,7 +775,7 @@ impl ScimStore for SqlStore {
         let member = is_member(&mut tx, workspace_id, user_id).await?;
         let (mut activated, mut deactivated) = (false, false);
         if update.member && !member {
-            add_membership(
+            super::sql::insert_member(
                 &mut tx,
                 workspace_id,
                 user_id,

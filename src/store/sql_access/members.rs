@@ -70,6 +70,41 @@ pub(super) async fn effective_access(
 /// debug builds, so the tests exercise both ways with small workspaces).
 const SMALL_GROUP: i64 = if cfg!(debug_assertions) { 8 } else { 2000 };
 
+/// The columns of a member row ([`member_row`] reads them), from
+/// `memberships m JOIN users u`.
+const MEMBER_COLUMNS: &str = "m.sort_email AS sort_email, m.user_id AS id, u.email AS email, \
+     u.name AS name, CAST(0 AS BIGINT) AS invited, m.policies AS policies, \
+     u.last_auth_method AS auth_method, u.totp_enabled_at AS totp_on, m.created_at AS created_at, \
+     u.last_login_at AS last_login_at, CAST(NULL AS TEXT) AS grants";
+
+/// The same columns for an open invitation, from `invitations i`.
+const INVITATION_COLUMNS: &str = "i.email_norm AS sort_email, i.id AS id, i.email AS email, \
+     '' AS name, CAST(1 AS BIGINT) AS invited, i.policies AS policies, \
+     CAST(NULL AS TEXT) AS auth_method, CAST(NULL AS BIGINT) AS totp_on, \
+     i.created_at AS created_at, CAST(NULL AS BIGINT) AS last_login_at, i.group_ids AS grants";
+
+/// The open invitations of workspace `$1`, unexpired at bind number `now`.
+fn open_invitations(now: usize) -> String {
+    format!(
+        "FROM invitations i WHERE i.workspace_id = $1 AND i.accepted_at IS NULL \
+         AND i.revoked_at IS NULL AND i.expires_at > ${now}"
+    )
+}
+
+/// A member's Twilio link and groups in workspace `$1`, looked up by the
+/// member id `id` (nothing for an invitation's id).
+fn lookups(backend: Backend, id: &str) -> String {
+    let aggregate = match backend {
+        Backend::Sqlite => "group_concat(gm.group_id, ',')",
+        Backend::Postgres => "string_agg(gm.group_id, ',')",
+    };
+    format!(
+        "CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = {id} AND l.provider = 'twilio') \
+              THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
+         (SELECT {aggregate} FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = {id}) AS group_list"
+    )
+}
+
 /// Members of a workspace (and, unless a group is asked for, its open
 /// invitations) in email order, filtered, after `cursor`, at most `limit`:
 /// one statement whose two arms each walk an index in that order
@@ -161,36 +196,15 @@ fn member_query(
         }
     }
     let and = |w: &[String]| w.iter().map(|c| format!(" AND {c}")).collect::<String>();
-    let aggregate = match backend {
-        Backend::Sqlite => "group_concat(gm.group_id, ',')",
-        Backend::Postgres => "string_agg(gm.group_id, ',')",
-    };
-    // A member's Twilio link and groups (nothing for an invitation's id).
-    let extras = |id: &str| {
-        format!(
-            "CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = {id} AND l.provider = 'twilio') \
-                  THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
-             (SELECT {aggregate} FROM group_members gm WHERE gm.workspace_id = $1 AND gm.user_id = {id}) AS group_list"
-        )
-    };
     let members = format!(
-        "SELECT m.sort_email AS sort_email, m.user_id AS id, u.email AS email, u.name AS name, \
-                CAST(0 AS BIGINT) AS invited, m.policies AS policies, u.last_auth_method AS auth_method, \
-                u.totp_enabled_at AS totp_on, m.created_at AS created_at, u.last_login_at AS last_login_at, \
-                CAST(NULL AS TEXT) AS grants \
-         FROM {from} \
-         WHERE m.workspace_id = $1{}",
+        "SELECT {MEMBER_COLUMNS} FROM {from} WHERE m.workspace_id = $1{}",
         and(&member_where)
     );
     let invitations = if filter.include_invited && filter.group_id.is_none() {
         binds.push(Bind::I(now));
         Some(format!(
-            "SELECT i.email_norm AS sort_email, i.id AS id, i.email AS email, '' AS name, CAST(1 AS BIGINT) AS invited, \
-                    i.policies AS policies, CAST(NULL AS TEXT) AS auth_method, CAST(NULL AS BIGINT) AS totp_on, \
-                    i.created_at AS created_at, CAST(NULL AS BIGINT) AS last_login_at, i.group_ids AS grants \
-             FROM invitations i \
-             WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > ${}{}",
-            binds.len(),
+            "SELECT {INVITATION_COLUMNS} {}{}",
+            open_invitations(binds.len()),
             and(&invite_where)
         ))
     } else {
@@ -210,7 +224,7 @@ fn member_query(
     }
     let sql = format!(
         "SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
-        extras("t.id")
+        lookups(backend, "t.id")
     );
     Ok((sql, binds))
 }
@@ -301,8 +315,8 @@ enum Export {
 }
 
 /// Every member and open invitation in email order, for the CSV: one
-/// statement with the same filters and order as [`member_query`] (its arms
-/// merged by the database, the groups and Twilio link looked up per row),
+/// statement with the columns and order of [`member_query`] (its two arms
+/// merged by the database),
 /// read row by row by a spawned task and handed over a channel of 256 rows,
 /// so memory stays flat whatever the workspace size. The task gives up when
 /// the reader leaves or stalls for [`EXPORT_STALL`] (a slow download cannot
@@ -321,34 +335,23 @@ pub(super) fn member_stream(
     // row by row along its merge of the two ordered arms; PostgreSQL joins
     // them in once (100 000 sub-plan runs cost it more than the two
     // aggregates and a sort).
-    let (extras, joins) = match s.backend() {
-        Backend::Sqlite => (
-            "CAST(CASE WHEN EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = m.user_id AND l.provider = 'twilio') \
-                  THEN 1 ELSE 0 END AS BIGINT) AS twilio, \
-             (SELECT group_concat(gm.group_id, ',') FROM group_members gm \
-               WHERE gm.workspace_id = $1 AND gm.user_id = m.user_id) AS group_list",
-            "",
-        ),
+    let (lookups, joins) = match s.backend() {
+        Backend::Sqlite => (lookups(Backend::Sqlite, "m.user_id"), ""),
         Backend::Postgres => (
-            "CAST(CASE WHEN tw.user_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS twilio, g.group_list AS group_list",
+            "CAST(CASE WHEN tw.user_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS twilio, g.group_list AS group_list"
+                .to_string(),
             " LEFT JOIN (SELECT DISTINCT user_id FROM identity_links WHERE provider = 'twilio') tw ON tw.user_id = m.user_id \
               LEFT JOIN (SELECT user_id, string_agg(group_id, ',') AS group_list FROM group_members \
                           WHERE workspace_id = $1 GROUP BY user_id) g ON g.user_id = m.user_id",
         ),
     };
     let sql = format!(
-        "SELECT m.sort_email AS sort_email, m.user_id AS id, u.email AS email, u.name AS name, \
-                CAST(0 AS BIGINT) AS invited, m.policies AS policies, u.last_auth_method AS auth_method, \
-                u.totp_enabled_at AS totp_on, m.created_at AS created_at, u.last_login_at AS last_login_at, \
-                CAST(NULL AS TEXT) AS grants, {extras} \
+        "SELECT {MEMBER_COLUMNS}, {lookups} \
          FROM memberships m JOIN users u ON u.id = m.user_id{joins} WHERE m.workspace_id = $1 \
          UNION ALL \
-         SELECT i.email_norm, i.id, i.email, '', CAST(1 AS BIGINT), i.policies, CAST(NULL AS TEXT), \
-                CAST(NULL AS BIGINT), i.created_at, CAST(NULL AS BIGINT), i.group_ids, CAST(0 AS BIGINT), \
-                CAST(NULL AS TEXT) \
-         FROM invitations i \
-         WHERE i.workspace_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND i.expires_at > $2 \
-         ORDER BY sort_email, id"
+         SELECT {INVITATION_COLUMNS}, CAST(0 AS BIGINT), CAST(NULL AS TEXT) {} \
+         ORDER BY sort_email, id",
+        open_invitations(2)
     );
     let ws = workspace_id.to_string();
     tokio::spawn(async move {
