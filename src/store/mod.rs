@@ -5,6 +5,7 @@ pub mod access;
 pub mod oidc;
 pub mod postgres;
 pub mod scim;
+pub(crate) mod search;
 pub mod sql;
 pub mod sql_access;
 pub mod sql_keys;

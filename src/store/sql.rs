@@ -94,6 +94,9 @@ impl Db {
 #[derive(Clone)]
 pub struct SqlStore {
     db: Db,
+    /// Whether the member list's email filter has an index to lead with
+    /// (see [`super::search`]); set by [`Self::migrate`].
+    email_search: Arc<std::sync::atomic::AtomicBool>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -187,7 +190,15 @@ const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_
 
 impl SqlStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            email_search: Arc::default(),
+        }
+    }
+
+    /// Whether the email substring index is there (see [`super::search`]).
+    pub(crate) fn email_search(&self) -> bool {
+        self.email_search.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The connections, for the session store and the Twilio issuer.
@@ -279,11 +290,17 @@ impl SqlStore {
         self.db.backend()
     }
 
+    /// Runs the migrations, then prepares each backend's own search
+    /// structures (see [`super::search`]).
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR
             .run(self.write())
             .await
-            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        let email = super::search::prepare(&self.db).await?;
+        self.email_search
+            .store(email, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     pub async fn close(&self) {

@@ -66,9 +66,79 @@ pub(super) async fn effective_access(
     Ok(Some(access))
 }
 
-/// Groups up to this size lead a group-filtered member list (a handful in
-/// debug builds, so the tests exercise both ways with small workspaces).
-const SMALL_GROUP: i64 = if cfg!(debug_assertions) { 8 } else { 2000 };
+/// A filter that keeps at most this many rows leads the member list: its
+/// rows are found by their own index and sorted, instead of the workspace
+/// being walked in email order (a handful in debug builds, so the tests
+/// exercise both ways with small workspaces).
+const SMALL_SET: i64 = if cfg!(debug_assertions) { 8 } else { 2000 };
+
+/// Which filter's own index leads a member list (see [`SMALL_SET`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lead {
+    Group,
+    Email,
+    Role,
+}
+
+impl Lead {
+    /// The statement listing the user ids this filter keeps in workspace
+    /// `$1` (a superset: the member query applies the filter itself too),
+    /// with its value at bind number `n`.
+    fn sql(self, backend: Backend, n: usize) -> String {
+        let fts = |table: &str| {
+            format!(
+                "SELECT lm.user_id FROM {table} CROSS JOIN memberships lm \
+                 WHERE {table} MATCH ${n} AND lm.rowid = {table}.rowid AND lm.workspace_id = $1"
+            )
+        };
+        match (self, backend) {
+            // (The unary `+` keeps SQLite on the group's key: without
+            // statistics it would prefer the workspace's.)
+            (Lead::Group, Backend::Sqlite) => format!(
+                "SELECT user_id FROM group_members WHERE group_id = ${n} AND +workspace_id = $1"
+            ),
+            (Lead::Group, Backend::Postgres) => format!(
+                "SELECT user_id FROM group_members WHERE group_id = ${n} AND workspace_id = $1"
+            ),
+            (Lead::Email, Backend::Sqlite) => fts("member_email_search"),
+            (Lead::Role, Backend::Sqlite) => fts("member_role_search"),
+            (Lead::Email, Backend::Postgres) => format!(
+                "SELECT user_id FROM memberships WHERE workspace_id = $1 \
+                 AND sort_email LIKE ${n} ESCAPE '\\'"
+            ),
+            (Lead::Role, Backend::Postgres) => format!(
+                "SELECT user_id FROM memberships WHERE workspace_id = $1 \
+                 AND CAST(policies AS jsonb) @> CAST(${n} AS jsonb)"
+            ),
+        }
+    }
+
+    /// The value [`Self::sql`] binds, or `None` when this filter is not
+    /// set or has no index to offer (an email needle under three
+    /// characters: trigrams cannot find it).
+    fn value(self, backend: Backend, filter: &MemberFilter, email_search: bool) -> Option<String> {
+        match self {
+            Lead::Group => filter.group_id.clone(),
+            Lead::Email => {
+                let needle = normalize_email(filter.email.as_deref()?);
+                if !email_search || needle.chars().count() < 3 {
+                    return None;
+                }
+                Some(match backend {
+                    Backend::Sqlite => super::super::search::fts_phrase(&needle),
+                    Backend::Postgres => format!("%{}%", like_escape(&needle)),
+                })
+            }
+            Lead::Role => {
+                let role = filter.role.as_deref()?;
+                Some(match backend {
+                    Backend::Sqlite => super::super::search::fts_phrase(role),
+                    Backend::Postgres => serde_json::json!([{ "role": role }]).to_string(),
+                })
+            }
+        }
+    }
+}
 
 /// The columns of a member row ([`member_row`] reads them), from
 /// `memberships m JOIN users u`.
@@ -109,9 +179,10 @@ fn lookups(backend: Backend, id: &str) -> String {
 /// invitations) in email order, filtered, after `cursor`, at most `limit`:
 /// one statement whose two arms each walk an index in that order
 /// (`memberships_order_idx`, `invitations_open_order_idx`) and stop at
-/// `limit`, so a page costs its rows, not the workspace's size. A group
-/// filter is led by the group when `group_size` (its member count, up to
-/// `SMALL_GROUP + 1`) says it is small. Returns the statement and its binds.
+/// `limit`, so a page costs its rows, not the workspace's size. With
+/// `lead` (a filter that keeps few rows, and its [`Lead::value`]), that
+/// filter's rows are found first and sorted. Returns the statement and its
+/// binds.
 fn member_query(
     backend: Backend,
     workspace_id: &str,
@@ -119,7 +190,7 @@ fn member_query(
     cursor: Option<&str>,
     limit: i64,
     now: i64,
-    group_size: Option<i64>,
+    lead: Option<(Lead, String)>,
 ) -> StoreResult<(String, Vec<Bind>)> {
     let mut binds = vec![Bind::S(workspace_id.to_string())];
     let mut member_where: Vec<String> = Vec::new();
@@ -162,39 +233,37 @@ fn member_query(
         member_where.push(contains("m.policies", role_needle(role), &mut binds));
         invite_where.push(contains("i.policies", role_needle(role), &mut binds));
     }
-    let mut from = if filter.role.is_some() && backend == Backend::Sqlite {
-        // The policies are not in the email-order index (a long list would
-        // not fit an index entry on PostgreSQL), so a role filter reads the
-        // workspace's rows in table order, the cheap way to look at each
-        // one, and sorts what matches (SQLite keeps only the first `limit`).
-        // PostgreSQL chooses for itself from the LIKE's statistics.
-        "memberships m INDEXED BY memberships_ws_idx JOIN users u ON u.id = m.user_id".to_string()
-    } else {
-        "memberships m JOIN users u ON u.id = m.user_id".to_string()
-    };
     if let Some(g) = &filter.group_id {
         binds.push(Bind::S(g.clone()));
         let n = binds.len();
-        // Only a group of this workspace.
+        // Only a group of this workspace, only its members.
         member_where.push(format!(
-            "EXISTS (SELECT 1 FROM user_groups g WHERE g.id = ${n} AND g.workspace_id = $1)"
+            "EXISTS (SELECT 1 FROM user_groups g WHERE g.id = ${n} AND g.workspace_id = $1) \
+             AND EXISTS (SELECT 1 FROM group_members gx WHERE gx.group_id = ${n} AND gx.user_id = m.user_id)"
         ));
-        if group_size.is_some_and(|size| size <= SMALL_GROUP) {
-            // A small group leads: its members are found by the group's key
-            // and sorted (CROSS JOIN keeps SQLite from walking the whole
-            // workspace in email order instead).
-            from = "group_members gx CROSS JOIN memberships m JOIN users u ON u.id = m.user_id"
-                .to_string();
-            member_where.push(format!("gx.group_id = ${n} AND m.user_id = gx.user_id"));
-        } else {
-            // A large group: the workspace in email order, each member
-            // checked; a page is found after about limit × workspace /
-            // group rows.
-            member_where.push(format!(
-                "EXISTS (SELECT 1 FROM group_members gx WHERE gx.group_id = ${n} AND gx.user_id = m.user_id)"
-            ));
-        }
     }
+    // Without a lead, the workspace in email order, each member checked: a
+    // page is found after about limit × workspace / matches rows. With
+    // one, the few rows it keeps are found by its index and sorted (CROSS
+    // JOIN keeps SQLite from walking the workspace in email order instead;
+    // MATERIALIZED keeps PostgreSQL from folding the lead back in).
+    let (with, from) = match lead {
+        Some((lead, value)) => {
+            binds.push(Bind::S(value));
+            member_where.push("m.user_id = x.user_id".to_string());
+            (
+                format!(
+                    "WITH lead AS MATERIALIZED ({}) ",
+                    lead.sql(backend, binds.len())
+                ),
+                "lead x CROSS JOIN memberships m JOIN users u ON u.id = m.user_id",
+            )
+        }
+        None => (
+            String::new(),
+            "memberships m JOIN users u ON u.id = m.user_id",
+        ),
+    };
     let and = |w: &[String]| w.iter().map(|c| format!(" AND {c}")).collect::<String>();
     let members = format!(
         "SELECT {MEMBER_COLUMNS} FROM {from} WHERE m.workspace_id = $1{}",
@@ -223,7 +292,7 @@ fn member_query(
         ));
     }
     let sql = format!(
-        "SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
+        "{with}SELECT t.*, {} FROM ({union}) t ORDER BY t.sort_email, t.id LIMIT ${l}",
         lookups(backend, "t.id")
     );
     Ok((sql, binds))
@@ -275,19 +344,32 @@ pub(super) async fn list_members(
     limit: i64,
     now: i64,
 ) -> StoreResult<Vec<(String, MemberRow)>> {
-    let group_size = match &filter.group_id {
-        Some(g) => Some(
-            sqlx::query(
-                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM group_members WHERE group_id = $1 LIMIT $2) t",
-            )
-            .bind(g)
-            .bind(SMALL_GROUP + 1)
-            .fetch_one(s.read())
-            .await?
-            .try_get::<i64, _>("n")?,
-        ),
-        None => None,
-    };
+    // Each filter with an index of its own counts its rows (up to one past
+    // SMALL_SET); the smallest small one leads.
+    let mut lead: Option<(i64, Lead, String)> = None;
+    // PostgreSQL plans these statements for their values each time: a
+    // prepared statement's generic plan, chosen after a few rare needles,
+    // reads a common needle's every row from the trigram index.
+    let persistent = s.backend() == Backend::Sqlite;
+    for candidate in [Lead::Group, Lead::Email, Lead::Role] {
+        let Some(value) = candidate.value(s.backend(), filter, s.email_search()) else {
+            continue;
+        };
+        let n: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM ({} LIMIT $3) t",
+            candidate.sql(s.backend(), 2)
+        ))
+        .bind(workspace_id)
+        .bind(&value)
+        .bind(SMALL_SET + 1)
+        .persistent(persistent)
+        .fetch_one(s.read())
+        .await?
+        .try_get("n")?;
+        if n <= SMALL_SET && lead.as_ref().is_none_or(|(best, ..)| n < *best) {
+            lead = Some((n, candidate, value));
+        }
+    }
     let (sql, binds) = member_query(
         s.backend(),
         workspace_id,
@@ -295,9 +377,10 @@ pub(super) async fn list_members(
         cursor,
         limit,
         now,
-        group_size,
+        lead.map(|(_, lead, value)| (lead, value)),
     )?;
     let rows = bind_all(sqlx::query(&sql), &binds)
+        .persistent(persistent)
         .fetch_all(s.read())
         .await?;
     rows.iter().map(member_row).collect()
