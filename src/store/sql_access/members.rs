@@ -390,9 +390,13 @@ pub(super) async fn list_members(
 /// before it gives up and frees its database connection.
 const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How many rows the export task hands over at a time: one wake-up of the
+/// response (and one chunk of the body) per batch rather than per row.
+const EXPORT_BATCH: usize = 256;
+
 /// What the export task hands to the response.
 enum Export {
-    Row(MemberRow),
+    Rows(Vec<MemberRow>),
     Failed(StoreError),
     Done,
 }
@@ -400,8 +404,9 @@ enum Export {
 /// Every member and open invitation in email order, for the CSV: one
 /// statement with the columns and order of [`member_query`] (its two arms
 /// merged by the database),
-/// read row by row by a spawned task and handed over a channel of 256 rows,
-/// so memory stays flat whatever the workspace size. The task gives up when
+/// read row by row by a spawned task and handed over a channel of a few
+/// batches of [`EXPORT_BATCH`] rows, so memory stays flat whatever the
+/// workspace size. The task gives up when
 /// the reader leaves or stalls for [`EXPORT_STALL`] (a slow download cannot
 /// hold one of the few read connections, and an old snapshot, for long).
 /// The stream ends with an error unless the task read every row: an export
@@ -412,7 +417,7 @@ pub(super) fn member_stream(
     now: i64,
 ) -> futures_util::stream::BoxStream<'static, StoreResult<MemberRow>> {
     use futures_util::StreamExt as _;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Export>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Export>(4);
     let pool = s.read().clone();
     // The Twilio link and the groups of each member: SQLite looks them up
     // row by row along its merge of the two ordered arms; PostgreSQL joins
@@ -447,29 +452,41 @@ pub(super) fn member_stream(
                 )
             }
         };
+        let stopped = || {
+            tracing::info!(workspace = %ws, "members export stopped: the reader left or stalled");
+        };
         let mut rows = sqlx::query(&sql).bind(&ws).bind(now).fetch(&pool);
+        let mut batch = Vec::with_capacity(EXPORT_BATCH);
         while let Some(row) = rows.next().await {
-            let msg = match row
+            match row
                 .map_err(StoreError::from)
                 .and_then(|r| member_row(&r).map(|(_, m)| m))
             {
-                Ok(m) => Export::Row(m),
+                Ok(m) => batch.push(m),
                 Err(e) => {
                     send(Export::Failed(e)).await;
                     return;
                 }
-            };
-            if !send(msg).await {
-                tracing::info!(workspace = %ws, "members export stopped: the reader left or stalled");
-                return;
             }
+            if batch.len() == EXPORT_BATCH
+                && !send(Export::Rows(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(EXPORT_BATCH),
+                )))
+                .await
+            {
+                return stopped();
+            }
+        }
+        if !batch.is_empty() && !send(Export::Rows(batch)).await {
+            return stopped();
         }
         send(Export::Done).await;
     });
     futures_util::stream::unfold(Some(rx), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await {
-            Some(Export::Row(m)) => Some((Ok(m), Some(rx))),
+            Some(Export::Rows(rows)) => Some((Ok(rows), Some(rx))),
             Some(Export::Failed(e)) => Some((Err(e), None)),
             Some(Export::Done) => None,
             None => Some((
@@ -477,6 +494,12 @@ pub(super) fn member_stream(
                 None,
             )),
         }
+    })
+    .flat_map(|batch| {
+        futures_util::stream::iter(match batch {
+            Ok(rows) => rows.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        })
     })
     .boxed()
 }
