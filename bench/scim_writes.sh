@@ -10,7 +10,8 @@
 # answer must be 201: the script fails otherwise. Results:
 # docs/benchmarks.md.
 #
-# Environment: BENCH_SECONDS (per measurement, default 5), BENCH_CLIENTS
+# Environment: BENCH_BIN (a binary to measure instead of building the
+# release one, e.g. an earlier build to compare with), BENCH_SECONDS (per measurement, default 5), BENCH_CLIENTS
 # (default "1 8 32"), BENCH_DBS (default "sqlite postgres"), BENCH_PG_URL
 # (default postgres://root@127.0.0.1:5432/test; PostgreSQL is skipped when
 # it does not answer), CARGO_TARGET_DIR.
@@ -33,9 +34,13 @@ if ! need wrk; then
 fi
 for t in curl wrk; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 
-echo "building the release binary" >&2
-cargo build --release --locked --bin iam-gateway >&2
-BIN=$target_dir/release/iam-gateway
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  echo "building the release binary" >&2
+  cargo build --release --locked --bin iam-gateway >&2
+  BIN=$target_dir/release/iam-gateway
+fi
 
 bench_setup
 

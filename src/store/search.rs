@@ -7,8 +7,8 @@
 //!   three characters or more), and the policies as words (a role id is one
 //!   word). They are keyed by the memberships' row ids, which SQLite keeps
 //!   through `VACUUM`, but a copy made row by row (`.dump` and a reload)
-//!   renumbers: so each start checks that each index covers exactly the
-//!   memberships' row ids, and rebuilds it when not.
+//!   renumbers: so each start checks that the indexes cover exactly the
+//!   memberships' row ids, and rebuilds them when not.
 //! * PostgreSQL: a trigram index on the emails (the `pg_trgm` extension;
 //!   without it the email filter works as before, only without the index)
 //!   and a `jsonb_path_ops` index on the policies.
@@ -21,18 +21,23 @@ use super::sql::{Backend, Db};
 use super::StoreResult;
 use sqlx::Row;
 
-/// The SQLite search tables, each with the memberships column it indexes
-/// and its tokenizer.
-const SQLITE_TABLES: [(&str, &str, &str); 2] = [
+/// The SQLite search tables: each with the memberships column it indexes,
+/// its tokenizer and further options. The role index keeps no per-row
+/// sizes (`columnsize=0`: one row less to write with each membership
+/// change); the email index keeps them, and they tell at each start
+/// whether the indexes still cover the memberships (see [`prepare_sqlite`]).
+const SQLITE_TABLES: [(&str, &str, &str, &str); 2] = [
     (
         "member_email_search",
         "sort_email",
         "'trigram case_sensitive 1'",
+        "",
     ),
     (
         "member_role_search",
         "policies",
         "\"unicode61 tokenchars '_'\"",
+        ", columnsize=0",
     ),
 ];
 
@@ -45,12 +50,23 @@ pub(crate) async fn prepare(db: &Db) -> StoreResult<bool> {
     }
 }
 
+/// Creates the FTS5 tables and their triggers where missing, and rebuilds
+/// an index that is new or no longer covers the memberships: both are
+/// keyed by the memberships' row ids, and a copy of the database made row
+/// by row renumbers those (both indexes at once, so the email index's
+/// per-row sizes, one per indexed row id, tell for both).
 async fn prepare_sqlite(db: &Db) -> StoreResult<()> {
     let mut tx = db.begin().await?;
-    for (table, column, tokenizer) in SQLITE_TABLES {
+    let mut rebuild = Vec::new();
+    for (table, column, tokenizer, options) in SQLITE_TABLES {
+        let existed = sqlx::query("SELECT 1 AS one FROM sqlite_master WHERE name = $1")
+            .bind(table)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         sqlx::query(&format!(
             "CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5({column}, \
-             content='memberships', content_rowid='rowid', tokenize={tokenizer})"
+             content='memberships', content_rowid='rowid', tokenize={tokenizer}{options})"
         ))
         .execute(&mut *tx)
         .await?;
@@ -75,23 +91,27 @@ async fn prepare_sqlite(db: &Db) -> StoreResult<()> {
             .execute(&mut *tx)
             .await?;
         }
-        // The index covers exactly the memberships' row ids, or is rebuilt
-        // (a new table, or a database copied row by row).
-        let covered = sqlx::query(&format!(
-            "SELECT (SELECT COUNT(*) FROM memberships) = (SELECT COUNT(*) FROM {table}_docsize) \
-               AND NOT EXISTS (SELECT 1 FROM memberships m \
-                               WHERE NOT EXISTS (SELECT 1 FROM {table}_docsize d WHERE d.id = m.rowid)) AS ok"
-        ))
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get::<i64, _>("ok")?
-            == 1;
-        if !covered {
-            tracing::info!(index = table, "building the member search index");
-            sqlx::query(&format!("INSERT INTO {table} ({table}) VALUES ('rebuild')"))
-                .execute(&mut *tx)
-                .await?;
+        if !existed {
+            rebuild.push(table);
         }
+    }
+    let covered = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM memberships) = (SELECT COUNT(*) FROM member_email_search_docsize) \
+           AND NOT EXISTS (SELECT 1 FROM memberships m WHERE NOT EXISTS \
+                           (SELECT 1 FROM member_email_search_docsize d WHERE d.id = m.rowid)) AS ok",
+    )
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get::<i64, _>("ok")?
+        == 1;
+    if !covered {
+        rebuild = SQLITE_TABLES.iter().map(|t| t.0).collect();
+    }
+    for table in rebuild {
+        tracing::info!(index = table, "building the member search index");
+        sqlx::query(&format!("INSERT INTO {table} ({table}) VALUES ('rebuild')"))
+            .execute(&mut *tx)
+            .await?;
     }
     Db::commit(tx).await?;
     Ok(())

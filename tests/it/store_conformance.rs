@@ -418,6 +418,20 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
                 },
             ),
             (
+                "a role no one has",
+                store::MemberFilter {
+                    role: Some("no_such_role".into()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "a role id of quotes and no word",
+                store::MemberFilter {
+                    role: Some("\" -".into()),
+                    ..Default::default()
+                },
+            ),
+            (
                 "billing and email m",
                 store::MemberFilter {
                     role: Some("billing_admin".into()),
@@ -501,9 +515,9 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
                     f.email
                         .as_ref()
                         .is_none_or(|e| email.contains(&e.to_lowercase()))
-                        && f.role
-                            .as_deref()
-                            .is_none_or(|r| r == "workspace_member" || *billing)
+                        && f.role.as_deref().is_none_or(|r| {
+                            r == "workspace_member" || (r == "billing_admin" && *billing)
+                        })
                         && f.group_id.as_ref().is_none_or(|g| groups.contains(g))
                 })
                 .map(|(id, _)| id.clone())
