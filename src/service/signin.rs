@@ -76,9 +76,8 @@ pub async fn complete(
         .start_session(&user.id, method.clone(), mfa, previous)
         .await?;
     let now = core.clock.now();
-    core.store.record_login(&user.id, now).await?;
     core.store
-        .set_last_auth_method(&user.id, &method.as_header())
+        .record_login(&user.id, now, &method.as_header())
         .await?;
     core.metrics.signin(via.name(), "success");
     tracing::info!(event = "signin", method = via.name(), user_id = %user.id, mfa, "signed in");

@@ -180,7 +180,6 @@ pub trait AccessStore: Send + Sync + 'static {
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<String>>;
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     async fn unlink_identity(&self, provider: &str, user_id: &str) -> StoreResult<()>;
-    async fn set_last_auth_method(&self, user_id: &str, method: &str) -> StoreResult<()>;
     /// Creates a user already linked to an external identity, all or nothing.
     async fn create_user_with_identity(
         &self,

@@ -120,7 +120,9 @@ pub trait Store: AccessStore + ScimStore + SsoStore + OidcStore + Send + Sync + 
     async fn enqueue_mail(&self, mail: &OutboxMail) -> StoreResult<()>;
     async fn mail_sent(&self, id: &str, now: i64) -> StoreResult<()>;
     async fn mail_failed(&self, id: &str, error: &str) -> StoreResult<()>;
-    async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()>;
+    /// A sign-in's mark on the account: when, and by which method (the
+    /// `X-Auth-Method` value).
+    async fn record_login(&self, user_id: &str, now: i64, method: &str) -> StoreResult<()>;
 
     async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace>;
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>>;

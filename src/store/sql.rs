@@ -676,12 +676,17 @@ impl Store for SqlStore {
         .await
     }
 
-    async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(self.write())
-            .await?;
+    async fn record_login(&self, user_id: &str, now: i64, method: &str) -> StoreResult<()> {
+        // One statement, one commit: a sign-in's writes are what bounds the
+        // SAML ACS on SQLite (bench/saml_acs.sh).
+        self.exec_write(
+            sqlx::query("UPDATE users SET last_login_at = $1, last_auth_method = $2 WHERE id = $3")
+                .bind(now)
+                .bind(method)
+                .bind(user_id),
+            None,
+        )
+        .await?;
         Ok(())
     }
 

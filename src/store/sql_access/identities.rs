@@ -112,18 +112,3 @@ pub(super) async fn clear_password(s: &SqlStore, user_id: &str) -> StoreResult<(
     s.write_one(sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1").bind(user_id))
         .await
 }
-
-pub(super) async fn set_last_auth_method(
-    s: &SqlStore,
-    user_id: &str,
-    method: &str,
-) -> StoreResult<()> {
-    s.exec_write(
-        sqlx::query("UPDATE users SET last_auth_method = $1 WHERE id = $2")
-            .bind(method)
-            .bind(user_id),
-        None,
-    )
-    .await?;
-    Ok(())
-}

@@ -361,10 +361,6 @@ impl AccessStore for SqlStore {
         identities::clear_password(self, user_id).await
     }
 
-    async fn set_last_auth_method(&self, user_id: &str, method: &str) -> StoreResult<()> {
-        identities::set_last_auth_method(self, user_id, method).await
-    }
-
     async fn list_audit(
         &self,
         workspace_id: &str,
