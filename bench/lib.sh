@@ -29,6 +29,18 @@ bench_cleanup() {
   rm -rf "$work"
 }
 
+# The binary to measure: $BENCH_BIN when set (an earlier build, say), else
+# the release build, built here.
+release_bin() {
+  if [ -n "${BENCH_BIN:-}" ]; then
+    echo "$BENCH_BIN"
+    return
+  fi
+  echo "building the release binary" >&2
+  cargo build --release --locked --bin iam-gateway >&2
+  echo "${CARGO_TARGET_DIR:-target}/release/iam-gateway"
+}
+
 # A port nothing listens on, below Linux's ephemeral range (32768 and up,
 # where a client connection of an earlier run can still hold a port and make
 # a server's bind fail).

@@ -27,18 +27,11 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${BENCH_SECONDS:-5}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
-target_dir=${CARGO_TARGET_DIR:-target}
 for t in curl wrk xmlsec1 openssl python3 taskset; do
   need "$t" || { echo "missing: $t" >&2; exit 1; }
 done
 
-if [ -n "${BENCH_BIN:-}" ]; then
-  AFTER=$BENCH_BIN
-else
-  echo "building the release binary" >&2
-  cargo build --release --locked --bin iam-gateway >&2
-  AFTER=$target_dir/release/iam-gateway
-fi
+AFTER=$(release_bin)
 BEFORE=${BENCH_BASELINE_BIN:-}
 
 bench_setup

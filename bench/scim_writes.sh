@@ -25,7 +25,6 @@ CLIENTS=${BENCH_CLIENTS:-1 8 32}
 DBS=${BENCH_DBS:-sqlite postgres}
 PG_URL=${BENCH_PG_URL:-postgres://root@127.0.0.1:5432/test}
 PASSWORD='benchmark passphrase, long enough'
-target_dir=${CARGO_TARGET_DIR:-target}
 
 if ! need wrk; then
   echo "installing wrk" >&2
@@ -34,13 +33,7 @@ if ! need wrk; then
 fi
 for t in curl wrk; do need "$t" || { echo "missing: $t" >&2; exit 1; }; done
 
-if [ -n "${BENCH_BIN:-}" ]; then
-  BIN=$BENCH_BIN
-else
-  echo "building the release binary" >&2
-  cargo build --release --locked --bin iam-gateway >&2
-  BIN=$target_dir/release/iam-gateway
-fi
+BIN=$(release_bin)
 
 bench_setup
 
