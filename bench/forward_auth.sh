@@ -102,8 +102,7 @@ start_gateway() { # STORE [NAME=VALUE...]
 stop_gateway() { kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true; }
 
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
+commit=$(bench_commit)
 echo "# forward-auth benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
 echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), wrk $CONNS connections, ${SECONDS_EACH}s each"
 

@@ -41,6 +41,25 @@ release_bin() {
   echo "${CARGO_TARGET_DIR:-target}/release/iam-gateway"
 }
 
+# The commit measured, with "+local changes" when the gateway's sources
+# (or the further paths given) differ from it.
+bench_commit() {
+  local commit
+  commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock "$@" 2>/dev/null || commit="$commit+local changes"
+  echo "$commit"
+}
+
+# Runs the script's run_one for the baseline ($BEFORE, when set) and then
+# for $AFTER, each as "run_one <label> <binary>", their lines into
+# $results ($work/results).
+run_before_after() {
+  results=$work/results
+  : >"$results"
+  if [ -n "${BEFORE:-}" ]; then run_one before "$BEFORE" >>"$results"; fi
+  run_one after "$AFTER" >>"$results"
+}
+
 # A port nothing listens on, below Linux's ephemeral range (32768 and up,
 # where a client connection of an earlier run can still hold a port and make
 # a server's bind fail).

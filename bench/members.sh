@@ -197,14 +197,9 @@ run_one() {
   wait "$gw" 2>/dev/null || true
 }
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src migrations Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
-echo "# member list and CSV benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, baseline ${BENCH_BASELINE:-${BENCH_BASELINE_BIN:-none}}"
+echo "# member list and CSV benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(bench_commit), baseline ${BENCH_BASELINE:-${BENCH_BASELINE_BIN:-none}}"
 echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $MEMBERS members, $DB, $REPEAT requests per case (median / worst ms)"
-results=$work/results
-: >"$results"
-[ -n "$BEFORE" ] && run_one before "$BEFORE" >>"$results"
-run_one after "$AFTER" >>"$results"
+run_before_after
 printf '%-16s %14s %14s %8s %s\n' case before_ms after_ms ratio target
 awk '
   { med[$1, $2] = $3; worst[$1, $2] = $4; if (!seen[$2]++) order[++n] = $2 }

@@ -280,8 +280,7 @@ access=$(sed -n 's/.*"access_token" *: *"\([^"]*\)".*/\1/p' <<<"$tokens")
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $access" "$base/oauth2/userinfo")" = 200 ] \
   || { echo "userinfo does not answer 200 for a fresh access token" >&2; exit 1; }
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+local changes"
+commit=$(bench_commit)
 echo "# OpenID Provider benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit"
 echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), wrk $THREADS threads $CONNS connections, ${SECONDS_EACH}s each, SQLite, database sessions, scope \"$SCOPE\""
 printf '%-5s %-16s %10s %9s %9s %7s %8s %s\n' round endpoint req/s p50_ms p99_ms ratio gw_cores notes

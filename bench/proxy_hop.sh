@@ -133,8 +133,7 @@ done
 measure() { "${wrk_pin[@]}" wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }
 warm() { "${wrk_pin[@]}" wrk -t 2 -c "$CONNS" -d 2s "$@" >/dev/null; }
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD -- src Cargo.toml Cargo.lock deploy 2>/dev/null || commit="$commit+local changes"
+commit=$(bench_commit deploy)
 echo "# proxy hop benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, $(nginx -v 2>&1 | sed 's/.*: //')"
 echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), wrk $CONNS connections, ${SECONDS_EACH}s each, one core: $ONE_CORE"
 printf '%-6s %-22s %10s %9s %9s %7s %s\n' round path req/s p50_ms p99_ms ratio non-2xx/3xx

@@ -184,12 +184,9 @@ run_one() {
   wait "$gw" 2>/dev/null || true
 }
 
-echo "# SAML ACS benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), baseline ${BEFORE:-none}"
+echo "# SAML ACS benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(bench_commit), baseline ${BEFORE:-none}"
 echo "# gateway on core 0, wrk on core 1, $CONNECTIONS connections, ${SECONDS_EACH}s; sign-ins/s, p50 ms, p99 ms, requests"
-results=$work/results
-: >"$results"
-[ -n "$BEFORE" ] && run_one before "$BEFORE" >>"$results"
-run_one after "$AFTER" >>"$results"
+run_before_after
 cat "$results"
 if [ -n "$BEFORE" ]; then
   awk '{r[$1] = $2} END {printf "ratio after/before: %.3f\n", r["after"] / r["before"]}' "$results"
