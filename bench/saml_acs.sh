@@ -138,7 +138,7 @@ run_one() {
   port=$(free_port)
   base=http://127.0.0.1:$port
   local env=(IAMGW_LISTEN=127.0.0.1:$port IAMGW_PUBLIC_URL=$base IAMGW_TWILIO__MODE=off
-    IAMGW_DATABASE_URL=sqlite://$dir/gw.db IAMGW_SECRET_KEY_FILE=$dir/secret.key IAMGW_LOG=warn)
+    IAMGW_DATABASE_URL=sqlite://$dir/gw.db IAMGW_SECRET_KEY_FILE=$dir/secret.key IAMGW_LOG=${BENCH_LOG:-warn})
   echo 'benchmark passphrase, long enough' | env "${env[@]}" "$bin" bootstrap --workspace acme \
     --owner-email owner@acme.test --password-stdin >/dev/null
   token=$(env "${env[@]}" "$bin" token create --workspace acme --role workspace_owner)
@@ -169,6 +169,7 @@ run_one() {
     perf_pid=$!
   fi
   local out threads=2
+  [ "$CONNECTIONS" -lt 2 ] && threads=1
   out=$(taskset -c 1 wrk -t"$threads" -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s "$work/post.lua" "$acs" \
     -- "$dir/bodies" "$threads" 2>&1 || true)
   grep -q '^RESULT' <<<"$out" || { echo "$out" >&2; exit 1; }
@@ -178,8 +179,10 @@ run_one() {
   [ -n "$perf_pid" ] && wait "$perf_pid" 2>/dev/null
   echo "$label $(grep '^RESULT' <<<"$out" | cut -d' ' -f2-)"
   if [ -n "$perf_pid" ]; then
+    cp "$dir/perf.data" "/tmp/saml-perf-$label.data"
     perf report -i "$dir/perf.data" --no-children --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | grep -v '^ *|\|--' | head -25 >&2
   fi
+  [ -n "${BENCH_LOG:-}" ] && cp "$dir/serve.log" "/tmp/saml-$label.log"
   kill "$gw"
   wait "$gw" 2>/dev/null || true
 }

@@ -108,7 +108,7 @@ pub async fn build(cfg: Config, clock: Arc<dyn Clock>) -> Result<Gateway, StartE
         cfg.is_https(),
     );
     let signer = Signer::load_or_create(
-        sql.db().write().clone(),
+        sql.db().clone(),
         &secret,
         clock.clone(),
         cfg.keys.keep_published,

@@ -300,7 +300,7 @@ async fn keys(action: KeysAction) -> Result<(), Failure> {
     let changed = match action {
         KeysAction::List { .. } => {
             println!("KID               STATE     CREATED               SIGNS FROM            PUBLISHED UNTIL");
-            for k in crate::keys::list(store.db().write(), now, policy).await? {
+            for k in crate::keys::list(store.db(), now, policy).await? {
                 let until = match k.state {
                     State::Previous { until } | State::Expired { until } => rfc3339(until),
                     State::Retired { at } => rfc3339(at),
@@ -318,8 +318,7 @@ async fn keys(action: KeysAction) -> Result<(), Failure> {
             false
         }
         KeysAction::Rotate { now: at_once, .. } => {
-            let row =
-                crate::keys::rotate(store.db().write(), &secret, now, policy, at_once).await?;
+            let row = crate::keys::rotate(store.db(), &secret, now, policy, at_once).await?;
             println!("{}", row.kid);
             if at_once {
                 eprintln!(
@@ -336,7 +335,7 @@ async fn keys(action: KeysAction) -> Result<(), Failure> {
             true
         }
         KeysAction::Retire { kid, .. } => {
-            crate::keys::retire(store.db().write(), &kid, now, policy)
+            crate::keys::retire(store.db(), &kid, now, policy)
                 .await
                 .map_err(|e| match e {
                     DomainError::NotFound => Failure(format!("no key {kid}")),

@@ -8,11 +8,11 @@ use crate::clock::Clock;
 use crate::crypto;
 use crate::domain::DomainError;
 use crate::keys::{self, SEAL_PURPOSE};
+use crate::store::sql::Db;
 use crate::store::sql_keys::{self, KeyRow};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};
-use sqlx::AnyPool;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
@@ -102,7 +102,7 @@ struct KeySet {
 }
 
 struct SignerInner {
-    pool: AnyPool,
+    db: Db,
     secret: Vec<u8>,
     clock: Arc<dyn Clock>,
     keep_published: i64,
@@ -122,20 +122,20 @@ impl Signer {
     /// orders them alike everywhere, so the instances agree on the signer
     /// once each has read the other's.
     pub async fn load_or_create(
-        pool: AnyPool,
+        db: Db,
         secret: &[u8],
         clock: Arc<dyn Clock>,
         keep_published: Duration,
     ) -> Result<Signer, DomainError> {
         let now = clock.now();
-        let rows = sql_keys::all(&pool).await?;
+        let rows = sql_keys::all(&db).await?;
         if rows.iter().all(|r| r.retired_at.is_some()) {
             let (_, row) = keys::new_row(secret, now, now)?;
-            sql_keys::insert(&pool, &row).await?;
+            sql_keys::insert(&db, &row).await?;
             tracing::info!(kid = %row.kid, "created the first signing key");
         }
         let signer = Signer(Arc::new(SignerInner {
-            pool,
+            db,
             secret: secret.to_vec(),
             clock,
             keep_published: keep_published.as_secs() as i64,
@@ -155,7 +155,7 @@ impl Signer {
 
     /// Reads the keys again; keeps the current set when that fails.
     pub async fn reload(&self) -> Result<(), DomainError> {
-        let rows = sql_keys::all(&self.0.pool).await?;
+        let rows = sql_keys::all(&self.0.db).await?;
         let now = self.0.clock.now();
         let states = keys::schedule(&rows, now, self.0.keep_published);
         if !states.contains(&keys::State::Signing) {

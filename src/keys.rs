@@ -18,8 +18,8 @@
 
 use crate::domain::DomainError;
 use crate::jwt::EsKey;
+use crate::store::sql::Db;
 use crate::store::sql_keys::{self, KeyRow};
-use sqlx::AnyPool;
 
 /// The sealing purpose of the gateway's signing keys.
 pub const SEAL_PURPOSE: &str = "signing-key";
@@ -138,8 +138,8 @@ pub struct Listed {
 }
 
 /// Every key and its state at `now`, in the order they signed.
-pub async fn list(pool: &AnyPool, now: i64, policy: Policy) -> Result<Vec<Listed>, DomainError> {
-    let rows = sql_keys::all(pool).await?;
+pub async fn list(db: &Db, now: i64, policy: Policy) -> Result<Vec<Listed>, DomainError> {
+    let rows = sql_keys::all(db).await?;
     let states = schedule(&rows, now, policy.keep_published);
     let mut out: Vec<Listed> = rows
         .into_iter()
@@ -154,13 +154,13 @@ pub async fn list(pool: &AnyPool, now: i64, policy: Policy) -> Result<Vec<Listed
 /// `immediately`, which also unpublishes keys that were waiting to sign).
 /// Refused while another key is waiting, unless `immediately`.
 pub async fn rotate(
-    pool: &AnyPool,
+    db: &Db,
     secret: &[u8],
     now: i64,
     policy: Policy,
     immediately: bool,
 ) -> Result<KeyRow, DomainError> {
-    let listed = list(pool, now, policy).await?;
+    let listed = list(db, now, policy).await?;
     let waiting: Vec<&Listed> = listed.iter().filter(|l| l.state == State::Next).collect();
     if let Some(w) = waiting.first().filter(|_| !immediately) {
         return Err(DomainError::Conflict(format!(
@@ -184,11 +184,11 @@ pub async fn rotate(
     }
     .max(floor);
     let (_, row) = new_row(secret, now, activates_at)?;
-    sql_keys::insert(pool, &row).await?;
+    sql_keys::insert(db, &row).await?;
     if immediately {
         // Never used to sign: nothing can need them.
         for w in waiting {
-            sql_keys::retire(pool, &w.row.kid, now).await?;
+            sql_keys::retire(db, &w.row.kid, now).await?;
         }
     }
     Ok(row)
@@ -196,13 +196,8 @@ pub async fn rotate(
 
 /// Unpublishes `kid` at once. The key that signs cannot be retired (rotate
 /// with `--now` first).
-pub async fn retire(
-    pool: &AnyPool,
-    kid: &str,
-    now: i64,
-    policy: Policy,
-) -> Result<(), DomainError> {
-    let listed = list(pool, now, policy).await?;
+pub async fn retire(db: &Db, kid: &str, now: i64, policy: Policy) -> Result<(), DomainError> {
+    let listed = list(db, now, policy).await?;
     let Some(key) = listed.iter().find(|l| l.row.kid == kid) else {
         return Err(DomainError::NotFound);
     };
@@ -214,7 +209,7 @@ pub async fn retire(
             "key {kid} is already retired"
         ))),
         _ => {
-            sql_keys::retire(pool, kid, now).await?;
+            sql_keys::retire(db, kid, now).await?;
             Ok(())
         }
     }

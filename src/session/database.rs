@@ -42,11 +42,13 @@ impl DbKv {
             .execute(self.db.write())
             .await
             .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         let b = sqlx::query("DELETE FROM kv_index WHERE expires_at <= $1")
             .bind(now)
             .execute(self.db.write())
             .await
             .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         Ok(a.rows_affected() + b.rows_affected())
     }
 }
@@ -95,6 +97,7 @@ impl KvStore for DbKv {
         .execute(self.db.write())
         .await
         .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -112,6 +115,7 @@ impl KvStore for DbKv {
         .execute(self.db.write())
         .await
         .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -121,6 +125,7 @@ impl KvStore for DbKv {
             .fetch_optional(self.db.write())
             .await
             .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let expires: i64 = row.try_get("expires_at").map_err(unavailable)?;
         if expires <= self.now_ms() {
@@ -135,21 +140,31 @@ impl KvStore for DbKv {
             .execute(self.db.write())
             .await
             .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         Ok(())
     }
 
-    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError> {
+        let now = self.now_ms();
         sqlx::query(
             "INSERT INTO kv_index (ikey, member, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at",
         )
         .bind(index)
         .bind(member)
-        .bind(self.now_ms() + ttl_ms(ttl))
+        .bind(now + ttl_ms(ttl))
         .execute(self.db.write())
         .await
         .map_err(unavailable)?;
-        Ok(())
+        self.db.durable().await.map_err(unavailable)?;
+        let size: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM kv_index WHERE ikey = $1 AND expires_at > $2")
+                .bind(index)
+                .bind(now)
+                .fetch_one(self.db.read())
+                .await
+                .map_err(unavailable)?;
+        Ok(usize::try_from(size).unwrap_or(0))
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {
@@ -166,13 +181,18 @@ impl KvStore for DbKv {
     }
 
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError> {
-        for m in members {
-            sqlx::query("DELETE FROM kv_index WHERE ikey = $1 AND member = $2")
-                .bind(index)
-                .bind(m)
-                .execute(self.db.write())
-                .await
-                .map_err(unavailable)?;
+        for chunk in members.chunks(500) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "DELETE FROM kv_index WHERE ikey = $1 AND member IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(index);
+            for m in chunk {
+                q = q.bind(m);
+            }
+            q.execute(self.db.write()).await.map_err(unavailable)?;
+            self.db.durable().await.map_err(unavailable)?;
         }
         Ok(())
     }
@@ -195,6 +215,7 @@ impl KvStore for DbKv {
         .fetch_one(self.db.write())
         .await
         .map_err(unavailable)?;
+        self.db.durable().await.map_err(unavailable)?;
         let v: String = row.try_get("value").map_err(unavailable)?;
         v.parse()
             .map_err(|_| KvError::Unavailable(format!("counter {key} is not a number")))

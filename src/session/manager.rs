@@ -128,11 +128,8 @@ impl SessionManager {
             mfa,
             idle_secs: 0,
         };
-        self.prune_index(uid).await?;
         self.write(&session).await?;
-        self.kv
-            .index_add(&ukey(uid), &session.key, self.absolute)
-            .await?;
+        super::index_add_pruned(&*self.kv, &ukey(uid), &session.key, self.absolute, skey).await?;
         Ok((value, session))
     }
 
@@ -143,18 +140,6 @@ impl SessionManager {
             (s.seen + self.idle.as_secs() as i64).min(s.created + self.absolute.as_secs() as i64);
         let ttl = Duration::from_secs((ends - now).max(1) as u64);
         self.kv.set(&skey(&s.key), &json, ttl).await
-    }
-
-    /// Drops index entries whose sessions have expired.
-    async fn prune_index(&self, uid: &str) -> Result<(), KvError> {
-        let members = self.kv.index_members(&ukey(uid)).await?;
-        let mut dead = Vec::new();
-        for m in members {
-            if self.kv.get(&skey(&m)).await?.is_none() {
-                dead.push(m);
-            }
-        }
-        self.kv.index_remove(&ukey(uid), &dead).await
     }
 
     /// Finds the live session for a cookie value, applying both timeouts and

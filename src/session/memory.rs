@@ -109,7 +109,7 @@ impl KvStore for MemoryKv {
         Ok(())
     }
 
-    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError> {
         let now = self.now_ms();
         let mut g = self.lock()?;
         g.sweep(now);
@@ -122,7 +122,7 @@ impl KvStore for MemoryKv {
         }
         entry.0.insert(member.to_string());
         entry.1 = entry.1.max(now + ttl_ms(ttl));
-        Ok(())
+        Ok(entry.0.len())
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {

@@ -42,14 +42,49 @@ pub trait KvStore: Send + Sync + 'static {
     /// Gets and deletes atomically: single-use values.
     async fn take(&self, key: &str) -> Result<Option<String>, KvError>;
     async fn delete(&self, key: &str) -> Result<(), KvError>;
-    /// Adds `member` to the set `index`, which lives at least `ttl` more.
-    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError>;
+    /// Adds `member` to the set `index`, which lives at least `ttl` more;
+    /// returns how many members the set has now.
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError>;
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError>;
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError>;
     /// Adds one to the counter at `key` (created at 1 with `ttl` when absent
     /// or expired; an existing counter keeps its expiry) and returns it.
     async fn incr(&self, key: &str, ttl: Duration) -> Result<i64, KvError>;
     async fn ping(&self) -> Result<(), KvError>;
+}
+
+/// Indexes smaller than this are never pruned.
+const PRUNE_FROM: usize = 16;
+
+/// Adds `member` (whose value lives at `value_key(member)`) to the set
+/// `index`, and drops the members whose values are gone when the set has
+/// just reached a power of two of at least [`PRUNE_FROM`] members. So a
+/// person's sign-in costs the same however many sessions they already
+/// have: the pruning, one round trip for every member, runs once each time
+/// the set doubles, not at every sign-in.
+pub async fn index_add_pruned(
+    kv: &dyn KvStore,
+    index: &str,
+    member: &str,
+    ttl: Duration,
+    value_key: impl Fn(&str) -> String,
+) -> Result<(), KvError> {
+    let size = kv.index_add(index, member, ttl).await?;
+    if size < PRUNE_FROM || !size.is_power_of_two() {
+        return Ok(());
+    }
+    let members = kv.index_members(index).await?;
+    let keys: Vec<String> = members.iter().map(|m| value_key(m)).collect();
+    let live = kv.exists_many(&keys).await?;
+    let dead: Vec<String> = members
+        .into_iter()
+        .zip(live)
+        .filter_map(|(m, live)| (!live).then_some(m))
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    kv.index_remove(index, &dead).await
 }
 
 pub(crate) fn ttl_ms(ttl: Duration) -> i64 {

@@ -245,7 +245,7 @@ impl KvStore for RedisKv {
         self.run(redis::cmd("DEL").arg(k(key))).await
     }
 
-    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<(), KvError> {
+    async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("SADD")
@@ -262,8 +262,11 @@ impl KvStore for RedisKv {
             .arg(k(index))
             .arg(ttl_ms(ttl))
             .arg("NX")
-            .ignore();
-        self.run_pipe(&pipe).await
+            .ignore()
+            .cmd("SCARD")
+            .arg(k(index));
+        let (size,): (usize,) = self.run_pipe(&pipe).await?;
+        Ok(size)
     }
 
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError> {

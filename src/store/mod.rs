@@ -2,6 +2,7 @@
 //! share the portable SQL in [`sql`]; they differ in how they connect.
 
 pub mod access;
+pub mod group_commit;
 pub mod oidc;
 pub mod postgres;
 pub mod scim;

@@ -343,6 +343,7 @@ impl OidcStore for SqlStore {
                 .execute(self.write())
                 .await?
                 .rows_affected();
+        self.db().durable().await?;
         Ok(n == 1)
     }
 
@@ -409,6 +410,7 @@ impl OidcStore for SqlStore {
         .execute(self.write())
         .await?
         .rows_affected();
+        self.db().durable().await?;
         Ok(n == 1)
     }
 
@@ -437,6 +439,7 @@ impl OidcStore for SqlStore {
             .bind(hash)
             .execute(self.write())
             .await?;
+        self.db().durable().await?;
         Ok(())
     }
 
@@ -512,6 +515,7 @@ impl OidcStore for SqlStore {
             .execute(self.write())
             .await?
             .rows_affected();
+        self.db().durable().await?;
         Ok(n == 1)
     }
 

@@ -113,7 +113,7 @@ async fn prepare_sqlite(db: &Db) -> StoreResult<()> {
             .execute(&mut *tx)
             .await?;
     }
-    Db::commit(tx).await?;
+    db.commit(tx).await?;
     Ok(())
 }
 

@@ -22,11 +22,16 @@ pub enum Backend {
 /// against another process such as the CLI, waits `busy_timeout` for it).
 /// Reads use [`Db::read`], a pool of several connections, and run alongside
 /// the writer (WAL). On PostgreSQL both are the same pool.
+///
+/// A SQLite file database commits through group commit (see
+/// [`super::group_commit`]): a write is acknowledged only after
+/// [`Db::durable`], which [`Db::commit`] and [`Db::written`] wait for.
 #[derive(Clone)]
 pub struct Db {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    group: Option<Arc<super::group_commit::GroupCommit>>,
 }
 
 impl Db {
@@ -35,7 +40,40 @@ impl Db {
             read,
             write,
             backend,
+            group: None,
         }
+    }
+
+    /// SQLite with group commit: its writer commits without syncing and
+    /// every write waits for `group`'s next sync instead.
+    pub fn with_group_commit(mut self, group: super::group_commit::GroupCommit) -> Self {
+        self.group = Some(Arc::new(group));
+        self
+    }
+
+    /// Returns once every write committed before the call is on disk (at
+    /// once where the database syncs each commit itself).
+    pub async fn durable(&self) -> Result<(), sqlx::Error> {
+        match &self.group {
+            Some(g) => g.durable().await.map_err(sqlx::Error::Io),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a write made directly on [`Self::write`] (a statement on its
+    /// own, committed by itself) and answers once it is durable.
+    pub async fn written<T, E: From<sqlx::Error>>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let out = write.await?;
+        self.durable().await?;
+        Ok(out)
+    }
+
+    /// Sync rounds of group commit so far (None without it).
+    pub fn sync_rounds(&self) -> Option<u64> {
+        self.group.as_ref().map(|g| g.rounds())
     }
 
     /// One pool for both reads and writes (PostgreSQL).
@@ -48,7 +86,9 @@ impl Db {
         &self.read
     }
 
-    /// For every statement that writes.
+    /// For every statement that writes. A statement run on it by itself is
+    /// its own transaction: wrap it in [`Self::written`] so that it is
+    /// answered only once durable.
     pub fn write(&self) -> &AnyPool {
         &self.write
     }
@@ -78,11 +118,16 @@ impl Db {
     }
 
     /// Commits a transaction in a task of its own, so that a caller dropped
-    /// meanwhile cannot leave it half-finished (see [`Self::begin`]).
-    pub async fn commit(tx: sqlx::Transaction<'static, sqlx::Any>) -> Result<(), sqlx::Error> {
+    /// meanwhile cannot leave it half-finished (see [`Self::begin`]), and
+    /// answers once it is durable.
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), sqlx::Error> {
         tokio::spawn(tx.commit())
             .await
-            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))?
+            .map_err(|e| sqlx::Error::Io(std::io::Error::other(e)))??;
+        self.durable().await
     }
 
     pub async fn close(&self) {
@@ -250,7 +295,7 @@ impl SqlStore {
         if let Some(event) = crate::audit::take_pending_for(created, facts) {
             insert_audit(&mut *tx, &event).await?;
         }
-        Db::commit(tx).await?;
+        self.db.commit(tx).await?;
         Ok(())
     }
 
@@ -264,7 +309,11 @@ impl SqlStore {
         created: Option<&str>,
     ) -> StoreResult<u64> {
         if !crate::audit::is_pending() {
-            return Ok(q.execute(self.write()).await?.rows_affected());
+            return Ok(self
+                .db
+                .written(q.execute(self.write()))
+                .await?
+                .rows_affected());
         }
         let mut tx = self.begin_write().await?;
         let changed = q.execute(&mut *tx).await?.rows_affected();
@@ -297,6 +346,7 @@ impl SqlStore {
             .run(self.write())
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        self.db.durable().await?;
         let email = super::search::prepare(&self.db).await?;
         self.email_search
             .store(email, std::sync::atomic::Ordering::Relaxed);
@@ -465,7 +515,7 @@ impl Store for SqlStore {
     }
 
     async fn create_user(&self, new: &NewUser, now: i64) -> StoreResult<User> {
-        insert_user(self.write(), new, now).await
+        self.db.written(insert_user(self.write(), new, now)).await
     }
 
     async fn user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
@@ -560,6 +610,7 @@ impl Store for SqlStore {
         .bind(user_id)
         .execute(self.write())
         .await?;
+        self.db.durable().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -576,6 +627,7 @@ impl Store for SqlStore {
             .bind(hash)
             .execute(self.write())
             .await?;
+        self.db.durable().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -643,7 +695,7 @@ impl Store for SqlStore {
     }
 
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        insert_audit(self.write(), e).await
+        self.db.written(insert_audit(self.write(), e)).await
     }
 
     async fn enqueue_mail(&self, m: &OutboxMail) -> StoreResult<()> {
@@ -655,6 +707,7 @@ impl Store for SqlStore {
             .bind(m.created_at)
             .execute(self.write())
             .await?;
+        self.db.durable().await?;
         Ok(())
     }
 
@@ -691,7 +744,9 @@ impl Store for SqlStore {
     }
 
     async fn create_workspace(&self, slug: &str, name: &str, now: i64) -> StoreResult<Workspace> {
-        insert_workspace(self.write(), slug, name, now).await
+        self.db
+            .written(insert_workspace(self.write(), slug, name, now))
+            .await
     }
 
     async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
@@ -757,6 +812,7 @@ impl Store for SqlStore {
         .bind(user_id)
         .execute(self.write())
         .await?;
+        self.db.durable().await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -829,6 +885,7 @@ impl Store for SqlStore {
             .bind(expires_at)
             .execute(self.write())
             .await?;
+        self.db.durable().await?;
         Ok(())
     }
 
@@ -847,6 +904,7 @@ impl Store for SqlStore {
         .bind(purpose)
         .fetch_optional(self.write())
         .await?;
+        self.db.durable().await?;
         row.map(|r| r.try_get("user_id"))
             .transpose()
             .map_err(StoreError::from)

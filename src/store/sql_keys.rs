@@ -2,9 +2,9 @@
 //! starts signing and, for an unpublished one, when it was retired. What a
 //! row means at a given time is decided in [`crate::keys`].
 
-use super::sql::map_err;
+use super::sql::{map_err, Db};
 use super::StoreResult;
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRow {
@@ -19,13 +19,13 @@ pub struct KeyRow {
 }
 
 /// Every key, retired ones included.
-pub async fn all(pool: &AnyPool) -> StoreResult<Vec<KeyRow>> {
+pub async fn all(db: &Db) -> StoreResult<Vec<KeyRow>> {
     let rows = sqlx::query(
         "SELECT kid, alg, private_key, public_jwk, created_at, \
          COALESCE(activates_at, created_at) AS activates_at, retired_at \
          FROM signing_keys ORDER BY created_at, kid",
     )
-    .fetch_all(pool)
+    .fetch_all(db.write())
     .await
     .map_err(map_err)?;
     rows.iter()
@@ -44,8 +44,8 @@ pub async fn all(pool: &AnyPool) -> StoreResult<Vec<KeyRow>> {
         .map_err(map_err)
 }
 
-pub async fn insert(pool: &AnyPool, key: &KeyRow) -> StoreResult<()> {
-    sqlx::query(
+pub async fn insert(db: &Db, key: &KeyRow) -> StoreResult<()> {
+    let q = sqlx::query(
         "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, activates_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -54,22 +54,18 @@ pub async fn insert(pool: &AnyPool, key: &KeyRow) -> StoreResult<()> {
     .bind(&key.sealed_private_key)
     .bind(&key.public_jwk)
     .bind(key.created_at)
-    .bind(key.activates_at)
-    .execute(pool)
-    .await
-    .map_err(map_err)?;
+    .bind(key.activates_at);
+    db.written(q.execute(db.write())).await.map_err(map_err)?;
     Ok(())
 }
 
 /// Unpublishes `kid`; false when there is no such key or it is retired.
-pub async fn retire(pool: &AnyPool, kid: &str, now: i64) -> StoreResult<bool> {
-    let done = sqlx::query(
+pub async fn retire(db: &Db, kid: &str, now: i64) -> StoreResult<bool> {
+    let q = sqlx::query(
         "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
     )
     .bind(now)
-    .bind(kid)
-    .execute(pool)
-    .await
-    .map_err(map_err)?;
+    .bind(kid);
+    let done = db.written(q.execute(db.write())).await.map_err(map_err)?;
     Ok(done.rows_affected() == 1)
 }

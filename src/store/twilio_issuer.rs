@@ -165,6 +165,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(a.link_expires_at)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(())
     }
 
@@ -185,6 +186,7 @@ impl TwilioIssuerStore for SqlStore {
                 .bind(sub)
                 .execute(self.write())
                 .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -200,6 +202,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sub)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -213,6 +216,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sub)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -231,6 +235,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sub)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -263,6 +268,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(link_hash)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -276,6 +282,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sub)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -296,6 +303,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sealed)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -308,6 +316,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(sub)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -322,6 +331,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(step)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 
@@ -342,6 +352,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(now)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(())
     }
 
@@ -366,6 +377,7 @@ impl TwilioIssuerStore for SqlStore {
         .bind(kid)
         .execute(self.write())
         .await?;
+        self.db().durable().await?;
         Ok(applied(done))
     }
 }

@@ -107,28 +107,18 @@ impl IssuerState {
             auth_time: self.clock.now(),
             amr,
         };
-        self.prune_index(sub).await?;
         self.kv
             .set(&session_key(&key), &to_json(&session)?, ttl(SESSION_TTL))
             .await?;
-        self.kv
-            .index_add(&user_index(sub), &key, ttl(SESSION_TTL))
-            .await?;
+        crate::session::index_add_pruned(
+            &*self.kv,
+            &user_index(sub),
+            &key,
+            ttl(SESSION_TTL),
+            session_key,
+        )
+        .await?;
         Ok(value)
-    }
-
-    /// Drops index entries whose sessions have expired.
-    async fn prune_index(&self, sub: &str) -> Result<(), DomainError> {
-        let mut dead = Vec::new();
-        for member in self.kv.index_members(&user_index(sub)).await? {
-            if self.kv.get(&session_key(&member)).await?.is_none() {
-                dead.push(member);
-            }
-        }
-        if !dead.is_empty() {
-            self.kv.index_remove(&user_index(sub), &dead).await?;
-        }
-        Ok(())
     }
 
     /// The live session of this request, if any.

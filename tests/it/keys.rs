@@ -279,8 +279,7 @@ async fn rotation_under_load(db: Db) {
         iam_gateway::store::open(&a.database_url)
             .await
             .unwrap()
-            .db()
-            .write(),
+            .db(),
     )
     .await
     .unwrap();

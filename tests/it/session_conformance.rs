@@ -159,15 +159,16 @@ async fn kv_indexes_add_list_and_remove() {
     for b in backends().await {
         let (name, kv) = (b.name, b.kv.clone());
         let i = key("idx");
-        kv.index_add(&i, "m1", Duration::from_secs(60))
-            .await
-            .unwrap();
-        kv.index_add(&i, "m2", Duration::from_secs(60))
-            .await
-            .unwrap();
-        kv.index_add(&i, "m2", Duration::from_secs(60))
-            .await
-            .unwrap();
+        // Each add answers the set's size: a member added twice counts once.
+        let mut sizes = Vec::new();
+        for member in ["m1", "m2", "m2"] {
+            sizes.push(
+                kv.index_add(&i, member, Duration::from_secs(60))
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(sizes, [1, 2, 2], "{name}");
         let mut m = kv.index_members(&i).await.unwrap();
         m.sort();
         assert_eq!(m, vec!["m1", "m2"], "{name}");
@@ -317,6 +318,61 @@ async fn manager_revokes_one_or_all_sessions_of_a_user() {
             m.lookup(&o).await.unwrap().is_some(),
             "{name}: other users untouched"
         );
+    }
+}
+
+/// A sign-in does not read every earlier session of the person: the index
+/// of their sessions is pruned of ended ones only when it doubles (at 16,
+/// 32, ...), so a person with thousands of sessions signs in as fast as one
+/// with none, and the index still does not keep ended sessions for ever.
+#[tokio::test]
+async fn manager_prunes_a_persons_ended_sessions_when_their_index_doubles() {
+    for b in backends().await {
+        let (name, kv) = (b.name, b.kv.clone());
+        let clock = b.manager_clock();
+        let m = manager(kv.clone(), &clock);
+        let uid = uuid::Uuid::new_v4().to_string();
+        let index = format!("u:{uid}");
+        // 15 sessions that end without their index entries (as an idle
+        // timeout or the store's own expiry ends them).
+        for _ in 0..15 {
+            let (_, s) = m
+                .login(&uid, AuthMethod::Password, false, None)
+                .await
+                .unwrap();
+            kv.delete(&format!("s:{}", s.key)).await.unwrap();
+        }
+        assert_eq!(
+            kv.index_members(&index).await.unwrap().len(),
+            15,
+            "{name}: below 16 entries nothing is pruned"
+        );
+        // The 16th sign-in doubles the index: the ended sessions go, the
+        // live one stays.
+        let (cookie, live) = m
+            .login(&uid, AuthMethod::Password, false, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            kv.index_members(&index).await.unwrap(),
+            vec![live.key.clone()],
+            "{name}: pruned at 16"
+        );
+        // Between doublings the sign-ins only add: 14 more ended ones and
+        // the live one make 15, still all there.
+        for _ in 0..14 {
+            let (_, s) = m
+                .login(&uid, AuthMethod::Password, false, None)
+                .await
+                .unwrap();
+            kv.delete(&format!("s:{}", s.key)).await.unwrap();
+        }
+        assert_eq!(kv.index_members(&index).await.unwrap().len(), 15, "{name}");
+        assert!(m.lookup(&cookie).await.unwrap().is_some(), "{name}");
+        assert_eq!(m.sessions_of(&uid).await.unwrap().len(), 1, "{name}");
+        // Ending them all still finds every live one.
+        assert_eq!(m.revoke_all(&uid, None).await.unwrap(), 15, "{name}");
+        assert!(m.lookup(&cookie).await.unwrap().is_none(), "{name}");
     }
 }
 

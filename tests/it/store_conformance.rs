@@ -226,6 +226,52 @@ async fn migrations_are_idempotent() {
     }
 }
 
+/// SQLite commits through group commit: its writer commits without
+/// syncing (`synchronous = NORMAL`) and each write is answered only after a
+/// sync of the log that began after it; concurrent writes share those
+/// syncs. 64 sign-ups at once are each answered, took at least one sync
+/// and at most one each, and are all there for the next process.
+#[tokio::test]
+async fn concurrent_sqlite_writes_are_answered_after_shared_syncs() {
+    let url = fresh_database_url(Db::Sqlite, &temp_dir()).await;
+    let s = store::open(&url).await.unwrap();
+    let before = s
+        .db()
+        .sync_rounds()
+        .expect("a SQLite file commits through group commit");
+    let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(s.db().write())
+        .await
+        .unwrap();
+    assert_eq!(mode, 1, "the writer leaves syncing to group commit");
+    let writes: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.create_user(&new_user(&format!("gc{i}@example.test")), 1)
+                    .await
+            })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().unwrap();
+    }
+    let rounds = s.db().sync_rounds().unwrap() - before;
+    assert!((1..=64).contains(&rounds), "{rounds} syncs for 64 writes");
+    s.close().await;
+    let again = store::open(&url).await.unwrap();
+    for i in 0..64 {
+        assert!(
+            again
+                .user_by_email(&format!("gc{i}@example.test"))
+                .await
+                .unwrap()
+                .is_some(),
+            "sign-up {i}"
+        );
+    }
+}
+
 /// Walks the member list `page` rows at a time and returns every row's id.
 async fn walk_members(
     s: &store::sql::SqlStore,

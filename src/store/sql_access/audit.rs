@@ -106,5 +106,6 @@ pub(super) async fn purge_audit(s: &SqlStore, workspace_id: &str, before: i64) -
         .bind(before)
         .execute(s.write())
         .await?;
+    s.db().durable().await?;
     Ok(done.rows_affected())
 }
