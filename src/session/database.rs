@@ -146,24 +146,23 @@ impl KvStore for DbKv {
 
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError> {
         let now = self.now_ms();
-        sqlx::query(
+        // The size in the same statement: the other live members (which
+        // both databases read the same way, whether or not the sub-query
+        // sees the new row), plus this one.
+        let size: i64 = sqlx::query_scalar(
             "INSERT INTO kv_index (ikey, member, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at",
+             ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at \
+             RETURNING 1 + (SELECT COUNT(*) FROM kv_index o \
+               WHERE o.ikey = $1 AND o.member <> $2 AND o.expires_at > $4)",
         )
         .bind(index)
         .bind(member)
         .bind(now + ttl_ms(ttl))
-        .execute(self.db.write())
+        .bind(now)
+        .fetch_one(self.db.write())
         .await
         .map_err(unavailable)?;
         self.db.durable().await.map_err(unavailable)?;
-        let size: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM kv_index WHERE ikey = $1 AND expires_at > $2")
-                .bind(index)
-                .bind(now)
-                .fetch_one(self.db.read())
-                .await
-                .map_err(unavailable)?;
         Ok(usize::try_from(size).unwrap_or(0))
     }
 
