@@ -15,10 +15,13 @@
 #
 # With BENCH_BASELINE_BIN=<binary> it measures that build first, on its own
 # database, and prints the ratio. With BENCH_PERF=1 it records a profile
-# of the gateway (perf) during the run and prints its top symbols.
+# of the gateway (perf) during the run, prints its top symbols and keeps
+# it as /tmp/saml-perf-<label>.data. With BENCH_LOG=<filter> (for example
+# info,sqlx=debug: every SQL statement) the gateway logs at that level and
+# its log is kept as /tmp/saml-<label>.log.
 #
 # Environment: BENCH_BIN, BENCH_BASELINE_BIN, BENCH_SECONDS,
-# BENCH_CONNECTIONS, BENCH_PERF, CARGO_TARGET_DIR. Results:
+# BENCH_CONNECTIONS, BENCH_PERF, BENCH_LOG, CARGO_TARGET_DIR. Results:
 # docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
