@@ -14,6 +14,18 @@ pub struct DbKv {
     clock: Arc<dyn Clock>,
 }
 
+/// Keys per `IN (...)` list: one statement for each this many.
+const IN_LIST: usize = 500;
+
+/// The placeholders of an `IN` list of `n` values bound after `$1`:
+/// `$2, $3, ...`.
+fn in_list(n: usize) -> String {
+    (2..n + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn unavailable(e: sqlx::Error) -> KvError {
     KvError::Unavailable(e.to_string())
 }
@@ -69,11 +81,10 @@ impl KvStore for DbKv {
 
     async fn exists_many(&self, keys: &[String]) -> Result<Vec<bool>, KvError> {
         let mut present = std::collections::HashSet::new();
-        for chunk in keys.chunks(500) {
-            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        for chunk in keys.chunks(IN_LIST) {
             let sql = format!(
                 "SELECT key FROM kv WHERE expires_at > $1 AND key IN ({})",
-                marks.join(", ")
+                in_list(chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(self.now_ms());
             for key in chunk {
@@ -180,11 +191,10 @@ impl KvStore for DbKv {
     }
 
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError> {
-        for chunk in members.chunks(500) {
-            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+        for chunk in members.chunks(IN_LIST) {
             let sql = format!(
                 "DELETE FROM kv_index WHERE ikey = $1 AND member IN ({})",
-                marks.join(", ")
+                in_list(chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(index);
             for m in chunk {

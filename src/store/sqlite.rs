@@ -26,16 +26,15 @@ pub async fn connect(url: &str) -> StoreResult<SqlStore> {
     sqlx::any::install_default_drivers();
     ensure_parent_dir(url)?;
     let url = with_create_mode(url);
-    // Group commit needs the log in WAL mode and a file to sync: the
-    // writer's first connection (which creates the file) says whether it
-    // has them; every writer connection then agrees with it.
-    let group = file_path(&url).map(|p| std::path::PathBuf::from(p.to_string()));
-    let group = match group {
-        Some(path) if wal_mode(&url).await? => {
-            Some(super::group_commit::GroupCommit::start(&path).map_err(|e| {
+    // Group commit needs a file to sync and the log in WAL mode: a first
+    // connection (which creates the file) turns WAL on and says whether it
+    // took; the writer's connections are then all set up alike.
+    let group = match file_path(&url) {
+        Some(path) if wal_mode(&url).await? => Some(
+            super::group_commit::GroupCommit::start(path.as_ref()).map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the SQLite sync thread: {e}"))
-            })?)
-        }
+            })?,
+        ),
         _ => None,
     };
     let role = if group.is_some() {
