@@ -12,7 +12,13 @@
 # servers: the page alone (a static file); `auth_request` to each gateway
 # in front of that page; and the deployment template
 # (deploy/nginx/templates/iam-gateway.conf.template) over the Unix socket,
-# which reaches the page through a second proxy hop as it would an app. Then, in rounds (BENCH_ROUNDS, default 3), wrk
+# which reaches the page through a second proxy hop as it would an app.
+# A fifth, the ceiling, is `auth_request` to a "gateway that costs
+# nothing": nginx itself, on a Unix socket, answering every check with a
+# fixed 200 that carries the same headers the gateway's answer does (read
+# from the gateway once). No forward-auth backend can do better than that
+# through nginx, so its ratio bounds what any gateway can reach here.
+# Then, in rounds (BENCH_ROUNDS, default 3), wrk
 # (2 threads, BENCH_CONNECTIONS, default 64) measures each for
 # BENCH_SECONDS (default 8); the median ratio to the page alone counts.
 # With BENCH_ONE_CORE=1, nginx (one worker) and both gateways are pinned to
@@ -77,7 +83,7 @@ sign_in
 # The page, and nginx: the page alone, and the template guarding it per gateway.
 mkdir -p "$work/www" "$work/tmp"
 head -c 2048 /dev/zero | tr '\0' 'x' >"$work/www/index.html"
-page_port=$(free_port) tcp_port=$(free_port) unix_port=$(free_port) tpl_port=$(free_port)
+page_port=$(free_port) tcp_port=$(free_port) unix_port=$(free_port) tpl_port=$(free_port) ceil_port=$(free_port)
 # guarded LISTEN GATEWAY: auth_request in front of the page itself, as
 # nginx serves it alone (the hop to the gateway is the only difference).
 guarded() {
@@ -117,17 +123,23 @@ workers=auto
   guarded "$tcp_port" "127.0.0.1:$port"
   guarded "$unix_port" "unix:$sock"
   render "$tpl_port" "unix:$sock"
+  echo "  server { listen unix:$work/ceiling.sock; location / {"
+  # The gateway's own allowed answer, header for header.
+  curl -sf -D - -o /dev/null -H "Cookie: $cookie" --unix-socket "$sock" "http://gw/auth/verify?workspace=acme" |
+    tr -d '\r' | awk -F': ' 'tolower($1) ~ /^x-auth-/ {printf "    add_header %s \"%s\";\n", $1, $2}'
+  echo "    return 200; } }"
+  guarded "$ceil_port" "unix:$work/ceiling.sock"
   echo "}"
 } >"$work/nginx.conf"
 "${pin[@]}" "$NGINX" -t -p "$work" -c "$work/nginx.conf" -e "$work/nginx.err" -g "daemon off; pid $work/nginx.pid;" 2>/dev/null || { cat -n "$work/nginx.conf" >&2; exit 1; }
 "${pin[@]}" "$NGINX" -p "$work" -c "$work/nginx.conf" -e "$work/nginx.err" -g "daemon off; pid $work/nginx.pid;" &
 pids+=($!)
 for _ in $(seq 1 50); do curl -sf -o /dev/null "http://127.0.0.1:$page_port/" && break; sleep 0.1; done
-for p in $tcp_port $unix_port $tpl_port; do
+for p in $tcp_port $unix_port $tpl_port $ceil_port; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $cookie" "http://127.0.0.1:$p/")
   [ "$code" = 200 ] || { echo "the protected page through :$p answers $code" >&2; cat "$work/nginx.err" >&2; exit 1; }
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/")
-  case "$p:$code" in "$tpl_port:302" | *:401) ;; *) echo "without a session :$p answers $code" >&2; exit 1 ;; esac
+  case "$p:$code" in "$tpl_port:302" | *:401 | "$ceil_port:200") ;; *) echo "without a session :$p answers $code" >&2; exit 1 ;; esac
 done
 
 measure() { "${wrk_pin[@]}" wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" --latency "$@" | wrk_summary; }
@@ -137,13 +149,13 @@ commit=$(bench_commit deploy)
 echo "# proxy hop benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $commit, $(nginx -v 2>&1 | sed 's/.*: //')"
 echo "# $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), wrk $CONNS connections, ${SECONDS_EACH}s each, one core: $ONE_CORE"
 printf '%-6s %-22s %10s %9s %9s %7s %s\n' round path req/s p50_ms p99_ms ratio non-2xx/3xx
-tcp_ratios=() unix_ratios=() tpl_ratios=() tcp_p99=() unix_p99=() tpl_p99=()
+tcp_ratios=() unix_ratios=() tpl_ratios=() ceil_ratios=() tcp_p99=() unix_p99=() tpl_p99=() ceil_p99=()
 for round in $(seq 1 "$ROUNDS"); do
   warm "http://127.0.0.1:$page_port/"
   read -r a_rps a50 a99 aerr < <(measure "http://127.0.0.1:$page_port/")
   printf '%-6s %-22s %10.0f %9s %9s %7s %s\n' "$round" "nginx alone" "$a_rps" "$a50" "$a99" - "$aerr"
-  for kind in tcp unix template; do
-    case $kind in tcp) p=$tcp_port ;; unix) p=$unix_port ;; template) p=$tpl_port ;; esac
+  for kind in tcp unix template ceiling; do
+    case $kind in tcp) p=$tcp_port ;; unix) p=$unix_port ;; template) p=$tpl_port ;; ceiling) p=$ceil_port ;; esac
     warm -H "Cookie: $cookie" "http://127.0.0.1:$p/"
     if [ -n "${BENCH_PERF:-}" ] && [ "$round" = 1 ] && [ "$kind" = unix ]; then
       mkdir -p "$BENCH_PERF"
@@ -161,6 +173,7 @@ for round in $(seq 1 "$ROUNDS"); do
       tcp) tcp_ratios+=("$ratio") tcp_p99+=("$r99") ;;
       unix) unix_ratios+=("$ratio") unix_p99+=("$r99") ;;
       template) tpl_ratios+=("$ratio") tpl_p99+=("$r99") ;;
+      ceiling) ceil_ratios+=("$ratio") ceil_p99+=("$r99") ;;
     esac
   done
 done
@@ -179,3 +192,4 @@ report() { # label ratios... -- p99s...
 report "auth_request over loopback TCP" "${tcp_ratios[@]}" -- "${tcp_p99[@]}"
 report "auth_request over the Unix socket" "${unix_ratios[@]}" -- "${unix_p99[@]}"
 report "the deployment template (Unix socket; the page behind a second proxy hop, as an app)" "${tpl_ratios[@]}" -- "${tpl_p99[@]}"
+report "the ceiling (nginx answering the check itself, Unix socket: a gateway that costs nothing)" "${ceil_ratios[@]}" -- "${ceil_p99[@]}"

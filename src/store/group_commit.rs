@@ -55,6 +55,47 @@ struct Shared {
     synced: watch::Sender<Synced>,
 }
 
+tokio::task_local! {
+    /// Inside [`one_wait`]: the group commits (one per database) this
+    /// task's writes must wait for before its answer goes out.
+    static DEFERRED: std::cell::RefCell<Vec<Arc<GroupCommit>>>;
+}
+
+/// Runs `work` (one request) with the durability waits of its writes
+/// deferred to its end: each write made in this task is noted instead of
+/// waited for ([`defer`]), and once `work` is done one sync that started
+/// after all of them is waited for. So a request that writes four times
+/// (a sign-in: the session, its index entry, the last login, the audit
+/// event) waits for one sync round instead of four in a row, and what it
+/// answers is still on disk before the answer leaves. Errs, with `work`'s
+/// answer dropped, when that sync failed. Writes made in tasks `work`
+/// spawns wait for themselves, as outside.
+pub async fn one_wait<F: std::future::Future>(work: F) -> std::io::Result<F::Output> {
+    let (out, pending) = DEFERRED
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let out = work.await;
+            (out, DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut())))
+        })
+        .await;
+    for group in pending {
+        group.durable().await?;
+    }
+    Ok(out)
+}
+
+/// Inside [`one_wait`], notes that this task's answer must wait for
+/// `group` and answers true; elsewhere false (the caller waits itself).
+pub(crate) fn defer(group: &Arc<GroupCommit>) -> bool {
+    DEFERRED
+        .try_with(|d| {
+            let mut d = d.borrow_mut();
+            if !d.iter().any(|g| Arc::ptr_eq(g, group)) {
+                d.push(group.clone());
+            }
+        })
+        .is_ok()
+}
+
 /// The handle the database's connections share; the syncing thread stops
 /// when the last one goes.
 pub struct GroupCommit {
@@ -221,6 +262,39 @@ mod tests {
         std::fs::write(&file, b"").unwrap();
         let gc = GroupCommit::start(&file.join("x.db")).unwrap();
         let err = gc.durable().await.unwrap_err();
+        assert!(err.to_string().contains("may not be on disk"), "{err}");
+        std::fs::remove_file(&file).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_once_at_its_end_for_every_write_it_made() {
+        let dir = std::env::temp_dir().join(format!("gc-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("x.db-wal"), b"frames").unwrap();
+        let gc = Arc::new(GroupCommit::start(&dir.join("x.db")).unwrap());
+        assert!(!defer(&gc), "outside a request the caller waits itself");
+        let rounds_inside = one_wait(async {
+            for _ in 0..4 {
+                assert!(defer(&gc), "inside, the write is noted");
+            }
+            gc.rounds()
+        })
+        .await
+        .unwrap();
+        assert_eq!(rounds_inside, 0, "nothing waited while the request ran");
+        assert_eq!(gc.rounds(), 1, "one round for all four, before the answer");
+        // A request that wrote nothing waits for nothing.
+        one_wait(async {}).await.unwrap();
+        assert_eq!(gc.rounds(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_sync_failed_loses_its_answer() {
+        let file = std::env::temp_dir().join(format!("gc-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, b"").unwrap();
+        let gc = Arc::new(GroupCommit::start(&file.join("x.db")).unwrap());
+        let err = one_wait(async { defer(&gc) }).await.unwrap_err();
         assert!(err.to_string().contains("may not be on disk"), "{err}");
         std::fs::remove_file(&file).unwrap();
     }

@@ -52,9 +52,13 @@ impl Db {
     }
 
     /// Returns once every write committed before the call is on disk (at
-    /// once where the database syncs each commit itself).
+    /// once where the database syncs each commit itself). Inside
+    /// [`super::group_commit::one_wait`] (every HTTP request) it returns at
+    /// once and the wait happens, once for all of the request's writes,
+    /// before the answer goes out.
     pub async fn durable(&self) -> Result<(), sqlx::Error> {
         match &self.group {
+            Some(g) if super::group_commit::defer(g) => Ok(()),
             Some(g) => g.durable().await.map_err(sqlx::Error::Io),
             None => Ok(()),
         }

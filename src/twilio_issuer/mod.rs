@@ -276,6 +276,7 @@ pub fn router(state: IssuerState) -> Router {
         .route("/healthz", get(discovery::healthz))
         .fallback(discovery::not_found)
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(crate::web::durable_answer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -22,7 +22,7 @@ pub use crate::service::Core;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{header, HeaderValue};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::ops::Deref;
@@ -119,8 +119,31 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(ops::not_found)
         .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(durable_answer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Every request's writes are on disk before its answer leaves, through one
+/// shared sync for all of them (SQLite group commit:
+/// [`crate::store::group_commit::one_wait`]). When that sync fails the
+/// answer is replaced by a 503: what the request did may not be on disk.
+pub async fn durable_answer(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let machine = ["/api/", "/scim/", "/oauth2/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    match crate::store::group_commit::one_wait(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            let e = crate::domain::DomainError::Unavailable(e.to_string());
+            if machine {
+                errors::ApiError(e).into_response()
+            } else {
+                errors::PageError(e).into_response()
+            }
+        }
+    }
 }
 
 /// Metrics and one log line per request (path without the query string, so

@@ -68,6 +68,68 @@ async fn sign_in_sets_a_safe_cookie_and_logout_ends_the_session() {
     }
 }
 
+/// On SQLite (group commit) the writes of one request share one sync: a
+/// password sign-in writes its session, the session's index entry, the
+/// last login and the audit event, and is answered after exactly one sync
+/// round, which covers all of them. A write outside a request still waits
+/// for a sync of its own.
+#[tokio::test]
+async fn a_sign_in_is_answered_after_one_sync_for_all_its_writes() {
+    let srv = TestServer::start(sqlite()).await;
+    srv.bootstrap("acme", "ann@acme.test").await;
+    let rounds = || {
+        srv.sql
+            .db()
+            .sync_rounds()
+            .expect("a SQLite file commits through group commit")
+    };
+    let signed_in = || async {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'user.signed_in'")
+                .fetch_one(srv.sql.db().read())
+                .await
+                .unwrap();
+        n
+    };
+    let mut br = Browser::new();
+    let page = br.get(&srv.url("/login")).await;
+    let step = br
+        .post_form(
+            &srv.url("/login"),
+            &[("email", "ann@acme.test"), ("csrf_token", &page.csrf())],
+        )
+        .await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert_eq!(signed_in().await, 0);
+    let before = rounds();
+    let done = br
+        .post_form(
+            &srv.url("/login/password"),
+            &[
+                ("email", "ann@acme.test"),
+                ("password", PASSWORD),
+                ("csrf_token", &step.csrf()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(rounds() - before, 1, "one sync, after every write");
+    assert_eq!(br.verify(&srv, "workspace=acme").await.status, 200);
+    let ann = srv
+        .store()
+        .user_by_email("ann@acme.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ann.last_login_at.is_some(), "the last login was written");
+    assert_eq!(signed_in().await, 1, "the audit event was written");
+
+    let before = rounds();
+    srv.sql.db().durable().await.unwrap();
+    assert_eq!(rounds() - before, 1, "outside a request, a wait of its own");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_password_and_unknown_email_answer_the_same() {
     for b in matrix() {

@@ -240,6 +240,8 @@ pub struct TestServer {
     pub clock: ManualClock,
     pub dir: PathBuf,
     pub database_url: String,
+    /// The SQL store under `state.store` (its connections, group commit).
+    pub sql: Arc<iam_gateway::store::sql::SqlStore>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -298,6 +300,7 @@ impl TestServer {
         let clock = ManualClock::new();
         let gw = app::build(cfg, Arc::new(clock.clone())).await.unwrap();
         let state = gw.state.clone();
+        let sql = gw.sql.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = app::serve(gw.state, listener, async move {
@@ -312,6 +315,7 @@ impl TestServer {
             clock,
             dir,
             database_url,
+            sql,
             stop: Some(tx),
             task: Some(task),
         }
