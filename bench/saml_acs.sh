@@ -183,7 +183,7 @@ run_one() {
   echo "$label $(grep '^RESULT' <<<"$out" | cut -d' ' -f2-)"
   if [ -n "$perf_pid" ]; then
     cp "$dir/perf.data" "/tmp/saml-perf-$label.data"
-    perf report -i "$dir/perf.data" --no-children --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | grep -v '^ *|\|--' | head -25 >&2
+    perf report -i "$dir/perf.data" --no-children --sort symbol 2>/dev/null | grep -v '^#' | grep '%' | grep -v '^ *|\|--' | head -25 >&2 || true
   fi
   [ -n "${BENCH_LOG:-}" ] && cp "$dir/serve.log" "/tmp/saml-$label.log"
   kill "$gw"

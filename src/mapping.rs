@@ -55,11 +55,9 @@ pub async fn provision(
 ) -> Result<User, MapError> {
     let store = core.store.as_ref();
     let provider = format!("sso:{}", conn.id);
-    let user = match store.identity_user(&provider, &id.subject).await? {
-        Some(uid) => store
-            .user_by_id(&uid)
-            .await?
-            .ok_or_else(|| MapError::Refused("the linked account no longer exists".into()))?,
+    // A link's user always exists (its rows go with the user).
+    let user = match store.linked_user(&provider, &id.subject).await? {
+        Some(user) => user,
         None => {
             let Some(email) = id
                 .email

@@ -178,6 +178,13 @@ pub trait AccessStore: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<()>;
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<String>>;
+    /// The user linked to this external identity, read with the link in one
+    /// statement (an SSO sign-in's look-up).
+    async fn linked_user(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> StoreResult<Option<crate::store::User>>;
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     async fn unlink_identity(&self, provider: &str, user_id: &str) -> StoreResult<()>;
     /// Creates a user already linked to an external identity, all or nothing.

@@ -198,7 +198,7 @@ fn conflict_text(what: &str) -> String {
     }
 }
 
-fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
+pub(crate) fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,
@@ -213,12 +213,22 @@ fn user_from(row: &AnyRow) -> Result<User, sqlx::Error> {
 }
 
 pub(crate) fn workspace_from(row: &AnyRow) -> Result<Workspace, sqlx::Error> {
-    let settings: String = row.try_get("settings")?;
+    workspace_from_prefixed(row, "")
+}
+
+/// A workspace whose columns were selected as `<prefix><column>` (next to
+/// another table's columns of the same names).
+pub(crate) fn workspace_from_prefixed(
+    row: &AnyRow,
+    prefix: &str,
+) -> Result<Workspace, sqlx::Error> {
+    let col = |c: &str| format!("{prefix}{c}");
+    let settings: String = row.try_get(col("settings").as_str())?;
     Ok(Workspace {
-        id: row.try_get("id")?,
-        slug: row.try_get("slug")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
+        id: row.try_get(col("id").as_str())?,
+        slug: row.try_get(col("slug").as_str())?,
+        name: row.try_get(col("name").as_str())?,
+        created_at: row.try_get(col("created_at").as_str())?,
         // Unknown or damaged settings fall back to the safe defaults.
         settings: serde_json::from_str(&settings).unwrap_or_default(),
     })
@@ -235,7 +245,7 @@ pub(crate) fn policies_text(p: &[Policy]) -> StoreResult<String> {
     serde_json::to_string(p).map_err(|e| StoreError::Other(e.to_string()))
 }
 
-const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at, totp_secret, totp_enabled_at, totp_last_step";
+pub(crate) const USER_COLS: &str = "id, email, name, password_hash, created_at, last_login_at, totp_secret, totp_enabled_at, totp_last_step";
 
 impl SqlStore {
     pub fn new(db: Db) -> Self {

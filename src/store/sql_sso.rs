@@ -103,6 +103,34 @@ impl SsoStore for SqlStore {
         row.as_ref().map(connection_from).transpose()
     }
 
+    async fn connection_with_workspace(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(SsoConnection, crate::domain::model::Workspace)>> {
+        let conn_cols = CONN_COLS
+            .split(", ")
+            .map(|c| format!("c.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let ws_cols = super::sql::WS_COLS
+            .split(", ")
+            .map(|c| format!("w.{c} AS ws_{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {conn_cols}, {ws_cols} FROM sso_connections c \
+             JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.read())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            connection_from(&row)?,
+            super::sql::workspace_from_prefixed(&row, "ws_")?,
+        )))
+    }
+
     async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>> {
         let rows = sqlx::query(&format!("SELECT {CONN_COLS} FROM sso_connections WHERE workspace_id = $1 ORDER BY created_at, id"))
             .bind(workspace_id)

@@ -37,6 +37,12 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn update_connection(&self, c: &SsoConnection, read_updated_at: i64)
         -> StoreResult<bool>;
     async fn get_connection(&self, id: &str) -> StoreResult<Option<SsoConnection>>;
+    /// A connection with its workspace, in one statement (every SSO
+    /// sign-in's first look-up).
+    async fn connection_with_workspace(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(SsoConnection, crate::domain::model::Workspace)>>;
     async fn list_connections(&self, workspace_id: &str) -> StoreResult<Vec<SsoConnection>>;
     async fn delete_connection(&self, workspace_id: &str, id: &str) -> StoreResult<()>;
 

@@ -38,6 +38,30 @@ pub(super) async fn identity_user(
         .map_err(StoreError::from)
 }
 
+pub(super) async fn linked_user(
+    s: &SqlStore,
+    provider: &str,
+    subject: &str,
+) -> StoreResult<Option<User>> {
+    let cols = crate::store::sql::USER_COLS
+        .split(", ")
+        .map(|c| format!("u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = sqlx::query(&format!(
+        "SELECT {cols} FROM identity_links l JOIN users u ON u.id = l.user_id \
+         WHERE l.provider = $1 AND l.subject = $2"
+    ))
+    .bind(provider)
+    .bind(subject)
+    .fetch_optional(s.read())
+    .await?;
+    row.as_ref()
+        .map(crate::store::sql::user_from)
+        .transpose()
+        .map_err(StoreError::from)
+}
+
 pub(super) async fn identities_of(
     s: &SqlStore,
     user_id: &str,

@@ -335,6 +335,10 @@ impl AccessStore for SqlStore {
         identities::identity_user(self, provider, subject).await
     }
 
+    async fn linked_user(&self, provider: &str, subject: &str) -> StoreResult<Option<User>> {
+        identities::linked_user(self, provider, subject).await
+    }
+
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
         identities::identities_of(self, user_id).await
     }

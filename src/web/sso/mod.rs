@@ -43,13 +43,10 @@ pub async fn enabled_connection(
             "This single sign-on connection does not exist or is turned off.",
         ))
     };
-    let Some(conn) = state.store.get_connection(id).await?.filter(|c| c.enabled) else {
-        return Err(gone());
-    };
-    let Some(ws) = state.store.workspace_by_id(&conn.workspace_id).await? else {
-        return Err(gone());
-    };
-    Ok((conn, ws))
+    match state.store.connection_with_workspace(id).await? {
+        Some((conn, ws)) if conn.enabled => Ok((conn, ws)),
+        _ => Err(gone()),
+    }
 }
 
 /// A verified identity from the IdP, and where the person goes next.

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 /// How long an AuthnRequest may stay unanswered.
 const REQUEST_TTL: Duration = Duration::from_secs(600);
+/// The size of a RelayState handle (random, base64url in the form).
+const HANDLE_BYTES: usize = 16;
 /// Allowed clock difference with the IdP.
 pub const CLOCK_SKEW_SECS: i64 = 120;
 
@@ -68,7 +70,7 @@ impl Connector for Saml {
         let cfg = sso_config::saml(&conn.config)?;
         let sp = sso_config::sp_settings(&state.cfg.public_url, &conn.id);
         // RelayState is an opaque handle; return_to stays server-side.
-        let handle = crypto::b64url(&crypto::random_bytes::<16>()?);
+        let handle = crypto::b64url(&crypto::random_bytes::<HANDLE_BYTES>()?);
         let (url, request_id) =
             authn_request_redirect(&sp, &cfg.idp(), Some(&handle)).map_err(|e| {
                 federation::refused(e.status(), "Single sign-on unavailable", &e.reason())
@@ -137,11 +139,13 @@ async fn expected_request(
     conn: &SsoConnection,
     f: &AcsForm,
 ) -> Result<(Option<String>, String, Option<String>), DomainError> {
-    let outstanding = match f
-        .relay_state
-        .as_deref()
-        .filter(|r| !r.is_empty() && r.len() <= 64)
-    {
+    // A handle is what `start` made (random bytes, base64url): anything
+    // else (an IdP-initiated RelayState such as "/") names no request, and
+    // is not looked up.
+    let is_handle = |r: &&str| {
+        r.len() <= 64 && crypto::b64url_decode(r).is_some_and(|b| b.len() == HANDLE_BYTES)
+    };
+    let outstanding = match f.relay_state.as_deref().filter(is_handle) {
         Some(handle) => {
             let key = format!("saml:{handle}");
             federation::claim::<Outstanding>(state, headers, PRE_COOKIE, &key)
