@@ -236,6 +236,18 @@ pub(crate) fn workspace_from_prefixed(
 
 pub(crate) const WS_COLS: &str = "id, slug, name, created_at, settings";
 
+/// `cols` (a `*_COLS` list) qualified by the table alias `table` for a
+/// join, each named `<prefix><column>` when `prefix` is given.
+pub(crate) fn qualified(cols: &str, table: &str, prefix: Option<&str>) -> String {
+    cols.split(", ")
+        .map(|c| match prefix {
+            Some(p) => format!("{table}.{c} AS {p}{c}"),
+            None => format!("{table}.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn policies_from(text: &str) -> StoreResult<Vec<Policy>> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Other(format!("stored policies unreadable: {e}")))

@@ -107,16 +107,8 @@ impl SsoStore for SqlStore {
         &self,
         id: &str,
     ) -> StoreResult<Option<(SsoConnection, crate::domain::model::Workspace)>> {
-        let conn_cols = CONN_COLS
-            .split(", ")
-            .map(|c| format!("c.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let ws_cols = super::sql::WS_COLS
-            .split(", ")
-            .map(|c| format!("w.{c} AS ws_{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let conn_cols = super::sql::qualified(CONN_COLS, "c", None);
+        let ws_cols = super::sql::qualified(super::sql::WS_COLS, "w", Some("ws_"));
         let row = sqlx::query(&format!(
             "SELECT {conn_cols}, {ws_cols} FROM sso_connections c \
              JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = $1"

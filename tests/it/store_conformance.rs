@@ -635,3 +635,80 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
         );
     }
 }
+
+/// The joined look-ups of an SSO sign-in read what the separate ones do,
+/// on every backend: a connection with its workspace, and the user linked
+/// to an identity (none for an unknown subject or connection).
+#[tokio::test]
+async fn sso_sign_in_look_ups_join_what_was_written() {
+    use iam_gateway::store::{SsoConnection, SsoStore};
+    for (db, s) in stores().await {
+        let ws = s.create_workspace("acme", "Acme", 1).await.unwrap();
+        let conn = SsoConnection {
+            id: format!("conn-{}", uuid::Uuid::new_v4()),
+            workspace_id: ws.id.clone(),
+            kind: "saml".into(),
+            name: "Corp IdP".into(),
+            enabled: true,
+            allow_idp_initiated: true,
+            config: serde_json::json!({"entity_id": "https://idp.corp.test"}),
+            created_at: 5,
+            updated_at: 6,
+        };
+        s.create_connection(&conn).await.unwrap();
+        let (c, w) = s
+            .connection_with_workspace(&conn.id)
+            .await
+            .unwrap()
+            .expect("the connection");
+        assert_eq!(
+            (
+                c.id.as_str(),
+                c.name.as_str(),
+                c.enabled,
+                c.allow_idp_initiated
+            ),
+            (conn.id.as_str(), "Corp IdP", true, true),
+            "{db:?}"
+        );
+        assert_eq!(c.config, conn.config, "{db:?}");
+        assert_eq!((c.created_at, c.updated_at), (5, 6), "{db:?}");
+        let alone = s.workspace_by_id(&ws.id).await.unwrap().unwrap();
+        assert_eq!(
+            (w.id, w.slug, w.name, w.created_at),
+            (alone.id, alone.slug, alone.name, alone.created_at),
+            "{db:?}: the workspace, not the connection's columns"
+        );
+        assert!(s
+            .connection_with_workspace("conn-unknown")
+            .await
+            .unwrap()
+            .is_none());
+
+        let ann = s.create_user(&new_user("ann@corp.test"), 1).await.unwrap();
+        let provider = format!("sso:{}", conn.id);
+        s.link_identity(&provider, "subject-ann", &ann.id, Some("ann@corp.test"), 7)
+            .await
+            .unwrap();
+        let found = s
+            .linked_user(&provider, "subject-ann")
+            .await
+            .unwrap()
+            .expect("the linked user");
+        assert_eq!(
+            (found.id.as_str(), found.email.as_str(), found.created_at),
+            (ann.id.as_str(), "ann@corp.test", 1),
+            "{db:?}: the user's columns, not the link's"
+        );
+        assert!(s
+            .linked_user(&provider, "subject-bob")
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .linked_user("sso:other", "subject-ann")
+            .await
+            .unwrap()
+            .is_none());
+    }
+}

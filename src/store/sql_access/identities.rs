@@ -43,11 +43,7 @@ pub(super) async fn linked_user(
     provider: &str,
     subject: &str,
 ) -> StoreResult<Option<User>> {
-    let cols = crate::store::sql::USER_COLS
-        .split(", ")
-        .map(|c| format!("u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = crate::store::sql::qualified(crate::store::sql::USER_COLS, "u", None);
     let row = sqlx::query(&format!(
         "SELECT {cols} FROM identity_links l JOIN users u ON u.id = l.user_id \
          WHERE l.provider = $1 AND l.subject = $2"
