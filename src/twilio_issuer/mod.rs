@@ -275,8 +275,8 @@ pub fn router(state: IssuerState) -> Router {
         .route("/static/twilio.css", get(discovery::stylesheet))
         .route("/healthz", get(discovery::healthz))
         .fallback(discovery::not_found)
-        .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(crate::web::durable_answer))
+        .layer(middleware::from_fn(security_headers))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

@@ -116,10 +116,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::stylesheet))
         .route("/static/app.js", get(ops::script))
+        // Inside `observe` (its latency includes the sync) and
+        // `security_headers` (a 503 for a failed sync carries them too).
+        .route_layer(middleware::from_fn(durable_answer))
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(ops::not_found)
         .layer(middleware::from_fn(security_headers))
-        .layer(middleware::from_fn(durable_answer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
