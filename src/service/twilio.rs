@@ -78,18 +78,14 @@ pub async fn linked_user(
     core: &Core,
     identity: &ExternalIdentity,
 ) -> Result<Option<User>, DomainError> {
-    let Some(uid) = core
+    // A link's user always exists (its rows go with the user).
+    let Some(user) = core
         .store
-        .identity_user(TWILIO_PROVIDER, &identity.subject)
+        .linked_user(TWILIO_PROVIDER, &identity.subject)
         .await?
     else {
         return Ok(None);
     };
-    let user = core
-        .store
-        .user_by_id(&uid)
-        .await?
-        .ok_or(DomainError::Unauthenticated)?;
     refresh_profile(core, &user, identity).await;
     Ok(Some(user))
 }

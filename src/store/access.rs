@@ -179,7 +179,7 @@ pub trait AccessStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     async fn identity_user(&self, provider: &str, subject: &str) -> StoreResult<Option<String>>;
     /// The user linked to this external identity, read with the link in one
-    /// statement (an SSO sign-in's look-up).
+    /// statement (the look-up of an SSO or Twilio sign-in).
     async fn linked_user(
         &self,
         provider: &str,
