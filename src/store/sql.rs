@@ -222,13 +222,20 @@ pub(crate) fn workspace_from_prefixed(
     row: &AnyRow,
     prefix: &str,
 ) -> Result<Workspace, sqlx::Error> {
-    let col = |c: &str| format!("{prefix}{c}");
-    let settings: String = row.try_get(col("settings").as_str())?;
+    // Unprefixed (every read but the join) costs no allocation.
+    let col = |c: &'static str| -> std::borrow::Cow<'static, str> {
+        if prefix.is_empty() {
+            c.into()
+        } else {
+            format!("{prefix}{c}").into()
+        }
+    };
+    let settings: String = row.try_get(&*col("settings"))?;
     Ok(Workspace {
-        id: row.try_get(col("id").as_str())?,
-        slug: row.try_get(col("slug").as_str())?,
-        name: row.try_get(col("name").as_str())?,
-        created_at: row.try_get(col("created_at").as_str())?,
+        id: row.try_get(&*col("id"))?,
+        slug: row.try_get(&*col("slug"))?,
+        name: row.try_get(&*col("name"))?,
+        created_at: row.try_get(&*col("created_at"))?,
         // Unknown or damaged settings fall back to the safe defaults.
         settings: serde_json::from_str(&settings).unwrap_or_default(),
     })
