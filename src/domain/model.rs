@@ -301,7 +301,7 @@ pub struct Resource {
 }
 
 /// One row of the member list: an active member or an open invitation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemberRow {
     /// The user id, or the invitation id for invitations.
     pub id: String,

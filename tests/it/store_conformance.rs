@@ -622,17 +622,69 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
             assert_eq!(order, sorted, "email order");
             assert_eq!(order.last().map(String::as_str), Some("zz-amy@x.test"));
         }
-        // The CSV's stream gives the same rows in the same order.
-        let streamed: Vec<String> = s
+        // The CSV's stream gives the same rows, every column, in the same
+        // order (over several of its pages).
+        let streamed: Vec<iam_gateway::domain::model::MemberRow> = s
             .member_stream(&ws.id, now)
-            .map(|m| m.unwrap().id)
+            .map(|m| m.unwrap())
             .collect()
             .await;
+        assert!(streamed.len() > 20, "{db:?}: {} rows", streamed.len());
         assert_eq!(
             streamed,
-            all.iter().map(|(_, m)| m.id.clone()).collect::<Vec<_>>(),
+            all.into_iter().map(|(_, m)| m).collect::<Vec<_>>(),
             "{db:?}"
         );
+    }
+}
+
+/// The members CSV is one snapshot: a member who joins, leaves or changes
+/// address while the download runs does not show up twice, half or not at
+/// all; the export shows the workspace as it was when the download began.
+#[tokio::test]
+async fn the_members_export_reads_one_snapshot_while_members_change() {
+    use futures_util::StreamExt as _;
+    let member = [Policy::workspace("workspace_member")];
+    let owner = [Policy::workspace("workspace_owner")];
+    for (db, s) in stores().await {
+        let ws = s.create_workspace("acme", "Acme", 1).await.unwrap();
+        let mut ids = Vec::new();
+        // Far more rows than the export reads ahead (a few pages).
+        for i in 0..120 {
+            let u = s
+                .create_user(&new_user(&format!("m{i:03}@x.test")), 1)
+                .await
+                .unwrap();
+            let policies: &[Policy] = if i == 0 { &owner } else { &member };
+            s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
+            ids.push(u.id);
+        }
+        let mut stream = s.member_stream(&ws.id, 10);
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(first.email, "m000@x.test", "{db:?}");
+        // While the export waits for its reader: one member leaves from
+        // far down the list, one joins at its end, one moves to its start
+        // from the end.
+        s.remove_member_checked(&ws.id, &ids[110]).await.unwrap();
+        let late = s.create_user(&new_user("zz-late@x.test"), 2).await.unwrap();
+        s.add_member(&ws.id, &late.id, &member, 2).await.unwrap();
+        s.set_user_email(&ids[119], "a-moved@x.test").await.unwrap();
+        let mut emails = vec![first.email];
+        while let Some(m) = stream.next().await {
+            emails.push(m.unwrap().email);
+        }
+        let want: Vec<String> = (0..120).map(|i| format!("m{i:03}@x.test")).collect();
+        assert_eq!(emails, want, "{db:?}: the workspace as the download began");
+        // The next download sees the changes.
+        let after: Vec<String> = s
+            .member_stream(&ws.id, 10)
+            .map(|m| m.unwrap().email)
+            .collect()
+            .await;
+        assert_eq!(after.len(), 120, "{db:?}");
+        assert_eq!(after[0], "a-moved@x.test", "{db:?}");
+        assert_eq!(after.last().map(String::as_str), Some("zz-late@x.test"));
+        assert!(!after.contains(&"m110@x.test".to_string()), "{db:?}");
     }
 }
 

@@ -299,42 +299,83 @@ fn member_query(
     Ok((sql, binds))
 }
 
-/// A row of [`member_query`] with its cursor.
-fn member_row(r: &AnyRow) -> StoreResult<(String, MemberRow)> {
-    let invited: i64 = r.try_get("invited")?;
-    let sort: String = r.try_get("sort_email")?;
-    let id: String = r.try_get("id")?;
-    let policies: String = r.try_get("policies")?;
-    let twilio: i64 = r.try_get("twilio")?;
-    let totp: Option<i64> = r.try_get("totp_on")?;
-    // An invitation shows the groups it will grant (a JSON list).
-    let grants: Option<String> = r.try_get("grants")?;
-    let groups: Option<String> = r.try_get("group_list")?;
-    let group_ids = match (grants, groups) {
-        (Some(g), _) => json_list(&g),
-        (None, Some(g)) => {
-            let mut ids: Vec<String> = g.split(',').map(str::to_string).collect();
-            ids.sort();
-            ids
-        }
-        (None, None) => Vec::new(),
-    };
-    Ok((
-        encode_cursor(&[&sort, &id]),
-        MemberRow {
+/// The values of one row of [`member_query`], in the order of its columns
+/// (and of [`EXPORT_FIELDS`], which the export reads as JSON arrays).
+#[derive(serde::Deserialize)]
+struct MemberFields {
+    sort_email: String,
+    id: String,
+    email: String,
+    name: String,
+    invited: i64,
+    policies: String,
+    auth_method: Option<String>,
+    totp_on: Option<i64>,
+    created_at: i64,
+    last_login_at: Option<i64>,
+    /// An invitation's groups to grant (a JSON list).
+    grants: Option<String>,
+    twilio: i64,
+    /// A member's groups (comma-separated).
+    group_list: Option<String>,
+}
+
+/// The columns of [`MemberFields`] from a [`member_query`] aliased `t`.
+const EXPORT_FIELDS: &str = "t.sort_email, t.id, t.email, t.name, t.invited, t.policies, \
+     t.auth_method, t.totp_on, t.created_at, t.last_login_at, t.grants, t.twilio, t.group_list";
+
+impl MemberFields {
+    fn from_row(r: &AnyRow) -> StoreResult<Self> {
+        Ok(Self {
+            sort_email: r.try_get("sort_email")?,
+            id: r.try_get("id")?,
             email: r.try_get("email")?,
             name: r.try_get("name")?,
-            invited: invited == 1,
-            policies: policies_from(&policies)?,
-            group_ids,
+            invited: r.try_get("invited")?,
+            policies: r.try_get("policies")?,
             auth_method: r.try_get("auth_method")?,
-            twilio_linked: twilio > 0,
-            mfa_enabled: totp.is_some(),
+            totp_on: r.try_get("totp_on")?,
             created_at: r.try_get("created_at")?,
             last_login_at: r.try_get("last_login_at")?,
-            id,
-        },
-    ))
+            grants: r.try_get("grants")?,
+            twilio: r.try_get("twilio")?,
+            group_list: r.try_get("group_list")?,
+        })
+    }
+
+    /// The member row with its cursor.
+    fn into_row(self) -> StoreResult<(String, MemberRow)> {
+        let group_ids = match (self.grants, self.group_list) {
+            (Some(g), _) => json_list(&g),
+            (None, Some(g)) => {
+                let mut ids: Vec<String> = g.split(',').map(str::to_string).collect();
+                ids.sort();
+                ids
+            }
+            (None, None) => Vec::new(),
+        };
+        Ok((
+            encode_cursor(&[&self.sort_email, &self.id]),
+            MemberRow {
+                email: self.email,
+                name: self.name,
+                invited: self.invited == 1,
+                policies: policies_from(&self.policies)?,
+                group_ids,
+                auth_method: self.auth_method,
+                twilio_linked: self.twilio > 0,
+                mfa_enabled: self.totp_on.is_some(),
+                created_at: self.created_at,
+                last_login_at: self.last_login_at,
+                id: self.id,
+            },
+        ))
+    }
+}
+
+/// A row of [`member_query`] with its cursor.
+fn member_row(r: &AnyRow) -> StoreResult<(String, MemberRow)> {
+    MemberFields::from_row(r)?.into_row()
 }
 
 pub(super) async fn list_members(
@@ -391,9 +432,10 @@ pub(super) async fn list_members(
 /// before it gives up and frees its database connection.
 const EXPORT_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How many rows the export task hands over at a time: one wake-up of the
-/// response (and one chunk of the body) per batch rather than per row.
-const EXPORT_BATCH: usize = 256;
+/// How many rows the export reads (SQLite) or hands over (both) at a time
+/// (a handful in debug builds, so the tests walk several pages). With the
+/// channel's few batches, a download holds a few thousand rows at most.
+const EXPORT_PAGE: usize = if cfg!(debug_assertions) { 7 } else { 256 };
 
 /// What the export task hands to the response.
 enum Export {
@@ -402,13 +444,27 @@ enum Export {
     Done,
 }
 
-/// Every member and open invitation in email order, for the CSV: one
-/// statement with the columns and order of [`member_query`] (its two arms
-/// merged by the database),
-/// read row by row by a spawned task and handed over a channel of a few
-/// batches of [`EXPORT_BATCH`] rows, so memory stays flat whatever the
-/// workspace size. The task gives up when
-/// the reader leaves or stalls for [`EXPORT_STALL`] (a slow download cannot
+/// The export task's end of its channel to the response.
+struct ExportSender(tokio::sync::mpsc::Sender<Export>);
+
+impl ExportSender {
+    /// Hands `msg` over; false when the reader left or stalled for
+    /// [`EXPORT_STALL`].
+    async fn send(&self, msg: Export) -> bool {
+        matches!(
+            tokio::time::timeout(EXPORT_STALL, self.0.send(msg)).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
+/// Every member and open invitation in email order, for the CSV, as one
+/// snapshot of the workspace: a member who joins, leaves or changes address
+/// during the download shows as they were when it began, once. A spawned
+/// task reads the rows ([`export_pages`] on SQLite, [`export_joined`] on
+/// PostgreSQL) and hands them over a channel of a few batches, so memory
+/// stays flat whatever the workspace size. The task gives up when the
+/// reader leaves or stalls for [`EXPORT_STALL`] (a slow download cannot
 /// hold one of the few read connections, and an old snapshot, for long).
 /// The stream ends with an error unless the task read every row: an export
 /// cut short never looks complete.
@@ -420,69 +476,25 @@ pub(super) fn member_stream(
     use futures_util::StreamExt as _;
     let (tx, rx) = tokio::sync::mpsc::channel::<Export>(4);
     let pool = s.read().clone();
-    // The Twilio link and the groups of each member: SQLite looks them up
-    // row by row along its merge of the two ordered arms; PostgreSQL joins
-    // them in once (100 000 sub-plan runs cost it more than the two
-    // aggregates and a sort).
-    let (lookups, joins) = match s.backend() {
-        Backend::Sqlite => (lookups(Backend::Sqlite, "m.user_id"), ""),
-        Backend::Postgres => (
-            "CAST(CASE WHEN tw.user_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS twilio, g.group_list AS group_list"
-                .to_string(),
-            " LEFT JOIN (SELECT DISTINCT user_id FROM identity_links WHERE provider = 'twilio') tw ON tw.user_id = m.user_id \
-              LEFT JOIN (SELECT user_id, string_agg(group_id, ',') AS group_list FROM group_members \
-                          WHERE workspace_id = $1 GROUP BY user_id) g ON g.user_id = m.user_id",
-        ),
-    };
-    let sql = format!(
-        "SELECT {MEMBER_COLUMNS}, {lookups} \
-         FROM memberships m JOIN users u ON u.id = m.user_id{joins} WHERE m.workspace_id = $1 \
-         UNION ALL \
-         SELECT {INVITATION_COLUMNS}, CAST(0 AS BIGINT), CAST(NULL AS TEXT) {} \
-         ORDER BY sort_email, id",
-        open_invitations(2)
-    );
+    let backend = s.backend();
     let ws = workspace_id.to_string();
     tokio::spawn(async move {
-        let send = |msg: Export| {
-            let tx = tx.clone();
-            async move {
-                matches!(
-                    tokio::time::timeout(EXPORT_STALL, tx.send(msg)).await,
-                    Ok(Ok(()))
-                )
-            }
+        let out = ExportSender(tx);
+        let read = match backend {
+            Backend::Sqlite => export_pages(&pool, &ws, now, &out).await,
+            Backend::Postgres => export_joined(&pool, &ws, now, &out).await,
         };
-        let stopped = || {
-            tracing::info!(workspace = %ws, "members export stopped: the reader left or stalled");
-        };
-        let mut rows = sqlx::query(&sql).bind(&ws).bind(now).fetch(&pool);
-        let mut batch = Vec::with_capacity(EXPORT_BATCH);
-        while let Some(row) = rows.next().await {
-            match row
-                .map_err(StoreError::from)
-                .and_then(|r| member_row(&r).map(|(_, m)| m))
-            {
-                Ok(m) => batch.push(m),
-                Err(e) => {
-                    send(Export::Failed(e)).await;
-                    return;
-                }
+        match read {
+            Ok(true) => {
+                out.send(Export::Done).await;
             }
-            if batch.len() == EXPORT_BATCH
-                && !send(Export::Rows(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(EXPORT_BATCH),
-                )))
-                .await
-            {
-                return stopped();
+            Ok(false) => {
+                tracing::info!(workspace = %ws, "members export stopped: the reader left or stalled");
+            }
+            Err(e) => {
+                out.send(Export::Failed(e)).await;
             }
         }
-        if !batch.is_empty() && !send(Export::Rows(batch)).await {
-            return stopped();
-        }
-        send(Export::Done).await;
     });
     futures_util::stream::unfold(Some(rx), |rx| async move {
         let mut rx = rx?;
@@ -503,6 +515,107 @@ pub(super) fn member_stream(
         })
     })
     .boxed()
+}
+
+/// SQLite: the member list's own pages ([`member_query`], no filter,
+/// [`EXPORT_PAGE`] rows each) one after another in one read transaction
+/// (one snapshot). Each page comes back as a single row, a JSON array of
+/// the page's rows: SQLite's driver hands every result row over from its
+/// own thread, and 100 000 hand-overs (a wake-up and a task switch each)
+/// cost more than the statement. Returns whether every row was handed
+/// over.
+async fn export_pages(
+    pool: &sqlx::AnyPool,
+    workspace_id: &str,
+    now: i64,
+    out: &ExportSender,
+) -> StoreResult<bool> {
+    let everyone = MemberFilter {
+        include_invited: true,
+        ..MemberFilter::default()
+    };
+    let limit = i64::try_from(EXPORT_PAGE).unwrap_or(i64::MAX);
+    let mut snapshot = pool.begin().await?;
+    let mut cursor: Option<String> = None;
+    loop {
+        let (rows, binds) = member_query(
+            Backend::Sqlite,
+            workspace_id,
+            &everyone,
+            cursor.as_deref(),
+            limit,
+            now,
+            None,
+        )?;
+        let sql = format!(
+            "SELECT json_group_array(json_array({EXPORT_FIELDS}) ORDER BY t.sort_email, t.id) \
+             AS page FROM ({rows}) t"
+        );
+        let page: String = bind_all(sqlx::query(&sql), &binds)
+            .fetch_one(&mut *snapshot)
+            .await?
+            .try_get("page")?;
+        let fields: Vec<MemberFields> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Other(format!("a members export page is unreadable: {e}")))?;
+        let last_page = fields.len() < EXPORT_PAGE;
+        let mut batch = Vec::with_capacity(fields.len());
+        for f in fields {
+            let (c, m) = f.into_row()?;
+            cursor = Some(c);
+            batch.push(m);
+        }
+        if !batch.is_empty() && !out.send(Export::Rows(batch)).await {
+            return Ok(false);
+        }
+        if last_page {
+            return Ok(true);
+        }
+    }
+}
+
+/// PostgreSQL: one statement (one snapshot) with the member list's columns
+/// and order, the groups and Twilio links joined in once (100 000 sub-plan
+/// runs, or 100 pages of the list, cost it more than two aggregates and a
+/// sort), read row by row and handed over in batches of [`EXPORT_PAGE`].
+/// Returns whether every row was handed over.
+async fn export_joined(
+    pool: &sqlx::AnyPool,
+    workspace_id: &str,
+    now: i64,
+    out: &ExportSender,
+) -> StoreResult<bool> {
+    use futures_util::StreamExt as _;
+    let sql = format!(
+        "SELECT {MEMBER_COLUMNS}, \
+           CAST(CASE WHEN tw.user_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS twilio, \
+           g.group_list AS group_list \
+         FROM memberships m JOIN users u ON u.id = m.user_id \
+         LEFT JOIN (SELECT DISTINCT user_id FROM identity_links WHERE provider = 'twilio') tw \
+           ON tw.user_id = m.user_id \
+         LEFT JOIN (SELECT user_id, string_agg(group_id, ',') AS group_list FROM group_members \
+                    WHERE workspace_id = $1 GROUP BY user_id) g ON g.user_id = m.user_id \
+         WHERE m.workspace_id = $1 \
+         UNION ALL \
+         SELECT {INVITATION_COLUMNS}, CAST(0 AS BIGINT), CAST(NULL AS TEXT) {} \
+         ORDER BY sort_email, id",
+        open_invitations(2)
+    );
+    let mut rows = sqlx::query(&sql).bind(workspace_id).bind(now).fetch(pool);
+    let mut batch = Vec::with_capacity(EXPORT_PAGE);
+    while let Some(row) = rows.next().await {
+        batch.push(member_row(&row?)?.1);
+        if batch.len() == EXPORT_PAGE
+            && !out
+                .send(Export::Rows(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(EXPORT_PAGE),
+                )))
+                .await
+        {
+            return Ok(false);
+        }
+    }
+    Ok(batch.is_empty() || out.send(Export::Rows(batch)).await)
 }
 
 pub(super) async fn update_member(
