@@ -63,7 +63,8 @@ pub trait AccessStore: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Vec<(String, MemberRow)>>;
     /// Every member and open invitation of a workspace in the order of
-    /// [`Self::list_members`], read as one stream (the members CSV).
+    /// [`Self::list_members`], read as one stream and one snapshot (the
+    /// members CSV).
     fn member_stream(
         &self,
         workspace_id: &str,
