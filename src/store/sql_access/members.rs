@@ -343,8 +343,13 @@ impl MemberFields {
         })
     }
 
-    /// The member row with its cursor.
-    fn into_row(self) -> StoreResult<(String, MemberRow)> {
+    /// The row's place in the list, for the next page.
+    fn cursor(&self) -> String {
+        encode_cursor(&[&self.sort_email, &self.id])
+    }
+
+    /// The member row.
+    fn into_member(self) -> StoreResult<MemberRow> {
         let group_ids = match (self.grants, self.group_list) {
             (Some(g), _) => json_list(&g),
             (None, Some(g)) => {
@@ -354,28 +359,26 @@ impl MemberFields {
             }
             (None, None) => Vec::new(),
         };
-        Ok((
-            encode_cursor(&[&self.sort_email, &self.id]),
-            MemberRow {
-                email: self.email,
-                name: self.name,
-                invited: self.invited == 1,
-                policies: policies_from(&self.policies)?,
-                group_ids,
-                auth_method: self.auth_method,
-                twilio_linked: self.twilio > 0,
-                mfa_enabled: self.totp_on.is_some(),
-                created_at: self.created_at,
-                last_login_at: self.last_login_at,
-                id: self.id,
-            },
-        ))
+        Ok(MemberRow {
+            email: self.email,
+            name: self.name,
+            invited: self.invited == 1,
+            policies: policies_from(&self.policies)?,
+            group_ids,
+            auth_method: self.auth_method,
+            twilio_linked: self.twilio > 0,
+            mfa_enabled: self.totp_on.is_some(),
+            created_at: self.created_at,
+            last_login_at: self.last_login_at,
+            id: self.id,
+        })
     }
 }
 
 /// A row of [`member_query`] with its cursor.
 fn member_row(r: &AnyRow) -> StoreResult<(String, MemberRow)> {
-    MemberFields::from_row(r)?.into_row()
+    let fields = MemberFields::from_row(r)?;
+    Ok((fields.cursor(), fields.into_member()?))
 }
 
 pub(super) async fn list_members(
@@ -558,12 +561,12 @@ async fn export_pages(
         let fields: Vec<MemberFields> = serde_json::from_str(&page)
             .map_err(|e| StoreError::Other(format!("a members export page is unreadable: {e}")))?;
         let last_page = fields.len() < EXPORT_PAGE;
-        let mut batch = Vec::with_capacity(fields.len());
-        for f in fields {
-            let (c, m) = f.into_row()?;
-            cursor = Some(c);
-            batch.push(m);
-        }
+        // (Only the page's last row's cursor is needed.)
+        cursor = fields.last().map(MemberFields::cursor);
+        let batch = fields
+            .into_iter()
+            .map(MemberFields::into_member)
+            .collect::<StoreResult<Vec<_>>>()?;
         if !batch.is_empty() && !out.send(Export::Rows(batch)).await {
             return Ok(false);
         }
@@ -603,7 +606,7 @@ async fn export_joined(
     let mut rows = sqlx::query(&sql).bind(workspace_id).bind(now).fetch(pool);
     let mut batch = Vec::with_capacity(EXPORT_PAGE);
     while let Some(row) = rows.next().await {
-        batch.push(member_row(&row?)?.1);
+        batch.push(MemberFields::from_row(&row?)?.into_member()?);
         if batch.len() == EXPORT_PAGE
             && !out
                 .send(Export::Rows(std::mem::replace(
