@@ -9,6 +9,12 @@
 //!   through `VACUUM`, but a copy made row by row (`.dump` and a reload)
 //!   renumbers: so each start checks that the indexes cover exactly the
 //!   memberships' row ids, and rebuilds them when not.
+//! * SQLite: the member order index of the migrations
+//!   (`memberships_order_idx`) rebuilt wider, with each membership's
+//!   `created_at` and `policies` after its keys, so the member list and
+//!   the members CSV read a page from the index alone (about a tenth less time
+//!   for the CSV at 100 000 members). PostgreSQL keeps the narrower one: a
+//!   membership's policies can pass its limit on an index entry's size.
 //! * PostgreSQL: a trigram index on the emails (the `pg_trgm` extension;
 //!   without it the email filter works as before, only without the index)
 //!   and a `jsonb_path_ops` index on the policies.
@@ -40,6 +46,11 @@ const SQLITE_TABLES: [(&str, &str, &str, &str); 2] = [
         ", columnsize=0",
     ),
 ];
+
+/// SQLite's member order index (see the module's notes), as
+/// `sqlite_master` keeps it.
+const SQLITE_MEMBER_ORDER: &str = "CREATE INDEX memberships_order_idx ON memberships \
+     (workspace_id, sort_email, user_id, created_at, policies)";
 
 /// Creates (or checks) the search structures. Returns whether the email
 /// substring index is there (the role index always is).
@@ -112,6 +123,20 @@ async fn prepare_sqlite(db: &Db) -> StoreResult<()> {
         sqlx::query(&format!("INSERT INTO {table} ({table}) VALUES ('rebuild')"))
             .execute(&mut *tx)
             .await?;
+    }
+    let order: Option<String> = sqlx::query(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'memberships_order_idx'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|r| r.try_get("sql"))
+    .transpose()?;
+    if order.as_deref() != Some(SQLITE_MEMBER_ORDER) {
+        tracing::info!("building the member order index");
+        sqlx::query("DROP INDEX IF EXISTS memberships_order_idx")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(SQLITE_MEMBER_ORDER).execute(&mut *tx).await?;
     }
     db.commit(tx).await?;
     Ok(())

@@ -338,8 +338,16 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
         ];
         s.add_member(&ws.id, &owner.id, &owns, 1).await.unwrap();
         reference.insert(owner.id, ("owner@x.test".into(), false, Vec::new()));
+        // The one member with a Twilio link.
+        let mut linked = String::new();
         for (i, e) in emails.iter().enumerate() {
             let u = s.create_user(&new_user(e), 1).await.unwrap();
+            if i == 2 {
+                s.link_identity("twilio", "tw-b_o", &u.id, None, 1)
+                    .await
+                    .unwrap();
+                linked = u.id.clone();
+            }
             let is_billing = i % 5 == 0;
             let policies: &[Policy] = if is_billing { &billing } else { &member };
             s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
@@ -552,7 +560,25 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
                 .await
                 .unwrap();
             }
+            // A database from before the wider member order index (the
+            // migration's own): the next start widens it.
+            for step in [
+                "DROP INDEX memberships_order_idx",
+                "CREATE INDEX memberships_order_idx ON memberships (workspace_id, sort_email, user_id)",
+            ] {
+                sqlx::query(step).execute(s.db().write()).await.unwrap();
+            }
             s.migrate().await.unwrap();
+            let order: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE name = 'memberships_order_idx'",
+            )
+            .fetch_one(s.db().write())
+            .await
+            .unwrap();
+            assert!(
+                order.contains("created_at, policies)"),
+                "the list reads a page from the index alone: {order}"
+            );
         }
         for (name, f) in &filters {
             let mut want: BTreeSet<String> = reference
@@ -603,6 +629,7 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
             .await
             .unwrap();
         for (_, m) in &all {
+            assert_eq!(m.twilio_linked, m.id == linked, "{db:?} {}", m.email);
             match reference.get(&m.id) {
                 Some((_, _, groups)) => assert_eq!(&m.group_ids, groups, "{db:?} {}", m.email),
                 None => {
