@@ -17,7 +17,9 @@
 #     target, <= 10 ms, is on the median);
 #   * GET .../members.csv: the whole download (3 times), with the gateway's
 #     own memory (RssAnon from /proc: not the SQLite file pages it maps)
-#     before and after each.
+#     before, at most during (sampled every 50 ms) and after each. Freed
+#     memory stays with the process for a while (mimalloc's purge delay);
+#     MIMALLOC_PURGE_DELAY=0 in the environment shows the working set.
 # With BENCH_BASELINE=<git rev> (or BENCH_BASELINE_BIN=<binary>) it does
 # the same with that build first, on its own database seeded the same way,
 # and prints each "after / before" time ratio.
@@ -183,12 +185,26 @@ run_one() {
     echo "$label $name $(awk '{a[NR] = $1 * 1000} END {printf "%.2f %.2f", a[int((NR + 1) / 2)], a[NR]}' <<<"$times")"
   done
   # The CSV: time and peak RSS growth of the gateway process.
-  local rows rss0 rss1 times
+  local rows rss0 rss1 times sampler
   times=$(for _ in 1 2 3; do
     rss0=$(awk '/^RssAnon/ {print $2}' "/proc/$gw/status")
+    # The highest RssAnon while the download runs, sampled every 50 ms.
+    echo "$rss0" >"$dir/peak"
+    rm -f "$dir/stop"
+    (
+      peak=$rss0
+      while [ ! -e "$dir/stop" ]; do
+        r=$(awk '/^RssAnon/ {print $2}' "/proc/$gw/status" 2>/dev/null || true)
+        if [ -n "$r" ] && [ "$r" -gt "$peak" ]; then peak=$r; echo "$peak" >"$dir/peak"; fi
+        sleep 0.05
+      done
+    ) &
+    sampler=$!
     curl -s -o "$dir/members.csv" -w '%{time_total}\n' -H "Authorization: Bearer $token" "$api/members.csv"
+    touch "$dir/stop"
+    wait "$sampler"
     rss1=$(awk '/^RssAnon/ {print $2}' "/proc/$gw/status")
-    echo "# $label: the gateway's own memory (RssAnon) $((rss0 / 1024)) MB before the download, $((rss1 / 1024)) MB after" >&2
+    echo "# $label: the gateway's own memory (RssAnon) $((rss0 / 1024)) MB before the download, $(($(cat "$dir/peak") / 1024)) MB at most during it, $((rss1 / 1024)) MB after" >&2
   done | sort -n)
   echo "$label csv $(awk '{a[NR] = $1 * 1000} END {printf "%.2f %.2f", a[int((NR + 1) / 2)], a[NR]}' <<<"$times")"
   rows=$(($(wc -l <"$dir/members.csv") - 1))
