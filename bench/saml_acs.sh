@@ -20,8 +20,13 @@
 # info,sqlx=debug: every SQL statement) the gateway logs at that level and
 # its log is kept as /tmp/saml-<label>.log.
 #
+# Then, when python3-saml is there (BENCH_PYSAML, default python3: for
+# example a venv with `pip install python3-saml`), it validates the same
+# signed responses with python3-saml on the same core and prints the
+# gateway's sign-ins per python3-saml validation (issue 16's target: 3).
+#
 # Environment: BENCH_BIN, BENCH_BASELINE_BIN, BENCH_SECONDS,
-# BENCH_CONNECTIONS, BENCH_PERF, BENCH_LOG, CARGO_TARGET_DIR. Results:
+# BENCH_CONNECTIONS, BENCH_PERF, BENCH_LOG, BENCH_PYSAML, CARGO_TARGET_DIR. Results:
 # docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +34,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 
 SECONDS_EACH=${BENCH_SECONDS:-5}
+PYSAML=${BENCH_PYSAML:-python3}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 for t in curl wrk xmlsec1 openssl python3 taskset; do
   need "$t" || { echo "missing: $t" >&2; exit 1; }
@@ -156,6 +162,7 @@ run_one() {
     curl -sf -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data-binary @- \
       "$base/api/v1/workspaces/acme/sso/connections" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
   local acs=$base/sso/saml/$conn/acs
+  echo "$acs $base/sso/saml/$conn/metadata" >"$work/acs-$label"
   # More than the run can use at 1 500 sign-ins/s, plus the warm-up.
   local n=$((SECONDS_EACH * 1500 + 1))
   echo "signing $n responses ($label)" >&2
@@ -196,4 +203,44 @@ run_before_after
 cat "$results"
 if [ -n "$BEFORE" ]; then
   awk '{r[$1] = $2} END {printf "ratio after/before: %.3f\n", r["after"] / r["before"]}' "$results"
+fi
+
+# The reference of issue 16's target: python3-saml validating the same
+# signed responses (signature, destination, audience, times; no session)
+# on the same core, each once, for as long as the gateway ran.
+if "$PYSAML" -c 'import onelogin.saml2.response' 2>/dev/null; then
+  read -r acs audience <"$work/acs-after"
+  ref=$(taskset -c 0 "$PYSAML" - "$work/bodies-after" "$acs" "$audience" "$work/idp.crt" "$SECONDS_EACH" <<'PY'
+import sys, time, urllib.parse
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+bodies, acs, audience, crt, seconds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
+cert = "".join(l.strip() for l in open(crt) if "CERTIFICATE" not in l)
+settings = OneLogin_Saml2_Settings({
+    "strict": True,
+    "sp": {"entityId": audience,
+           "assertionConsumerService": {"url": acs, "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"}},
+    "idp": {"entityId": "https://idp.bench.test/saml",
+            "singleSignOnService": {"url": "https://idp.bench.test/sso",
+                                    "binding": "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"},
+            "x509cert": cert},
+    "security": {"wantAssertionsSigned": True},
+}, sp_validation_only=True)
+url = urllib.parse.urlsplit(acs)
+request = {"https": "off", "http_host": url.hostname, "server_port": str(url.port), "script_name": url.path}
+responses = [urllib.parse.parse_qs(line.strip())["SAMLResponse"][0] for line in open(bodies) if line.strip()]
+done, start = 0, time.monotonic()
+for r in responses:
+    ok = OneLogin_Saml2_Response(settings, r).is_valid(dict(request, post_data={"SAMLResponse": r}), raise_exceptions=True)
+    assert ok
+    done += 1
+    if time.monotonic() - start >= seconds:
+        break
+print("%.1f %d" % (done / (time.monotonic() - start), done))
+PY
+  )
+  echo "python3-saml validations/s on core 0: ${ref% *} (${ref#* } responses)"
+  awk -v ref="${ref% *}" '$1 == "after" {printf "gateway sign-ins / python3-saml validations: %.2f (target >= 3)\n", $2 / ref}' "$results"
+else
+  echo "# no python3-saml at $PYSAML (BENCH_PYSAML=<a python with python3-saml>): no reference measured" >&2
 fi
