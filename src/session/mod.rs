@@ -58,10 +58,11 @@ const PRUNE_FROM: usize = 16;
 
 /// Adds `member` (whose value lives at `value_key(member)`) to the set
 /// `index`, and drops the members whose values are gone when the set has
-/// just reached a power of two of at least [`PRUNE_FROM`] members. So a
-/// person's sign-in costs the same however many sessions they already
-/// have: the pruning, one round trip for every member, runs once each time
-/// the set doubles, not at every sign-in.
+/// just reached a power of two of at least [`PRUNE_FROM`] members. So the
+/// pruning, one round trip for every member, runs once each time the set
+/// doubles, not at every sign-in. (The size each sign-in reads is counted
+/// by the store: on a database, from an index of the live members, a few
+/// microseconds for a handful of sessions and about 0.1 ms for 2 000.)
 pub async fn index_add_pruned(
     kv: &dyn KvStore,
     index: &str,
