@@ -1,5 +1,5 @@
 //! [`AccessStore`] for both SQL backends (portable SQL, `$N` placeholders).
-//! One file per aggregate (members, groups, invitations, tokens, resources,
+//! One file per aggregate (members and their CSV export, groups, invitations, tokens, resources,
 //! identities, audit, workspaces); this file holds what they share and the
 //! trait implementation, which hands each method to its file.
 
@@ -7,6 +7,7 @@ mod audit;
 mod groups;
 mod identities;
 mod invitations;
+mod member_export;
 mod members;
 mod resources;
 mod tokens;
@@ -153,7 +154,7 @@ impl AccessStore for SqlStore {
         workspace_id: &str,
         now: i64,
     ) -> futures_util::stream::BoxStream<'static, StoreResult<MemberRow>> {
-        members::member_stream(self, workspace_id, now)
+        member_export::member_stream(self, workspace_id, now)
     }
 
     async fn update_member(
