@@ -225,15 +225,14 @@ pub const CSV_HEADER: [&str; 11] = [
     "last_login_at",
 ];
 
-/// One CSV record for a member: effective roles (own and through groups)
-/// with scopes, `;`-separated; group names likewise.
-pub fn csv_record(m: &MemberRow, groups: &[Group]) -> String {
-    let mut effective: Vec<Policy> = m.policies.clone();
-    for g in groups.iter().filter(|g| m.group_ids.contains(&g.id)) {
-        for p in &g.policies {
-            if !effective.contains(p) {
-                effective.push(p.clone());
-            }
+/// The `roles` cell (effective roles, own and through groups, with scopes,
+/// `;`-separated) and the `groups` cell (group names likewise) of a member.
+fn access_cells(m: &MemberRow, groups: &[Group]) -> (String, String) {
+    let mut effective: Vec<&Policy> = m.policies.iter().collect();
+    let theirs = || groups.iter().filter(|g| m.group_ids.contains(&g.id));
+    for p in theirs().flat_map(|g| &g.policies) {
+        if !effective.contains(&p) {
+            effective.push(p);
         }
     }
     let roles = effective
@@ -241,35 +240,79 @@ pub fn csv_record(m: &MemberRow, groups: &[Group]) -> String {
         .map(|p| p.label())
         .collect::<Vec<_>>()
         .join(";");
-    let group_names = groups
-        .iter()
-        .filter(|g| m.group_ids.contains(&g.id))
-        .map(|g| g.name.clone())
+    let names = theirs()
+        .map(|g| g.name.as_str())
         .collect::<Vec<_>>()
         .join(";");
-    csv::row(&[
-        if m.invited {
-            String::new()
-        } else {
-            m.id.clone()
-        },
-        m.email.clone(),
-        m.name.clone(),
-        if m.invited {
-            "invited".into()
-        } else {
-            "active".into()
-        },
-        roles,
-        group_names,
-        m.auth_method.clone().unwrap_or_default(),
-        m.twilio_linked.to_string(),
-        m.mfa_enabled.to_string(),
-        crate::clock::rfc3339(m.created_at),
-        m.last_login_at
-            .map(crate::clock::rfc3339)
-            .unwrap_or_default(),
-    ])
+    (roles, names)
+}
+
+/// [`access_cells`] worked out once for each combination of own policies
+/// and groups that an export meets, the last [`AccessCells::KEEP`] kept: a
+/// workspace's members share a handful of combinations, so a 100 000-row
+/// download works them out a handful of times.
+#[derive(Default)]
+pub struct AccessCells {
+    known: std::collections::VecDeque<(Vec<Policy>, Vec<String>, String, String)>,
+}
+
+impl AccessCells {
+    const KEEP: usize = 16;
+
+    fn of(&mut self, m: &MemberRow, groups: &[Group]) -> (&str, &str) {
+        let known = self
+            .known
+            .iter()
+            .position(|(p, g, ..)| *p == m.policies && *g == m.group_ids);
+        let at = match known {
+            Some(at) => at,
+            None => {
+                if self.known.len() == Self::KEEP {
+                    self.known.pop_front();
+                }
+                let (roles, names) = access_cells(m, groups);
+                self.known
+                    .push_back((m.policies.clone(), m.group_ids.clone(), roles, names));
+                self.known.len() - 1
+            }
+        };
+        match self.known.get(at) {
+            Some((.., roles, names)) => (roles, names),
+            None => ("", ""),
+        }
+    }
+}
+
+/// One CSV record for a member, written at the end of `out`: effective
+/// roles (own and through groups) with scopes, `;`-separated; group names
+/// likewise.
+pub fn push_csv_record(out: &mut String, m: &MemberRow, groups: &[Group], cells: &mut AccessCells) {
+    let (roles, names) = cells.of(m, groups);
+    let created = crate::clock::rfc3339(m.created_at);
+    let last_login = m.last_login_at.map(crate::clock::rfc3339);
+    csv::push_row(
+        out,
+        &[
+            if m.invited { "" } else { m.id.as_str() },
+            &m.email,
+            &m.name,
+            if m.invited { "invited" } else { "active" },
+            roles,
+            names,
+            m.auth_method.as_deref().unwrap_or_default(),
+            if m.twilio_linked { "true" } else { "false" },
+            if m.mfa_enabled { "true" } else { "false" },
+            &created,
+            last_login.as_deref().unwrap_or_default(),
+        ],
+    );
+}
+
+/// [`push_csv_record`] as a string of its own.
+pub fn csv_record(m: &MemberRow, groups: &[Group]) -> String {
+    let mut out = String::new();
+    push_csv_record(&mut out, m, groups, &mut AccessCells::default());
+    out
 }
 
 /// Streams the member list as CSV: the header, then the store's one
@@ -288,12 +331,12 @@ pub fn csv_stream(
             Ok(groups) => store
                 .member_stream(&workspace_id, now)
                 .ready_chunks(256)
-                .map(move |chunk| {
-                    let mut out = String::new();
-                    for m in chunk {
-                        out.push_str(&csv_record(&m?, &groups));
-                    }
-                    Ok(out)
+                .scan(AccessCells::default(), move |cells, chunk| {
+                    let mut out = String::with_capacity(chunk.len() * 160);
+                    let written = chunk
+                        .into_iter()
+                        .try_for_each(|m| m.map(|m| push_csv_record(&mut out, &m, &groups, cells)));
+                    std::future::ready(Some(written.map(|()| out)))
                 })
                 .boxed(),
             Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
@@ -318,6 +361,61 @@ mod tests {
             member_ids: Vec::new(),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn records_written_with_remembered_cells_are_those_worked_out_afresh() {
+        let groups = [
+            group("g1", "Everyone", &["workspace_member", "billing_admin"]),
+            group("g2", "Admins, \"core\"", &["workspace_owner"]),
+            group("g3", "=Ops", &["source_admin"]),
+        ];
+        let roles = ["workspace_member", "billing_admin", "source_read_only", "-x"];
+        let group_sets: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["g1".into()],
+            vec!["g2".into()],
+            vec!["g1".into(), "g3".into()],
+            vec!["g1".into(), "g2".into(), "g3".into()],
+        ];
+        // 4 x 4 x 5 = 80 combinations, more than the cells remember, met in
+        // an order that comes back to each one after the others.
+        let mut rows = Vec::new();
+        for round in 0..3_usize {
+            for (i, own) in roles.iter().enumerate() {
+                for other in roles.iter().skip(round) {
+                    for (k, ids) in group_sets.iter().enumerate() {
+                        rows.push(MemberRow {
+                            id: format!("u{i}{k}"),
+                            email: format!("p{i}{k}@x.test"),
+                            name: " Ann ".into(),
+                            invited: k == 2,
+                            policies: vec![Policy::workspace(own), Policy::workspace(other)],
+                            group_ids: ids.clone(),
+                            auth_method: (k == 1).then(|| "password".into()),
+                            twilio_linked: i == 0,
+                            mfa_enabled: k == 3,
+                            created_at: 1_700_000_000,
+                            last_login_at: (k > 2).then_some(1_700_000_100),
+                        });
+                    }
+                }
+            }
+        }
+        let mut cells = AccessCells::default();
+        let mut out = String::new();
+        let mut fresh = String::new();
+        for m in &rows {
+            push_csv_record(&mut out, m, &groups, &mut cells);
+            fresh.push_str(&csv_record(m, &groups));
+        }
+        assert_eq!(out, fresh);
+        assert!(cells.known.len() <= AccessCells::KEEP);
+        assert_eq!(
+            csv_record(&rows[3], &groups),
+            "u03,p03@x.test,\" Ann \",active,workspace_member;workspace_member;billing_admin;source_admin,\
+             Everyone;=Ops,,true,true,2023-11-14T22:13:20Z,2023-11-14T22:15:00Z\r\n"
+        );
     }
 
     #[test]
