@@ -370,7 +370,12 @@ mod tests {
             group("g2", "Admins, \"core\"", &["workspace_owner"]),
             group("g3", "=Ops", &["source_admin"]),
         ];
-        let roles = ["workspace_member", "billing_admin", "source_read_only", "-x"];
+        let roles = [
+            "workspace_member",
+            "billing_admin",
+            "source_read_only",
+            "-x",
+        ];
         let group_sets: Vec<Vec<String>> = vec![
             vec![],
             vec!["g1".into()],
