@@ -2,6 +2,7 @@
 //! share the portable SQL in [`sql`]; they differ in how they connect.
 
 pub mod access;
+pub(crate) mod audit_batch;
 pub mod group_commit;
 pub mod oidc;
 pub mod postgres;

@@ -143,6 +143,8 @@ impl Db {
 #[derive(Clone)]
 pub struct SqlStore {
     db: Db,
+    /// Audit events recorded on their own, written in batches.
+    audit: Arc<super::audit_batch::AuditBatcher>,
     /// Whether the member list's email filter has an index to lead with
     /// (see [`super::search`]); set by [`Self::migrate`].
     email_search: Arc<std::sync::atomic::AtomicBool>,
@@ -270,8 +272,15 @@ impl SqlStore {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            audit: Arc::default(),
             email_search: Arc::default(),
         }
+    }
+
+    /// Statements that wrote audit events recorded on their own (each may
+    /// hold many events: see [`super::audit_batch`]).
+    pub fn audit_statements(&self) -> u64 {
+        self.audit.statements()
     }
 
     /// Whether the email substring index is there (see [`super::search`]).
@@ -481,22 +490,78 @@ pub(crate) async fn insert_audit<'e, E>(ex: E, e: &AuditEvent) -> StoreResult<()
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    sqlx::query(
+    insert_audit_chunk(ex, std::slice::from_ref(e)).await
+}
+
+/// Rows an `INSERT` of audit events holds at most: 10 parameters a row,
+/// under the 999 bound parameters older SQLite builds allow.
+const AUDIT_ROWS_PER_STATEMENT: usize = 99;
+
+/// One multi-row `INSERT` of `chunk` (at most [`AUDIT_ROWS_PER_STATEMENT`]).
+async fn insert_audit_chunk<'e, E>(ex: E, chunk: &[AuditEvent]) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows = (0..chunk.len())
+        .map(|r| {
+            let params = (1..=10)
+                .map(|c| format!("${}", r * 10 + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({params})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO audit_events (id, workspace_id, time, actor_type, actor_id, actor_email, action, target, ip, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&e.id)
-    .bind(&e.workspace_id)
-    .bind(e.time)
-    .bind(&e.actor.kind)
-    .bind(&e.actor.id)
-    .bind(&e.actor.email)
-    .bind(&e.action)
-    .bind(&e.target)
-    .bind(&e.ip)
-    .bind(e.details.to_string())
-    .execute(ex)
-    .await?;
+         VALUES {rows}"
+    );
+    let mut q = sqlx::query(&sql);
+    for e in chunk {
+        q = q
+            .bind(&e.id)
+            .bind(&e.workspace_id)
+            .bind(e.time)
+            .bind(&e.actor.kind)
+            .bind(&e.actor.id)
+            .bind(&e.actor.email)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(&e.ip)
+            .bind(e.details.to_string());
+    }
+    q.execute(ex).await?;
+    Ok(())
+}
+
+/// Audit events in as few statements as the limit on bind parameters
+/// allows, all or none: more than one statement's worth runs in one
+/// transaction. Counts the statements in `statements`. Committed, not yet
+/// durable: the caller waits for that (see [`Db::written`]).
+pub(crate) async fn insert_audit_rows(
+    db: &Db,
+    events: &[AuditEvent],
+    statements: &std::sync::atomic::AtomicU64,
+) -> StoreResult<()> {
+    let count = |n: usize| statements.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    if events.len() <= AUDIT_ROWS_PER_STATEMENT {
+        insert_audit_chunk(db.write(), events).await?;
+        count(1);
+        return Ok(());
+    }
+    // The writer calls this from a task of its own, so nothing cancels it
+    // between BEGIN and COMMIT.
+    let mut tx = match db.backend() {
+        Backend::Sqlite => db.write().begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => db.write().begin().await?,
+    };
+    let chunks = events.chunks(AUDIT_ROWS_PER_STATEMENT);
+    let n = chunks.len();
+    for chunk in chunks {
+        insert_audit_chunk(&mut *tx, chunk).await?;
+    }
+    tx.commit().await?;
+    count(n);
     Ok(())
 }
 
@@ -728,7 +793,7 @@ impl Store for SqlStore {
     }
 
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        self.db.written(insert_audit(self.write(), e)).await
+        self.db.written(self.audit.record(&self.db, e)).await
     }
 
     async fn enqueue_mail(&self, m: &OutboxMail) -> StoreResult<()> {

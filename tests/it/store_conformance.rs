@@ -272,6 +272,144 @@ async fn concurrent_sqlite_writes_are_answered_after_shared_syncs() {
     }
 }
 
+#[tokio::test]
+async fn audit_events_recorded_at_once_are_written_together_and_each_is_kept() {
+    use iam_gateway::domain::model::{Actor, AuditEvent};
+    for (db, s) in stores().await {
+        let ws = s
+            .bootstrap_workspace("acme", "Acme", &new_user("owner@acme.test"), 1)
+            .await
+            .unwrap()
+            .0
+            .id;
+        let event = |i: usize| AuditEvent {
+            id: format!("ev-{i:03}"),
+            workspace_id: Some(ws.clone()),
+            time: 1_000 + i as i64,
+            actor: Actor {
+                kind: "user".into(),
+                id: Some(format!("u{i}")),
+                email: Some(format!("p{i}@acme.test")),
+            },
+            action: "member.updated".into(),
+            target: Some(format!("t{i}")),
+            ip: i.is_multiple_of(2).then(|| "10.0.0.1".into()),
+            details: serde_json::json!({"n": i, "quote": "it's \"x\""}),
+        };
+        let before = s.audit_statements();
+        let writes: Vec<_> = (0..240)
+            .map(|i| {
+                let (s, e) = (s.clone(), event(i));
+                tokio::spawn(async move { s.record_audit(&e).await })
+            })
+            .collect();
+        for w in writes {
+            w.await.unwrap().unwrap();
+        }
+        let statements = s.audit_statements() - before;
+        assert!(
+            (3..240).contains(&statements),
+            "{db:?}: {statements} statements for 240 events at once"
+        );
+        let mut seen: Vec<_> = whole_audit_log(&s, &ws)
+            .await
+            .into_iter()
+            .filter(|e| e.id.starts_with("ev-"))
+            .collect();
+        seen.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(seen.len(), 240, "{db:?}");
+        for (i, e) in seen.iter().enumerate() {
+            let want = event(i);
+            assert_eq!(
+                (
+                    &e.id,
+                    e.time,
+                    &e.actor.id,
+                    &e.actor.email,
+                    &e.target,
+                    &e.ip,
+                    &e.details
+                ),
+                (
+                    &want.id,
+                    want.time,
+                    &want.actor.id,
+                    &want.actor.email,
+                    &want.target,
+                    &want.ip,
+                    &want.details
+                ),
+                "{db:?}"
+            );
+        }
+        // One event alone is written, and answered, without waiting for others.
+        s.record_audit(&event(999)).await.unwrap();
+        assert_eq!(s.audit_statements() - before, statements + 1, "{db:?}");
+
+        // A batch that cannot be written (here one of its events reuses an
+        // id) is written not at all, and each caller learns whether its own
+        // event is kept: answered Ok exactly when its row is there.
+        let second = |i: usize| AuditEvent {
+            id: if i == 239 {
+                "ev-999".into()
+            } else {
+                format!("ev2-{i:03}")
+            },
+            ..event(i)
+        };
+        let writes: Vec<_> = (0..240)
+            .map(|i| {
+                let (s, e) = (s.clone(), second(i));
+                tokio::spawn(async move { s.record_audit(&e).await })
+            })
+            .collect();
+        let mut answered_ok = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            if w.await.unwrap().is_ok() {
+                answered_ok.push(format!("ev2-{i:03}"));
+            }
+        }
+        assert!(
+            answered_ok.len() < 239,
+            "{db:?}: the failed batch answered Ok"
+        );
+        let mut kept: Vec<_> = whole_audit_log(&s, &ws)
+            .await
+            .into_iter()
+            .map(|e| e.id)
+            .filter(|id| id.starts_with("ev2-"))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept, answered_ok,
+            "{db:?}: rows kept against calls answered Ok"
+        );
+    }
+}
+
+/// Every audit event of `ws`, read a page of 100 at a time.
+async fn whole_audit_log(
+    s: &store::sql::SqlStore,
+    ws: &str,
+) -> Vec<iam_gateway::domain::model::AuditEvent> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = s
+            .list_audit(ws, &Default::default(), cursor.as_deref(), 100)
+            .await
+            .unwrap();
+        let n = page.len();
+        cursor = page
+            .last()
+            .map(|e| store::sql_access::encode_cursor(&[&e.time.to_string(), &e.id]));
+        all.extend(page);
+        if n < 100 {
+            return all;
+        }
+    }
+}
+
 /// Walks the member list `page` rows at a time and returns every row's id.
 async fn walk_members(
     s: &store::sql::SqlStore,
