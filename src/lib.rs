@@ -33,6 +33,7 @@ pub mod mail;
 pub mod mapping;
 pub mod metrics;
 pub mod password;
+pub(crate) mod round;
 pub mod scim;
 pub mod service;
 pub mod session;

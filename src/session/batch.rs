@@ -16,15 +16,10 @@
 use super::{KvError, KvStore};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex};
 
 /// One round trip: the keys found, once known, and everyone waiting for it.
-#[derive(Default)]
-struct Round {
-    found: OnceLock<Result<HashSet<String>, KvError>>,
-    done: Notify,
-}
+type Round = crate::round::Round<Result<HashSet<String>, KvError>>;
 
 #[derive(Default)]
 struct Pending {
@@ -79,15 +74,7 @@ impl ExistsBatcher {
             // away (client disconnected) must not strand the others.
             tokio::spawn(self.clone().drive());
         }
-        let done = round.done.notified();
-        tokio::pin!(done);
-        // Registered before looking, so a round finishing in between still
-        // wakes us.
-        done.as_mut().enable();
-        if round.found.get().is_none() {
-            done.await;
-        }
-        match round.found.get() {
+        match round.outcome().await {
             Some(Ok(found)) => Ok(found.contains(key)),
             Some(Err(e)) => Err(e.clone()),
             None => Err(KvError::Unavailable("session check abandoned".into())),
@@ -114,8 +101,7 @@ impl ExistsBatcher {
                     .filter_map(|(k, here)| here.then_some(k))
                     .collect()
             });
-            let _ = round.found.set(found);
-            round.done.notify_waiters();
+            round.finish(found);
         }
     }
 }

@@ -17,23 +17,10 @@ use super::sql::{insert_audit_rows, Db};
 use super::StoreError;
 use crate::domain::model::AuditEvent;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::Notify;
+use std::sync::{Arc, Mutex};
 
 /// One batch: its outcome, once known, and everyone waiting for it.
-#[derive(Default)]
-struct Batch {
-    outcome: OnceLock<Result<(), String>>,
-    done: Notify,
-}
-
-impl Batch {
-    fn finish(&self, outcome: Result<(), String>) {
-        // Set once: a batch that already has its outcome keeps it.
-        let _ = self.outcome.set(outcome);
-        self.done.notify_waiters();
-    }
-}
+type Batch = crate::round::Round<Result<(), String>>;
 
 #[derive(Default)]
 struct Pending {
@@ -65,13 +52,7 @@ impl AuditBatcher {
             }
             p.batch.clone()
         };
-        let done = batch.done.notified();
-        tokio::pin!(done);
-        done.as_mut().enable();
-        if batch.outcome.get().is_none() {
-            done.await;
-        }
-        match batch.outcome.get() {
+        match batch.outcome().await {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(StoreError::Unavailable(e.clone())),
             None => Err(StoreError::Unavailable(
