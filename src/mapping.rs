@@ -56,8 +56,9 @@ pub async fn provision(
     let store = core.store.as_ref();
     let provider = format!("sso:{}", conn.id);
     // A link's user always exists (its rows go with the user).
-    let user = match store.linked_user(&provider, &id.subject).await? {
-        Some(user) => user,
+    // A returning person's link, user and membership are one read.
+    let (user, member) = match store.linked_member(&provider, &id.subject, &ws.id).await? {
+        Some(found) => found,
         None => {
             let Some(email) = id
                 .email
@@ -83,7 +84,8 @@ pub async fn provision(
                     store
                         .link_identity(&provider, &id.subject, &existing.id, Some(email), now)
                         .await?;
-                    existing
+                    let member = store.membership(&ws.id, &existing.id).await?.is_some();
+                    (existing, member)
                 }
                 None => {
                     let new = NewUser {
@@ -91,14 +93,15 @@ pub async fn provision(
                         name: id.name.clone().unwrap_or_default(),
                         password_hash: None,
                     };
-                    store
+                    let user = store
                         .create_user_with_identity(&new, &provider, &id.subject, now)
-                        .await?
+                        .await?;
+                    (user, false)
                 }
             }
         }
     };
-    if store.membership(&ws.id, &user.id).await?.is_none() {
+    if !member {
         let invitation = store
             .list_invitations(&ws.id, now)
             .await?

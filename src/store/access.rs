@@ -186,6 +186,14 @@ pub trait AccessStore: Send + Sync + 'static {
         provider: &str,
         subject: &str,
     ) -> StoreResult<Option<crate::store::User>>;
+    /// [`Self::linked_user`], and whether that user is a member of
+    /// `workspace_id`, in the same statement (an SSO sign-in asks both).
+    async fn linked_member(
+        &self,
+        provider: &str,
+        subject: &str,
+        workspace_id: &str,
+    ) -> StoreResult<Option<(crate::store::User, bool)>>;
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>>;
     async fn unlink_identity(&self, provider: &str, user_id: &str) -> StoreResult<()>;
     /// Creates a user already linked to an external identity, all or nothing.

@@ -173,6 +173,39 @@ async fn saml_sp_initiated_sign_in_provisions_a_member_and_refuses_replays() {
         )
         .await;
     assert_eq!(events["items"].as_array().unwrap().len(), 1);
+
+    // Removed from the workspace, carol signs in through the IdP again: her
+    // link finds her, and she is provisioned anew with the default role (the
+    // same account, no second user).
+    let (_, me) = s
+        .owner
+        .call("GET", "/api/v1/workspaces/acme/members?email=carol", None)
+        .await;
+    let carol = me["items"][0]["user_id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .owner
+        .call(
+            "DELETE",
+            &format!("/api/v1/workspaces/acme/members/{carol}"),
+            None,
+        )
+        .await;
+    assert!(st < 300, "{st}");
+    assert_eq!(
+        br.verify(&s.srv, "workspace=acme").await.status,
+        403,
+        "removed"
+    );
+    let mut back = Browser::new();
+    let (relay, req) = start(&mut back, &s, "/w/acme/access").await;
+    let xml = response(&s, Some(&req), "carol@corp.test").signed(Sign::Assertion);
+    let r = post_acs(&mut back, &s, &xml, Some(&relay)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let v = back.verify(&s.srv, "workspace=acme").await;
+    assert_eq!(v.status, 200);
+    assert_eq!(v.header("x-auth-user-id"), Some(carol));
+    assert_eq!(v.header("x-auth-roles").as_deref(), Some("minimal_access"));
+    assert_eq!(users(&s.srv).await, before);
 }
 
 /// Builds a response for (setup, request id).

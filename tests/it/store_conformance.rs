@@ -927,5 +927,54 @@ async fn sso_sign_in_look_ups_join_what_was_written() {
             .await
             .unwrap()
             .is_none());
+
+        // The same look-up with the person's membership of the workspace:
+        // not a member, then a member, of this workspace only.
+        let member_of = |ws: String| {
+            let (s, provider) = (s.clone(), provider.clone());
+            async move {
+                s.linked_member(&provider, "subject-ann", &ws)
+                    .await
+                    .unwrap()
+                    .map(|(u, member)| (u.id, member))
+            }
+        };
+        assert_eq!(
+            member_of(ws.id.clone()).await,
+            Some((ann.id.clone(), false)),
+            "{db:?}"
+        );
+        let other = s.create_workspace("other", "Other", 1).await.unwrap();
+        s.add_member(
+            &other.id,
+            &ann.id,
+            &[Policy::workspace("workspace_member")],
+            8,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            member_of(ws.id.clone()).await,
+            Some((ann.id.clone(), false)),
+            "{db:?}"
+        );
+        assert_eq!(
+            member_of(other.id.clone()).await,
+            Some((ann.id.clone(), true)),
+            "{db:?}"
+        );
+        s.add_member(&ws.id, &ann.id, &[Policy::workspace("workspace_member")], 9)
+            .await
+            .unwrap();
+        assert_eq!(
+            member_of(ws.id.clone()).await,
+            Some((ann.id.clone(), true)),
+            "{db:?}"
+        );
+        assert!(s
+            .linked_member("sso:other", "subject-ann", &ws.id)
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -58,6 +58,29 @@ pub(super) async fn linked_user(
         .map_err(StoreError::from)
 }
 
+pub(super) async fn linked_member(
+    s: &SqlStore,
+    provider: &str,
+    subject: &str,
+    workspace_id: &str,
+) -> StoreResult<Option<(User, bool)>> {
+    let cols = crate::store::sql::qualified(crate::store::sql::USER_COLS, "u", None);
+    let row = sqlx::query(&format!(
+        "SELECT {cols}, CAST(CASE WHEN EXISTS (SELECT 1 FROM memberships m \
+           WHERE m.workspace_id = $3 AND m.user_id = u.id) THEN 1 ELSE 0 END AS BIGINT) AS is_member \
+         FROM identity_links l JOIN users u ON u.id = l.user_id \
+         WHERE l.provider = $1 AND l.subject = $2"
+    ))
+    .bind(provider)
+    .bind(subject)
+    .bind(workspace_id)
+    .fetch_optional(s.read())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let member: i64 = row.try_get("is_member")?;
+    Ok(Some((crate::store::sql::user_from(&row)?, member == 1)))
+}
+
 pub(super) async fn identities_of(
     s: &SqlStore,
     user_id: &str,

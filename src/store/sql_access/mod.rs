@@ -340,6 +340,15 @@ impl AccessStore for SqlStore {
         identities::linked_user(self, provider, subject).await
     }
 
+    async fn linked_member(
+        &self,
+        provider: &str,
+        subject: &str,
+        workspace_id: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
+        identities::linked_member(self, provider, subject, workspace_id).await
+    }
+
     async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<(String, String)>> {
         identities::identities_of(self, user_id).await
     }
