@@ -19,7 +19,11 @@
 # (default 64), BENCH_STORM_CONNECTIONS (sign-in clients, default 16),
 # BENCH_VERIFY_CONNECTIONS and BENCH_VERIFY_DELAY_MS (the storm mode's paced
 # verify load, default 8 and 4),
-# BENCH_STORES (default "database redis"; "redis-strict" is Redis with
+# BENCH_STORM_CONTROL (storm mode: "argon2" or "spin": under load, instead
+# of the sign-ins, one process per core outside the gateway under
+# SCHED_IDLE, the argon2 CLI with the gateway's parameters or a loop that
+# touches no memory; what verify's p99 does beside them, with the gateway
+# hashing nothing), BENCH_STORES (default "database redis"; "redis-strict" is Redis with
 # session.revocation_check = "every_request"), BENCH_ROUNDS (healthz/verify
 # pairs per store, default 3; the median ratio counts), CARGO_TARGET_DIR, BENCH_PERF (a
 # directory: profile the gateway with `perf record` during each verify
@@ -157,6 +161,12 @@ else
   # The machine's argon2 limit is what the idle pool signs in alone (every
   # core hashing). Targets (issue 16), at once: sign-ins under the verify
   # load >= 90 % of that limit, verify p99 <= 3x its p99 alone.
+  CONTROL=${BENCH_STORM_CONTROL:-}
+  case $CONTROL in
+    "" | spin) ;;
+    argon2) need argon2 || { echo "missing: argon2 (scripts/install-deps bench)" >&2; exit 1; } ;;
+    *) echo "BENCH_STORM_CONTROL must be argon2 or spin" >&2; exit 2 ;;
+  esac
   VCONNS=${BENCH_VERIFY_CONNECTIONS:-8}
   VDELAY=${BENCH_VERIFY_DELAY_MS:-4}
   paced=$work/paced.lua
@@ -167,9 +177,26 @@ else
   }
   # storm SECONDS OUT: sign-ins as fast as STORM_CONNS clients can.
   storm() { wrk -t 1 -c "$STORM_CONNS" -d "$1s" -s "$work/storm.lua" "$base/login/password" >"$2"; }
+  # control SECONDS OUT: instead of the storm, one process per core outside
+  # the gateway under SCHED_IDLE, for SECONDS: the argon2 CLI hashing with
+  # the gateway's parameters (argon2), or a loop touching no memory (spin).
+  control() {
+    local end=$((SECONDS + $1)) c
+    for ((c = 0; c < $(nproc); c++)); do
+      case $CONTROL in
+        spin) chrt -i 0 timeout "$1" sh -c 'while :; do :; done' & ;;
+        argon2) (while [ $SECONDS -lt $end ]; do
+            printf pw | chrt -i 0 argon2 bench-salt-16by -id -k 19456 -t 2 -p 1 >/dev/null
+          done) & ;;
+      esac
+    done
+    wait
+    echo "Requests/sec: 0" >"$2"
+  }
   rate() { awk '/^Requests\/sec:/ {print $2}' "$1"; }
   refused() { local n; n=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$1"); echo "${n:-0}"; }
   echo "# verify load: $VCONNS connections, ${VDELAY} ms between requests on each; $STORM_CONNS sign-in clients"
+  [ -n "$CONTROL" ] && echo "# control: under load, no sign-ins: $(nproc) processes outside the gateway under SCHED_IDLE ($CONTROL); loaded_in/s is 0 and p99_storm is verify's p99 beside them"
   printf '%-9s %-8s %12s %12s %12s %10s %10s %8s\n' store priority alone_in/s loaded_in/s verify/s p99_alone p99_storm p99_x
   for store in $STORES; do
     declare -A res=()
@@ -196,7 +223,11 @@ LUA
       # How busy the machine was with the verify load alone (every process).
       busy=$(awk -v a="$cpu0" '/^cpu / {split(a, b, " "); u = $2 + $3 + $4 + $7 + $8 - b[1]; i = $5 + $6 - b[2]; printf "%.0f", 100 * u / (u + i)}' /proc/stat)
       # The storm runs from before until after the measurement.
-      storm "$((SECONDS_EACH + 4))" "$work/loaded.out" &
+      if [ -n "$CONTROL" ]; then
+        control "$((SECONDS_EACH + 4))" "$work/loaded.out" &
+      else
+        storm "$((SECONDS_EACH + 4))" "$work/loaded.out" &
+      fi
       storm_pid=$!
       pids+=("$storm_pid")
       sleep 2
@@ -211,6 +242,10 @@ LUA
       factor=$(awk -v a="$s99" -v b="$i99" 'BEGIN {printf "%.2f", a / b}')
       share=$(awk -v a="$loaded" -v b="$limit" 'BEGIN {printf "%.2f", a / b}')
       printf '%-9s %-8s %12.1f %12.1f %12.0f %10s %10s %8s\n' "$store" "$prio" "$alone" "$loaded" "$vrps" "$i99" "$s99" "$factor"
+      if [ -n "$CONTROL" ]; then
+        echo "# $store $prio: control ($CONTROL outside the gateway): verify p99 x$factor alone; the verify load alone kept the CPUs ${busy}% busy; non-2xx/3xx: $bad"
+        continue
+      fi
       met=$(awk -v f="$factor" -v s="$share" 'BEGIN {print (f <= 3 && s >= 0.9) ? "met" : "MISSED"}')
       echo "# $store $prio: sign-ins under load = $share of the machine's limit ($limit/s), verify p99 x$factor alone; targets >= 0.90 and <= 3 at once: $met; the verify load alone kept the CPUs ${busy}% busy; non-2xx/3xx: $bad"
     done
