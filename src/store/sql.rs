@@ -549,12 +549,7 @@ pub(crate) async fn insert_audit_rows(
         count(1);
         return Ok(());
     }
-    // The writer calls this from a task of its own, so nothing cancels it
-    // between BEGIN and COMMIT.
-    let mut tx = match db.backend() {
-        Backend::Sqlite => db.write().begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => db.write().begin().await?,
-    };
+    let mut tx = db.begin().await?;
     let chunks = events.chunks(AUDIT_ROWS_PER_STATEMENT);
     let n = chunks.len();
     for chunk in chunks {
