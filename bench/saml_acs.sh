@@ -14,7 +14,10 @@
 # 16) connections for BENCH_SECONDS (default 5).
 #
 # With BENCH_BASELINE_BIN=<binary> it measures that build first, on its own
-# database, and prints the ratio. With BENCH_PERF=1 it records a profile
+# database, and prints the ratio. This machine's runs of one build differ by
+# up to +-15 %; BENCH_ROUNDS=<n> (default 1) alternates the two builds n
+# times, each run on a fresh database, and prints each round's ratio and
+# their median. With BENCH_PERF=1 it records a profile
 # of the gateway (perf) during the run, prints its top symbols and keeps
 # it as /tmp/saml-perf-<label>.data. With BENCH_LOG=<filter> (for example
 # info,sqlx=debug: every SQL statement) the gateway logs at that level and
@@ -25,7 +28,7 @@
 # signed responses with python3-saml on the same core and prints the
 # gateway's sign-ins per python3-saml validation (issue 16's target: 3).
 #
-# Environment: BENCH_BIN, BENCH_BASELINE_BIN, BENCH_SECONDS,
+# Environment: BENCH_BIN, BENCH_BASELINE_BIN, BENCH_ROUNDS, BENCH_SECONDS,
 # BENCH_CONNECTIONS, BENCH_PERF, BENCH_LOG, BENCH_PYSAML, CARGO_TARGET_DIR. Results:
 # docs/benchmarks.md.
 set -euo pipefail
@@ -36,6 +39,8 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${BENCH_SECONDS:-5}
 PYSAML=${BENCH_PYSAML:-python3}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
+ROUNDS=${BENCH_ROUNDS:-1}
+case $ROUNDS in '' | *[!0-9]* | 0) echo "BENCH_ROUNDS must be a positive number" >&2; exit 2 ;; esac
 for t in curl wrk xmlsec1 openssl python3 taskset; do
   need "$t" || { echo "missing: $t" >&2; exit 1; }
 done
@@ -142,7 +147,8 @@ PY
 
 run_one() {
   local label=$1 bin=$2 dir port base token conn gw
-  dir=$work/$label
+  runs=$((${runs:-0} + 1))
+  dir=$work/$label-$runs
   mkdir -p "$dir"
   port=$(free_port)
   base=http://127.0.0.1:$port
@@ -199,10 +205,22 @@ run_one() {
 
 echo "# SAML ACS benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(bench_commit), baseline ${BEFORE:-none}"
 echo "# gateway on core 0, wrk on core 1, $CONNECTIONS connections, ${SECONDS_EACH}s; sign-ins/s, p50 ms, p99 ms, requests"
-run_before_after
+results=$work/results
+: >"$results"
+for _ in $(seq 1 "$ROUNDS"); do
+  if [ -n "$BEFORE" ]; then run_one before "$BEFORE" >>"$results"; fi
+  run_one after "$AFTER" >>"$results"
+done
 cat "$results"
 if [ -n "$BEFORE" ]; then
-  awk '{r[$1] = $2} END {printf "ratio after/before: %.3f\n", r["after"] / r["before"]}' "$results"
+  # Round i's ratio: the i-th "after" over the i-th "before"; then the median.
+  awk '$1 == "before" {b[++nb] = $2} $1 == "after" {a[++na] = $2}
+    END {
+      for (i = 1; i <= na; i++) { r[i] = a[i] / b[i]; printf "ratio after/before, round %d: %.3f\n", i, r[i] }
+      for (i = 1; i <= na; i++) for (j = i + 1; j <= na; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+      m = (na % 2) ? r[(na + 1) / 2] : (r[na / 2] + r[na / 2 + 1]) / 2
+      printf "ratio after/before: %.3f (median of %d)\n", m, na
+    }' "$results"
 fi
 
 # The reference of issue 16's target: python3-saml validating the same
@@ -240,7 +258,12 @@ print("%.1f %d" % (done / (time.monotonic() - start), done))
 PY
   )
   echo "python3-saml validations/s on core 0: ${ref% *} (${ref#* } responses)"
-  awk -v ref="${ref% *}" '$1 == "after" {printf "gateway sign-ins / python3-saml validations: %.2f (target >= 3)\n", $2 / ref}' "$results"
+  awk -v ref="${ref% *}" '$1 == "after" {a[++n] = $2}
+    END {
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+      printf "gateway sign-ins (median of %d runs) / python3-saml validations: %.2f (target >= 3)\n", n, m / ref
+    }' "$results"
 else
   echo "# no python3-saml at $PYSAML (BENCH_PYSAML=<a python with python3-saml>): no reference measured" >&2
 fi
