@@ -212,15 +212,17 @@ for _ in $(seq 1 "$ROUNDS"); do
   run_one after "$AFTER" >>"$results"
 done
 cat "$results"
+# The median of the numbers on stdin, one a line.
+median() {
+  sort -g | awk '{v[NR] = $1} END {printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
 if [ -n "$BEFORE" ]; then
-  # Round i's ratio: the i-th "after" over the i-th "before"; then the median.
-  awk '$1 == "before" {b[++nb] = $2} $1 == "after" {a[++na] = $2}
-    END {
-      for (i = 1; i <= na; i++) { r[i] = a[i] / b[i]; printf "ratio after/before, round %d: %.3f\n", i, r[i] }
-      for (i = 1; i <= na; i++) for (j = i + 1; j <= na; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
-      m = (na % 2) ? r[(na + 1) / 2] : (r[na / 2] + r[na / 2 + 1]) / 2
-      printf "ratio after/before: %.3f (median of %d)\n", m, na
-    }' "$results"
+  # Round i's ratio: the i-th "after" over the i-th "before".
+  ratios=$(awk '$1 == "before" {b[++nb] = $2} $1 == "after" {a[++na] = $2}
+    END {for (i = 1; i <= na; i++) printf "%.3f\n", a[i] / b[i]}' "$results")
+  n=0
+  for r in $ratios; do n=$((n + 1)); echo "ratio after/before, round $n: $r"; done
+  echo "ratio after/before: $(median <<<"$ratios") (median of $n)"
 fi
 
 # The reference of issue 16's target: python3-saml validating the same
@@ -258,12 +260,9 @@ print("%.1f %d" % (done / (time.monotonic() - start), done))
 PY
   )
   echo "python3-saml validations/s on core 0: ${ref% *} (${ref#* } responses)"
-  awk -v ref="${ref% *}" '$1 == "after" {a[++n] = $2}
-    END {
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      m = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-      printf "gateway sign-ins (median of %d runs) / python3-saml validations: %.2f (target >= 3)\n", n, m / ref
-    }' "$results"
+  after=$(awk '$1 == "after" {print $2}' "$results" | median)
+  awk -v ref="${ref% *}" -v after="$after" -v n="$ROUNDS" 'BEGIN {
+    printf "gateway sign-ins (median of %d runs) / python3-saml validations: %.2f (target >= 3)\n", n, after / ref }'
 else
   echo "# no python3-saml at $PYSAML (BENCH_PYSAML=<a python with python3-saml>): no reference measured" >&2
 fi
