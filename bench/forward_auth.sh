@@ -140,7 +140,7 @@ if [ "$mode" = verify ]; then
       printf '%-13s %-14s %10.0f %9s %9s %7s %s\n' "$store" /healthz "$h_rps" "$h50" "$h99" - "$herr"
       printf '%-13s %-14s %10.0f %9s %9s %7s %s\n' "$store" /auth/verify "$v_rps" "$v50" "$v99" "$ratio" "$verr"
     done
-    ratio=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
+    ratio=$(median "${ratios[@]}")
     target=0.8; [ "${store%-strict}" = redis ] && target=0.7
     met=$(awk -v r="$ratio" -v t="$target" 'BEGIN {print (r >= t) ? "met" : "MISSED"}')
     echo "# $store: ratio $ratio (median of ${ratios[*]}), target >= $target: $met"

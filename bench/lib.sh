@@ -53,12 +53,17 @@ bench_commit() {
 # Runs the script's run_one for the baseline ($BEFORE, when set) and then
 # for $AFTER, each as "run_one <label> <binary>", their lines into
 # $results ($work/results).
-run_before_after() {
+run_before_after() { # [rounds, default 1: the two alternate that many times]
   results=$work/results
   : >"$results"
-  if [ -n "${BEFORE:-}" ]; then run_one before "$BEFORE" >>"$results"; fi
-  run_one after "$AFTER" >>"$results"
+  for _ in $(seq 1 "${1:-1}"); do
+    if [ -n "${BEFORE:-}" ]; then run_one before "$BEFORE" >>"$results"; fi
+    run_one after "$AFTER" >>"$results"
+  done
 }
+
+# The median of the numbers given (of an even count, the lower middle one).
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 # A port nothing listens on, below Linux's ephemeral range (32768 and up,
 # where a client connection of an earlier run can still hold a port and make

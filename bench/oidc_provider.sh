@@ -332,7 +332,6 @@ for round in $(seq 1 "$ROUNDS"); do
   printf '%-5s %-16s %10.0f %9s %9s %7s %8s\n' "$round" /healthz "$h_rps" "$h50" "$h99" - "$h_cores"
   printf '%-5s %-16s %10.0f %9s %9s %7s %8s\n' "$round" /oauth2/userinfo "$u_rps" "$u50" "$u99" "$ratio" "$u_cores"
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 echo "# token endpoint (code exchange): ratio to healthz $(median "${t_ratios[@]}") (median of ${t_ratios[*]})"
 echo "# userinfo: ratio to healthz $(median "${u_ratios[@]}") (median of ${u_ratios[*]})"
 echo "# every answer measured was 200"

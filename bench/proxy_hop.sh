@@ -177,7 +177,6 @@ for round in $(seq 1 "$ROUNDS"); do
     esac
   done
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 report() { # label ratios... -- p99s...
   local label=$1 r q met
   shift

@@ -17,7 +17,7 @@
 # database, and prints the ratio. This machine's runs of one build differ by
 # up to +-15 %; BENCH_ROUNDS=<n> (default 1) alternates the two builds n
 # times, each run on a fresh database, and prints each round's ratio and
-# their median. With BENCH_PERF=1 it records a profile
+# their median (of an even number, the lower middle one). With BENCH_PERF=1 it records a profile
 # of the gateway (perf) during the run, prints its top symbols and keeps
 # it as /tmp/saml-perf-<label>.data. With BENCH_LOG=<filter> (for example
 # info,sqlx=debug: every SQL statement) the gateway logs at that level and
@@ -205,24 +205,14 @@ run_one() {
 
 echo "# SAML ACS benchmark, $(date -u +%Y-%m-%dT%H:%MZ), commit $(bench_commit), baseline ${BEFORE:-none}"
 echo "# gateway on core 0, wrk on core 1, $CONNECTIONS connections, ${SECONDS_EACH}s; sign-ins/s, p50 ms, p99 ms, requests"
-results=$work/results
-: >"$results"
-for _ in $(seq 1 "$ROUNDS"); do
-  if [ -n "$BEFORE" ]; then run_one before "$BEFORE" >>"$results"; fi
-  run_one after "$AFTER" >>"$results"
-done
+run_before_after "$ROUNDS"
 cat "$results"
-# The median of the numbers on stdin, one a line.
-median() {
-  sort -g | awk '{v[NR] = $1} END {printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
-}
 if [ -n "$BEFORE" ]; then
   # Round i's ratio: the i-th "after" over the i-th "before".
-  ratios=$(awk '$1 == "before" {b[++nb] = $2} $1 == "after" {a[++na] = $2}
+  mapfile -t ratios < <(awk '$1 == "before" {b[++nb] = $2} $1 == "after" {a[++na] = $2}
     END {for (i = 1; i <= na; i++) printf "%.3f\n", a[i] / b[i]}' "$results")
-  n=0
-  for r in $ratios; do n=$((n + 1)); echo "ratio after/before, round $n: $r"; done
-  echo "ratio after/before: $(median <<<"$ratios") (median of $n)"
+  for i in "${!ratios[@]}"; do echo "ratio after/before, round $((i + 1)): ${ratios[i]}"; done
+  echo "ratio after/before: $(median "${ratios[@]}") (median of ${#ratios[@]})"
 fi
 
 # The reference of issue 16's target: python3-saml validating the same
@@ -260,7 +250,8 @@ print("%.1f %d" % (done / (time.monotonic() - start), done))
 PY
   )
   echo "python3-saml validations/s on core 0: ${ref% *} (${ref#* } responses)"
-  after=$(awk '$1 == "after" {print $2}' "$results" | median)
+  mapfile -t afters < <(awk '$1 == "after" {print $2}' "$results")
+  after=$(median "${afters[@]}")
   awk -v ref="${ref% *}" -v after="$after" -v n="$ROUNDS" 'BEGIN {
     printf "gateway sign-ins (median of %d runs) / python3-saml validations: %.2f (target >= 3)\n", n, after / ref }'
 else
