@@ -569,7 +569,7 @@ pub async fn seed_demo(cfg: &Config) -> Result<Vec<String>, StartError> {
             )
             .await?;
     }
-    let groups = store.list_groups(&ws.id).await?;
+    let groups = store.list_groups_without_member_ids(&ws.id).await?;
     let group = match groups.into_iter().find(|g| g.name == "Analysts") {
         Some(g) => g,
         None => {

@@ -152,7 +152,11 @@ async fn names_for(core: &Core, ctx: &Ctx, events: &[AuditEvent]) -> Result<Name
             names.tokens.insert(t.id, t.description);
         }
     }
-    for g in core.store.list_groups(&ctx.ws.id).await? {
+    for g in core
+        .store
+        .list_groups_without_member_ids(&ctx.ws.id)
+        .await?
+    {
         names.groups.insert(g.id, g.name);
     }
     for c in core.store.list_connections(&ctx.ws.id).await? {

@@ -108,12 +108,13 @@ pub async fn roles_in_workspaces(
             .effective_access(&w.workspace.id, user_id)
             .await?
             .unwrap_or_default();
-        let mut groups = Vec::new();
-        for (gid, _) in &access.groups {
-            if let Some(g) = core.store.get_group(&w.workspace.id, gid).await? {
-                groups.push(g);
-            }
-        }
+        let groups: Vec<Group> = core
+            .store
+            .list_groups_without_member_ids(&w.workspace.id)
+            .await?
+            .into_iter()
+            .filter(|g| access.groups.iter().any(|(id, _)| *id == g.id))
+            .collect();
         let ids: Vec<String> = groups.iter().map(|g| g.id.clone()).collect();
         let roles = sourced_roles(&access.direct, &ids, &groups);
         out.push((w.workspace, roles));
@@ -327,7 +328,7 @@ pub fn csv_stream(
     use futures_util::StreamExt as _;
     let header = futures_util::stream::once(async { Ok(csv::row(&CSV_HEADER)) });
     let body = futures_util::stream::once(async move {
-        let rows = match store.list_groups(&workspace_id).await {
+        let rows = match store.list_groups_without_member_ids(&workspace_id).await {
             Ok(groups) => store
                 .member_stream(&workspace_id, now)
                 .ready_chunks(256)

@@ -92,7 +92,13 @@ pub trait AccessStore: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Group>;
     async fn get_group(&self, workspace_id: &str, group_id: &str) -> StoreResult<Option<Group>>;
+    /// The workspace's groups by name, each with its members' ids.
     async fn list_groups(&self, workspace_id: &str) -> StoreResult<Vec<Group>>;
+    /// [`Self::list_groups`] with every `member_ids` left empty, for what
+    /// needs only the groups' ids, names and roles: it does not read the
+    /// group memberships (half of a 100 000-member workspace in one group
+    /// made the members CSV read 50 000 rows and hold them at once).
+    async fn list_groups_without_member_ids(&self, workspace_id: &str) -> StoreResult<Vec<Group>>;
     async fn update_group(
         &self,
         workspace_id: &str,

@@ -4,6 +4,7 @@
 pub mod access;
 pub(crate) mod audit_batch;
 pub mod group_commit;
+pub(crate) mod member_copy;
 pub mod oidc;
 pub mod postgres;
 pub mod scim;

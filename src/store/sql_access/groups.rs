@@ -67,30 +67,40 @@ pub(super) async fn get_group(
     Ok(Some(group_from(&row, ids)?))
 }
 
-pub(super) async fn list_groups(s: &SqlStore, workspace_id: &str) -> StoreResult<Vec<Group>> {
+/// The workspace's groups by name, each with its members when `members`
+/// (one more statement that reads every group membership of the
+/// workspace, which at scale is most of the cost).
+pub(super) async fn list_groups(
+    s: &SqlStore,
+    workspace_id: &str,
+    members: bool,
+) -> StoreResult<Vec<Group>> {
     let rows = sqlx::query("SELECT id, workspace_id, name, description, policies, created_at FROM user_groups WHERE workspace_id = $1 ORDER BY name, id")
         .bind(workspace_id)
         .fetch_all(s.read())
         .await?;
-    let members = sqlx::query(
-        "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY user_id",
-    )
-    .bind(workspace_id)
-    .fetch_all(s.read())
-    .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        let gid: String = r.try_get("id")?;
-        let mut ids = Vec::new();
-        for m in &members {
-            let g: String = m.try_get("group_id")?;
-            if g == gid {
-                ids.push(m.try_get("user_id")?);
-            }
+    let mut of_group: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::new();
+    if members {
+        let links = sqlx::query(
+            "SELECT group_id, user_id FROM group_members WHERE workspace_id = $1 ORDER BY user_id",
+        )
+        .bind(workspace_id)
+        .fetch_all(s.read())
+        .await?;
+        for m in &links {
+            of_group
+                .entry(m.try_get("group_id")?)
+                .or_default()
+                .push(m.try_get("user_id")?);
         }
-        out.push(group_from(r, ids)?);
     }
-    Ok(out)
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("id")?;
+            group_from(r, of_group.remove(&id).unwrap_or_default())
+        })
+        .collect()
 }
 
 pub(super) async fn update_group(

@@ -4,7 +4,7 @@
 //! PostgreSQL: one joined statement).
 
 use super::members::{
-    after_place, lookups, open_invitations, MemberFields, INVITATION_COLUMNS, MEMBER_COLUMNS,
+    after_place, open_invitations, MemberFields, INVITATION_COLUMNS, MEMBER_COLUMNS,
 };
 use super::*;
 
@@ -12,6 +12,14 @@ use super::*;
 /// ([`export_page_query`]).
 const EXPORT_FIELDS: &str = "t.sort_email, t.id, t.email, t.name, t.invited, t.policies, \
      t.auth_method, t.totp_on, t.created_at, t.last_login_at, t.grants, t.twilio, t.group_list";
+
+/// [`MEMBER_COLUMNS`] with the Twilio link and the groups, from SQLite's
+/// copies in the memberships `m` ([`crate::store::member_copy`]).
+const COPIED_MEMBER_COLUMNS: &str = "m.sort_email AS sort_email, m.user_id AS id, \
+     m.shown_email AS email, m.shown_name AS name, CAST(0 AS BIGINT) AS invited, \
+     m.policies AS policies, m.shown_auth_method AS auth_method, m.shown_totp_on AS totp_on, \
+     m.created_at AS created_at, m.shown_last_login_at AS last_login_at, \
+     CAST(NULL AS TEXT) AS grants, m.shown_twilio AS twilio, m.shown_groups AS group_list";
 
 /// How long the members CSV waits for its reader to take the next rows
 /// before it gives up and frees its database connection.
@@ -145,9 +153,10 @@ pub(super) fn member_stream(
 /// limits each arm on its own, then sorts what both return), the two arms
 /// are one compound statement ordered and limited as a whole: SQLite
 /// merges the two index walks and stops both at the page's end, so a page
-/// reads its own rows, not a page of invitations as well. The Twilio link
-/// and the groups are looked up in the members' arm, for the rows the
-/// merge takes. The aggregate takes the rows as the compound statement
+/// reads its own rows, not a page of invitations as well. The members' arm
+/// reads what it shows from the memberships' copies
+/// ([`crate::store::member_copy`]), all in the order index: no look-up
+/// per member. The aggregate takes the rows as the compound statement
 /// gives them, in order (an `ORDER BY` inside `json_group_array` sorted
 /// each page again and cost about a tenth of the download); [`page_rows`]
 /// checks that order.
@@ -160,13 +169,11 @@ fn export_page_query(after: bool) -> String {
     };
     format!(
         "SELECT json_group_array(json_array({EXPORT_FIELDS})) AS page \
-         FROM (SELECT {MEMBER_COLUMNS}, {} \
-               FROM memberships m JOIN users u ON u.id = m.user_id \
-               WHERE m.workspace_id = $1{member_after} \
+         FROM (SELECT {COPIED_MEMBER_COLUMNS} \
+               FROM memberships m WHERE m.workspace_id = $1{member_after} \
                UNION ALL \
                SELECT {INVITATION_COLUMNS}, CAST(0 AS BIGINT), CAST(NULL AS TEXT) {}{invite_after} \
                ORDER BY 1, 2 LIMIT $3) t",
-        lookups(Backend::Sqlite, "m.user_id"),
         open_invitations(2)
     )
 }

@@ -191,7 +191,11 @@ impl AccessStore for SqlStore {
     }
 
     async fn list_groups(&self, workspace_id: &str) -> StoreResult<Vec<Group>> {
-        groups::list_groups(self, workspace_id).await
+        groups::list_groups(self, workspace_id, true).await
+    }
+
+    async fn list_groups_without_member_ids(&self, workspace_id: &str) -> StoreResult<Vec<Group>> {
+        groups::list_groups(self, workspace_id, false).await
     }
 
     async fn update_group(

@@ -66,7 +66,7 @@ async fn build(
     let Some(user) = state.store.user_by_id(user_id).await? else {
         return Ok(None);
     };
-    let all_groups = state.store.list_groups(&ws.id).await?;
+    let all_groups = state.store.list_groups_without_member_ids(&ws.id).await?;
     let group_ids: Vec<String> = access.groups.iter().map(|(id, _)| id.clone()).collect();
     let effective = crate::service::members::sourced_roles(&access.direct, &group_ids, &all_groups);
     let groups = all_groups

@@ -137,7 +137,7 @@ async fn build(
     let saml = c.kind != "oidc";
     let groups: Vec<(String, String)> = state
         .store
-        .list_groups(&wp.ctx.ws.id)
+        .list_groups_without_member_ids(&wp.ctx.ws.id)
         .await?
         .into_iter()
         .map(|g| (g.id, g.name))

@@ -54,7 +54,7 @@ pub async fn report(
         .unwrap_or_default();
     let group_names: HashMap<String, String> = state
         .store
-        .list_groups(&conn.workspace_id)
+        .list_groups_without_member_ids(&conn.workspace_id)
         .await?
         .into_iter()
         .map(|g| (g.id, g.name))
