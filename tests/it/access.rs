@@ -625,8 +625,21 @@ async fn invitation_lifecycle_through_a_real_smtp_sink() {
             )
             .await;
         let gid = g["id"].as_str().unwrap().to_string();
+        // A group that is not this workspace's: refused, nothing kept.
+        let (s, refused) = owner
+            .call(
+                "POST",
+                "/api/v1/workspaces/acme/invitations",
+                Some(json!({"email": "Neo@Acme.test", "group_ids": [gid, "no-such-group"]})),
+            )
+            .await;
+        assert_eq!(s, 400, "{refused}");
+        assert!(
+            refused.to_string().contains("no group `no-such-group`"),
+            "{refused}"
+        );
         let (s, inv) = owner.call("POST", "/api/v1/workspaces/acme/invitations", Some(json!({"email": "Neo@Acme.test", "policies": [{"role": "source_read_only", "scope": null}], "group_ids": [gid]}))).await;
-        assert_eq!(s, 201, "{inv}");
+        assert_eq!(s, 201, "{inv} (the refused invitation left nothing behind)");
         assert_eq!(
             owner
                 .call(
