@@ -625,19 +625,28 @@ async fn invitation_lifecycle_through_a_real_smtp_sink() {
             )
             .await;
         let gid = g["id"].as_str().unwrap().to_string();
-        // A group that is not this workspace's: refused, nothing kept.
-        let (s, refused) = owner
-            .call(
-                "POST",
-                "/api/v1/workspaces/acme/invitations",
-                Some(json!({"email": "Neo@Acme.test", "group_ids": [gid, "no-such-group"]})),
-            )
-            .await;
-        assert_eq!(s, 400, "{refused}");
-        assert!(
-            refused.to_string().contains("no group `no-such-group`"),
-            "{refused}"
-        );
+        // A group id that names no group, and one of another workspace:
+        // refused, nothing kept.
+        let (theirs, _) = srv.bootstrap("other", "olga@other.test").await;
+        let their_group = srv
+            .store()
+            .create_group(&theirs, "Theirs", "", &[], 1)
+            .await
+            .unwrap();
+        for bad in ["no-such-group", their_group.id.as_str()] {
+            let (s, refused) = owner
+                .call(
+                    "POST",
+                    "/api/v1/workspaces/acme/invitations",
+                    Some(json!({"email": "Neo@Acme.test", "group_ids": [gid, bad]})),
+                )
+                .await;
+            assert_eq!(s, 400, "{refused}");
+            assert!(
+                refused.to_string().contains(&format!("no group `{bad}`")),
+                "{refused}"
+            );
+        }
         let (s, inv) = owner.call("POST", "/api/v1/workspaces/acme/invitations", Some(json!({"email": "Neo@Acme.test", "policies": [{"role": "source_read_only", "scope": null}], "group_ids": [gid]}))).await;
         assert_eq!(s, 201, "{inv} (the refused invitation left nothing behind)");
         assert_eq!(
