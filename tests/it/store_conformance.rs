@@ -925,20 +925,26 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
         s.delete_group(&ws.id, &g2.id).await.unwrap();
         let rows = agrees("a group deleted").await;
         assert!(rows.iter().all(|m| m.group_ids.is_empty()), "{db:?}");
+        // An open invitation of `email` with a group, made at `now`.
+        let invite = |email: &'static str, group: String, now: i64| {
+            let (s, ws) = (s.clone(), ws.id.clone());
+            async move {
+                s.create_invitation(&store::NewInvitation {
+                    workspace_id: ws,
+                    email: email.into(),
+                    token_hash: format!("hash-{email}"),
+                    policies: vec![Policy::workspace("workspace_member")],
+                    group_ids: vec![group],
+                    invited_by: None,
+                    now,
+                    expires_at: 100,
+                })
+                .await
+                .unwrap()
+            }
+        };
         // Invited with a group, accepted by a user who was not a member.
-        let inv = s
-            .create_invitation(&store::NewInvitation {
-                workspace_id: ws.id.clone(),
-                email: "dee@x.test".into(),
-                token_hash: "hash-dee".into(),
-                policies: member.to_vec(),
-                group_ids: vec![g1.id.clone()],
-                invited_by: None,
-                now: 1,
-                expires_at: 100,
-            })
-            .await
-            .unwrap();
+        let inv = invite("dee@x.test", g1.id.clone(), 1).await;
         agrees("an invitation").await;
         let dee = s
             .accept_invitation_as_new_user(&inv.id, &new_user("dee@x.test"), 2)
@@ -972,19 +978,7 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
             .create_user_with_identity(&new_user("eve@x.test"), "twilio", "tw-eve", 4)
             .await
             .unwrap();
-        let inv = s
-            .create_invitation(&store::NewInvitation {
-                workspace_id: ws.id.clone(),
-                email: "eve@x.test".into(),
-                token_hash: "hash-eve".into(),
-                policies: member.to_vec(),
-                group_ids: vec![g3.id.clone()],
-                invited_by: None,
-                now: 4,
-                expires_at: 100,
-            })
-            .await
-            .unwrap();
+        let inv = invite("eve@x.test", g3.id.clone(), 4).await;
         s.accept_invitation(&inv.id, &eve.id, 5).await.unwrap();
         let rows = agrees("an existing user's accepted invitation").await;
         let eve_row = rows.iter().find(|m| m.id == eve.id).unwrap();
