@@ -42,11 +42,16 @@ const SHOWN: &str = "(shown_email, shown_name, shown_auth_method, shown_totp_on,
      shown_last_login_at, shown_twilio, shown_groups)";
 
 /// What [`SHOWN`] copies, for the `memberships` row at hand: the same values
-/// the member list joins in (the groups in id order).
+/// the member list joins in. Only syntax an older `sqlite3` understands
+/// (no `ORDER BY` inside the aggregate, which needs 3.44: Debian 12's
+/// `sqlite3` is 3.40, and a trigger it cannot parse makes it refuse the
+/// whole file). The groups come in the order of the index the look-up
+/// walks, the same for every copy and for the comparison at start; readers
+/// sort them.
 const SOURCES: &str = "(SELECT u.email, u.name, u.last_auth_method, u.totp_enabled_at, \
      u.last_login_at, EXISTS (SELECT 1 FROM identity_links l \
      WHERE l.user_id = u.id AND l.provider = 'twilio'), \
-     (SELECT group_concat(gm.group_id, ',' ORDER BY gm.group_id) FROM group_members gm \
+     (SELECT group_concat(gm.group_id, ',') FROM group_members gm \
      WHERE gm.workspace_id = memberships.workspace_id AND gm.user_id = u.id) \
      FROM users u WHERE u.id = memberships.user_id)";
 
