@@ -44,6 +44,27 @@ pub async fn list(core: &Core, ctx: &Ctx) -> Result<Vec<Group>, DomainError> {
     Ok(core.store.list_groups(&ctx.ws.id).await?)
 }
 
+/// The workspace's groups (without their members' ids), each with how many
+/// members it has: counted by the database, so a group of half of a large
+/// workspace costs a count, not its members' rows (the Access page).
+pub async fn list_counted(core: &Core, ctx: &Ctx) -> Result<Vec<(Group, usize)>, DomainError> {
+    let groups = core
+        .store
+        .list_groups_without_member_ids(&ctx.ws.id)
+        .await?;
+    let counts = core.store.group_member_counts(&ctx.ws.id).await?;
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            let n = counts
+                .iter()
+                .find(|(id, _)| *id == g.id)
+                .map_or(0, |(_, n)| usize::try_from(*n).unwrap_or(0));
+            (g, n)
+        })
+        .collect())
+}
+
 /// One group of the workspace (`NotFound` otherwise).
 pub async fn get(core: &Core, ctx: &Ctx, id: &str) -> Result<Group, DomainError> {
     core.store

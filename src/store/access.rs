@@ -99,6 +99,9 @@ pub trait AccessStore: Send + Sync + 'static {
     /// group memberships (half of a 100 000-member workspace in one group
     /// made the members CSV read 50 000 rows and hold them at once).
     async fn list_groups_without_member_ids(&self, workspace_id: &str) -> StoreResult<Vec<Group>>;
+    /// How many members each group of the workspace has (groups without
+    /// members are left out), counted by the database.
+    async fn group_member_counts(&self, workspace_id: &str) -> StoreResult<Vec<(String, i64)>>;
     async fn update_group(
         &self,
         workspace_id: &str,

@@ -654,6 +654,16 @@ async fn the_group_page_forms_rename_change_roles_and_members_and_delete() {
     .await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(current().await.unwrap().member_ids, vec![mia.clone()]);
+    // The Access page counts the group's members.
+    let list = ann.get(&srv.url("/w/acme/access?tab=groups")).await;
+    let row = list
+        .body
+        .split("<tr data-group=\"Platform\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(row.contains("<td>1</td>"), "one member: {row}");
     let r = submit(
         &mut ann,
         srv,

@@ -911,6 +911,11 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
             [("One", vec![ann.clone()]), ("Two", two)],
             "{db:?}"
         );
+        let mut counts = s.group_member_counts(&ws.id).await.unwrap();
+        counts.sort();
+        let mut want = vec![(g1.id.clone(), 1), (g2.id.clone(), 2)];
+        want.sort();
+        assert_eq!(counts, want, "{db:?}: the other workspace's group left out");
         let bare = s.list_groups_without_member_ids(&ws.id).await.unwrap();
         assert_eq!(bare.len(), 2, "{db:?}");
         for (b, g) in bare.iter().zip(&listed) {

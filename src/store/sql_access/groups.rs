@@ -103,6 +103,21 @@ pub(super) async fn list_groups(
         .collect()
 }
 
+pub(super) async fn member_counts(
+    s: &SqlStore,
+    workspace_id: &str,
+) -> StoreResult<Vec<(String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT group_id, COUNT(*) AS n FROM group_members WHERE workspace_id = $1 GROUP BY group_id",
+    )
+    .bind(workspace_id)
+    .fetch_all(s.read())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("group_id")?, r.try_get("n")?)))
+        .collect()
+}
+
 pub(super) async fn update_group(
     s: &SqlStore,
     workspace_id: &str,

@@ -198,6 +198,10 @@ impl AccessStore for SqlStore {
         groups::list_groups(self, workspace_id, false).await
     }
 
+    async fn group_member_counts(&self, workspace_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        groups::member_counts(self, workspace_id).await
+    }
+
     async fn update_group(
         &self,
         workspace_id: &str,

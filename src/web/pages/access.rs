@@ -164,17 +164,18 @@ pub async fn build(
     cursor: Option<&str>,
 ) -> Result<AccessPage, DomainError> {
     let ws = &wp.ctx.ws;
-    let all_groups = groups::list(state, &wp.ctx).await?;
-    let groups: Vec<GroupItem> = all_groups
+    let counted = groups::list_counted(state, &wp.ctx).await?;
+    let groups: Vec<GroupItem> = counted
         .iter()
-        .map(|g| GroupItem {
+        .map(|(g, members)| GroupItem {
             roles: summary(&g.policies),
-            members: g.member_ids.len(),
+            members: *members,
             id: g.id.clone(),
             name: g.name.clone(),
             description: g.description.clone(),
         })
         .collect();
+    let all_groups: Vec<Group> = counted.into_iter().map(|(g, _)| g).collect();
     let mut page = AccessPage {
         chrome: wp.chrome.clone(),
         ws_name: ws.name.clone(),
