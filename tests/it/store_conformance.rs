@@ -1110,6 +1110,60 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
     }
 }
 
+/// Owners are counted once each, directly or through a group of the same
+/// workspace (not another workspace's owner group), and the last owner,
+/// even one through a group, cannot be removed.
+#[tokio::test]
+async fn owners_are_counted_directly_and_through_their_workspace_groups() {
+    let owner = [Policy::workspace("workspace_owner")];
+    let member = [Policy::workspace("workspace_member")];
+    for (db, s) in stores().await {
+        let ws = s.create_workspace("acme", "Acme", 1).await.unwrap();
+        let other = s.create_workspace("beta", "Beta", 1).await.unwrap();
+        let mut ids = Vec::new();
+        for e in ["ann@x.test", "bob@x.test", "cy@x.test"] {
+            let u = s.create_user(&new_user(e), 1).await.unwrap();
+            let policies: &[Policy] = if ids.is_empty() { &owner } else { &member };
+            s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
+            ids.push(u.id);
+        }
+        let (ann, bob, cy) = (&ids[0], &ids[1], &ids[2]);
+        s.add_member(&other.id, bob, &member, 1).await.unwrap();
+        let owners = s
+            .create_group(&ws.id, "Owners", "", &owner, 1)
+            .await
+            .unwrap();
+        let theirs = s
+            .create_group(&other.id, "Owners", "", &owner, 1)
+            .await
+            .unwrap();
+        s.add_group_member(&ws.id, &owners.id, cy).await.unwrap();
+        // Ann twice (directly and through the group): once.
+        s.add_group_member(&ws.id, &owners.id, ann).await.unwrap();
+        s.add_group_member(&other.id, &theirs.id, bob)
+            .await
+            .unwrap();
+        assert_eq!(s.count_owners(&ws.id).await.unwrap(), 2, "{db:?}");
+        assert_eq!(s.count_owners(&other.id).await.unwrap(), 1, "{db:?}");
+        s.remove_group_member(&ws.id, &owners.id, ann)
+            .await
+            .unwrap();
+        s.update_member(&ws.id, ann, Some(&member), None)
+            .await
+            .unwrap();
+        assert_eq!(s.count_owners(&ws.id).await.unwrap(), 1, "{db:?}");
+        assert!(
+            matches!(
+                s.remove_member_checked(&ws.id, cy).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{db:?}: the last owner, through a group, stays"
+        );
+        s.remove_member_checked(&ws.id, bob).await.unwrap();
+        assert_eq!(s.count_owners(&ws.id).await.unwrap(), 1, "{db:?}");
+    }
+}
+
 /// The members CSV is one snapshot: a member who joins, leaves or changes
 /// address while the download runs does not show up twice, half or not at
 /// all; the export shows the workspace as it was when the download began.
