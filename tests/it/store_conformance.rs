@@ -23,6 +23,35 @@ async fn stores() -> Vec<(Db, std::sync::Arc<store::sql::SqlStore>)> {
     out
 }
 
+/// The one value `sql` answers, read on the store's writer connection.
+async fn scalar<T>(s: &store::sql::SqlStore, sql: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> + Send + Unpin,
+{
+    sqlx::query_scalar(sql)
+        .fetch_one(s.db().write())
+        .await
+        .unwrap()
+}
+
+/// Ann (an owner), Bob and Cy (members) in workspace `ws`: their ids.
+async fn ann_bob_cy(s: &store::sql::SqlStore, ws: &str) -> [String; 3] {
+    let mut ids = Vec::new();
+    for e in ["ann@x.test", "bob@x.test", "cy@x.test"] {
+        let u = s.create_user(&new_user(e), 1).await.unwrap();
+        let role = if ids.is_empty() {
+            "workspace_owner"
+        } else {
+            "workspace_member"
+        };
+        s.add_member(ws, &u.id, &[Policy::workspace(role)], 1)
+            .await
+            .unwrap();
+        ids.push(u.id);
+    }
+    [ids.remove(0), ids.remove(0), ids.remove(0)]
+}
+
 fn new_user(email: &str) -> NewUser {
     NewUser {
         email: email.into(),
@@ -239,10 +268,7 @@ async fn concurrent_sqlite_writes_are_answered_after_shared_syncs() {
         .db()
         .sync_rounds()
         .expect("a SQLite file commits through group commit");
-    let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(s.db().write())
-        .await
-        .unwrap();
+    let mode: i64 = scalar(&s, "PRAGMA synchronous").await;
     assert_eq!(mode, 1, "the writer leaves syncing to group commit");
     let writes: Vec<_> = (0..64)
         .map(|i| {
@@ -707,12 +733,11 @@ async fn the_member_list_pages_through_every_filter_and_the_csv_stream_agrees() 
                 sqlx::query(step).execute(s.db().write()).await.unwrap();
             }
             s.migrate().await.unwrap();
-            let order: String = sqlx::query_scalar(
+            let order: String = scalar(
+                &s,
                 "SELECT sql FROM sqlite_master WHERE name = 'memberships_order_idx'",
             )
-            .fetch_one(s.db().write())
-            .await
-            .unwrap();
+            .await;
             assert!(
                 order.contains("created_at, policies, shown_email")
                     && order.ends_with("shown_twilio, shown_groups)"),
@@ -835,15 +860,7 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
                 exported
             }
         };
-        let owner = [Policy::workspace("workspace_owner")];
-        let mut ids = Vec::new();
-        for e in ["ann@x.test", "bob@x.test", "cy@x.test"] {
-            let u = s.create_user(&new_user(e), 1).await.unwrap();
-            let policies: &[Policy] = if ids.is_empty() { &owner } else { &member };
-            s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
-            ids.push(u.id);
-        }
-        let (ann, bob, cy) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+        let [ann, bob, cy] = ann_bob_cy(&s, &ws.id).await;
         s.add_member(&other.id, &ann, &member, 1).await.unwrap();
         let g1 = s.create_group(&ws.id, "One", "", &[], 1).await.unwrap();
         let g2 = s.create_group(&ws.id, "Two", "", &[], 1).await.unwrap();
@@ -1031,12 +1048,11 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
             let rows = agrees("a start after the copies went out of step").await;
             assert_eq!(rows[2].name, "Changed unseen");
             assert_eq!(rows[2].group_ids, vec![g1.id.clone()]);
-            let left_over: i64 = sqlx::query_scalar(
+            let left_over: i64 = scalar(
+                &s,
                 "SELECT COUNT(*) FROM sqlite_master WHERE name = 'member_copy_old'",
             )
-            .fetch_one(s.db().write())
-            .await
-            .unwrap();
+            .await;
             assert_eq!(
                 left_over, 0,
                 "a trigger this build does not have is dropped"
@@ -1083,11 +1099,11 @@ async fn the_members_export_shows_every_change_the_member_list_shows() {
             // Python) still opens the file: a trigger in syntax it does not
             // know would make it refuse the whole schema.
             if let Some(python) = needs_tool("python3", "python3") {
-                let file: String =
-                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
-                        .fetch_one(s.db().write())
-                        .await
-                        .unwrap();
+                let file: String = scalar(
+                    &s,
+                    "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                )
+                .await;
                 let out = std::process::Command::new(python)
                     .args([
                         "-c",
@@ -1120,14 +1136,8 @@ async fn owners_are_counted_directly_and_through_their_workspace_groups() {
     for (db, s) in stores().await {
         let ws = s.create_workspace("acme", "Acme", 1).await.unwrap();
         let other = s.create_workspace("beta", "Beta", 1).await.unwrap();
-        let mut ids = Vec::new();
-        for e in ["ann@x.test", "bob@x.test", "cy@x.test"] {
-            let u = s.create_user(&new_user(e), 1).await.unwrap();
-            let policies: &[Policy] = if ids.is_empty() { &owner } else { &member };
-            s.add_member(&ws.id, &u.id, policies, 1).await.unwrap();
-            ids.push(u.id);
-        }
-        let (ann, bob, cy) = (&ids[0], &ids[1], &ids[2]);
+        let ids = ann_bob_cy(&s, &ws.id).await;
+        let [ann, bob, cy] = [&ids[0], &ids[1], &ids[2]];
         s.add_member(&other.id, bob, &member, 1).await.unwrap();
         let owners = s
             .create_group(&ws.id, "Owners", "", &owner, 1)
