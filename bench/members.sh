@@ -15,9 +15,10 @@
 #     the large group;
 #     BENCH_REPEAT (default 20) requests each, median and worst (the
 #     target, <= 10 ms, is on the median);
-#   * GET /w/acme/access?tab=users and ?tab=groups (the Access page, signed
-#     in as the owner through the login form): BENCH_REPEAT requests each,
-#     median and worst (no target of the issue's; reported);
+#   * GET /w/acme/access?tab=users and ?tab=groups (the Access page) and
+#     the large group's page, signed in as the owner through the login
+#     form: BENCH_REPEAT requests each, median and worst (no target of the
+#     issue's; reported);
 #   * GET .../members.csv: the whole download (3 times), with the gateway's
 #     own memory (RssAnon from /proc: not the SQLite file pages it maps)
 #     before, at most during (sampled every 50 ms) and after each. Freed
@@ -188,10 +189,11 @@ run_one() {
     echo "$label $name $(awk '{a[NR] = $1 * 1000} END {printf "%.2f %.2f", a[int((NR + 1) / 2)], a[NR]}' <<<"$times")"
   done
   # The Access page (signed in as the owner, through the login form): the
-  # Users and Groups tabs, REPEAT times each, median and worst ms.
-  python3 - "$base" "$REPEAT" "$label" <<'PY'
+  # Users and Groups tabs, and the large group's page, REPEAT times each,
+  # median and worst ms.
+  python3 - "$base" "$REPEAT" "$label" "$large" <<'PY'
 import http.cookiejar, re, sys, time, urllib.parse, urllib.request
-base, repeat, label = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+base, repeat, label, large = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 def form(html):
     return re.search(r'<form method="post" action="([^"]+)"', html).group(1), \
@@ -201,17 +203,19 @@ fields["email"] = "owner@acme.test"
 action, fields = form(web.open(base + action, urllib.parse.urlencode(fields).encode()).read().decode())
 fields["password"] = "benchmark passphrase, long enough"
 web.open(base + action, urllib.parse.urlencode(fields).encode()).read()
-for tab in ("users", "groups"):
+for name, path in (("access-users", "/w/acme/access?tab=users"),
+                   ("access-groups", "/w/acme/access?tab=groups"),
+                   ("access-large-group", "/w/acme/access/groups/" + large)):
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        page = web.open(base + "/w/acme/access?tab=" + tab)
+        page = web.open(base + path)
         page.read()
         if page.status != 200 or "/access" not in page.url:
-            sys.exit("the Access page answered %s at %s" % (page.status, page.url))
+            sys.exit("%s answered %s at %s" % (path, page.status, page.url))
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
-    print("%s access-%s %.2f %.2f" % (label, tab, times[(len(times) - 1) // 2], times[-1]))
+    print("%s %s %.2f %.2f" % (label, name, times[(len(times) - 1) // 2], times[-1]))
 PY
   # The CSV: time and peak RSS growth of the gateway process.
   local rows rss0 rss1 times sampler

@@ -44,6 +44,17 @@ pub async fn list(core: &Core, ctx: &Ctx) -> Result<Vec<Group>, DomainError> {
     Ok(core.store.list_groups(&ctx.ws.id).await?)
 }
 
+/// One group of the workspace without its members' ids, and how many
+/// members it has (`NotFound` otherwise): what the group's page needs,
+/// whatever the group's size.
+pub async fn get_counted(core: &Core, ctx: &Ctx, id: &str) -> Result<(Group, usize), DomainError> {
+    list_counted(core, ctx)
+        .await?
+        .into_iter()
+        .find(|(g, _)| g.id == id)
+        .ok_or(DomainError::NotFound)
+}
+
 /// The workspace's groups (without their members' ids), each with how many
 /// members it has: counted by the database, so a group of half of a large
 /// workspace costs a count, not its members' rows (the Access page).

@@ -588,6 +588,78 @@ async fn owner_forms_use_the_api_rules_and_audit_like_it() {
     assert_eq!(rows.len(), 1);
 }
 
+/// A large group's page shows its members a page at a time, in email
+/// order, with how many there are and a link to the next page.
+#[tokio::test]
+async fn a_large_group_page_shows_its_members_a_page_at_a_time() {
+    use iam_gateway::domain::roles::Policy;
+    let a = acme().await;
+    let srv = &a.srv;
+    let store = srv.store();
+    let g = store
+        .create_group(&a.ws_id, "Everyone", "", &[], 1)
+        .await
+        .unwrap();
+    for i in 0..55 {
+        let u = store
+            .create_user(
+                &iam_gateway::store::NewUser {
+                    email: format!("m{:02}@acme.test", (i * 7) % 55),
+                    name: String::new(),
+                    password_hash: None,
+                },
+                1,
+            )
+            .await
+            .unwrap();
+        store
+            .add_member(&a.ws_id, &u.id, &[Policy::workspace("workspace_member")], 1)
+            .await
+            .unwrap();
+        store
+            .add_group_member(&a.ws_id, &g.id, &u.id)
+            .await
+            .unwrap();
+    }
+    let mut ann = signed_in(srv, "ann@acme.test").await;
+    let emails = |body: &str| -> Vec<String> {
+        let table = body
+            .split("id=\"group-members\"")
+            .nth(1)
+            .and_then(|t| t.split("</table>").next())
+            .unwrap_or_default();
+        table
+            .split("<span class=\"muted small\">")
+            .skip(1)
+            .filter_map(|s| s.split('<').next())
+            .map(str::to_string)
+            .collect()
+    };
+    let first = ann
+        .get(&srv.url(&format!("/w/acme/access/groups/{}", g.id)))
+        .await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.body.contains("55 member(s) · 50 on this page"),
+        "{}",
+        first.body
+    );
+    let want: Vec<String> = (0..55).map(|i| format!("m{i:02}@acme.test")).collect();
+    assert_eq!(emails(&first.body), want[..50].to_vec());
+    let next = first
+        .body
+        .split("id=\"group-members-next\"")
+        .next()
+        .and_then(|b| b.rsplit("href=\"").next())
+        .and_then(|h| h.split('"').next())
+        .expect("a link to the next page")
+        .replace("&amp;", "&");
+    let second = ann.get(&srv.url(&next)).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(emails(&second.body), want[50..].to_vec());
+    assert!(!second.body.contains("group-members-next"), "the last page");
+}
+
 #[tokio::test]
 async fn the_group_page_forms_rename_change_roles_and_members_and_delete() {
     let a = acme().await;

@@ -2,6 +2,7 @@
 //! members and its roles, with the owner's forms to change them or delete
 //! the group.
 
+use super::access::PAGE_SIZE;
 use super::forms::{refusal, Errors, Fields, PolicyInput};
 use super::groups::{description_error, name_error};
 use super::{policy_rows, role_options, seg, OwnerForm, PolicyRow, RoleOption, WsPage};
@@ -9,6 +10,7 @@ use crate::domain::model::Group;
 use crate::domain::roles::Policy;
 use crate::domain::DomainError;
 use crate::service::groups::{self, GroupPatch};
+use crate::store::MemberFilter;
 use crate::web::errors::PageError;
 use crate::web::login::see_other;
 use crate::web::views::{self, Chrome};
@@ -45,23 +47,38 @@ pub struct GroupPage {
     pub edit_name: String,
     pub edit_description: String,
     pub policies: Vec<PolicyRow>,
+    /// A page of the members, in email order.
     pub members: Vec<GroupMember>,
+    pub member_total: usize,
+    /// The next page's cursor, when there is one.
+    pub next_page: Option<String>,
     pub new_policy: PolicyInput,
     pub new_member: String,
 }
 
-async fn build(state: &AppState, wp: &WsPage, g: &Group) -> Result<GroupPage, DomainError> {
-    let mut members = Vec::new();
-    for uid in &g.member_ids {
-        if let Some(u) = state.store.user_by_id(uid).await? {
-            members.push(GroupMember {
-                id: u.id,
-                email: u.email,
-                name: u.name,
-            });
-        }
-    }
-    members.sort_by(|a, b| a.email.cmp(&b.email));
+/// The page for group `g` (with `member_total` members), its members from
+/// `cursor` on, a page at a time: a group of 50 000 is a page of them and a
+/// link to the next, like the Access page's Users tab.
+async fn build(
+    state: &AppState,
+    wp: &WsPage,
+    (g, member_total): &(Group, usize),
+    cursor: Option<&str>,
+) -> Result<GroupPage, DomainError> {
+    let filter = MemberFilter {
+        group_id: Some(g.id.clone()),
+        ..MemberFilter::default()
+    };
+    let (rows, next) =
+        crate::service::members::list(state, &wp.ctx, &filter, cursor, PAGE_SIZE).await?;
+    let members = rows
+        .into_iter()
+        .map(|m| GroupMember {
+            id: m.id,
+            email: m.email,
+            name: m.name,
+        })
+        .collect();
     Ok(GroupPage {
         chrome: wp.chrome.clone(),
         ws_name: wp.ctx.ws.name.clone(),
@@ -80,6 +97,8 @@ async fn build(state: &AppState, wp: &WsPage, g: &Group) -> Result<GroupPage, Do
         edit_description: g.description.clone(),
         policies: policy_rows(&g.policies),
         members,
+        member_total: *member_total,
+        next_page: next.map(|c| seg(&c)),
         new_policy: PolicyInput::default(),
         new_member: String::new(),
     })
@@ -105,6 +124,7 @@ fn no_group(wp: &WsPage) -> Response {
 #[derive(Deserialize)]
 pub struct Done {
     pub done: Option<String>,
+    pub cursor: Option<String>,
 }
 
 pub async fn page(
@@ -113,12 +133,12 @@ pub async fn page(
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
-    let g = match groups::get(&state, &wp.ctx, &id).await {
+    let g = match groups::get_counted(&state, &wp.ctx, &id).await {
         Ok(g) => g,
         Err(DomainError::NotFound) => return Ok(no_group(&wp)),
         Err(e) => return Err(e.into()),
     };
-    let mut page = build(&state, &wp, &g).await?;
+    let mut page = build(&state, &wp, &g, q.cursor.as_deref()).await?;
     page.notice = match q.done.as_deref() {
         Some("created") => Some("Group created. Add its members below.".into()),
         Some("saved") => {
@@ -134,7 +154,8 @@ pub async fn page(
 /// answer to send instead is the rejection.
 pub struct GroupForm {
     wp: WsPage,
-    g: Group,
+    /// The group (without its members' ids) and how many members it has.
+    g: (Group, usize),
     f: Fields,
 }
 
@@ -148,7 +169,7 @@ impl FromRequest<AppState> for GroupForm {
             .map_err(IntoResponse::into_response)?;
         let OwnerForm { wp, f } =
             OwnerForm::from_request(Request::from_parts(parts, body), state).await?;
-        match groups::get(state, &wp.ctx, &id).await {
+        match groups::get_counted(state, &wp.ctx, &id).await {
             Ok(g) => Ok(GroupForm { wp, g, f }),
             Err(DomainError::NotFound) => Err(no_group(&wp)),
             Err(e) => Err(PageError(e).into_response()),
@@ -160,11 +181,11 @@ impl FromRequest<AppState> for GroupForm {
 async fn refused(
     state: &AppState,
     wp: &WsPage,
-    g: &Group,
+    g: &(Group, usize),
     status: StatusCode,
     fill: impl FnOnce(&mut GroupPage),
 ) -> Result<Response, PageError> {
-    let mut page = build(state, wp, g).await?;
+    let mut page = build(state, wp, g, None).await?;
     fill(&mut page);
     Ok(render(&page, status))
 }
@@ -172,13 +193,13 @@ async fn refused(
 async fn apply(
     state: &AppState,
     wp: &WsPage,
-    g: &Group,
+    g: &(Group, usize),
     patch: GroupPatch,
 ) -> Result<Response, PageError> {
-    match groups::update(state, &wp.ctx, &g.id, patch).await {
+    match groups::update(state, &wp.ctx, &g.0.id, patch).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.id)
+            group_url(wp.slug(), &g.0.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -237,7 +258,7 @@ pub async fn add_policy(
             .await;
         }
     };
-    let mut policies = g.policies.clone();
+    let mut policies = g.0.policies.clone();
     if !policies.contains(&policy) {
         policies.push(policy);
     }
@@ -260,7 +281,13 @@ pub async fn remove_policy(
         .await;
     };
     let patch = GroupPatch {
-        policies: Some(g.policies.iter().filter(|p| **p != gone).cloned().collect()),
+        policies: Some(
+            g.0.policies
+                .iter()
+                .filter(|p| **p != gone)
+                .cloned()
+                .collect(),
+        ),
         ..GroupPatch::default()
     };
     apply(&state, &wp, &g, patch).await
@@ -283,10 +310,10 @@ pub async fn add_member(
         })
         .await;
     };
-    match groups::set_member(&state, &wp.ctx, &g.id, &user.id, true).await {
+    match groups::set_member(&state, &wp.ctx, &g.0.id, &user.id, true).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.id)
+            group_url(wp.slug(), &g.0.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -303,10 +330,10 @@ pub async fn remove_member(
     State(state): State<AppState>,
     GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::set_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
+    match groups::set_member(&state, &wp.ctx, &g.0.id, f.get("user_id"), false).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.id)
+            group_url(wp.slug(), &g.0.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -322,7 +349,7 @@ pub async fn delete(
     State(state): State<AppState>,
     GroupForm { wp, g, .. }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::delete(&state, &wp.ctx, &g.id).await {
+    match groups::delete(&state, &wp.ctx, &g.0.id).await {
         Ok(()) => Ok(see_other(&format!(
             "/w/{}/access?tab=groups&done=group_deleted",
             seg(wp.slug())
