@@ -44,15 +44,46 @@ pub async fn list(core: &Core, ctx: &Ctx) -> Result<Vec<Group>, DomainError> {
     Ok(core.store.list_groups(&ctx.ws.id).await?)
 }
 
-/// One group of the workspace without its members' ids, and how many
-/// members it has (`NotFound` otherwise): what the group's page needs,
-/// whatever the group's size.
-pub async fn get_counted(core: &Core, ctx: &Ctx, id: &str) -> Result<(Group, usize), DomainError> {
-    list_counted(core, ctx)
+/// One group of the workspace without its members' ids (`NotFound`
+/// otherwise): what needs its name and roles, whatever its size.
+pub async fn get_bare(core: &Core, ctx: &Ctx, id: &str) -> Result<Group, DomainError> {
+    core.store
+        .list_groups_without_member_ids(&ctx.ws.id)
         .await?
         .into_iter()
-        .find(|(g, _)| g.id == id)
+        .find(|g| g.id == id)
         .ok_or(DomainError::NotFound)
+}
+
+/// The first of `ids` that names no group of workspace `ws_id`, if any
+/// (the groups' ids only: no group's members are read).
+pub async fn first_unknown<'a>(
+    core: &Core,
+    ws_id: &str,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<&'a str>, DomainError> {
+    let mut ids = ids.into_iter().peekable();
+    if ids.peek().is_none() {
+        return Ok(None);
+    }
+    let known = core.store.list_groups_without_member_ids(ws_id).await?;
+    Ok(ids.find(|id| !known.iter().any(|g| g.id == *id)))
+}
+
+/// How many members group `id` has in `counts` ([`crate::store::AccessStore::group_member_counts`]).
+fn count_in(counts: &[(String, i64)], id: &str) -> usize {
+    counts
+        .iter()
+        .find(|(g, _)| g == id)
+        .map_or(0, |(_, n)| usize::try_from(*n).unwrap_or(0))
+}
+
+/// How many members group `id` of the workspace has, counted by the database.
+pub async fn member_count(core: &Core, ctx: &Ctx, id: &str) -> Result<usize, DomainError> {
+    Ok(count_in(
+        &core.store.group_member_counts(&ctx.ws.id).await?,
+        id,
+    ))
 }
 
 /// The workspace's groups (without their members' ids), each with how many
@@ -67,10 +98,7 @@ pub async fn list_counted(core: &Core, ctx: &Ctx) -> Result<Vec<(Group, usize)>,
     Ok(groups
         .into_iter()
         .map(|g| {
-            let n = counts
-                .iter()
-                .find(|(id, _)| *id == g.id)
-                .map_or(0, |(_, n)| usize::try_from(*n).unwrap_or(0));
+            let n = count_in(&counts, &g.id);
             (g, n)
         })
         .collect())

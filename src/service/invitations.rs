@@ -78,21 +78,11 @@ async fn checked_policies(
         return Err(DomainError::Invalid("email: not an email address".into()));
     }
     super::tokens::check_policies(&req.policies)?;
-    if !req.group_ids.is_empty() {
-        // The groups' ids only: a group's members are not read.
-        let known = core
-            .store
-            .list_groups_without_member_ids(&ctx.ws.id)
-            .await?;
-        if let Some(g) = req
-            .group_ids
-            .iter()
-            .find(|g| !known.iter().any(|k| k.id == **g))
-        {
-            return Err(DomainError::Invalid(format!(
-                "no group `{g}` in this workspace"
-            )));
-        }
+    let ids = req.group_ids.iter().map(String::as_str);
+    if let Some(g) = super::groups::first_unknown(core, &ctx.ws.id, ids).await? {
+        return Err(DomainError::Invalid(format!(
+            "no group `{g}` in this workspace"
+        )));
     }
     Ok(if req.policies.is_empty() && req.group_ids.is_empty() {
         default_policies(&ctx.ws)

@@ -97,19 +97,14 @@ async fn checked_mappings(
     ws_id: &str,
     m: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>, DomainError> {
-    // The groups' ids only: a group's members are not read.
-    let known = if m.is_empty() {
-        Vec::new()
-    } else {
-        core.store.list_groups_without_member_ids(ws_id).await?
-    };
+    let unknown = super::groups::first_unknown(core, ws_id, m.values().map(String::as_str)).await?;
     for (value, gid) in m {
         if value.trim().is_empty() || value.len() > 200 || value.chars().any(char::is_control) {
             return Err(invalid(
                 "group_mappings: an IdP value is 1 to 200 characters, no control characters",
             ));
         }
-        if !known.iter().any(|g| g.id == *gid) {
+        if unknown == Some(gid.as_str()) {
             return Err(invalid(format!(
                 "group_mappings: no group `{gid}` in this workspace"
             )));

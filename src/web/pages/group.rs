@@ -56,13 +56,13 @@ pub struct GroupPage {
     pub new_member: String,
 }
 
-/// The page for group `g` (with `member_total` members), its members from
-/// `cursor` on, a page at a time: a group of 50 000 is a page of them and a
+/// The page for group `g`, its members from `cursor` on, a page at a
+/// time with how many there are: a group of 50 000 is a page of them and a
 /// link to the next, like the Access page's Users tab.
 async fn build(
     state: &AppState,
     wp: &WsPage,
-    (g, member_total): &(Group, usize),
+    g: &Group,
     cursor: Option<&str>,
 ) -> Result<GroupPage, DomainError> {
     let filter = MemberFilter {
@@ -97,7 +97,7 @@ async fn build(
         edit_description: g.description.clone(),
         policies: policy_rows(&g.policies),
         members,
-        member_total: *member_total,
+        member_total: groups::member_count(state, &wp.ctx, &g.id).await?,
         next_page: next.map(|c| seg(&c)),
         new_policy: PolicyInput::default(),
         new_member: String::new(),
@@ -133,7 +133,7 @@ pub async fn page(
     Path((_, id)): Path<(String, String)>,
     Query(q): Query<Done>,
 ) -> Result<Response, PageError> {
-    let g = match groups::get_counted(&state, &wp.ctx, &id).await {
+    let g = match groups::get_bare(&state, &wp.ctx, &id).await {
         Ok(g) => g,
         Err(DomainError::NotFound) => return Ok(no_group(&wp)),
         Err(e) => return Err(e.into()),
@@ -154,8 +154,8 @@ pub async fn page(
 /// answer to send instead is the rejection.
 pub struct GroupForm {
     wp: WsPage,
-    /// The group (without its members' ids) and how many members it has.
-    g: (Group, usize),
+    /// The group, without its members' ids.
+    g: Group,
     f: Fields,
 }
 
@@ -169,7 +169,7 @@ impl FromRequest<AppState> for GroupForm {
             .map_err(IntoResponse::into_response)?;
         let OwnerForm { wp, f } =
             OwnerForm::from_request(Request::from_parts(parts, body), state).await?;
-        match groups::get_counted(state, &wp.ctx, &id).await {
+        match groups::get_bare(state, &wp.ctx, &id).await {
             Ok(g) => Ok(GroupForm { wp, g, f }),
             Err(DomainError::NotFound) => Err(no_group(&wp)),
             Err(e) => Err(PageError(e).into_response()),
@@ -181,7 +181,7 @@ impl FromRequest<AppState> for GroupForm {
 async fn refused(
     state: &AppState,
     wp: &WsPage,
-    g: &(Group, usize),
+    g: &Group,
     status: StatusCode,
     fill: impl FnOnce(&mut GroupPage),
 ) -> Result<Response, PageError> {
@@ -193,13 +193,13 @@ async fn refused(
 async fn apply(
     state: &AppState,
     wp: &WsPage,
-    g: &(Group, usize),
+    g: &Group,
     patch: GroupPatch,
 ) -> Result<Response, PageError> {
-    match groups::update(state, &wp.ctx, &g.0.id, patch).await {
+    match groups::update(state, &wp.ctx, &g.id, patch).await {
         Ok(_) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.0.id)
+            group_url(wp.slug(), &g.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -258,7 +258,7 @@ pub async fn add_policy(
             .await;
         }
     };
-    let mut policies = g.0.policies.clone();
+    let mut policies = g.policies.clone();
     if !policies.contains(&policy) {
         policies.push(policy);
     }
@@ -281,13 +281,7 @@ pub async fn remove_policy(
         .await;
     };
     let patch = GroupPatch {
-        policies: Some(
-            g.0.policies
-                .iter()
-                .filter(|p| **p != gone)
-                .cloned()
-                .collect(),
-        ),
+        policies: Some(g.policies.iter().filter(|p| **p != gone).cloned().collect()),
         ..GroupPatch::default()
     };
     apply(&state, &wp, &g, patch).await
@@ -310,10 +304,10 @@ pub async fn add_member(
         })
         .await;
     };
-    match groups::set_member(&state, &wp.ctx, &g.0.id, &user.id, true).await {
+    match groups::set_member(&state, &wp.ctx, &g.id, &user.id, true).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.0.id)
+            group_url(wp.slug(), &g.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -330,10 +324,10 @@ pub async fn remove_member(
     State(state): State<AppState>,
     GroupForm { wp, g, f }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::set_member(&state, &wp.ctx, &g.0.id, f.get("user_id"), false).await {
+    match groups::set_member(&state, &wp.ctx, &g.id, f.get("user_id"), false).await {
         Ok(()) => Ok(see_other(&format!(
             "{}?done=saved",
-            group_url(wp.slug(), &g.0.id)
+            group_url(wp.slug(), &g.id)
         ))),
         Err(e) => {
             let why = refusal(e)?;
@@ -349,7 +343,7 @@ pub async fn delete(
     State(state): State<AppState>,
     GroupForm { wp, g, .. }: GroupForm,
 ) -> Result<Response, PageError> {
-    match groups::delete(&state, &wp.ctx, &g.0.id).await {
+    match groups::delete(&state, &wp.ctx, &g.id).await {
         Ok(()) => Ok(see_other(&format!(
             "/w/{}/access?tab=groups&done=group_deleted",
             seg(wp.slug())
