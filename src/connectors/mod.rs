@@ -6,7 +6,7 @@
 //! * [`oidc`]: OpenID Connect relying party (Twilio Unified Login and
 //!   per-workspace OIDC SSO), built on the `openidconnect` crate.
 //! * [`saml`]: SAML 2.0 service provider core (metadata, AuthnRequest and a
-//!   fail-closed Response validator), built on `samael`.
+//!   fail-closed Response validator), built on libxml2 and OpenSSL.
 
 pub mod oidc;
 pub mod saml;

@@ -4,6 +4,7 @@
 //! (the replay cache is the caller's: tests/it/sso.rs).
 
 mod accept;
+mod dsig;
 pub mod idp;
 mod metadata;
 mod props;

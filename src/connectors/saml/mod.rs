@@ -7,9 +7,10 @@
 //! [`ValidatedAssertion::issuer`] + [`ValidatedAssertion::assertion_id`]
 //! until [`ValidatedAssertion::not_on_or_after`].
 //!
-//! * [`xml`]: the single parser (libxml2, as xmlsec uses) and the DTD gate;
-//!   [`native`]: C library set-up (xmlsec's stderr reports silenced);
+//! * [`xml`]: the single parser (libxml2) and the DTD gate; [`native`]:
+//!   libxml2's set-up;
 //! * [`signature`]: which signature counts and what it covers (XSW defence);
+//!   [`dsig`]: the cryptography (libxml2's C14N, OpenSSL), on the same tree;
 //! * [`assertion`]: conditions, confirmation, issuer, attribute mapping;
 //! * [`response`]: [`validate_response`], the ACS entry point;
 //! * [`metadata`], [`request`]: metadata in and out, the AuthnRequest.
@@ -18,6 +19,7 @@
 //! DTDs, signatures other than RSA/ECDSA with SHA-256 or better.
 
 mod assertion;
+mod dsig;
 mod error;
 mod metadata;
 mod native;

@@ -46,7 +46,7 @@ pub fn validate_response(
     check_status(&root)?;
 
     let shape = signature::check_shape(&root)?;
-    let signed = signature::verify(&text, &shape, &exp.idp.signing_certs_der)?;
+    let signed = signature::verify(&doc, shape, &exp.idp.signing_certs_der)?;
 
     // Response-level fields only restrict: when the Response itself is not
     // signed they cannot add anything, and the identity comes from the

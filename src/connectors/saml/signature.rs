@@ -8,58 +8,33 @@
 //!    that Assertion; unique `ID`s, no `xml:id`; no `ds:Object`;
 //! 2. each signature is an enveloped signature of its own parent, referenced
 //!    by the parent's `ID`, with allow-listed algorithms and transforms only;
-//! 3. samael's `reduce_xml_to_signed` verifies every signature with the
-//!    pinned certificates only (never the message's KeyInfo) and returns the
-//!    content those signatures cover; identity data is read from that output
-//!    and nowhere else.
-//!
-//! Layer 3 uses `ReduceMode::PreDigest`: the exact canonical bytes xmlsec
-//! digested (the Response's when both are signed), so what is read is
-//! byte for byte what was signed, comments already dropped by c14n, with
-//! no tree pruning or re-rooting by samael in between.
+//! 3. [`super::dsig`] verifies every signature with the pinned
+//!    certificates only (never the message's KeyInfo), digesting the very
+//!    element that carries it; identity data is read from the signed
+//!    Assertion (itself, or the one inside the signed Response) and nowhere
+//!    else, by whole text content, so a comment cannot cut a value short.
 
-use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_PROTOCOL, NS_XML};
+use super::dsig::{self, C14N_METHODS as C14N, DIGEST_METHODS, SIGNATURE_METHODS};
+use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_XML};
 use super::SamlError;
 use libxml::tree::{Document, Node};
-use samael::crypto::{
-    AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode, XmlSec,
-};
 use std::collections::HashSet;
-
-/// RSA and ECDSA with SHA-256 or better: nothing else verifies.
-const ALLOWED: &[AllowedSignatureAlgorithm] = &[
-    AllowedSignatureAlgorithm::RsaSha256,
-    AllowedSignatureAlgorithm::RsaSha384,
-    AllowedSignatureAlgorithm::RsaSha512,
-    AllowedSignatureAlgorithm::EcdsaSha256,
-    AllowedSignatureAlgorithm::EcdsaSha384,
-    AllowedSignatureAlgorithm::EcdsaSha512,
-];
-
-const C14N: &[&str] = &[
-    "http://www.w3.org/2001/10/xml-exc-c14n#",
-    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
-    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
-    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
-    "http://www.w3.org/2006/12/xml-c14n11",
-    "http://www.w3.org/2006/12/xml-c14n11#WithComments",
-];
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 /// The parts of a Response that the signature rules talk about.
 pub struct Shape {
-    pub response_id: String,
-    pub assertion_id: String,
-    pub response_signed: bool,
-    pub assertion_signed: bool,
+    assertion_id: String,
+    response_signed: bool,
+    /// The signatures, each checked by layer 2 (one or two).
+    signatures: Vec<Node>,
+    assertion: Node,
 }
 
-/// The verified content: the one Assertion as the signatures cover it.
+/// The verified content: the one Assertion, covered by a signature.
 pub struct Signed {
     pub assertion: Node,
     pub response_signed: bool,
-    _doc: Document,
 }
 
 /// Layers 1 and 2, on the whole received document.
@@ -121,10 +96,10 @@ pub fn check_shape(root: &Node) -> Result<Shape, SamlError> {
         ));
     }
     Ok(Shape {
-        response_id,
         assertion_id,
         response_signed,
-        assertion_signed,
+        signatures,
+        assertion,
     })
 }
 
@@ -193,9 +168,7 @@ fn check_signature(sig: &Node, parent_id: &str) -> Result<(), SamlError> {
         ));
     }
     let method = algorithm(&kids[1]);
-    if !ALLOWED.iter().any(|a| a.signature_uri() == method)
-        || !kids[1].get_child_elements().is_empty()
-    {
+    if !SIGNATURE_METHODS.contains(&method.as_str()) || !kids[1].get_child_elements().is_empty() {
         return Err(SamlError::invalid(format!(
             "the signature algorithm {method} is not accepted (RSA or ECDSA with SHA-256 or better only)"
         )));
@@ -233,7 +206,7 @@ fn check_reference(reference: &Node) -> Result<(), SamlError> {
             }
         } else if xml::is(&child, NS_DSIG, "DigestMethod") {
             let alg = algorithm(&child);
-            if !ALLOWED.iter().any(|a| a.digest_uri() == alg) {
+            if !DIGEST_METHODS.contains(&alg.as_str()) {
                 return Err(SamlError::invalid(format!(
                     "the digest algorithm {alg} is not accepted (SHA-256 or better only)"
                 )));
@@ -247,63 +220,27 @@ fn check_reference(reference: &Node) -> Result<(), SamlError> {
     Ok(())
 }
 
-/// Layer 3: every signature verifies with a pinned certificate, and the
-/// assertion is taken from the content the signatures cover.
-pub fn verify(text: &str, shape: &Shape, certs_der: &[Vec<u8>]) -> Result<Signed, SamlError> {
+/// Layer 3: every signature verifies with a pinned certificate, over the
+/// element that carries it; the assertion read is the signed one.
+pub fn verify(doc: &Document, shape: Shape, certs_der: &[Vec<u8>]) -> Result<Signed, SamlError> {
     if certs_der.is_empty() {
-        // samael would skip verification: never.
         return Err(SamlError::invalid(
             "the connection has no pinned signing certificate",
         ));
     }
-    let certs: Vec<CertificateDer> = certs_der
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    if let Some(first) = certs.first() {
-        super::native::quiet_xmlsec(first);
-    }
-    let reduced = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
-        text,
-        &certs,
-        ReduceMode::PreDigest,
-        Some(ALLOWED),
-    )
-    .map_err(|e| {
-        tracing::debug!(error = %e, "SAML signature verification failed");
-        SamlError::invalid(
-            "the signature does not verify with the identity provider's pinned certificate",
-        )
-    })?;
-
-    let doc = xml::prepare(reduced.as_bytes())
-        .and_then(|t| xml::parse(&t))
-        .map_err(|_| not_covered())?;
-    let root = xml::root(&doc).map_err(|_| not_covered())?;
-    let assertion = if shape.response_signed {
-        if !xml::is(&root, NS_PROTOCOL, "Response")
-            || xml::attr(&root, "ID").as_deref() != Some(shape.response_id.as_str())
-        {
-            return Err(not_covered());
-        }
-        let mut found = xml::children(&root, NS_ASSERTION, "Assertion");
-        if found.len() != 1 {
-            return Err(not_covered());
-        }
-        found.remove(0)
-    } else if shape.assertion_signed && xml::is(&root, NS_ASSERTION, "Assertion") {
-        root
-    } else {
+    let keys = dsig::keys_for(certs_der)?;
+    if shape.signatures.is_empty() {
         return Err(not_covered());
-    };
-    if xml::attr(&assertion, "ID").as_deref() != Some(shape.assertion_id.as_str()) {
+    }
+    for sig in &shape.signatures {
+        dsig::verify_enveloped(doc, sig, &keys)?;
+    }
+    if xml::attr(&shape.assertion, "ID").as_deref() != Some(shape.assertion_id.as_str()) {
         return Err(not_covered());
     }
     Ok(Signed {
-        assertion,
+        assertion: shape.assertion,
         response_signed: shape.response_signed,
-        _doc: doc,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The one XML parser used for SAML, behind a small read-only API.
 //!
-//! Everything is read with libxml2, the parser xmlsec verifies signatures
-//! with, so what is checked and what is verified cannot diverge (the parser
+//! Everything is read from one libxml2 tree, the tree whose elements are
+//! digested and verified, so what is checked and what is verified cannot
+//! diverge (the parser
 //! differentials of ruby-saml CVE-2024-45409 and CVE-2025-25291/2). Before
 //! any parser sees a byte, [`prepare`] refuses DTD markup (no entity is ever
 //! declared, so none is expanded), NUL bytes and non-UTF-8 input, and removes
@@ -88,8 +89,7 @@ fn pseudo_attribute<'a>(decl: &'a str, name: &str) -> Option<&'a str> {
 /// `encoding` stays `None`: `libxml` 0.3.3 passes a dangling pointer for an
 /// explicit encoding (its CString is dropped inside a `match` arm), which
 /// made libxml2 decode with garbage; [`prepare`] already guarantees UTF-8
-/// text without BOM or declaration, which libxml2 reads as UTF-8 (and
-/// samael parses the same text the same way).
+/// text without BOM or declaration, which libxml2 reads as UTF-8.
 pub fn parse(text: &str) -> Result<Document, SamlError> {
     super::native::init_libxml();
     let options = ParserOptions {

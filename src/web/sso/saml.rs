@@ -1,6 +1,6 @@
 //! SAML: AuthnRequest (HTTP-Redirect), the ACS (HTTP-POST; SP- and
-//! IdP-initiated), SP metadata. The checks samael leaves to us that are not
-//! in the validator live here: the request id bound to the browser (single
+//! IdP-initiated), SP metadata. The checks that are not in the validator
+//! live here: the request id bound to the browser (single
 //! use, 10 minutes), the replay cache shared by all instances, RelayState.
 
 use super::{Connector, Refusal, Verified, PRE_COOKIE};

@@ -1,0 +1,269 @@
+//! The gateway's XML Signature verification (libxml2's C14N and OpenSSL on
+//! the parsed tree) against an independent verifier, the `xmlsec1` CLI: every
+//! accepted algorithm verifies, and for the same signed document, changed
+//! in ways canonicalization does or does not see, both give the same
+//! verdict.
+
+use super::idp::*;
+use super::template::Resp;
+use iam_gateway::connectors::saml::{parse_idp_metadata, validate_response, Expectations};
+use std::process::Command;
+
+const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+const C14N_10_COMMENTS: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments";
+const C14N_11: &str = "http://www.w3.org/2006/12/xml-c14n11";
+const C14N_11_COMMENTS: &str = "http://www.w3.org/2006/12/xml-c14n11#WithComments";
+const ALL_C14N: [&str; 6] = [
+    EXC_C14N,
+    EXC_C14N_WITH_COMMENTS,
+    C14N_10,
+    C14N_10_COMMENTS,
+    C14N_11,
+    C14N_11_COMMENTS,
+];
+const RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+const RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+const ECDSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
+const SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+const SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+
+fn signer(c14n: &'static str) -> Signer<'static> {
+    Signer {
+        c14n,
+        ..Signer::idp()
+    }
+}
+
+/// The xmlsec1 CLI's verdict on the first signature of `xml`, with the
+/// IdP's certificate as the only trusted key.
+fn xmlsec_verifies(xml: &str) -> bool {
+    let dir = &world().dir;
+    let file = dir.join(format!("{}-verify.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, xml).unwrap();
+    let out = Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(&world().idp.cert_pem)
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+        ])
+        .arg(&file)
+        .output()
+        .expect("the xmlsec1 CLI (Debian package xmlsec1) is needed by the SAML tests");
+    let _ = std::fs::remove_file(&file);
+    out.status.success()
+}
+
+#[test]
+fn every_accepted_canonicalization_verifies_on_each_signed_element() {
+    let original = validate_response(&b64(&Resp::new().signed(Sign::Assertion)), &expect())
+        .unwrap()
+        .name_id;
+    for c14n in ALL_C14N {
+        for what in [Sign::Assertion, Sign::Response, Sign::Both] {
+            let xml = Resp::new().signed_by(what, &signer(c14n));
+            let got = validate_response(&b64(&xml), &expect())
+                .unwrap_or_else(|e| panic!("{c14n} {what:?}: refused: {e:?}"));
+            assert_eq!(got.name_id, original, "{c14n} {what:?}");
+        }
+    }
+}
+
+#[test]
+fn sha384_and_sha512_digests_and_signatures_verify() {
+    let w = world();
+    let ec_idp = parse_idp_metadata(&metadata_xml(&[&w.ec.cert_der], None)).unwrap();
+    let cases = [
+        (&w.idp, RSA_SHA384, SHA384, expect()),
+        (&w.idp, RSA_SHA512, SHA512, expect()),
+        (
+            &w.ec,
+            ECDSA_SHA384,
+            SHA512,
+            Expectations {
+                idp: &ec_idp,
+                ..expect()
+            },
+        ),
+    ];
+    for (keys, sig_alg, digest_alg, exp) in cases {
+        let s = Signer {
+            keys: Some(keys),
+            sig_alg,
+            digest_alg,
+            ..Signer::idp()
+        };
+        let xml = Resp::new().signed_by(Sign::Both, &s);
+        let got = validate_response(&b64(&xml), &exp);
+        assert!(got.is_ok(), "{sig_alg} {digest_alg}: {got:?}");
+    }
+}
+
+#[test]
+fn an_ecdsa_signature_does_not_verify_with_an_rsa_certificate_or_the_other_way_round() {
+    let w = world();
+    let ec = Signer {
+        keys: Some(&w.ec),
+        sig_alg: ECDSA_SHA256,
+        ..Signer::idp()
+    };
+    // Pinned: the RSA certificate only; signed with the EC key.
+    let reason = refused(&Resp::new().signed_by(Sign::Assertion, &ec));
+    assert!(reason.contains("does not verify"), "{reason}");
+    // Pinned: the EC certificate only; signed with the RSA key.
+    let ec_idp = parse_idp_metadata(&metadata_xml(&[&w.ec.cert_der], None)).unwrap();
+    let exp = Expectations {
+        idp: &ec_idp,
+        ..expect()
+    };
+    let reason = refused_with(&Resp::new().signed(Sign::Assertion), &exp);
+    assert!(reason.contains("does not verify"), "{reason}");
+}
+
+#[test]
+fn a_reference_without_a_canonicalization_transform_is_read_as_inclusive_c14n() {
+    let r = Resp::new();
+    let s = Signer::idp();
+    let tmpl = sig_template(&format!("#{}", r.assertion_id), &s).replacen(
+        &format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>"),
+        "",
+        1,
+    );
+    let xml = xmlsec_sign(&r.response("", &r.assertion(&tmpl)), &s);
+    assert!(!xml.contains(&format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>")));
+    assert!(validate_response(&b64(&xml), &expect()).is_ok());
+    // Inclusive: a namespace declared on the Response is part of what the
+    // assertion's signature covers, used or not.
+    let changed = xml.replacen(
+        "<samlp:Response ",
+        "<samlp:Response xmlns:extra=\"urn:extra\" ",
+        1,
+    );
+    assert!(!xmlsec_verifies(&changed));
+    let reason = refused(&changed);
+    assert!(reason.contains("does not verify"), "{reason}");
+}
+
+#[test]
+fn an_exclusive_c14n_prefix_list_is_part_of_what_is_signed() {
+    let r = Resp::new();
+    let s = Signer::idp();
+    let tmpl = sig_template(&format!("#{}", r.assertion_id), &s).replacen(
+        &format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>"),
+        &format!(
+            "<ds:Transform Algorithm=\"{EXC_C14N}\"><ec:InclusiveNamespaces \
+             xmlns:ec=\"{EXC_C14N}\" PrefixList=\"xs #default\"/></ds:Transform>"
+        ),
+        1,
+    );
+    let with_xs = |uri: &str| {
+        r.response("", &r.assertion(&tmpl)).replacen(
+            "<samlp:Response ",
+            &format!("<samlp:Response xmlns:xs=\"{uri}\" "),
+            1,
+        )
+    };
+    let xml = xmlsec_sign(&with_xs("http://www.w3.org/2001/XMLSchema"), &s);
+    assert!(xml.contains("PrefixList=\"xs #default\""));
+    assert!(validate_response(&b64(&xml), &expect()).is_ok());
+    // The listed prefix is not used inside the assertion, so only the list
+    // puts its declaration under the signature.
+    let changed = xml.replacen("http://www.w3.org/2001/XMLSchema", "urn:other", 1);
+    assert!(!xmlsec_verifies(&changed));
+    let reason = refused(&changed);
+    assert!(reason.contains("does not verify"), "{reason}");
+}
+
+/// Changes made after signing; whether each breaks the signature depends
+/// on what canonicalization keeps.
+fn tamperings(xml: &str) -> Vec<(&'static str, String)> {
+    let name_id = "alice@corp.test</saml:NameID>";
+    vec![
+        ("nothing", xml.to_string()),
+        (
+            "the NameID",
+            xml.replacen(name_id, "alicf@corp.test</saml:NameID>", 1),
+        ),
+        (
+            "a comment inside the NameID",
+            xml.replacen(name_id, "alice@corp<!-- x -->.test</saml:NameID>", 1),
+        ),
+        (
+            "the NameID as CDATA",
+            xml.replacen(name_id, "<![CDATA[alice@corp.test]]></saml:NameID>", 1),
+        ),
+        (
+            "a character reference in the NameID",
+            xml.replacen(name_id, "&#97;lice@corp.test</saml:NameID>", 1),
+        ),
+        (
+            "whitespace between the Response's children",
+            xml.replacen("<samlp:Status>", "\n  <samlp:Status>", 1),
+        ),
+        (
+            "whitespace inside the Assertion",
+            xml.replacen("<saml:Subject>", "\n<saml:Subject>", 1),
+        ),
+        (
+            "the Assertion's attributes reordered and single-quoted",
+            xml.replacen(
+                "<saml:Assertion ID=\"_assertion-1\" Version=\"2.0\"",
+                "<saml:Assertion Version='2.0' ID='_assertion-1'",
+                1,
+            ),
+        ),
+        (
+            "a redundant declaration of a used prefix on the Assertion",
+            xml.replacen(
+                "<saml:Assertion ",
+                "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ",
+                1,
+            ),
+        ),
+        (
+            "an unused namespace declared on the Assertion",
+            xml.replacen(
+                "<saml:Assertion ",
+                "<saml:Assertion xmlns:foo=\"urn:foo\" ",
+                1,
+            ),
+        ),
+        (
+            "an unused namespace declared on the Response",
+            xml.replacen(
+                "<samlp:Response ",
+                "<samlp:Response xmlns:foo=\"urn:foo\" ",
+                1,
+            ),
+        ),
+        ("the DigestValue", flip_in(xml, "DigestValue")),
+        ("the SignatureValue", flip_in(xml, "SignatureValue")),
+    ]
+}
+
+#[test]
+fn the_gateway_and_xmlsec1_agree_on_every_tampering_under_every_canonicalization() {
+    let mut checked = 0;
+    for c14n in ALL_C14N {
+        for what in [Sign::Assertion, Sign::Response] {
+            let xml = Resp::new().signed_by(what, &signer(c14n));
+            for (change, tampered) in tamperings(&xml) {
+                let ours = validate_response(&b64(&tampered), &expect());
+                let theirs = xmlsec_verifies(&tampered);
+                assert_eq!(
+                    ours.is_ok(),
+                    theirs,
+                    "{c14n}, {what:?} signed, {change} changed: gateway {ours:?}, xmlsec1 {theirs}"
+                );
+                if let Ok(v) = ours {
+                    assert_eq!(v.name_id, "alice@corp.test", "{c14n} {what:?} {change}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6 * 2 * 13);
+}
