@@ -90,6 +90,11 @@ async fn pool(url: &str, size: u32, wait: Duration, role: Role) -> StoreResult<A
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(wait)
+        // sqlx pings a pooled connection before lending it by default:
+        // for SQLite a second hand-over to the connection's thread for
+        // every statement, and nothing to find (a local file does not
+        // drop connections; a failing statement still reports its error).
+        .test_before_acquire(false)
         .after_connect(move |conn, _| Box::pin(async move { setup(conn, role).await }))
         .connect(url)
         .await

@@ -202,17 +202,19 @@ fn base64_content(node: &Node) -> Result<Vec<u8>, SamlError> {
 /// The `PrefixList` of an exclusive canonicalization's
 /// `InclusiveNamespaces`, when `method` carries one.
 fn inclusive_prefixes(method: &Node) -> Result<Vec<String>, SamlError> {
-    let mut out = Vec::new();
-    for kid in method.get_child_elements() {
-        if !xml::is(&kid, NS_EXC_C14N, "InclusiveNamespaces") {
-            return Err(SamlError::invalid(
-                "unexpected content in a canonicalization method",
-            ));
+    match method.get_child_elements().as_slice() {
+        [] => Ok(Vec::new()),
+        [list] if xml::is(list, NS_EXC_C14N, "InclusiveNamespaces") => {
+            Ok(xml::attr(list, "PrefixList")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .map(str::to_string)
+                .collect())
         }
-        let list = xml::attr(&kid, "PrefixList").unwrap_or_default();
-        out.extend(list.split_ascii_whitespace().map(str::to_string));
+        _ => Err(SamlError::invalid(
+            "unexpected content in a canonicalization method",
+        )),
     }
-    Ok(out)
 }
 
 /// Verifies the enveloped signature `sig` over its parent element with one
@@ -227,6 +229,14 @@ pub fn verify_enveloped(
     let c14n_node = child(&signed_info, "CanonicalizationMethod")?;
     let method_node = child(&signed_info, "SignatureMethod")?;
     let reference = child(&signed_info, "Reference")?;
+    // The shape checks require this already; it is what makes the element
+    // digested below the element the reference names.
+    let target_id = xml::attr(&target, "ID").filter(|id| !id.is_empty());
+    if target_id.map(|id| format!("#{id}")) != xml::attr(&reference, "URI") {
+        return Err(SamlError::invalid(
+            "the signature does not reference the element that carries it",
+        ));
+    }
 
     // 1. The reference: enveloped, then (optionally) one canonicalization.
     let mut transforms = Vec::new();
@@ -292,7 +302,7 @@ pub fn verify_enveloped(
             continue;
         }
         let presented = if kind == Id::EC {
-            match ecdsa_der(&value) {
+            match ecdsa_der(key, &value) {
                 Some(der) => der,
                 None => continue,
             }
@@ -314,9 +324,12 @@ pub fn verify_enveloped(
 }
 
 /// XML Signature's ECDSA value (r and s, each left-padded to the curve's
-/// size, concatenated) as the DER structure OpenSSL verifies.
-fn ecdsa_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || !raw.len().is_multiple_of(2) {
+/// size, concatenated) as the DER structure OpenSSL verifies; `None` unless
+/// it is exactly twice the size of `key`'s curve.
+fn ecdsa_der(key: &PKey<Public>, raw: &[u8]) -> Option<Vec<u8>> {
+    let bits = key.ec_key().ok()?.group().degree();
+    let size = usize::try_from(bits.div_ceil(8)).ok()?;
+    if size == 0 || raw.len() != 2 * size {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
@@ -386,6 +399,7 @@ fn canonical(
     } else {
         list.as_mut_ptr()
     };
+    super::native::init_libxml();
     // SAFETY: `doc`, `target` and `excluded` are live nodes of one parsed
     // document for the whole call; `subset`, `owned` and `list` outlive it;
     // the output buffer is created and closed here, its content copied out

@@ -18,7 +18,7 @@ use super::dsig::{self, C14N_METHODS as C14N, DIGEST_METHODS, SIGNATURE_METHODS}
 use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_XML};
 use super::SamlError;
 use libxml::tree::{Document, Node};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
@@ -37,12 +37,57 @@ pub struct Signed {
     pub response_signed: bool,
 }
 
+/// The most elements a response may hold: a SAML response with a few
+/// hundred attribute values has a few hundred elements.
+pub const MAX_ELEMENTS: usize = 10_000;
+/// The most namespace declarations in scope at any one element (its own and
+/// its ancestors'). Real responses have a handful. Canonicalization visits
+/// every in-scope declaration at every element of the document, squared in
+/// its inclusive forms, so thousands of declarations would cost a posted
+/// response, signed or not, minutes of CPU.
+pub const MAX_NAMESPACES_IN_SCOPE: usize = 32;
+
+/// Bounds what canonicalizing `elements` can cost, before any of it runs.
+fn check_size(elements: &[Node]) -> Result<(), SamlError> {
+    if elements.len() > MAX_ELEMENTS {
+        return Err(SamlError::malformed(format!(
+            "the response holds more than {MAX_ELEMENTS} elements"
+        )));
+    }
+    // Document order: a parent's count is known before its children's.
+    let mut in_scope: HashMap<usize, usize> = HashMap::with_capacity(elements.len());
+    for node in elements {
+        let ptr = node.node_ptr();
+        // SAFETY: read-only walks of a live element's namespace list and
+        // parent pointer.
+        let (own, parent) = unsafe {
+            let mut own = 0;
+            let mut ns = (*ptr).nsDef;
+            while !ns.is_null() {
+                own += 1;
+                ns = (*ns).next;
+            }
+            (own, (*ptr).parent as usize)
+        };
+        let total = own + in_scope.get(&parent).copied().unwrap_or(0);
+        if total > MAX_NAMESPACES_IN_SCOPE {
+            return Err(SamlError::malformed(format!(
+                "the response declares more than {MAX_NAMESPACES_IN_SCOPE} namespaces in one scope"
+            )));
+        }
+        in_scope.insert(ptr as usize, total);
+    }
+    Ok(())
+}
+
 /// Layers 1 and 2, on the whole received document.
 pub fn check_shape(root: &Node) -> Result<Shape, SamlError> {
     let mut assertions = Vec::new();
     let mut signatures = Vec::new();
     let mut ids = HashSet::new();
-    for node in xml::descendants(root) {
+    let elements = xml::descendants(root);
+    check_size(&elements)?;
+    for node in elements {
         if xml::is(&node, NS_ASSERTION, "EncryptedAssertion") {
             return Err(SamlError::invalid("encrypted assertions are not supported"));
         }

@@ -205,7 +205,9 @@ pub(super) unsafe fn c_string(ptr: *const c_char) -> String {
 /// a comment cannot cut a value short (`victim@corp.test<!---->.evil.test`
 /// reads as `victim@corp.test.evil.test`). Comments and processing
 /// instructions add nothing; an element child makes it `None` (not a simple
-/// value). Surrounding whitespace is trimmed.
+/// value). Surrounding XML whitespace (space, tab, CR, LF) is trimmed, and
+/// only that: other Unicode spaces (U+00A0, U+3000, ...) are part of the
+/// signed value and stay in what is read.
 pub fn text(node: &Node) -> Option<String> {
     let mut out = String::new();
     for child in node.get_child_nodes() {
@@ -217,7 +219,10 @@ pub fn text(node: &Node) -> Option<String> {
             _ => return None,
         }
     }
-    Some(out.trim().to_string())
+    Some(
+        out.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'))
+            .to_string(),
+    )
 }
 
 /// Escapes text for an XML attribute value or element content.

@@ -2,11 +2,16 @@
 //! the parsed tree) against an independent verifier, the `xmlsec1` CLI: every
 //! accepted algorithm verifies, and for the same signed document, changed
 //! in ways canonicalization does or does not see, both give the same
-//! verdict.
+//! verdict. Then the bounds set before canonicalization runs, and values
+//! read exactly as signed.
 
 use super::idp::*;
 use super::template::Resp;
-use iam_gateway::connectors::saml::{parse_idp_metadata, validate_response, Expectations};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use iam_gateway::connectors::saml::{
+    parse_idp_metadata, validate_response, Expectations, SamlError,
+};
 use std::process::Command;
 
 const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
@@ -266,4 +271,125 @@ fn the_gateway_and_xmlsec1_agree_on_every_tampering_under_every_canonicalization
         }
     }
     assert_eq!(checked, 6 * 2 * 13);
+}
+
+/// `n` namespace declarations (`xmlns:n0="urn:n0"` ...) as attribute text.
+fn declarations(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!(" xmlns:n{i}=\"urn:n{i}\""))
+        .collect()
+}
+
+#[track_caller]
+fn malformed(xml: &str) -> String {
+    let err = validate_response(&b64(xml), &expect()).unwrap_err();
+    assert!(matches!(err, SamlError::Malformed(_)), "{err:?}");
+    assert_eq!(err.status(), 400);
+    err.reason()
+}
+
+#[test]
+fn namespace_declarations_are_bounded_in_every_scope_before_canonicalization() {
+    let xml = Resp::new().signed(Sign::Assertion);
+    // 29 unused declarations on the Response: exclusive C14N leaves them
+    // out of the assertion's signature, and with the 2 SAML ones and the
+    // signature's own (ds) that is 32 in scope at the signature: the limit.
+    let within = xml.replacen(
+        "<samlp:Response ",
+        &format!("<samlp:Response{} ", declarations(0, 29)),
+        1,
+    );
+    assert!(validate_response(&b64(&within), &expect()).is_ok());
+    // One more anywhere in that scope is refused, as malformed, whether on
+    // the root or further down (each element counts its ancestors').
+    let on_root = xml.replacen(
+        "<samlp:Response ",
+        &format!("<samlp:Response{} ", declarations(0, 31)),
+        1,
+    );
+    assert!(malformed(&on_root).contains("namespaces"));
+    let split = within.replacen(
+        "<saml:NameID",
+        &format!("<saml:NameID{}", declarations(100, 2)),
+        1,
+    );
+    assert!(malformed(&split).contains("namespaces"));
+    // Thousands of declarations (what would make canonicalization take
+    // minutes) are refused by the same check.
+    let bomb = xml.replacen(
+        "<samlp:Response ",
+        &format!("<samlp:Response{} ", declarations(0, 2_000)),
+        1,
+    );
+    assert!(malformed(&bomb).contains("namespaces"));
+}
+
+#[test]
+fn a_response_with_more_elements_than_any_response_needs_is_refused() {
+    let xml = Resp::new().signed(Sign::Assertion);
+    let filler = |n: usize| format!("<samlp:Extensions>{}</samlp:Extensions>", "<x/>".repeat(n));
+    // Within the limit the extra elements are outside what is signed.
+    let within = xml.replacen(
+        "<samlp:Status>",
+        &format!("{}<samlp:Status>", filler(9_000)),
+        1,
+    );
+    assert!(validate_response(&b64(&within), &expect()).is_ok());
+    let over = xml.replacen(
+        "<samlp:Status>",
+        &format!("{}<samlp:Status>", filler(10_001)),
+        1,
+    );
+    assert!(malformed(&over).contains("elements"));
+}
+
+#[test]
+fn unicode_spaces_around_a_signed_value_are_part_of_it() {
+    // U+00A0 is whitespace to Rust's trim but signed content to C14N.
+    let mut r = Resp::new();
+    r.name_id = "alice@corp.test\u{a0}".into();
+    let reason = refused(&r.signed(Sign::Assertion));
+    assert!(reason.contains("email"), "{reason}");
+    let mut r = Resp::new();
+    r.name_id = "\u{3000}alice-persistent ".into();
+    r.name_id_format = Some(PERSISTENT_FMT.into());
+    r.attributes = vec![("mail".into(), vec!["alice@corp.test".into()])];
+    let got = validate_response(&b64(&r.signed(Sign::Assertion)), &expect()).unwrap();
+    assert_eq!(got.name_id, "\u{3000}alice-persistent");
+}
+
+#[test]
+fn an_ecdsa_value_longer_than_the_curve_is_refused() {
+    let w = world();
+    let ec_idp = parse_idp_metadata(&metadata_xml(&[&w.ec.cert_der], None)).unwrap();
+    let exp = Expectations {
+        idp: &ec_idp,
+        ..expect()
+    };
+    let s = Signer {
+        keys: Some(&w.ec),
+        sig_alg: ECDSA_SHA256,
+        ..Signer::idp()
+    };
+    let xml = Resp::new().signed_by(Sign::Assertion, &s);
+    assert!(validate_response(&b64(&xml), &exp).is_ok());
+    // r and s each left-padded with a zero byte: the same numbers, but not
+    // XML Signature's encoding for P-256 (32 bytes each).
+    let value = cut(&xml, "<ds:SignatureValue>", "</ds:SignatureValue>");
+    let inner = &value["<ds:SignatureValue>".len()..value.len() - "</ds:SignatureValue>".len()];
+    let raw = STANDARD
+        .decode(inner.split_whitespace().collect::<String>())
+        .unwrap();
+    assert_eq!(raw.len(), 64);
+    let padded = [&[0u8][..], &raw[..32], &[0u8][..], &raw[32..]].concat();
+    let changed = xml.replacen(
+        value,
+        &format!(
+            "<ds:SignatureValue>{}</ds:SignatureValue>",
+            STANDARD.encode(padded)
+        ),
+        1,
+    );
+    let reason = refused_with(&changed, &exp);
+    assert!(reason.contains("does not verify"), "{reason}");
 }
