@@ -26,6 +26,42 @@ fn in_list(n: usize) -> String {
         .join(", ")
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+type AnyScalar<'q> = sqlx::query::QueryScalar<'q, sqlx::Any, i64, sqlx::any::AnyArguments<'q>>;
+
+/// Sets `key` to `value` until `expires_at` (ms), created or replaced.
+fn set_query<'q>(key: &'q str, value: &'q str, expires_at: i64) -> AnyQuery<'q> {
+    sqlx::query(
+        "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+    )
+    .bind(key)
+    .bind(value)
+    .bind(expires_at)
+}
+
+/// Adds `member` to `index` until `expires_at` and answers the index's
+/// size in the same statement: the other live members (which both
+/// databases read the same way, whether or not the sub-query sees the new
+/// row), plus this one.
+fn index_add_query<'q>(
+    index: &'q str,
+    member: &'q str,
+    expires_at: i64,
+    now: i64,
+) -> AnyScalar<'q> {
+    sqlx::query_scalar(
+        "INSERT INTO kv_index (ikey, member, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at \
+         RETURNING 1 + (SELECT COUNT(*) FROM kv_index o \
+           WHERE o.ikey = $1 AND o.member <> $2 AND o.expires_at > $4)",
+    )
+    .bind(index)
+    .bind(member)
+    .bind(expires_at)
+    .bind(now)
+}
+
 fn unavailable(e: sqlx::Error) -> KvError {
     KvError::Unavailable(e.to_string())
 }
@@ -98,18 +134,35 @@ impl KvStore for DbKv {
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), KvError> {
-        sqlx::query(
-            "INSERT INTO kv (key, value, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(self.now_ms() + ttl_ms(ttl))
-        .execute(self.db.write())
-        .await
-        .map_err(unavailable)?;
+        set_query(key, value, self.now_ms() + ttl_ms(ttl))
+            .execute(self.db.write())
+            .await
+            .map_err(unavailable)?;
         self.db.durable().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Both statements on one connection taken from the pool once: the
+    /// pool's hand-back (a ping on SQLite's connection thread, see
+    /// docs/benchmarks.md) is paid once for a new session.
+    async fn set_and_index_add(
+        &self,
+        (key, value, ttl): (&str, &str, Duration),
+        (index, member, index_ttl): (&str, &str, Duration),
+    ) -> Result<usize, KvError> {
+        let now = self.now_ms();
+        let mut conn = self.db.write().acquire().await.map_err(unavailable)?;
+        set_query(key, value, now + ttl_ms(ttl))
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let size = index_add_query(index, member, now + ttl_ms(index_ttl), now)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        drop(conn);
+        self.db.durable().await.map_err(unavailable)?;
+        Ok(usize::try_from(size).unwrap_or(0))
     }
 
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, KvError> {
@@ -157,22 +210,10 @@ impl KvStore for DbKv {
 
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError> {
         let now = self.now_ms();
-        // The size in the same statement: the other live members (which
-        // both databases read the same way, whether or not the sub-query
-        // sees the new row), plus this one.
-        let size: i64 = sqlx::query_scalar(
-            "INSERT INTO kv_index (ikey, member, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (ikey, member) DO UPDATE SET expires_at = excluded.expires_at \
-             RETURNING 1 + (SELECT COUNT(*) FROM kv_index o \
-               WHERE o.ikey = $1 AND o.member <> $2 AND o.expires_at > $4)",
-        )
-        .bind(index)
-        .bind(member)
-        .bind(now + ttl_ms(ttl))
-        .bind(now)
-        .fetch_one(self.db.write())
-        .await
-        .map_err(unavailable)?;
+        let size = index_add_query(index, member, now + ttl_ms(ttl), now)
+            .fetch_one(self.db.write())
+            .await
+            .map_err(unavailable)?;
         self.db.durable().await.map_err(unavailable)?;
         Ok(usize::try_from(size).unwrap_or(0))
     }

@@ -128,17 +128,30 @@ impl SessionManager {
             mfa,
             idle_secs: 0,
         };
-        self.write(&session).await?;
-        super::index_add_pruned(&*self.kv, &ukey(uid), &session.key, self.absolute, skey).await?;
+        let (json, ttl) = self.encode(&session)?;
+        let index = ukey(uid);
+        let size = self
+            .kv
+            .set_and_index_add(
+                (&skey(&session.key), &json, ttl),
+                (&index, &session.key, self.absolute),
+            )
+            .await?;
+        super::prune_when_doubled(&*self.kv, &index, size, skey).await?;
         Ok((value, session))
     }
 
-    async fn write(&self, s: &Session) -> Result<(), KvError> {
+    /// The stored form of `s` and how long it may live from now.
+    fn encode(&self, s: &Session) -> Result<(String, Duration), KvError> {
         let json = serde_json::to_string(s).map_err(|e| KvError::Unavailable(e.to_string()))?;
         let now = self.clock.now();
         let ends =
             (s.seen + self.idle.as_secs() as i64).min(s.created + self.absolute.as_secs() as i64);
-        let ttl = Duration::from_secs((ends - now).max(1) as u64);
+        Ok((json, Duration::from_secs((ends - now).max(1) as u64)))
+    }
+
+    async fn write(&self, s: &Session) -> Result<(), KvError> {
+        let (json, ttl) = self.encode(s)?;
         self.kv.set(&skey(&s.key), &json, ttl).await
     }
 

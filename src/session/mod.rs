@@ -45,6 +45,18 @@ pub trait KvStore: Send + Sync + 'static {
     /// Adds `member` to the set `index`, which lives at least `ttl` more;
     /// returns how many members the set has now.
     async fn index_add(&self, index: &str, member: &str, ttl: Duration) -> Result<usize, KvError>;
+    /// [`Self::set`] of `key`, then [`Self::index_add`] of `member` to
+    /// `index` (for `index_ttl`): a new session and its entry in its
+    /// person's index. A store may run both in one trip; the set comes
+    /// first either way. Returns the index's size.
+    async fn set_and_index_add(
+        &self,
+        (key, value, ttl): (&str, &str, Duration),
+        (index, member, index_ttl): (&str, &str, Duration),
+    ) -> Result<usize, KvError> {
+        self.set(key, value, ttl).await?;
+        self.index_add(index, member, index_ttl).await
+    }
     async fn index_members(&self, index: &str) -> Result<Vec<String>, KvError>;
     async fn index_remove(&self, index: &str, members: &[String]) -> Result<(), KvError>;
     /// Adds one to the counter at `key` (created at 1 with `ttl` when absent
@@ -71,6 +83,17 @@ pub async fn index_add_pruned(
     value_key: impl Fn(&str) -> String,
 ) -> Result<(), KvError> {
     let size = kv.index_add(index, member, ttl).await?;
+    prune_when_doubled(kv, index, size, value_key).await
+}
+
+/// The pruning of [`index_add_pruned`], for an index that has just grown to
+/// `size` members.
+pub async fn prune_when_doubled(
+    kv: &dyn KvStore,
+    index: &str,
+    size: usize,
+    value_key: impl Fn(&str) -> String,
+) -> Result<(), KvError> {
     if size < PRUNE_FROM || !size.is_power_of_two() {
         return Ok(());
     }
