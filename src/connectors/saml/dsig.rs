@@ -178,7 +178,9 @@ fn refused() -> SamlError {
     )
 }
 
-fn child(node: &Node, local: &str) -> Result<Node, SamlError> {
+/// The one `ds:{local}` child of `node`; an error when there are none or
+/// several.
+pub(super) fn only(node: &Node, local: &str) -> Result<Node, SamlError> {
     let mut found = xml::children(node, NS_DSIG, local);
     if found.len() != 1 {
         return Err(SamlError::invalid(format!(
@@ -188,7 +190,8 @@ fn child(node: &Node, local: &str) -> Result<Node, SamlError> {
     Ok(found.remove(0))
 }
 
-fn algorithm(node: &Node) -> String {
+/// The `Algorithm` attribute of `node` (empty when absent).
+pub(super) fn algorithm(node: &Node) -> String {
     xml::attr(node, "Algorithm").unwrap_or_default()
 }
 
@@ -225,10 +228,10 @@ pub fn verify_enveloped(
     keys: &[Arc<PKey<Public>>],
 ) -> Result<(), SamlError> {
     let target = sig.get_parent().ok_or_else(refused)?;
-    let signed_info = child(sig, "SignedInfo")?;
-    let c14n_node = child(&signed_info, "CanonicalizationMethod")?;
-    let method_node = child(&signed_info, "SignatureMethod")?;
-    let reference = child(&signed_info, "Reference")?;
+    let signed_info = only(sig, "SignedInfo")?;
+    let c14n_node = only(&signed_info, "CanonicalizationMethod")?;
+    let method_node = only(&signed_info, "SignatureMethod")?;
+    let reference = only(&signed_info, "Reference")?;
     // The shape checks require this already; it is what makes the element
     // digested below the element the reference names.
     let target_id = xml::attr(&target, "ID").filter(|id| !id.is_empty());
@@ -261,11 +264,11 @@ pub fn verify_enveloped(
             "the signature transform {ref_method} is not accepted"
         ))
     })?;
-    let digest_alg = algorithm(&child(&reference, "DigestMethod")?);
+    let digest_alg = algorithm(&only(&reference, "DigestMethod")?);
     let md = digest_method(&digest_alg).ok_or_else(|| {
         SamlError::invalid(format!("the digest algorithm {digest_alg} is not accepted"))
     })?;
-    let expected = base64_content(&child(&reference, "DigestValue")?)?;
+    let expected = base64_content(&only(&reference, "DigestValue")?)?;
     // A bare-name reference (`#ID`) leaves comments out, whatever the
     // canonicalization says (xmldsig-core 4.3.3.3).
     let content = canonical(
@@ -296,7 +299,7 @@ pub fn verify_enveloped(
             "the signature algorithm {sig_method} is not accepted"
         ))
     })?;
-    let value = base64_content(&child(sig, "SignatureValue")?)?;
+    let value = base64_content(&only(sig, "SignatureValue")?)?;
     for key in keys {
         if key.id() != kind {
             continue;

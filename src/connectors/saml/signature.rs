@@ -14,7 +14,7 @@
 //!    Assertion (itself, or the one inside the signed Response) and nowhere
 //!    else, by whole text content, so a comment cannot cut a value short.
 
-use super::dsig::{self, C14N_METHODS as C14N, DIGEST_METHODS, SIGNATURE_METHODS};
+use super::dsig::{self, algorithm, only, C14N_METHODS as C14N, DIGEST_METHODS, SIGNATURE_METHODS};
 use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_XML};
 use super::SamlError;
 use libxml::tree::{Document, Node};
@@ -177,20 +177,6 @@ fn required_id(node: &Node, what: &str) -> Result<String, SamlError> {
     xml::attr(node, "ID")
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SamlError::invalid(format!("the {what} has no ID")))
-}
-
-fn algorithm(node: &Node) -> String {
-    xml::attr(node, "Algorithm").unwrap_or_default()
-}
-
-fn only(node: &Node, local: &str) -> Result<Node, SamlError> {
-    let mut found = xml::children(node, NS_DSIG, local);
-    if found.len() != 1 {
-        return Err(SamlError::invalid(format!(
-            "the signature needs exactly one {local}"
-        )));
-    }
-    Ok(found.remove(0))
 }
 
 /// Layer 2: an enveloped signature over `#parent_id` and nothing else, with

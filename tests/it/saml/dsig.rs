@@ -128,16 +128,23 @@ fn an_ecdsa_signature_does_not_verify_with_an_rsa_certificate_or_the_other_way_r
     assert!(reason.contains("does not verify"), "{reason}");
 }
 
-#[test]
-fn a_reference_without_a_canonicalization_transform_is_read_as_inclusive_c14n() {
+/// The response with its assertion signed by the real IdP, the reference's
+/// canonicalization transform replaced by `transform`, and the unsigned
+/// response changed by `edit` before signing.
+fn signed_with_c14n_transform(transform: &str, edit: impl Fn(String) -> String) -> String {
     let r = Resp::new();
     let s = Signer::idp();
     let tmpl = sig_template(&format!("#{}", r.assertion_id), &s).replacen(
         &format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>"),
-        "",
+        transform,
         1,
     );
-    let xml = xmlsec_sign(&r.response("", &r.assertion(&tmpl)), &s);
+    xmlsec_sign(&edit(r.response("", &r.assertion(&tmpl))), &s)
+}
+
+#[test]
+fn a_reference_without_a_canonicalization_transform_is_read_as_inclusive_c14n() {
+    let xml = signed_with_c14n_transform("", |x| x);
     assert!(!xml.contains(&format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>")));
     assert!(validate_response(&b64(&xml), &expect()).is_ok());
     // Inclusive: a namespace declared on the Response is part of what the
@@ -154,24 +161,19 @@ fn a_reference_without_a_canonicalization_transform_is_read_as_inclusive_c14n() 
 
 #[test]
 fn an_exclusive_c14n_prefix_list_is_part_of_what_is_signed() {
-    let r = Resp::new();
-    let s = Signer::idp();
-    let tmpl = sig_template(&format!("#{}", r.assertion_id), &s).replacen(
-        &format!("<ds:Transform Algorithm=\"{EXC_C14N}\"/>"),
+    let xml = signed_with_c14n_transform(
         &format!(
             "<ds:Transform Algorithm=\"{EXC_C14N}\"><ec:InclusiveNamespaces \
              xmlns:ec=\"{EXC_C14N}\" PrefixList=\"xs #default\"/></ds:Transform>"
         ),
-        1,
+        |x| {
+            x.replacen(
+                "<samlp:Response ",
+                "<samlp:Response xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" ",
+                1,
+            )
+        },
     );
-    let with_xs = |uri: &str| {
-        r.response("", &r.assertion(&tmpl)).replacen(
-            "<samlp:Response ",
-            &format!("<samlp:Response xmlns:xs=\"{uri}\" "),
-            1,
-        )
-    };
-    let xml = xmlsec_sign(&with_xs("http://www.w3.org/2001/XMLSchema"), &s);
     assert!(xml.contains("PrefixList=\"xs #default\""));
     assert!(validate_response(&b64(&xml), &expect()).is_ok());
     // The listed prefix is not used inside the assertion, so only the list
