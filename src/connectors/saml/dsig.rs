@@ -235,7 +235,8 @@ pub fn verify_enveloped(
     // The shape checks require this already; it is what makes the element
     // digested below the element the reference names.
     let target_id = xml::attr(&target, "ID").filter(|id| !id.is_empty());
-    if target_id.map(|id| format!("#{id}")) != xml::attr(&reference, "URI") {
+    let uri = xml::attr(&reference, "URI");
+    if target_id.is_none() || target_id.map(|id| format!("#{id}")) != uri {
         return Err(SamlError::invalid(
             "the signature does not reference the element that carries it",
         ));

@@ -3,7 +3,6 @@
 //! say) routed to `tracing` at debug level instead of stderr, where anyone
 //! posting to the ACS could otherwise write lines.
 
-use super::xml::c_string;
 use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::Once;
@@ -17,15 +16,15 @@ extern "C" {
     fn xmlThrDefSetStructuredErrorFunc(ctx: *mut c_void, handler: Option<StructuredErrorFunc>);
 }
 
-/// libxml2's report of one error, at debug level. Called from C: must not
-/// unwind.
+/// libxml2's report of one error, at debug level: its domain and code
+/// only, since its message quotes names from the posted document. Called
+/// from C: must not unwind.
 unsafe extern "C" fn libxml_error_to_tracing(_user: *mut c_void, error: *const c_void) {
     if error.is_null() {
         return;
     }
     let error = &*(error as *const libxml::bindings::_xmlError);
-    let msg = c_string(error.message.cast_const());
-    tracing::debug!(target: "iam_gateway::saml::libxml2", code = error.code, msg = %msg.trim_end(), "libxml2");
+    tracing::debug!(target: "iam_gateway::saml::libxml2", domain = error.domain, code = error.code, "libxml2");
 }
 
 static LIBXML: Once = Once::new();

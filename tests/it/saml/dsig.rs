@@ -346,6 +346,26 @@ fn a_response_with_more_elements_than_any_response_needs_is_refused() {
 }
 
 #[test]
+fn deep_nesting_is_bounded_with_the_namespaces_in_scope() {
+    let xml = Resp::new().signed(Sign::Assertion);
+    // 200 levels and 3 000 leaves (inclusive C14N walks every leaf's
+    // ancestors for every namespace in scope) are refused before any
+    // canonicalization; 20 levels with the same leaves are not.
+    let nested = |levels: usize| {
+        format!(
+            "<samlp:Extensions>{}{}{}</samlp:Extensions><samlp:Status>",
+            "<x>".repeat(levels),
+            "<y/>".repeat(3_000),
+            "</x>".repeat(levels)
+        )
+    };
+    let deep = xml.replacen("<samlp:Status>", &nested(200), 1);
+    assert!(malformed(&deep).contains("nested too deeply"));
+    let shallow = xml.replacen("<samlp:Status>", &nested(20), 1);
+    assert!(validate_response(&b64(&shallow), &expect()).is_ok());
+}
+
+#[test]
 fn unicode_spaces_around_a_signed_value_are_part_of_it() {
     // U+00A0 is whitespace to Rust's trim but signed content to C14N.
     let mut r = Resp::new();
