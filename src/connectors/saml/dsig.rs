@@ -40,8 +40,8 @@ use std::collections::HashMap;
 use std::ffi::{c_int, c_void, CString};
 use std::sync::{Arc, Mutex, OnceLock};
 
-const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
-const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+pub(super) const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub(super) const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
 /// The default when a reference names no canonicalization (xmldsig-core
 /// 4.3.3.2: a node set becomes octets by inclusive C14N 1.0).
 const DEFAULT_C14N: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
@@ -52,12 +52,13 @@ const KEY_CACHE_LIMIT: usize = 1024;
 
 /// A canonicalization: libxml2's mode and whether comments are kept.
 #[derive(Clone, Copy)]
-struct C14n {
+pub(super) struct C14n {
     mode: c_int,
     comments: bool,
 }
 
-fn c14n_method(uri: &str) -> Option<C14n> {
+/// The canonicalizations accepted, for `SignedInfo` and as a transform.
+pub(super) fn c14n_method(uri: &str) -> Option<C14n> {
     let (mode, comments) = match uri {
         "http://www.w3.org/2001/10/xml-exc-c14n#" => {
             (ffi::xmlC14NMode_XML_C14N_EXCLUSIVE_1_0, false)
@@ -81,7 +82,8 @@ fn c14n_method(uri: &str) -> Option<C14n> {
     })
 }
 
-fn digest_method(uri: &str) -> Option<MessageDigest> {
+/// The digest methods that verify: SHA-256 or better.
+pub(super) fn digest_method(uri: &str) -> Option<MessageDigest> {
     match uri {
         "http://www.w3.org/2001/04/xmlenc#sha256" => Some(MessageDigest::sha256()),
         "http://www.w3.org/2001/04/xmldsig-more#sha384" => Some(MessageDigest::sha384()),
@@ -91,34 +93,8 @@ fn digest_method(uri: &str) -> Option<MessageDigest> {
 }
 
 /// The signature methods that verify: RSA PKCS#1 v1.5 and ECDSA, each with
-/// SHA-256 or better.
-pub const SIGNATURE_METHODS: &[&str] = &[
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
-    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
-    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
-];
-
-/// The digest methods that verify: SHA-256 or better.
-pub const DIGEST_METHODS: &[&str] = &[
-    "http://www.w3.org/2001/04/xmlenc#sha256",
-    "http://www.w3.org/2001/04/xmldsig-more#sha384",
-    "http://www.w3.org/2001/04/xmlenc#sha512",
-];
-
-/// The canonicalizations accepted, for `SignedInfo` and as a transform.
-pub const C14N_METHODS: &[&str] = &[
-    "http://www.w3.org/2001/10/xml-exc-c14n#",
-    "http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
-    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
-    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315#WithComments",
-    "http://www.w3.org/2006/12/xml-c14n11",
-    "http://www.w3.org/2006/12/xml-c14n11#WithComments",
-];
-
-fn signature_method(uri: &str) -> Option<(Id, MessageDigest)> {
+/// SHA-256 or better; the key type and digest of one.
+pub(super) fn signature_method(uri: &str) -> Option<(Id, MessageDigest)> {
     let (kind, bits) = uri
         .strip_prefix("http://www.w3.org/2001/04/xmldsig-more#")?
         .split_once("-sha")?;

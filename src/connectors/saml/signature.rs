@@ -14,13 +14,13 @@
 //!    Assertion (itself, or the one inside the signed Response) and nowhere
 //!    else, by whole text content, so a comment cannot cut a value short.
 
-use super::dsig::{self, algorithm, only, C14N_METHODS as C14N, DIGEST_METHODS, SIGNATURE_METHODS};
+use super::dsig::{
+    self, algorithm, c14n_method, digest_method, only, signature_method, ENVELOPED, NS_EXC_C14N,
+};
 use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_XML};
 use super::SamlError;
 use libxml::tree::{Document, Node};
 use std::collections::{HashMap, HashSet};
-const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
-const NS_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
 /// The parts of a Response that the signature rules talk about.
 pub struct Shape {
@@ -211,13 +211,13 @@ fn check_signature(sig: &Node, parent_id: &str) -> Result<(), SamlError> {
             "the signature must sign exactly one reference",
         ));
     }
-    if !C14N.contains(&algorithm(&kids[0]).as_str()) {
+    if c14n_method(&algorithm(&kids[0])).is_none() {
         return Err(SamlError::invalid(
             "the signature uses an unsupported canonicalization",
         ));
     }
     let method = algorithm(&kids[1]);
-    if !SIGNATURE_METHODS.contains(&method.as_str()) || !kids[1].get_child_elements().is_empty() {
+    if signature_method(&method).is_none() || !kids[1].get_child_elements().is_empty() {
         return Err(SamlError::invalid(format!(
             "the signature algorithm {method} is not accepted (RSA or ECDSA with SHA-256 or better only)"
         )));
@@ -245,7 +245,7 @@ fn check_reference(reference: &Node) -> Result<(), SamlError> {
                     .iter()
                     .all(|c| xml::is(c, NS_EXC_C14N, "InclusiveNamespaces"));
                 if !xml::is(&t, NS_DSIG, "Transform")
-                    || !(alg == ENVELOPED || C14N.contains(&alg.as_str()))
+                    || !(alg == ENVELOPED || c14n_method(&alg).is_some())
                     || !inner_ok
                 {
                     return Err(SamlError::invalid(format!(
@@ -255,7 +255,7 @@ fn check_reference(reference: &Node) -> Result<(), SamlError> {
             }
         } else if xml::is(&child, NS_DSIG, "DigestMethod") {
             let alg = algorithm(&child);
-            if !DIGEST_METHODS.contains(&alg.as_str()) {
+            if digest_method(&alg).is_none() {
                 return Err(SamlError::invalid(format!(
                     "the digest algorithm {alg} is not accepted (SHA-256 or better only)"
                 )));
