@@ -127,6 +127,7 @@ async fn prepare_sqlite(db: &Db) -> StoreResult<()> {
             .await?;
     }
     super::member_copy::prepare_sqlite(&mut tx).await?;
+    crate::session::database::prepare_sqlite(&mut tx).await?;
     let order: Option<String> = sqlx::query(
         "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'memberships_order_idx'",
     )

@@ -26,8 +26,6 @@
 
 use super::xml::{self, NS_DSIG};
 use super::SamlError;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use libxml::bindings::{self as ffi, xmlNodePtr};
 use libxml::tree::{Document, Node};
 use openssl::bn::BigNum;
@@ -174,8 +172,7 @@ pub(super) fn algorithm(node: &Node) -> String {
 /// Base64 element content, whitespace (line breaks) ignored.
 fn base64_content(node: &Node) -> Result<Vec<u8>, SamlError> {
     let text = xml::text(node).ok_or_else(refused)?;
-    let compact: String = text.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    STANDARD.decode(compact.as_bytes()).map_err(|_| refused())
+    xml::base64_decode(&text).ok_or_else(refused)
 }
 
 /// The `PrefixList` of an exclusive canonicalization's

@@ -117,14 +117,10 @@ fn certificates(key_descriptor: &Node) -> Result<Vec<Vec<u8>>, SamlError> {
     for key_info in xml::children(key_descriptor, NS_DSIG, "KeyInfo") {
         for data in xml::children(&key_info, NS_DSIG, "X509Data") {
             for cert in xml::children(&data, NS_DSIG, "X509Certificate") {
-                let b64: String = xml::text(&cert)
-                    .unwrap_or_default()
-                    .chars()
-                    .filter(|c| !c.is_ascii_whitespace())
-                    .collect();
-                let der = STANDARD.decode(b64.as_bytes()).map_err(|_| {
-                    SamlError::metadata("a signing certificate is not valid base64")
-                })?;
+                let der =
+                    xml::base64_decode(&xml::text(&cert).unwrap_or_default()).ok_or_else(|| {
+                        SamlError::metadata("a signing certificate is not valid base64")
+                    })?;
                 check_certificate(&der)?;
                 out.push(der);
             }

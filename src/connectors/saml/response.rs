@@ -5,8 +5,6 @@ use super::assertion;
 use super::signature;
 use super::xml::{self, NS_ASSERTION, NS_PROTOCOL};
 use super::{Expectations, SamlError, ValidatedAssertion};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use libxml::tree::Node;
 
 /// The largest `SAMLResponse` form value accepted (base64 text).
@@ -27,13 +25,8 @@ pub fn validate_response(
             limit: MAX_RESPONSE_B64_LEN,
         });
     }
-    let compact: String = saml_response_b64
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let bytes = STANDARD
-        .decode(compact.as_bytes())
-        .map_err(|_| SamlError::malformed("the SAMLResponse is not base64"))?;
+    let bytes = xml::base64_decode(saml_response_b64)
+        .ok_or_else(|| SamlError::malformed("the SAMLResponse is not base64"))?;
     let text = xml::prepare(&bytes)?;
     let doc = xml::parse(&text)?;
     let root = xml::root(&doc)?;

@@ -226,6 +226,17 @@ pub fn text(node: &Node) -> Option<String> {
 }
 
 /// Escapes text for an XML attribute value or element content.
+/// Base64 as SAML carries it (a form field, an element's content): line
+/// breaks and other ASCII whitespace ignored, anything else must be the
+/// standard alphabet with its padding. `None` when it is not.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+}
+
 pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
