@@ -225,7 +225,6 @@ pub fn text(node: &Node) -> Option<String> {
     )
 }
 
-/// Escapes text for an XML attribute value or element content.
 /// Base64 as SAML carries it (a form field, an element's content): line
 /// breaks and other ASCII whitespace ignored, anything else must be the
 /// standard alphabet with its padding. `None` when it is not.
@@ -237,6 +236,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Escapes text for an XML attribute value or element content.
 pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
